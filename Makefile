@@ -1,0 +1,32 @@
+# Developer entry points; `make` alone lists them. Tests always go through
+# scripts/test.sh, which makes sure Redis and PostgreSQL are up first.
+
+GO ?= go
+
+.DEFAULT_GOAL := help
+.PHONY: help test test-race test-short lint services build dev
+
+help: ## List the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+test: ## Run all tests with the race detector (scripts/test.sh; ARGS=... passes go test flags)
+	scripts/test.sh $(ARGS)
+
+test-race: test ## Same as test: -race is always on
+
+test-short: ## Quick run: go test -short ./... without the race detector
+	$(GO) test -short ./...
+
+lint: ## Check formatting (gofmt -l) and run go vet
+	@out="$$(gofmt -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+services: ## Install and start the local Redis and PostgreSQL if needed
+	scripts/ensure-services.sh
+
+build: ## Build bin/bufferd
+	$(GO) build -o bin/bufferd ./cmd/bufferd
+
+dev: ## Run bufferd dev (simulated chain, local services)
+	$(GO) run ./cmd/bufferd dev

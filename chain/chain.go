@@ -1,0 +1,111 @@
+// Package chain reads the state of a UTXO-model chain (Bytom first) from one of
+// its public APIs: a blockcenter wallet server, a block explorer or a bytomd node.
+//
+// The syncer depends only on the Source interface, so the same code runs against
+// the simulated chain in chain/sim and against the real services.
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultTimeout bounds every call a client makes when the caller's context has
+// no earlier deadline.
+const DefaultTimeout = 10 * time.Second
+
+// Sentinel errors returned by every client.
+var (
+	// ErrTxNotFound means the source does not know the transaction.
+	ErrTxNotFound = errors.New("chain: transaction not found")
+	// ErrBlockNotFound means the source has no block at that height or hash.
+	ErrBlockNotFound = errors.New("chain: block not found")
+)
+
+// APIError is a response whose envelope reports a failure (blockcenter code other
+// than 200, bytomd status "fail") or whose HTTP status is not 200.
+type APIError struct {
+	Source     string // "blockcenter", "explorer" or "bytomd"
+	Path       string // the route called
+	HTTPStatus int
+	Code       string // the envelope's code, e.g. "300" or "BTM107"
+	Msg        string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("chain: %s %s: http %d code %s: %s", e.Source, e.Path, e.HTTPStatus, e.Code, e.Msg)
+}
+
+// Filter selects the UTXOs of one contract pool.
+type Filter struct {
+	Asset       string // 64 hex asset id
+	Program     string // hex control program
+	Unconfirmed bool   // also list outputs of transactions not yet in a block
+}
+
+// UTXO is an unspent output as a source reports it.
+type UTXO struct {
+	Hash      string
+	Asset     string
+	Program   string
+	Amount    int64
+	Confirmed bool   // false when known only from a pending transaction (not all sources tell)
+	TxID      string // the transaction that created it, when the source tells
+}
+
+// TxIO is one input or output of a transaction.
+type TxIO struct {
+	Type    string // spend, coinbase, control, retire...
+	UTXO    string // input: the spent output id; output: the new output id
+	Address string
+	Asset   string
+	Program string
+	Amount  int64
+}
+
+// Tx is a transaction, confirmed (Height > 0) or pending (Height == 0).
+type Tx struct {
+	ID         string
+	StatusFail bool
+	Height     uint64
+	BlockHash  string
+	BlockTime  time.Time
+	Inputs     []TxIO
+	Outputs    []TxIO
+}
+
+// Confirmed reports whether the transaction is in a block.
+func (t *Tx) Confirmed() bool { return t.Height > 0 }
+
+// Block is one block with its transactions.
+type Block struct {
+	Hash         string
+	PreviousHash string
+	Height       uint64
+	Time         time.Time
+	Txs          []Tx
+}
+
+// Status is the tip of the chain.
+type Status struct {
+	Height    uint64
+	BlockHash string
+}
+
+// Source is what the syncer reads. Every method honours ctx and a timeout.
+type Source interface {
+	// ListUTXOs returns every UTXO matching f, following all pages.
+	ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error)
+	// GetTransaction returns one transaction or ErrTxNotFound.
+	GetTransaction(ctx context.Context, txID string) (*Tx, error)
+	// ChainStatus returns the current tip.
+	ChainStatus(ctx context.Context) (Status, error)
+}
+
+// BlockSource is implemented by sources that serve whole blocks (bytomd, explorer).
+type BlockSource interface {
+	// GetBlock returns the block at height or ErrBlockNotFound.
+	GetBlock(ctx context.Context, height uint64) (*Block, error)
+}

@@ -1,0 +1,492 @@
+package sim_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/chain/sim"
+)
+
+// serve serves c on a loopback port until the test ends and returns its URL.
+func serve(t *testing.T, c *sim.Chain) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("server did not shut down")
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// countingClient counts the requests it sends.
+type countingClient struct{ n atomic.Int32 }
+
+func (cc *countingClient) RoundTrip(r *http.Request) (*http.Response, error) {
+	cc.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// post sends a JSON body and decodes the JSON answer into out; it returns the
+// HTTP status.
+func post(t *testing.T, url string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequestWithContext(testCtx(t), http.MethodPost, url, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s: %v: %s", url, err, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestBlockcenterClientAgainstSim(t *testing.T) {
+	c := sim.New()
+	amounts := make([]int64, 2500)
+	for i := range amounts {
+		amounts[i] = int64(i + 1)
+	}
+	funding := mustAdd(t, c, amounts...)
+	base := serve(t, c)
+	ctx := testCtx(t)
+	f := chain.Filter{Asset: asset, Program: program, Unconfirmed: true}
+
+	for _, pageSize := range []int{1000, 5000} { // the sim caps a page at 1000
+		cc := &countingClient{}
+		bc := chain.NewBlockcenter(base, chain.WithPageSize(pageSize), chain.WithHTTPClient(&http.Client{Transport: cc, Timeout: 5 * time.Second}))
+		got, err := bc.ListUTXOs(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2500 {
+			t.Fatalf("page size %d: %d utxos", pageSize, len(got))
+		}
+		seen := map[string]bool{}
+		var sum int64
+		for _, u := range got {
+			if seen[u.Hash] {
+				t.Fatalf("duplicate %s", u.Hash)
+			}
+			seen[u.Hash] = true
+			sum += u.Amount
+			if u.Asset != asset || u.Program != program {
+				t.Fatalf("utxo %+v", u)
+			}
+		}
+		if sum != 2500*2501/2 {
+			t.Fatalf("amounts sum to %d", sum)
+		}
+		if cc.n.Load() != 3 {
+			t.Fatalf("page size %d: %d requests, want 3", pageSize, cc.n.Load())
+		}
+	}
+
+	bc := chain.NewBlockcenter(base)
+	spent, spentOut := mustSpend(t, c, funding[:2], false, sim.Output{Asset: asset, Program: program, Amount: 3})
+	failing, _ := mustSpend(t, c, funding[2:3], true, sim.Output{Asset: asset, Program: program, Amount: 3})
+
+	got, err := bc.ListUTXOs(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSet(t, "unconfirmed view", hashes(got), hashes(c.UTXOs(asset, program, true)))
+	if seen := hashes(got); slices.Contains(seen, funding[0]) || !slices.Contains(seen, spentOut[0]) {
+		t.Fatal("spend not reflected in the unconfirmed view")
+	}
+	got, err = bc.ListUTXOs(ctx, chain.Filter{Asset: asset, Program: program})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSet(t, "confirmed view", hashes(got), funding)
+	if !got[0].Confirmed {
+		t.Fatal("confirmed listing not marked confirmed")
+	}
+
+	// Transactions: pending, mined, failed, unknown.
+	tx, err := bc.GetTransaction(ctx, spent)
+	if err != nil || tx.ID != spent || tx.Confirmed() || len(tx.Inputs) != 2 || tx.Inputs[0].UTXO != funding[0] ||
+		tx.Inputs[0].Amount != 1 || tx.Outputs[0].UTXO != spentOut[0] || tx.Outputs[0].Program != program ||
+		tx.Outputs[0].Address != sim.Address(program) {
+		t.Fatalf("pending tx %+v, %v", tx, err)
+	}
+	tip := mustMine(t, c, 1)
+	tx, err = bc.GetTransaction(ctx, spent)
+	if err != nil || tx.Height != tip.Height || tx.StatusFail || tx.BlockTime.IsZero() {
+		t.Fatalf("mined tx %+v, %v", tx, err)
+	}
+	tx, err = bc.GetTransaction(ctx, failing)
+	if err != nil || !tx.StatusFail || tx.Height != tip.Height {
+		t.Fatalf("failed tx %+v, %v", tx, err)
+	}
+	_, err = bc.GetTransaction(ctx, strings.Repeat("9", 64))
+	var apiErr *chain.APIError
+	if !errors.Is(err, chain.ErrTxNotFound) || !errors.As(err, &apiErr) || apiErr.Code != "300" {
+		t.Fatalf("unknown tx: %v", err)
+	}
+
+	st, err := bc.ChainStatus(ctx)
+	if err != nil || st != c.Tip() {
+		t.Fatalf("status %+v, %v; tip %+v", st, err, c.Tip())
+	}
+
+	// A bad filter is a code-300 envelope.
+	if _, err := bc.ListUTXOs(ctx, chain.Filter{Asset: "x", Program: program}); !errors.As(err, &apiErr) || apiErr.Code != "300" {
+		t.Fatalf("bad filter: %v", err)
+	}
+}
+
+func TestBlockcenterRawListing(t *testing.T) {
+	c := sim.New()
+	mustAdd(t, c, 5, 1, 9, 3)
+	base := serve(t, c)
+	var res struct {
+		Code   int `json:"code"`
+		Result struct {
+			Data []struct {
+				Hash   string `json:"hash"`
+				Asset  string `json:"asset"`
+				Amount int64  `json:"amount"`
+			} `json:"data"`
+			Start int `json:"start"`
+			Limit int `json:"limit"`
+			Links struct {
+				Next string `json:"next"`
+			} `json:"_links"`
+		} `json:"result"`
+	}
+	body := map[string]any{"filter": map[string]any{"asset": asset, "script": program, "unconfirmed": true},
+		"sort": map[string]any{"by": "amount", "order": "desc"}}
+	if st := post(t, base+"/api/v1/btm/q/list-utxos?start=1&limit=2", body, &res); st != 200 || res.Code != 200 {
+		t.Fatalf("status %d code %d", st, res.Code)
+	}
+	if len(res.Result.Data) != 2 || res.Result.Data[0].Amount != 5 || res.Result.Data[1].Amount != 3 ||
+		res.Result.Start != 1 || res.Result.Limit != 2 || res.Result.Links.Next != "/api/v1/btm/q/list-utxos?limit=2&start=3" {
+		t.Fatalf("result %+v", res.Result)
+	}
+	var fail struct {
+		Code int    `json:"code"`
+		Msg  string `json:"msg"`
+	}
+	body["sort"] = map[string]any{"by": "amount", "order": "desc; drop table"}
+	if post(t, base+"/api/v1/btm/q/list-utxos", body, &fail); fail.Code != 300 || fail.Msg == "" {
+		t.Fatalf("bad order accepted: %+v", fail)
+	}
+}
+
+func TestExplorerClientAgainstSim(t *testing.T) {
+	c := sim.New()
+	funding := mustAdd(t, c, 10, 20)
+	mined, _ := mustSpend(t, c, funding[:1], false, sim.Output{Asset: asset, Program: program, Amount: 10})
+	failed, _ := mustSpend(t, c, funding[1:], true, sim.Output{Asset: asset, Program: other, Amount: 20})
+	mustMine(t, c, 2)
+	pending, _ := mustSpend(t, c, funding[1:], false, sim.Output{Asset: asset, Program: program, Amount: 20})
+	ex := chain.NewExplorer(serve(t, c))
+	ctx := testCtx(t)
+
+	for _, id := range []string{mined, failed, pending} {
+		got, err := ex.GetTransaction(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := c.Tx(id)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("tx %s:\n got  %+v\n want %+v", id, got, want)
+		}
+	}
+	if _, err := ex.GetTransaction(ctx, strings.Repeat("9", 64)); !errors.Is(err, chain.ErrTxNotFound) {
+		t.Fatalf("unknown tx: %v", err)
+	}
+	for h := uint64(0); h <= c.Tip().Height; h++ {
+		got, err := ex.GetBlock(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := c.Block(h)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("block %d:\n got  %+v\n want %+v", h, got, want)
+		}
+	}
+	if _, err := ex.GetBlock(ctx, c.Tip().Height+1); !errors.Is(err, chain.ErrBlockNotFound) {
+		t.Fatalf("block above tip: %v", err)
+	}
+	if st, err := ex.ChainStatus(ctx); err != nil || st != c.Tip() {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+}
+
+func TestBytomdClientAgainstSim(t *testing.T) {
+	c := sim.New()
+	funding := mustAdd(t, c, 10, 20, 30)
+	if _, err := c.AddUTXOs(asset2, program, []int64{7}); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := mustSpend(t, c, funding[:1], false, sim.Output{Asset: asset, Program: program, Amount: 10})
+	mustMine(t, c, 3)
+	recent, _ := mustSpend(t, c, funding[1:2], true, sim.Output{Asset: asset, Program: program, Amount: 20})
+	mustMine(t, c, 1)
+	pending, pout := mustSpend(t, c, funding[2:], false, sim.Output{Asset: asset, Program: other, Amount: 30})
+	base := serve(t, c)
+	bt := chain.NewBytomd(base)
+	ctx := testCtx(t)
+
+	if st, err := bt.ChainStatus(ctx); err != nil || st != c.Tip() {
+		t.Fatalf("status %+v, %v; tip %+v", st, err, c.Tip())
+	}
+	for h := uint64(0); h <= c.Tip().Height; h++ {
+		got, err := bt.GetBlock(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := c.Block(h)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("block %d:\n got  %+v\n want %+v", h, got, want)
+		}
+	}
+	if _, err := bt.GetBlock(ctx, c.Tip().Height+1); !errors.Is(err, chain.ErrBlockNotFound) {
+		t.Fatalf("block above tip: %v", err)
+	}
+
+	for _, id := range []string{pending, recent, old} {
+		got, err := bt.GetTransaction(ctx, id)
+		if err != nil {
+			t.Fatalf("tx %s: %v", id, err)
+		}
+		want, _ := c.Tx(id)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("tx %s:\n got  %+v\n want %+v", id, got, want)
+		}
+	}
+	// old is 5 blocks deep: a scan of 2 blocks misses it.
+	if _, err := chain.NewBytomd(base, chain.WithScanDepth(2)).GetTransaction(ctx, old); !errors.Is(err, chain.ErrTxNotFound) {
+		t.Fatalf("shallow scan: %v", err)
+	}
+	if _, err := bt.GetTransaction(ctx, strings.Repeat("9", 64)); !errors.Is(err, chain.ErrTxNotFound) {
+		t.Fatalf("unknown tx: %v", err)
+	}
+
+	for _, unconf := range []bool{true, false} {
+		for _, prog := range []string{program, other} {
+			got, err := bt.ListUTXOs(ctx, chain.Filter{Asset: asset, Program: prog, Unconfirmed: unconf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameSet(t, "bytomd listing", hashes(got), hashes(c.UTXOs(asset, prog, unconf)))
+		}
+	}
+	if got, _ := bt.ListUTXOs(ctx, chain.Filter{Asset: asset, Program: other, Unconfirmed: true}); len(got) != 1 || got[0].Hash != pout[0] || got[0].Amount != 30 {
+		t.Fatalf("pending output listing %+v", got)
+	}
+
+	var mem struct {
+		Status string `json:"status"`
+		Data   struct {
+			Total int      `json:"total"`
+			TxIDs []string `json:"tx_ids"`
+		} `json:"data"`
+	}
+	if post(t, base+"/list-unconfirmed-transactions", "{}", &mem); mem.Status != "success" || mem.Data.Total != 1 || !slices.Equal(mem.Data.TxIDs, []string{pending}) {
+		t.Fatalf("mempool %+v", mem)
+	}
+	var blk struct {
+		Status string `json:"status"`
+		Data   struct {
+			Height uint64 `json:"height"`
+		} `json:"data"`
+	}
+	tip := c.Tip()
+	if post(t, base+"/get-block", map[string]string{"block_hash": tip.BlockHash}, &blk); blk.Status != "success" || blk.Data.Height != tip.Height {
+		t.Fatalf("block by hash %+v", blk)
+	}
+}
+
+type errBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func TestControlRoutes(t *testing.T) {
+	c := sim.New()
+	base := serve(t, c)
+
+	var u struct {
+		Hashes []string `json:"hashes"`
+	}
+	if st := post(t, base+"/sim/utxos", map[string]any{"asset": asset, "program": program, "amounts": []int64{5, 6}}, &u); st != 200 || len(u.Hashes) != 2 {
+		t.Fatalf("utxos: %d %+v", st, u)
+	}
+	sameSet(t, "created", hashes(c.UTXOs(asset, program, true)), u.Hashes)
+
+	var sp struct {
+		TxID    string   `json:"tx_id"`
+		Outputs []string `json:"outputs"`
+	}
+	spend := map[string]any{"hashes": u.Hashes[:1], "outputs": []map[string]any{{"asset": asset, "program": other, "amount": 5}}, "fail": false}
+	if st := post(t, base+"/sim/spend", spend, &sp); st != 200 || !sim.IsHash(sp.TxID) || len(sp.Outputs) != 1 {
+		t.Fatalf("spend: %d %+v", st, sp)
+	}
+	var e errBody
+	if st := post(t, base+"/sim/spend", spend, &e); st != http.StatusConflict || e.Error.Code != "already_spent" {
+		t.Fatalf("double spend: %d %+v", st, e)
+	}
+	unknown := map[string]any{"hashes": []string{strings.Repeat("7", 64)}, "outputs": spend["outputs"]}
+	if st := post(t, base+"/sim/spend", unknown, &e); st != http.StatusNotFound || e.Error.Code != "unknown_output" {
+		t.Fatalf("unknown input: %d %+v", st, e)
+	}
+
+	var tip struct {
+		Height uint64 `json:"height"`
+		Hash   string `json:"hash"`
+	}
+	if st := post(t, base+"/sim/mine", map[string]int{"blocks": 2}, &tip); st != 200 || tip.Height != 3 || tip.Hash != c.Tip().BlockHash {
+		t.Fatalf("mine: %d %+v", st, tip)
+	}
+	if tx, _ := c.Tx(sp.TxID); tx.Height != 2 {
+		t.Fatalf("spend mined at %d", tx.Height)
+	}
+	old := tip.Hash
+	if st := post(t, base+"/sim/reorg", map[string]any{"depth": 2}, &tip); st != 200 || tip.Height != 4 || tip.Hash == old {
+		t.Fatalf("reorg: %d %+v", st, tip)
+	}
+	if st := post(t, base+"/sim/mine", "", &tip); st != 200 || tip.Height != 5 {
+		t.Fatalf("mine with no body: %d %+v", st, tip)
+	}
+
+	p, _ := mustSpend(t, c, u.Hashes[1:], false, sim.Output{Asset: asset, Program: program, Amount: 6})
+	if st := post(t, base+"/sim/drop", map[string]string{"tx_id": p}, nil); st != 200 || len(c.Pending()) != 0 {
+		t.Fatalf("drop: %d, mempool %v", st, c.Pending())
+	}
+	if st := post(t, base+"/sim/drop", map[string]string{"tx_id": p}, &e); st != http.StatusNotFound {
+		t.Fatalf("drop twice: %d %+v", st, e)
+	}
+	if st := post(t, base+"/sim/drop", map[string]string{"tx_id": sp.TxID}, &e); st != http.StatusConflict || e.Error.Code != "not_pending" {
+		t.Fatalf("drop mined: %d %+v", st, e)
+	}
+}
+
+func TestControlRoutesRejectBadInput(t *testing.T) {
+	c := sim.New()
+	hs := mustAdd(t, c, 5)
+	base := serve(t, c)
+	out := []map[string]any{{"asset": asset, "program": program, "amount": 1}}
+	bad := []struct {
+		route string
+		body  any
+	}{
+		{"/sim/utxos", `{"asset":`},
+		{"/sim/utxos", `{"asset":"` + asset + `","program":"` + program + `","amounts":[1],"extra":1}`},
+		{"/sim/utxos", map[string]any{"asset": asset[:63], "program": program, "amounts": []int{1}}},
+		{"/sim/utxos", map[string]any{"asset": strings.ToUpper(asset), "program": program, "amounts": []int{1}}},
+		{"/sim/utxos", map[string]any{"asset": asset, "program": "abc", "amounts": []int{1}}},
+		{"/sim/utxos", map[string]any{"asset": asset, "program": "zz", "amounts": []int{1}}},
+		{"/sim/utxos", map[string]any{"asset": asset, "program": program, "amounts": []int{1, 0}}},
+		{"/sim/utxos", map[string]any{"asset": asset, "program": program, "amounts": []int{-1}}},
+		{"/sim/utxos", map[string]any{"asset": asset, "program": program, "amounts": []int{}}},
+		{"/sim/utxos", `{"asset":"` + asset + `","program":"` + program + `","amounts":[1.5]}`},
+		{"/sim/spend", map[string]any{"hashes": []string{"xyz"}, "outputs": out}},
+		{"/sim/spend", map[string]any{"hashes": []string{}, "outputs": out}},
+		{"/sim/spend", map[string]any{"hashes": hs, "outputs": []map[string]any{{"asset": asset, "program": program, "amount": 0}}}},
+		{"/sim/spend", map[string]any{"hashes": []string{hs[0], hs[0]}, "outputs": out}},
+		{"/sim/mine", map[string]any{"blocks": 0}},
+		{"/sim/mine", map[string]any{"blocks": sim.MaxBlocks + 1}},
+		{"/sim/mine", `{"blocks":"2"}`},
+		{"/sim/reorg", map[string]any{"depth": 0}},
+		{"/sim/reorg", map[string]any{"depth": 2}}, // deeper than the chain above genesis
+		{"/sim/drop", map[string]any{"tx_id": "nothex"}},
+	}
+	tip, utxos := c.Tip(), hashes(c.UTXOs(asset, program, true))
+	for _, b := range bad {
+		var e errBody
+		st := post(t, base+b.route, b.body, &e)
+		if st != http.StatusBadRequest || e.Error.Code != "bad_request" || e.Error.Message == "" {
+			t.Errorf("%s %v: status %d, body %+v", b.route, b.body, st, e)
+		}
+	}
+	if c.Tip() != tip || !slices.Equal(hashes(c.UTXOs(asset, program, true)), utxos) || len(c.Pending()) != 0 {
+		t.Fatal("rejected input changed the chain")
+	}
+	var e errBody
+	if st := post(t, base+"/nope", "{}", &e); st != http.StatusNotFound || e.Error.Code != "not_found" {
+		t.Fatalf("unknown route: %d %+v", st, e)
+	}
+}
+
+func TestListenAndServeStopsWithContext(t *testing.T) {
+	c := sim.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.ListenAndServe(ctx, "127.0.0.1:0") }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ListenAndServe did not return")
+	}
+	// A context that ends before the server accepts anything still stops it.
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		go func() { done <- c.ListenAndServe(ctx, "127.0.0.1:0") }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("ListenAndServe with an ended context did not return")
+		}
+	}
+	if err := c.ListenAndServe(context.Background(), "256.0.0.1:1"); err == nil {
+		t.Fatal("bad address accepted")
+	}
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
+)
+
+func newSyncerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "syncer",
+		Short: "Run the sync jobs: follow the chain and keep the database and Redis in step",
+		Args:  cobra.NoArgs,
+	}
+	c := loadConfig(cmd, "database-url", "redis-url", "redis-prefix", "chain-url", "chain-kind", "chain-timeout",
+		"sync-interval", "sync-max-backoff", "metrics-addr")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, err := newLogger(c)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signalContext()
+		defer stop()
+		store, err := storage.Open(ctx, c.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		rdb, err := newRedis(ctx, c)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		src, err := chain.New(c.ChainKind, c.ChainURL, chain.WithTimeout(c.ChainTimeout))
+		if err != nil {
+			return err
+		}
+		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix})
+		runner := &syncer.Runner{
+			UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: log},
+			Interval:   c.SyncInterval,
+			MaxBackoff: c.SyncBackoff,
+			Log:        log,
+		}
+		ready := func(ctx context.Context) error {
+			return errors.Join(locks.Ping(ctx), store.Ping(ctx))
+		}
+		log.Info("syncer starting", "chain", c.ChainURL, "kind", c.ChainKind, "interval", c.SyncInterval)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return serveOps(gctx, c.MetricsAddr, ready, log) })
+		g.Go(func() error {
+			err := runner.Run(gctx)
+			log.Info("syncer stopped")
+			return err
+		})
+		return g.Wait()
+	}
+	return cmd
+}

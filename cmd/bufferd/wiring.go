@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/config"
+)
+
+// newLogger returns the process logger as configured (JSON by default).
+func newLogger(c *config.Config) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch c.LogFormat {
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("log format %q: want json or text", c.LogFormat)
+	}
+	l := slog.New(h)
+	slog.SetDefault(l)
+	return l, nil
+}
+
+// newRedis connects to BUFFERD_REDIS_URL: one URL is a single server (or a
+// replica set behind one address); several comma-separated addresses are the
+// seeds of a Redis Cluster.
+func newRedis(ctx context.Context, c *config.Config) (redis.UniversalClient, error) {
+	addrs := c.RedisAddrs()
+	var rdb redis.UniversalClient
+	switch len(addrs) {
+	case 0:
+		return nil, errors.New("BUFFERD_REDIS_URL is empty")
+	case 1:
+		opt, err := redis.ParseURL(addrs[0])
+		if err != nil {
+			return nil, fmt.Errorf("BUFFERD_REDIS_URL: %w", err)
+		}
+		rdb = redis.NewClient(opt)
+	default:
+		hosts := make([]string, len(addrs))
+		for i, a := range addrs {
+			if strings.Contains(a, "://") {
+				opt, err := redis.ParseURL(a)
+				if err != nil {
+					return nil, fmt.Errorf("BUFFERD_REDIS_URL: %w", err)
+				}
+				a = opt.Addr
+			}
+			hosts[i] = a
+		}
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: hosts})
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return rdb, nil
+}
+
+// serveOps serves /metrics, /livez and /readyz on addr for processes without the
+// API (the syncer) until ctx ends.
+func serveOps(ctx context.Context, addr string, ready func(context.Context) error, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := ready(r.Context()); err != nil {
+			log.Warn("not ready", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"unavailable"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("ops endpoints listening", "addr", ln.Addr().String())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

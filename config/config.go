@@ -1,0 +1,94 @@
+// Package config reads bufferd's configuration from BUFFERD_* environment
+// variables (github.com/caarlos0/env) and lets command-line flags override them.
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/spf13/pflag"
+)
+
+// Config is every setting of every subcommand. The `flag` tag names the flag
+// that overrides the variable; `help` is what --help says about it.
+type Config struct {
+	Addr          string        `env:"BUFFERD_ADDR" envDefault:"127.0.0.1:3100" flag:"addr" help:"HTTP listen address of the API"`
+	DatabaseURL   string        `env:"BUFFERD_DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/bufferd?sslmode=disable" flag:"database-url" help:"PostgreSQL URL (postgres://...)"`
+	RedisURL      string        `env:"BUFFERD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL (redis://...); several comma-separated host:port or URLs form a cluster"`
+	RedisPrefix   string        `env:"BUFFERD_REDIS_PREFIX" envDefault:"bufferd:" flag:"redis-prefix" help:"prefix of every Redis key (one bufferd per prefix)"`
+	ChainURL      string        `env:"BUFFERD_CHAIN_URL" envDefault:"http://127.0.0.1:3101" flag:"chain-url" help:"base URL of the chain source"`
+	ChainKind     string        `env:"BUFFERD_CHAIN_KIND" envDefault:"blockcenter" flag:"chain-kind" help:"chain source: blockcenter | bytomd"`
+	ChainTimeout  time.Duration `env:"BUFFERD_CHAIN_TIMEOUT" envDefault:"10s" flag:"chain-timeout" help:"timeout of one call to the chain source"`
+	AdminToken    string        `env:"BUFFERD_ADMIN_TOKEN" flag:"admin-token" help:"bearer token of the admin routes (empty: admin routes refused)"`
+	SyncInterval  time.Duration `env:"BUFFERD_SYNC_INTERVAL" envDefault:"2s" flag:"sync-interval" help:"how often the syncer polls each pool"`
+	SyncBackoff   time.Duration `env:"BUFFERD_SYNC_MAX_BACKOFF" envDefault:"1m" flag:"sync-max-backoff" help:"longest wait before retrying a failing pool"`
+	MetricsAddr   string        `env:"BUFFERD_METRICS_ADDR" envDefault:"127.0.0.1:9100" flag:"metrics-addr" help:"listen address of /metrics, /livez and /readyz of the syncer"`
+	ShutdownGrace time.Duration `env:"BUFFERD_SHUTDOWN_TIMEOUT" envDefault:"15s" flag:"shutdown-timeout" help:"how long a stopping process lets in-flight work finish"`
+	LogLevel      string        `env:"BUFFERD_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug | info | warn | error"`
+	LogFormat     string        `env:"BUFFERD_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json | text"`
+}
+
+// Load reads the environment.
+func Load() (Config, error) {
+	var c Config
+	if err := env.Parse(&c); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// Bind registers on fs a flag for each named setting (by its flag name), with
+// the value already read from the environment as default, so a flag given on the
+// command line overrides the variable.
+func (c *Config) Bind(fs *pflag.FlagSet, names ...string) {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for _, name := range names {
+		f, ok := t.FieldByNameFunc(func(n string) bool {
+			sf, _ := t.FieldByName(n)
+			return sf.Tag.Get("flag") == name
+		})
+		if !ok {
+			panic("config: no setting with flag " + name)
+		}
+		usage := f.Tag.Get("help") + " (env " + f.Tag.Get("env") + ")"
+		p := v.FieldByIndex(f.Index).Addr().Interface()
+		switch p := p.(type) {
+		case *string:
+			fs.StringVar(p, name, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, usage)
+		default:
+			panic("config: unsupported type of " + f.Name)
+		}
+	}
+}
+
+// Help returns a table of every environment variable with its default and meaning.
+func Help() string {
+	var b strings.Builder
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		def := f.Tag.Get("envDefault")
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(&b, "  %-26s %s (default %s; flag --%s)\n", f.Tag.Get("env"), f.Tag.Get("help"), def, f.Tag.Get("flag"))
+	}
+	return b.String()
+}
+
+// RedisAddrs splits RedisURL into its comma-separated parts.
+func (c *Config) RedisAddrs() []string {
+	var out []string
+	for _, p := range strings.Split(c.RedisURL, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,59 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestEnvironmentThenFlags(t *testing.T) {
+	t.Setenv("BUFFERD_ADDR", "127.0.0.1:9000")
+	t.Setenv("BUFFERD_SYNC_INTERVAL", "5s")
+	t.Setenv("BUFFERD_ADMIN_TOKEN", "secret")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9000" || c.SyncInterval != 5*time.Second || c.AdminToken != "secret" {
+		t.Fatalf("from env: %+v", c)
+	}
+	if c.ChainKind != "blockcenter" {
+		t.Fatalf("default chain kind %q", c.ChainKind)
+	}
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	c.Bind(fs, "addr", "sync-interval")
+	if err := fs.Parse([]string{"--addr", "127.0.0.1:9001"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9001" {
+		t.Fatalf("flag did not override: %q", c.Addr)
+	}
+	if c.SyncInterval != 5*time.Second {
+		t.Fatalf("unset flag lost the env value: %s", c.SyncInterval)
+	}
+}
+
+func TestBadEnvironmentIsAnError(t *testing.T) {
+	t.Setenv("BUFFERD_SYNC_INTERVAL", "soon")
+	if _, err := Load(); err == nil {
+		t.Fatal("bad duration accepted")
+	}
+}
+
+func TestHelpNamesEveryVariable(t *testing.T) {
+	h := Help()
+	for _, v := range []string{"BUFFERD_DATABASE_URL", "BUFFERD_REDIS_URL", "BUFFERD_CHAIN_URL", "BUFFERD_CHAIN_KIND", "BUFFERD_ADMIN_TOKEN", "BUFFERD_ADDR"} {
+		if !strings.Contains(h, v) {
+			t.Errorf("help lacks %s", v)
+		}
+	}
+}
+
+func TestRedisAddrs(t *testing.T) {
+	c := Config{RedisURL: "redis://a:1, redis://b:2,,"}
+	if got := c.RedisAddrs(); len(got) != 2 || got[1] != "redis://b:2" {
+		t.Fatalf("got %q", got)
+	}
+}

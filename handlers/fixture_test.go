@@ -1,0 +1,294 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/testenv"
+)
+
+const testToken = "s3cret-admin-token"
+
+// fixture is a real PostgreSQL database and a real Redis prefix behind the app,
+// with one pool whose UTXOs are synced and reservable.
+type fixture struct {
+	t      *testing.T
+	app    *fiber.App
+	store  *storage.Store
+	locks  *lockmgr.Manager
+	rdb    *redis.Client
+	prefix string
+	pool   storage.Pool
+	utxos  []chain.UTXO // in amount order, ascending
+	logs   *logBuf
+}
+
+// logBuf is a goroutine-safe log sink.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func randHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// newFixture builds the stack with a pool holding UTXOs of the given amounts.
+func newFixture(t *testing.T, amounts ...int64) *fixture {
+	t.Helper()
+	ctx := testCtx(t)
+	url := testenv.Postgres(t)
+	if err := storage.MigrateUp(ctx, url); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	store, err := storage.Open(ctx, url)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() {
+		if db, err := store.DB().DB(); err == nil {
+			_ = db.Close()
+		}
+	})
+	rdb, prefix := testenv.Redis(t)
+	f := &fixture{
+		t:      t,
+		store:  store,
+		locks:  lockmgr.New(rdb, lockmgr.Options{Prefix: prefix}),
+		rdb:    rdb,
+		prefix: prefix,
+		logs:   &logBuf{},
+	}
+	f.app = f.newApp(Config{})
+	f.pool, f.utxos = f.addPool(randHex(t, 32), "0014"+randHex(t, 20), amounts...)
+	return f
+}
+
+// newApp builds an app on the fixture's store and locks, with the test token
+// unless cfg says otherwise.
+func (f *fixture) newApp(cfg Config) *fiber.App {
+	if cfg.Store == nil {
+		cfg.Store = f.store
+	}
+	if cfg.Locks == nil {
+		cfg.Locks = f.locks
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = testToken
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return New(cfg)
+}
+
+// addPool registers a pool and syncs UTXOs of the given amounts into storage and Redis.
+func (f *fixture) addPool(asset, program string, amounts ...int64) (storage.Pool, []chain.UTXO) {
+	f.t.Helper()
+	ctx := testCtx(f.t)
+	pool, _, err := f.store.EnsurePool(ctx, asset, program)
+	if err != nil {
+		f.t.Fatalf("ensure pool: %v", err)
+	}
+	seen := make([]chain.UTXO, len(amounts))
+	items := make([]lockmgr.Item, len(amounts))
+	for i, a := range amounts {
+		seen[i] = chain.UTXO{Hash: randHex(f.t, 32), Asset: asset, Program: program, Amount: a, Confirmed: true}
+		items[i] = lockmgr.Item{Hash: seen[i].Hash, Amount: a}
+	}
+	if _, err := f.store.ReconcilePool(ctx, pool, seen); err != nil {
+		f.t.Fatalf("reconcile: %v", err)
+	}
+	if err := f.locks.SyncAvailable(ctx, pool.ID, items, nil); err != nil {
+		f.t.Fatalf("sync available: %v", err)
+	}
+	return pool, seen
+}
+
+// do sends a request to app and returns the status and body.
+func do(t testing.TB, app *fiber.App, method, target, body string, header ...string) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, target, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// legacyResp is a decoded legacy envelope.
+type legacyResp struct {
+	Code   int             `json:"code"`
+	Msg    string          `json:"msg"`
+	Result json.RawMessage `json:"result"`
+}
+
+// legacy posts body to a /dapp route and decodes the envelope; HTTP status must be 200.
+func (f *fixture) legacy(path, body string, header ...string) legacyResp {
+	f.t.Helper()
+	return legacyCall(f.t, f.app, path, body, header...)
+}
+
+func legacyCall(t testing.TB, app *fiber.App, path, body string, header ...string) legacyResp {
+	t.Helper()
+	status, b := do(t, app, http.MethodPost, path, body, header...)
+	if status != http.StatusOK {
+		t.Fatalf("POST %s: HTTP %d (%s), legacy routes always answer 200", path, status, b)
+	}
+	var r legacyResp
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("POST %s: bad envelope %q: %v", path, b, err)
+	}
+	return r
+}
+
+// listUTXOs calls list-utxos for the fixture's pool and returns the hashes.
+func (f *fixture) listUTXOs(query, order string) []legacyUTXO {
+	f.t.Helper()
+	body := fmt.Sprintf(`{"asset":%q,"program":%q,"sort":{"by":"amount","order":%q}}`, f.pool.Asset, f.pool.Program, order)
+	r := f.legacy("/dapp/list-utxos"+query, body)
+	if r.Code != 200 {
+		f.t.Fatalf("list-utxos: code %d msg %q", r.Code, r.Msg)
+	}
+	var page struct {
+		Data []legacyUTXO `json:"data"`
+	}
+	if err := json.Unmarshal(r.Result, &page); err != nil {
+		f.t.Fatalf("list-utxos result %s: %v", r.Result, err)
+	}
+	return page.Data
+}
+
+func (f *fixture) updateUTXO(hash string) legacyResp {
+	f.t.Helper()
+	return f.legacy("/dapp/update-utxo", fmt.Sprintf(`{"hash":%q}`, hash))
+}
+
+func hashesOf(us []legacyUTXO) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.Hash
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// heldFor returns how long a UTXO stays held, from the lockmgr "held" ZSET
+// (scored by expiry in ms on the Redis clock); ok=false when it is not held.
+func (f *fixture) heldFor(poolID int64, hash string) (time.Duration, bool) {
+	f.t.Helper()
+	ctx := testCtx(f.t)
+	key := fmt.Sprintf("%s{p%d}:held", f.prefix, poolID)
+	score, err := f.rdb.ZScore(ctx, key, hash).Result()
+	if err == redis.Nil {
+		return 0, false
+	}
+	if err != nil {
+		f.t.Fatalf("zscore %s: %v", key, err)
+	}
+	now, err := f.rdb.Time(ctx).Result()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return time.Duration(int64(score)-now.UnixMilli()) * time.Millisecond, true
+}
+
+func (f *fixture) poolCount() int {
+	f.t.Helper()
+	pools, err := f.store.ListPools(testCtx(f.t))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return len(pools)
+}
+
+func newJSONRequest(t testing.TB, target, body string) *http.Request {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
+// serve runs app on a loopback listener until the test ends and returns its base URL.
+func serve(t testing.TB, app *fiber.App) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = app.Listener(ln)
+	}()
+	t.Cleanup(func() {
+		_ = app.ShutdownWithTimeout(5 * time.Second)
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}

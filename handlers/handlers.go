@@ -1,0 +1,219 @@
+// Package handlers serves bufferd's HTTP API with fiber: the legacy /dapp routes
+// of the original bufferserver (same envelope, same bytes, without its flaws),
+// the v1 pool routes and the health probes.
+//
+// Nothing internal reaches a client: storage and Redis errors are logged with
+// the request id and answered with a generic message.
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
+	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+)
+
+// Limits of a request.
+const (
+	// BodyLimit is the largest request body accepted.
+	BodyLimit = 64 << 10
+	// RequestTimeout bounds the storage and Redis work of one request.
+	RequestTimeout = 10 * time.Second
+	// probeTimeout bounds each readiness check.
+	probeTimeout = 2 * time.Second
+)
+
+// Config wires the handlers to their dependencies.
+type Config struct {
+	Store *storage.Store
+	Locks *lockmgr.Manager
+	// AdminToken guards the admin routes (update-base, POST /v1/pools). When
+	// empty, admin routes are refused.
+	AdminToken string
+	// Logger receives access and error logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Ready, when set, is an extra readiness check for /readyz.
+	Ready func(ctx context.Context) error
+}
+
+// server holds the dependencies of the route handlers.
+type server struct {
+	store     *storage.Store
+	locks     *lockmgr.Manager
+	adminHash [sha256.Size]byte
+	adminSet  bool
+	log       *slog.Logger
+	ready     func(ctx context.Context) error
+}
+
+// New returns a fiber app with every route registered: HEAD /dapp and
+// POST /dapp/* (legacy), /v1/pools..., /livez and /readyz.
+func New(cfg Config) *fiber.App {
+	s := &server{
+		store:    cfg.Store,
+		locks:    cfg.Locks,
+		adminSet: cfg.AdminToken != "",
+		log:      cfg.Logger,
+		ready:    cfg.Ready,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.adminSet {
+		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
+	}
+
+	app := fiber.New(fiber.Config{
+		AppName:               "bufferd",
+		BodyLimit:             BodyLimit,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.handleError,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+	})
+	app.Use(requestid.New(requestid.Config{Generator: utils.UUIDv4}))
+	app.Use(s.accessLog)
+	app.Use(recover.New(recover.Config{
+		EnableStackTrace: true,
+		StackTraceHandler: func(c *fiber.Ctx, e any) {
+			s.log.Error("panic", "request_id", requestID(c), "panic", e, "stack", string(debug.Stack()))
+		},
+	}))
+
+	app.Get("/livez", s.livez)
+	app.Get("/readyz", s.readyz)
+
+	app.Head("/dapp", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) })
+	dapp := app.Group("/dapp")
+	dapp.Post("/list-utxos", s.listUTXOs)
+	dapp.Post("/list-balances", s.listBalances)
+	dapp.Post("/update-base", s.updateBase)
+	dapp.Post("/update-utxo", s.updateUTXO)
+	dapp.Post("/update-balance", s.updateBalance)
+
+	v1 := app.Group("/v1")
+	v1.Post("/pools", s.createPool)
+	v1.Get("/pools", s.listPools)
+	v1.Get("/pools/:id", s.getPool)
+	v1.Get("/pools/:id/utxos", s.listPoolUTXOs)
+	return app
+}
+
+// requestID returns the id the requestid middleware gave the request.
+func requestID(c *fiber.Ctx) string {
+	id, _ := c.Locals("requestid").(string)
+	return id
+}
+
+// reqContext is the context of a request's backend work, bounded by RequestTimeout.
+func reqContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), RequestTimeout)
+}
+
+// accessLog logs every request once, after the error handler has written the answer.
+func (s *server) accessLog(c *fiber.Ctx) error {
+	start := time.Now()
+	if err := c.Next(); err != nil {
+		if herr := c.App().ErrorHandler(c, err); herr != nil {
+			_ = c.SendStatus(fiber.StatusInternalServerError)
+		}
+	}
+	status := c.Response().StatusCode()
+	level := slog.LevelInfo
+	switch {
+	case status >= 500:
+		level = slog.LevelError
+	case c.Path() == "/livez" || c.Path() == "/readyz":
+		level = slog.LevelDebug // probes would drown the log
+	}
+	s.log.LogAttrs(c.UserContext(), level, "http request",
+		slog.String("request_id", requestID(c)),
+		slog.String("method", c.Method()),
+		slog.String("path", c.Path()),
+		slog.Int("status", status),
+		slog.Duration("latency", time.Since(start)),
+		slog.String("ip", c.IP()),
+	)
+	return nil
+}
+
+// isLegacy reports whether the request is for a legacy /dapp route, whose
+// answers are always HTTP 200 with the outcome in the envelope.
+func isLegacy(c *fiber.Ctx) bool {
+	p := strings.ToLower(c.Path()) // routing is case-insensitive
+	return p == "/dapp" || strings.HasPrefix(p, "/dapp/")
+}
+
+// handleError is the app's ErrorHandler: it maps any error to a client answer
+// without internal text. Route handlers normally answer themselves; this sees
+// fiber's own errors (unknown route, body too large), panics and unexpected errors.
+func (s *server) handleError(c *fiber.Ctx, err error) error {
+	var in *inputError
+	if errors.As(err, &in) {
+		if isLegacy(c) {
+			return legacyFailMsg(c, in.msg)
+		}
+		return apiError(c, fiber.StatusBadRequest, "bad_request", in.msg)
+	}
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		switch fe.Code {
+		case fiber.StatusNotFound:
+			return apiError(c, fe.Code, "not_found", "route not found")
+		case fiber.StatusMethodNotAllowed:
+			return apiError(c, fe.Code, "method_not_allowed", "method not allowed")
+		case fiber.StatusRequestEntityTooLarge:
+			if isLegacy(c) {
+				return legacyFailMsg(c, "request body too large")
+			}
+			return apiError(c, fe.Code, "body_too_large", "request body too large")
+		}
+		if fe.Code >= 400 && fe.Code < 500 {
+			if isLegacy(c) {
+				return legacyFailMsg(c, "bad request")
+			}
+			return apiError(c, fe.Code, "bad_request", "bad request")
+		}
+	}
+	return s.internal(c, err)
+}
+
+// internal logs err and answers with a generic message.
+func (s *server) internal(c *fiber.Ctx, err error) error {
+	s.log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "err", err)
+	if isLegacy(c) {
+		return legacyFailMsg(c, msgInternal)
+	}
+	return apiError(c, fiber.StatusInternalServerError, "internal", msgInternal)
+}
+
+// msgInternal is all a client learns of an internal failure.
+const msgInternal = "internal error"
+
+// isAdmin checks "Authorization: Bearer <token>" against the admin token in
+// constant time. With no admin token configured nobody is admin.
+func (s *server) isAdmin(c *fiber.Ctx) bool {
+	if !s.adminSet {
+		return false
+	}
+	h := c.Get(fiber.HeaderAuthorization)
+	const scheme = "Bearer "
+	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(scheme):])))
+	return subtle.ConstantTimeCompare(got[:], s.adminHash[:]) == 1
+}

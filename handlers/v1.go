@@ -1,0 +1,220 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/bufferd/bufferd/storage"
+)
+
+// apiErrorBody is the v1 error: {"error":{"code":"snake_case","message":"..."}}.
+type apiErrorBody struct {
+	Error apiErrorDetail `json:"error"`
+}
+
+type apiErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func apiError(c *fiber.Ctx, status int, code, msg string) error {
+	return c.Status(status).JSON(apiErrorBody{Error: apiErrorDetail{Code: code, Message: msg}})
+}
+
+// apiBad answers an input error with 400, and any other error as internal.
+func (s *server) apiBad(c *fiber.Ctx, err error) error {
+	var in *inputError
+	if errors.As(err, &in) {
+		return apiError(c, fiber.StatusBadRequest, "bad_request", in.msg)
+	}
+	return s.internal(c, err)
+}
+
+// poolJSON is a pool as v1 shows it.
+type poolJSON struct {
+	ID      int64  `json:"id"`
+	Asset   string `json:"asset"`
+	Program string `json:"program"`
+}
+
+// poolListItem is an entry of GET /v1/pools.
+type poolListItem struct {
+	poolJSON
+	Counts storage.Counts `json:"counts"`
+}
+
+// poolDetail is GET /v1/pools/:id.
+type poolDetail struct {
+	poolJSON
+	Counts storage.Counts        `json:"counts"`
+	Sync   map[string]cursorJSON `json:"sync"`
+}
+
+// cursorJSON is the position of one sync job for a pool.
+type cursorJSON struct {
+	Height      int64      `json:"height"`
+	BlockHash   string     `json:"block_hash"`
+	Epoch       int64      `json:"epoch"`
+	LastSuccess *time.Time `json:"last_success"`
+	LastError   string     `json:"last_error"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+}
+
+// utxoJSON is an entry of GET /v1/pools/:id/utxos.
+type utxoJSON struct {
+	Hash      string `json:"hash"`
+	Asset     string `json:"asset"`
+	Amount    int64  `json:"amount"`
+	State     string `json:"state"`
+	Confirmed bool   `json:"confirmed"`
+}
+
+type utxoPage struct {
+	UTXOs      []utxoJSON `json:"utxos"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+func toPoolJSON(p storage.Pool) poolJSON {
+	return poolJSON{ID: p.ID, Asset: p.Asset, Program: p.Program}
+}
+
+// createPool is POST /v1/pools (admin): 201 with the new pool, 200 with the
+// existing one.
+func (s *server) createPool(c *fiber.Ctx) error {
+	if !s.isAdmin(c) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="bufferd"`)
+		return apiError(c, fiber.StatusUnauthorized, "unauthorized", "a valid admin token is required")
+	}
+	req, err := decodeAssetProgram(c.BodyRaw())
+	if err != nil {
+		return s.apiBad(c, err)
+	}
+	ctx, cancel := reqContext(c)
+	defer cancel()
+
+	pool, created, err := s.store.EnsurePool(ctx, req.Asset, req.Program)
+	if err != nil {
+		return s.internal(c, fmt.Errorf("ensure pool: %w", err))
+	}
+	status := fiber.StatusOK
+	if created {
+		status = fiber.StatusCreated
+		s.log.Info("pool registered", "request_id", requestID(c), "pool", pool.ID, "asset", pool.Asset)
+	}
+	return c.Status(status).JSON(toPoolJSON(pool))
+}
+
+// listPools is GET /v1/pools.
+func (s *server) listPools(c *fiber.Ctx) error {
+	ctx, cancel := reqContext(c)
+	defer cancel()
+
+	pools, err := s.store.ListPools(ctx)
+	if err != nil {
+		return s.internal(c, fmt.Errorf("list pools: %w", err))
+	}
+	counts, err := s.store.PoolCounts(ctx)
+	if err != nil {
+		return s.internal(c, fmt.Errorf("pool counts: %w", err))
+	}
+	out := make([]poolListItem, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, poolListItem{poolJSON: toPoolJSON(p), Counts: counts[p.ID]})
+	}
+	return c.JSON(fiber.Map{"pools": out})
+}
+
+// lookupPool parses :id and loads the pool; on failure it has already answered
+// and returns ok=false.
+func (s *server) lookupPool(c *fiber.Ctx) (storage.Pool, bool, error) {
+	id, err := parsePoolID(c.Params("id"))
+	if err != nil {
+		return storage.Pool{}, false, s.apiBad(c, err)
+	}
+	ctx, cancel := reqContext(c)
+	defer cancel()
+	pool, err := s.store.GetPool(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return storage.Pool{}, false, apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
+	case err != nil:
+		return storage.Pool{}, false, s.internal(c, fmt.Errorf("get pool %d: %w", id, err))
+	}
+	return pool, true, nil
+}
+
+// getPool is GET /v1/pools/:id: the pool, its UTXO counts and its sync positions.
+func (s *server) getPool(c *fiber.Ctx) error {
+	pool, ok, err := s.lookupPool(c)
+	if !ok {
+		return err
+	}
+	ctx, cancel := reqContext(c)
+	defer cancel()
+
+	counts, err := s.store.PoolCounts(ctx)
+	if err != nil {
+		return s.internal(c, fmt.Errorf("pool counts: %w", err))
+	}
+	cursors, err := s.store.Cursors(ctx)
+	if err != nil {
+		return s.internal(c, fmt.Errorf("cursors: %w", err))
+	}
+	out := poolDetail{poolJSON: toPoolJSON(pool), Counts: counts[pool.ID], Sync: map[string]cursorJSON{}}
+	for _, cur := range cursors {
+		if cur.PoolID != pool.ID {
+			continue
+		}
+		out.Sync[cur.Job] = cursorJSON{
+			Height:      cur.Height,
+			BlockHash:   cur.BlockHash,
+			Epoch:       cur.Epoch,
+			LastSuccess: cur.LastSuccess,
+			LastError:   cur.LastError,
+			UpdatedAt:   cur.UpdatedAt,
+		}
+	}
+	return c.JSON(out)
+}
+
+// listPoolUTXOs is GET /v1/pools/:id/utxos?state=&limit=&cursor=, keyset-paginated
+// by id; next_cursor is empty on the last page.
+func (s *server) listPoolUTXOs(c *fiber.Ctx) error {
+	state := c.Query("state")
+	if err := checkState(state); err != nil {
+		return s.apiBad(c, err)
+	}
+	limit, err := parseLimit(c.Query("limit"), true)
+	if err != nil {
+		return s.apiBad(c, err)
+	}
+	after, err := parseCursor(c.Query("cursor"))
+	if err != nil {
+		return s.apiBad(c, err)
+	}
+	pool, ok, err := s.lookupPool(c)
+	if !ok {
+		return err
+	}
+	ctx, cancel := reqContext(c)
+	defer cancel()
+
+	// One extra row tells whether another page follows.
+	rows, err := s.store.ListUTXOs(ctx, pool.ID, state, after, limit+1)
+	if err != nil {
+		return s.internal(c, fmt.Errorf("list utxos: %w", err))
+	}
+	page := utxoPage{UTXOs: make([]utxoJSON, 0, min(len(rows), limit))}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.NextCursor = strconv.FormatInt(rows[limit-1].ID, 10)
+	}
+	for _, u := range rows {
+		page.UTXOs = append(page.UTXOs, utxoJSON{Hash: u.Hash, Asset: u.Asset, Amount: u.Amount, State: u.State, Confirmed: u.Confirmed})
+	}
+	return c.JSON(page)
+}

@@ -1,0 +1,282 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/storage"
+)
+
+func decode[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return v
+}
+
+type apiErr struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func TestV1CreatePool(t *testing.T) {
+	f := newFixture(t)
+	asset, program := randHex(t, 32), "0014"+randHex(t, 20)
+	body := fmt.Sprintf(`{"asset":%q,"program":%q}`, strings.ToUpper(asset), program)
+	auth := []string{"Authorization", "Bearer " + testToken}
+
+	status, b := do(t, f.app, http.MethodPost, "/v1/pools", body, auth...)
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d %s", status, b)
+	}
+	created := decode[poolJSON](t, b)
+	if created.ID <= 0 || created.Asset != asset || created.Program != program {
+		t.Fatalf("created %+v", created)
+	}
+	if want := fmt.Sprintf(`{"id":%d,"asset":"%s","program":"%s"}`, created.ID, asset, program); string(b) != want {
+		t.Fatalf("body %s, want %s", b, want)
+	}
+	status, b2 := do(t, f.app, http.MethodPost, "/v1/pools", body, auth...)
+	if status != http.StatusOK || string(b2) != string(b) {
+		t.Fatalf("again: %d %s, want 200 %s", status, b2, b)
+	}
+
+	for _, bad := range []string{`{}`, `{"asset":"zz","program":"00"}`, fmt.Sprintf(`{"asset":%q,"program":"0"}`, asset), `{`} {
+		status, b := do(t, f.app, http.MethodPost, "/v1/pools", bad, auth...)
+		e := decode[apiErr](t, b)
+		if status != http.StatusBadRequest || e.Error.Code != "bad_request" || e.Error.Message == "" {
+			t.Errorf("bad body %s: %d %s", bad, status, b)
+		}
+	}
+	status, b = do(t, f.app, http.MethodPost, "/v1/pools", body)
+	if e := decode[apiErr](t, b); status != http.StatusUnauthorized || e.Error.Code != "unauthorized" {
+		t.Fatalf("no token: %d %s", status, b)
+	}
+}
+
+func TestV1ListAndGetPool(t *testing.T) {
+	f := newFixture(t, 10, 20, 30, 40)
+	ctx := testCtx(t)
+	other, _ := f.addPool(randHex(t, 32), "51", 7)
+
+	// One UTXO spent on chain.
+	if _, err := f.store.ReconcilePool(ctx, f.pool, f.utxos[1:]); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	if err := f.store.DB().WithContext(ctx).Create(&storage.SyncCursor{
+		PoolID: f.pool.ID, Job: "utxo", Height: 1234, BlockHash: strings.Repeat("b", 64), Epoch: 3,
+		LastSuccess: &now, LastError: "", UpdatedAt: now,
+	}).Error; err != nil {
+		t.Fatal(err)
+	}
+
+	status, b := do(t, f.app, http.MethodGet, "/v1/pools", "")
+	if status != 200 {
+		t.Fatalf("list: %d %s", status, b)
+	}
+	list := decode[struct {
+		Pools []poolListItem `json:"pools"`
+	}](t, b)
+	if len(list.Pools) != 2 {
+		t.Fatalf("pools %s", b)
+	}
+	for _, p := range list.Pools {
+		switch p.ID {
+		case f.pool.ID:
+			if p.Asset != f.pool.Asset || p.Counts.Available != 3 || p.Counts.Spent != 1 {
+				t.Errorf("pool %+v", p)
+			}
+		case other.ID:
+			if p.Counts.Available != 1 {
+				t.Errorf("other pool %+v", p)
+			}
+		default:
+			t.Errorf("unknown pool %+v", p)
+		}
+	}
+
+	status, b = do(t, f.app, http.MethodGet, fmt.Sprintf("/v1/pools/%d", f.pool.ID), "")
+	if status != 200 {
+		t.Fatalf("get: %d %s", status, b)
+	}
+	var got struct {
+		ID      int64          `json:"id"`
+		Asset   string         `json:"asset"`
+		Program string         `json:"program"`
+		Counts  storage.Counts `json:"counts"`
+		Sync    map[string]struct {
+			Height      int64      `json:"height"`
+			BlockHash   string     `json:"block_hash"`
+			Epoch       int64      `json:"epoch"`
+			LastSuccess *time.Time `json:"last_success"`
+			LastError   string     `json:"last_error"`
+		} `json:"sync"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != f.pool.ID || got.Program != f.pool.Program || got.Counts != (storage.Counts{Available: 3, Spent: 1}) {
+		t.Fatalf("pool %s", b)
+	}
+	cur, ok := got.Sync["utxo"]
+	if !ok || cur.Height != 1234 || cur.Epoch != 3 || cur.LastSuccess == nil || !cur.LastSuccess.Equal(now) {
+		t.Fatalf("sync %s", b)
+	}
+
+	// The other pool has no cursor: an empty object, not null.
+	_, b = do(t, f.app, http.MethodGet, fmt.Sprintf("/v1/pools/%d", other.ID), "")
+	if !strings.Contains(string(b), `"sync":{}`) {
+		t.Fatalf("other pool %s", b)
+	}
+
+	for target, want := range map[string]int{
+		"/v1/pools/999999":               404,
+		"/v1/pools/0":                    400,
+		"/v1/pools/-1":                   400,
+		"/v1/pools/abc":                  400,
+		"/v1/pools/99999999999999999999": 400,
+		"/v1/pools/999999/utxos":         404,
+		"/v1/nothing":                    404,
+	} {
+		status, b := do(t, f.app, http.MethodGet, target, "")
+		e := decode[apiErr](t, b)
+		wantCode := map[int]string{400: "bad_request", 404: "not_found"}[want]
+		if status != want || e.Error.Code != wantCode {
+			t.Errorf("%s: %d %s, want %d %s", target, status, b, want, wantCode)
+		}
+	}
+}
+
+func TestV1PoolUTXOs(t *testing.T) {
+	amounts := make([]int64, 25)
+	for i := range amounts {
+		amounts[i] = int64(i + 1)
+	}
+	f := newFixture(t, amounts...)
+	ctx := testCtx(t)
+	// Two spent.
+	if _, err := f.store.ReconcilePool(ctx, f.pool, f.utxos[2:]); err != nil {
+		t.Fatal(err)
+	}
+
+	type page struct {
+		UTXOs      []utxoJSON `json:"utxos"`
+		NextCursor string     `json:"next_cursor"`
+	}
+	walk := func(query string, limit int) ([]utxoJSON, int) {
+		t.Helper()
+		var all []utxoJSON
+		cursor, pages := "", 0
+		for {
+			target := fmt.Sprintf("/v1/pools/%d/utxos?limit=%d&cursor=%s%s", f.pool.ID, limit, cursor, query)
+			status, b := do(t, f.app, http.MethodGet, target, "")
+			if status != 200 {
+				t.Fatalf("%s: %d %s", target, status, b)
+			}
+			p := decode[page](t, b)
+			if len(p.UTXOs) > limit {
+				t.Fatalf("page of %d > limit %d", len(p.UTXOs), limit)
+			}
+			all = append(all, p.UTXOs...)
+			pages++
+			if p.NextCursor == "" {
+				return all, pages
+			}
+			if pages > 30 {
+				t.Fatal("no end")
+			}
+			cursor = p.NextCursor
+		}
+	}
+
+	all, pages := walk("", 10)
+	if len(all) != 25 || pages != 3 {
+		t.Fatalf("walked %d utxos in %d pages", len(all), pages)
+	}
+	seen := map[string]bool{}
+	for _, u := range all {
+		if seen[u.Hash] {
+			t.Fatalf("duplicate %s", u.Hash)
+		}
+		seen[u.Hash] = true
+		if u.Asset != f.pool.Asset || !u.Confirmed {
+			t.Fatalf("utxo %+v", u)
+		}
+	}
+	avail, _ := walk("&state=available", 5)
+	spent, pages := walk("&state=spent", 5)
+	if len(avail) != 23 || len(spent) != 2 || pages != 1 {
+		t.Fatalf("available %d spent %d (pages %d)", len(avail), len(spent), pages)
+	}
+	for _, u := range spent {
+		if u.State != storage.StateSpent || (u.Hash != f.utxos[0].Hash && u.Hash != f.utxos[1].Hash) {
+			t.Fatalf("spent %+v", u)
+		}
+	}
+	// An exactly full last page has no next cursor.
+	if _, pages := walk("&state=available", 23); pages != 1 {
+		t.Fatalf("23 of 23 took %d pages", pages)
+	}
+
+	status, b := do(t, f.app, http.MethodGet, fmt.Sprintf("/v1/pools/%d/utxos", f.pool.ID), "")
+	if p := decode[page](t, b); status != 200 || len(p.UTXOs) != 25 || p.NextCursor != "" {
+		t.Fatalf("defaults: %d %s", status, b)
+	}
+	for _, q := range []string{"state=gone", "limit=0", "limit=1001", "limit=x", "cursor=abc", "cursor=-4", "cursor=0"} {
+		status, b := do(t, f.app, http.MethodGet, fmt.Sprintf("/v1/pools/%d/utxos?%s", f.pool.ID, q), "")
+		if e := decode[apiErr](t, b); status != 400 || e.Error.Code != "bad_request" {
+			t.Errorf("%s: %d %s", q, status, b)
+		}
+	}
+}
+
+func TestHealth(t *testing.T) {
+	f := newFixture(t)
+	status, b := do(t, f.app, http.MethodGet, "/livez", "")
+	if status != 200 || string(b) != `{"status":"ok"}` {
+		t.Fatalf("livez %d %s", status, b)
+	}
+	status, b = do(t, f.app, http.MethodGet, "/readyz", "")
+	if status != 200 || !strings.Contains(string(b), `"status":"ok"`) {
+		t.Fatalf("readyz %d %s", status, b)
+	}
+
+	notReady := f.newApp(Config{Ready: func(context.Context) error { return errors.New("syncer: not caught up") }})
+	status, b = do(t, notReady, http.MethodGet, "/readyz", "")
+	if status != http.StatusServiceUnavailable || strings.Contains(string(b), "caught up") {
+		t.Fatalf("readyz with a failing check: %d %s", status, b)
+	}
+	ready := f.newApp(Config{Ready: func(ctx context.Context) error {
+		if _, ok := ctx.Deadline(); !ok {
+			return errors.New("no deadline")
+		}
+		return nil
+	}})
+	if status, b := do(t, ready, http.MethodGet, "/readyz", ""); status != 200 {
+		t.Fatalf("readyz with a passing check: %d %s", status, b)
+	}
+
+	// Postgres gone.
+	db, err := f.store.DB().DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	if status, b := do(t, f.app, http.MethodGet, "/readyz", ""); status != http.StatusServiceUnavailable || !strings.Contains(string(b), `"postgres":"fail"`) {
+		t.Fatalf("readyz with postgres closed: %d %s", status, b)
+	}
+	if status, _ := do(t, f.app, http.MethodGet, "/livez", ""); status != 200 {
+		t.Fatal("livez depends on postgres")
+	}
+}

@@ -1,0 +1,20 @@
+-- Apply the syncer's view of the chain to a pool: new or revived UTXOs become
+-- free unless held; UTXOs gone from the chain are no longer offered (a hold on
+-- one stays until it ends, but the UTXO never comes back).
+-- KEYS: 1 avail, 2 amount, 3 held
+-- ARGV: 1 number of additions n, then n pairs hash, amount, then hashes to remove
+local avail, amount, held = KEYS[1], KEYS[2], KEYS[3]
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  local h, a = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  redis.call('HSET', amount, h, a)
+  if not redis.call('ZSCORE', held, h) then
+    redis.call('ZADD', avail, a, h)
+  end
+end
+for i = 2 + 2 * n, #ARGV do
+  local h = ARGV[i]
+  redis.call('HDEL', amount, h)
+  redis.call('ZREM', avail, h)
+end
+return n

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh is THE test command (CI runs it through .ci/run): it makes sure Redis
+# and PostgreSQL are installed and running (scripts/ensure-services.sh), then
+# runs every Go test once, with the race detector, against the local servers
+# (TEST_REDIS_URL and TEST_DATABASE_URL, when set, win).
+#
+# Extra arguments go to `go test`; packages among them (./storage/..., .)
+# replace the default ./... . Give flag values as -flag=value.
+#   scripts/test.sh
+#   scripts/test.sh -run=TestReserve -v ./storage/...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Go is assumed installed; an environment may lack it on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+
+scripts/ensure-services.sh
+
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
+
+pkgs=(./...)
+for a in "$@"; do
+	case $a in
+	. | ./* | ../* | github.com/bufferd/bufferd*)
+		pkgs=()
+		break
+		;;
+	esac
+done
+exec go test -race -count=1 -timeout 20m "$@" ${pkgs[@]+"${pkgs[@]}"}

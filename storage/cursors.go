@@ -1,0 +1,51 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// SaveCursor inserts or replaces the cursor of (c.PoolID, c.Job). The write is
+// fenced by leadership epoch: if the stored cursor has a newer epoch than
+// c.Epoch, nothing changes and ErrStaleFence is returned, so a deposed
+// leader's late write cannot move the cursor.
+func (s *Store) SaveCursor(ctx context.Context, c SyncCursor) error {
+	c.Job = strings.TrimSpace(c.Job)
+	if c.Job == "" || c.PoolID < 0 {
+		return fmt.Errorf("%w: cursor needs a job and a pool id >= 0", ErrInvalidArgument)
+	}
+	c.UpdatedAt = now()
+	if c.LastSuccess != nil {
+		t := dbTime(*c.LastSuccess)
+		c.LastSuccess = &t
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	res := s.db.WithContext(ctx).Exec(`INSERT INTO sync_cursors
+		(pool_id, job, height, block_hash, epoch, last_success, last_error, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (pool_id, job) DO UPDATE SET
+			height = excluded.height, block_hash = excluded.block_hash, epoch = excluded.epoch,
+			last_success = excluded.last_success, last_error = excluded.last_error, updated_at = excluded.updated_at
+		WHERE sync_cursors.epoch <= excluded.epoch`,
+		c.PoolID, c.Job, c.Height, c.BlockHash, c.Epoch, c.LastSuccess, c.LastError, c.UpdatedAt)
+	if res.Error != nil {
+		return fmt.Errorf("storage: save cursor: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("%w: cursor %d/%s has a newer epoch than %d", ErrStaleFence, c.PoolID, c.Job, c.Epoch)
+	}
+	return nil
+}
+
+// Cursors returns every sync cursor ordered by pool and job.
+func (s *Store) Cursors(ctx context.Context) ([]SyncCursor, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []SyncCursor
+	if err := s.db.WithContext(ctx).Order("pool_id, job").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("storage: cursors: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,114 @@
+package storage
+
+import "time"
+
+// UTXO states. "reserved" mirrors a live reservation; the others follow the chain.
+const (
+	StateAvailable   = "available"
+	StateReserved    = "reserved"
+	StateSpent       = "spent"
+	StateInvalidated = "invalidated"
+)
+
+// Reservation states as kept in the journal.
+const (
+	ResHeld        = "held"
+	ResSubmitted   = "submitted"
+	ResReleased    = "released"
+	ResExpired     = "expired"
+	ResSpent       = "spent"
+	ResInvalidated = "invalidated"
+)
+
+// Balance states (legacy update-balance rows).
+const (
+	BalancePending   = "pending"
+	BalanceConfirmed = "confirmed"
+	BalanceRejected  = "rejected"
+	BalanceExpired   = "expired"
+)
+
+// Pool is a contract pool: the UTXOs locked by one program holding one asset
+// (the original's "bases").
+type Pool struct {
+	ID        int64     `gorm:"primaryKey"`
+	Asset     string    `gorm:"size:64;not null;uniqueIndex:pools_asset_program_key,priority:1"`
+	Program   string    `gorm:"not null;uniqueIndex:pools_asset_program_key,priority:2"`
+	CreatedAt time.Time `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+}
+
+// UTXO is one contract output bufferd knows about.
+type UTXO struct {
+	ID        int64      `gorm:"primaryKey"`
+	Hash      string     `gorm:"size:64;not null;uniqueIndex:utxos_hash_key"`
+	PoolID    int64      `gorm:"not null;index:utxos_pool_state_idx,priority:1"`
+	Asset     string     `gorm:"size:64;not null"`
+	Amount    int64      `gorm:"not null;check:utxos_amount_check,amount >= 0"`
+	State     string     `gorm:"size:16;not null;index:utxos_pool_state_idx,priority:2;check:utxos_state_check,state IN ('available', 'reserved', 'spent', 'invalidated')"`
+	Confirmed bool       `gorm:"not null"`
+	CreatedTx string     `gorm:"size:64;not null;default:''"` // transaction that created it, when known
+	SpentTx   string     `gorm:"size:64;not null;default:''"` // transaction that spent it, when known
+	CreatedAt time.Time  `gorm:"not null"`
+	UpdatedAt time.Time  `gorm:"not null"`
+	SpentAt   *time.Time // when the syncer first saw it gone
+}
+
+// Reservation is the durable journal of a reservation: every state change is
+// written here before the client gets its answer.
+type Reservation struct {
+	ID        string    `gorm:"primaryKey;size:32"` // 128-bit random, hex
+	PoolID    int64     `gorm:"not null;index:reservations_pool_state_idx,priority:1;uniqueIndex:reservations_pool_fence_key,priority:1"`
+	Fence     int64     `gorm:"not null;uniqueIndex:reservations_pool_fence_key,priority:2;check:reservations_fence_check,fence > 0"` // never reused within a pool
+	Owner     string    `gorm:"not null;default:''"`
+	Hashes    string    `gorm:"not null;check:reservations_hashes_check,hashes <> ''"` // comma-separated UTXO hashes
+	State     string    `gorm:"size:16;not null;index:reservations_pool_state_idx,priority:2;check:reservations_state_check,state IN ('held', 'submitted', 'released', 'expired', 'spent', 'invalidated')"`
+	TxID      string    `gorm:"size:64;not null;default:''"`
+	CreatedAt time.Time `gorm:"not null"`
+	ExpiresAt time.Time `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+}
+
+// Balance is a legacy update-balance row.
+type Balance struct {
+	ID         int64     `gorm:"primaryKey"`
+	Address    string    `gorm:"size:256;not null;index:balances_address_asset_idx,priority:1"`
+	Asset      string    `gorm:"size:64;not null;index:balances_address_asset_idx,priority:2"`
+	Amount     int64     `gorm:"not null"`
+	TxID       string    `gorm:"size:64;not null;index"`
+	State      string    `gorm:"size:16;not null;check:balances_state_check,state IN ('pending', 'confirmed', 'rejected', 'expired')"`
+	StatusFail bool      `gorm:"not null"`
+	CreatedAt  time.Time `gorm:"not null"`
+	UpdatedAt  time.Time `gorm:"not null"`
+}
+
+// Transaction is a transaction the crawler recorded because it spends a pool UTXO.
+type Transaction struct {
+	ID         int64     `gorm:"primaryKey"`
+	PoolID     int64     `gorm:"not null;uniqueIndex:transactions_pool_tx_key,priority:1"`
+	TxID       string    `gorm:"size:64;not null;uniqueIndex:transactions_pool_tx_key,priority:2"`
+	Height     int64     `gorm:"not null"`
+	BlockHash  string    `gorm:"size:64;not null;default:''"`
+	BlockTime  time.Time `gorm:"not null"`
+	StatusFail bool      `gorm:"not null"`
+	Inputs     string    `gorm:"not null;default:'[]'"` // JSON array of {address,asset,amount}
+	Outputs    string    `gorm:"not null;default:'[]'"` // JSON array of {address,asset,amount}
+	CreatedAt  time.Time `gorm:"not null"`
+}
+
+// SyncCursor is the position of one sync job for one pool.
+type SyncCursor struct {
+	PoolID      int64  `gorm:"primaryKey;autoIncrement:false"`
+	Job         string `gorm:"primaryKey;size:32"`
+	Height      int64  `gorm:"not null;default:0"`
+	BlockHash   string `gorm:"size:64;not null;default:''"`
+	Epoch       int64  `gorm:"not null;default:0"`
+	LastSuccess *time.Time
+	LastError   string    `gorm:"not null;default:''"`
+	UpdatedAt   time.Time `gorm:"not null"`
+}
+
+// Models lists every model, for AutoMigrate in dev mode and schema checks in tests.
+func Models() []any {
+	return []any{&Pool{}, &UTXO{}, &Reservation{}, &Balance{}, &Transaction{}, &SyncCursor{}}
+}

@@ -1,0 +1,245 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// More sentinel errors.
+var (
+	// ErrBadURL means the database URL has an unsupported scheme.
+	ErrBadURL = errors.New("storage: unsupported database url (want postgres://, postgresql://, sqlite:// or file:)")
+	// ErrInvalidArgument means a caller passed a value the store refuses
+	// (empty key, unknown state...). It is wrapped with the details.
+	ErrInvalidArgument = errors.New("storage: invalid argument")
+)
+
+// Dialect names as returned by Store.Dialect.
+const (
+	DialectPostgres = "postgres"
+	DialectSQLite   = "sqlite"
+)
+
+// DefaultTimeout bounds every store call whose context has no deadline.
+const DefaultTimeout = 30 * time.Second
+
+// slowQuery is the duration above which a statement is logged at warn level.
+const slowQuery = 500 * time.Millisecond
+
+// Open connects to the database at databaseURL.
+//
+// postgres:// and postgresql:// URLs open PostgreSQL, whose schema comes only
+// from the versioned SQL migrations (MigrateUp, `bufferd migrate up`); Open
+// returns an error wrapping ErrNotMigrated when the schema is older than this
+// binary. sqlite://PATH and file:PATH open a SQLite file (WAL, busy timeout,
+// immediate write transactions) for development only; its schema is created
+// with gorm's AutoMigrate from the models, so it has their columns, indexes
+// and check constraints but not the foreign keys to pools, which only the
+// PostgreSQL migrations declare.
+func Open(ctx context.Context, databaseURL string) (*Store, error) {
+	switch {
+	case isPostgresURL(databaseURL):
+		return openPostgres(ctx, databaseURL)
+	case strings.HasPrefix(databaseURL, "sqlite://"):
+		return openSQLite(ctx, strings.TrimPrefix(databaseURL, "sqlite://"))
+	case strings.HasPrefix(databaseURL, "file:"):
+		return openSQLite(ctx, strings.TrimPrefix(databaseURL, "file:"))
+	default:
+		return nil, ErrBadURL
+	}
+}
+
+func isPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+func openPostgres(ctx context.Context, databaseURL string) (*Store, error) {
+	sqlDB, err := openSQL(ctx, databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	ctx2, cancel := withTimeout(ctx)
+	defer cancel()
+	current, latest, err := schemaVersions(ctx2, sqlDB)
+	if err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	if current < latest {
+		sqlDB.Close()
+		return nil, fmt.Errorf("%w: database at version %d, binary needs %d", ErrNotMigrated, current, latest)
+	}
+	if current > latest {
+		slog.Warn("storage: database schema is newer than this binary", "current", current, "latest", latest)
+	}
+	sqlDB.SetMaxOpenConns(25)
+	sqlDB.SetMaxIdleConns(10)
+	sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), gormConfig())
+	if err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("storage: open postgres: %w", err)
+	}
+	return newStore(db, DialectPostgres)
+}
+
+func openSQLite(ctx context.Context, path string) (*Store, error) {
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i] // our own pragmas replace any given ones
+	}
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty sqlite path", ErrBadURL)
+	}
+	memory := strings.Contains(path, ":memory:")
+	if !memory {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("storage: sqlite directory: %w", err)
+		}
+	}
+	// _txlock=immediate takes the write lock at BEGIN, so concurrent write
+	// transactions wait on busy_timeout instead of failing on lock upgrade.
+	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := gorm.Open(sqlite.Open(dsn), gormConfig())
+	if err != nil {
+		return nil, fmt.Errorf("storage: open sqlite: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("storage: open sqlite: %w", err)
+	}
+	if memory {
+		sqlDB.SetMaxOpenConns(1) // every connection would be another database
+	} else {
+		sqlDB.SetMaxOpenConns(8)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if err := db.WithContext(ctx).AutoMigrate(Models()...); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("storage: sqlite schema: %w", err)
+	}
+	return newStore(db, DialectSQLite)
+}
+
+func gormConfig() *gorm.Config {
+	return &gorm.Config{
+		Logger:                 slogLogger{},
+		NowFunc:                now,
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+	}
+}
+
+// now is the store's clock: UTC at PostgreSQL's microsecond precision, so a
+// time read back equals the time written on both dialects.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// StatementCount is the number of SQL statements this store has issued so far
+// (transaction BEGIN/COMMIT not included). Tests use deltas of it.
+func (s *Store) StatementCount() int64 { return s.stmts.Load() }
+
+type stmtCounterKey struct{}
+
+// countStatements makes the statements issued under ctx also count into n.
+func countStatements(ctx context.Context, n *atomic.Int64) context.Context {
+	return context.WithValue(ctx, stmtCounterKey{}, n)
+}
+
+func newStore(db *gorm.DB, dialect string) (*Store, error) {
+	s := &Store{db: db, dialect: dialect}
+	count := func(tx *gorm.DB) {
+		if tx.DryRun || tx.Statement.SQL.Len() == 0 {
+			return
+		}
+		s.stmts.Add(1)
+		if n, ok := tx.Statement.Context.Value(stmtCounterKey{}).(*atomic.Int64); ok {
+			n.Add(1)
+		}
+	}
+	cb := db.Callback()
+	for _, err := range []error{
+		cb.Create().After("gorm:create").Register("bufferd:count_create", count),
+		cb.Query().After("gorm:query").Register("bufferd:count_query", count),
+		cb.Update().After("gorm:update").Register("bufferd:count_update", count),
+		cb.Delete().After("gorm:delete").Register("bufferd:count_delete", count),
+		cb.Row().After("gorm:row").Register("bufferd:count_row", count),
+		cb.Raw().After("gorm:raw").Register("bufferd:count_raw", count),
+	} {
+		if err != nil {
+			if sqlDB, e := db.DB(); e == nil {
+				sqlDB.Close()
+			}
+			return nil, fmt.Errorf("storage: register callback: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// withTimeout applies DefaultTimeout when ctx has no deadline.
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// slogLogger is gorm's logger: slow statements at warn, errors at debug (the
+// caller decides whether an error matters), nothing else.
+type slogLogger struct{}
+
+func (l slogLogger) LogMode(logger.LogLevel) logger.Interface { return l }
+
+func (slogLogger) Info(ctx context.Context, msg string, args ...any) {
+	slog.DebugContext(ctx, "gorm: "+fmt.Sprintf(msg, args...))
+}
+
+func (slogLogger) Warn(ctx context.Context, msg string, args ...any) {
+	slog.WarnContext(ctx, "gorm: "+fmt.Sprintf(msg, args...))
+}
+
+func (slogLogger) Error(ctx context.Context, msg string, args ...any) {
+	slog.ErrorContext(ctx, "gorm: "+fmt.Sprintf(msg, args...))
+}
+
+func (slogLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	elapsed := time.Since(begin)
+	switch {
+	case elapsed >= slowQuery:
+		sql, rows := fc()
+		slog.WarnContext(ctx, "storage: slow statement", "elapsed", elapsed, "rows", rows, "sql", truncate(sql, 300))
+	case err != nil && !errors.Is(err, gorm.ErrRecordNotFound) && slog.Default().Enabled(ctx, slog.LevelDebug):
+		sql, _ := fc()
+		slog.DebugContext(ctx, "storage: statement failed", "err", err, "sql", truncate(sql, 300))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,253 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// ErrNotLive means a reservation is no longer held or submitted, so it cannot change.
+var ErrNotLive = errors.New("storage: reservation is not live")
+
+// liveStates are the reservation states that hold UTXOs.
+var liveStates = []string{ResHeld, ResSubmitted}
+
+// SplitHashes returns the hashes of a journal row's comma-separated list.
+func SplitHashes(hashes string) []string {
+	if hashes == "" {
+		return nil
+	}
+	return strings.Split(hashes, ",")
+}
+
+// RecordReservation journals a granted reservation and, in the same
+// transaction, marks its UTXOs (r.Hashes) reserved where they are available.
+// State defaults to held and times to now. Recording the same reservation again
+// is a no-op; a fence already used by another reservation of the pool is
+// refused with ErrStaleFence.
+func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
+	hashes := SplitHashes(r.Hashes)
+	switch {
+	case r.ID == "" || r.PoolID <= 0 || r.Fence <= 0:
+		return fmt.Errorf("%w: reservation needs id, pool and a positive fence", ErrInvalidArgument)
+	case len(hashes) == 0 || len(hashes) > batchSize:
+		return fmt.Errorf("%w: reservation needs 1 to %d hashes", ErrInvalidArgument, batchSize)
+	case slices.Contains(hashes, ""):
+		return fmt.Errorf("%w: empty hash in reservation", ErrInvalidArgument)
+	}
+	if r.State == "" {
+		r.State = ResHeld
+	}
+	if !validResState(r.State) {
+		return fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, r.State)
+	}
+	t := now()
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = t
+	}
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = t
+	}
+	r.CreatedAt, r.UpdatedAt, r.ExpiresAt = dbTime(r.CreatedAt), dbTime(r.UpdatedAt), dbTime(r.ExpiresAt)
+
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&r).Error; err != nil {
+			return err
+		}
+		if r.State != ResHeld && r.State != ResSubmitted {
+			return nil
+		}
+		return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE pool_id = ? AND state = ? AND hash IN ?`,
+			StateReserved, t, r.PoolID, StateAvailable, hashes).Error
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		prev, gerr := s.GetReservation(ctx, r.ID)
+		if gerr == nil && prev.PoolID == r.PoolID && prev.Fence == r.Fence && prev.Hashes == r.Hashes {
+			return nil // a retry of a write that did commit
+		}
+		return fmt.Errorf("%w: fence %d of pool %d already used", ErrStaleFence, r.Fence, r.PoolID)
+	case errors.Is(err, gorm.ErrForeignKeyViolated):
+		return fmt.Errorf("%w: pool %d", ErrNotFound, r.PoolID)
+	default:
+		return fmt.Errorf("storage: record reservation: %w", err)
+	}
+}
+
+// GetReservation returns the journal row of a reservation or ErrNotFound.
+func (s *Store) GetReservation(ctx context.Context, id string) (Reservation, error) {
+	if id == "" {
+		return Reservation{}, fmt.Errorf("%w: reservation", ErrNotFound)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var r Reservation
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error
+	return r, notFound(err, "reservation")
+}
+
+// ReservationUpdate is a change to a live reservation. Zero fields are kept.
+type ReservationUpdate struct {
+	Fence     int64     // the writer's fence: refused with ErrStaleFence if the stored one is newer; a newer one is stored
+	State     string    // new state
+	TxID      string    // spending transaction (submit)
+	ExpiresAt time.Time // new expiry (extend, submit)
+}
+
+// UpdateReservation changes a held or submitted reservation. It returns
+// ErrNotFound for an unknown id, ErrStaleFence when u.Fence is older than the
+// stored fence, and ErrNotLive once the reservation has ended. Moving it to
+// released, expired or invalidated also makes its reserved UTXOs available
+// again (those no other live reservation holds), in the same transaction.
+func (s *Store) UpdateReservation(ctx context.Context, id string, u ReservationUpdate) error {
+	if u.State != "" && !validResState(u.State) {
+		return fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, u.State)
+	}
+	if id == "" || u.Fence <= 0 {
+		return fmt.Errorf("%w: update needs the id and a positive fence", ErrInvalidArgument)
+	}
+	t := now()
+	set := map[string]any{"fence": u.Fence, "updated_at": t}
+	if u.State != "" {
+		set["state"] = u.State
+	}
+	if u.TxID != "" {
+		set["tx_id"] = u.TxID
+	}
+	if !u.ExpiresAt.IsZero() {
+		set["expires_at"] = dbTime(u.ExpiresAt)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var affected int64
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Reservation{}).
+			Where("id = ? AND fence <= ? AND state IN ?", id, u.Fence, liveStates).
+			Updates(set)
+		if res.Error != nil {
+			return res.Error
+		}
+		affected = res.RowsAffected
+		if affected == 0 {
+			return nil
+		}
+		switch u.State {
+		case ResReleased, ResExpired, ResInvalidated:
+			return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ?
+				WHERE state = ? AND pool_id = (SELECT pool_id FROM reservations WHERE id = ?)
+				AND `+s.inHashes("(SELECT hashes FROM reservations WHERE id = ?)")+`
+				AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
+					AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
+				StateAvailable, t, StateReserved, id, id, liveStates, t).Error
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return fmt.Errorf("%w: fence %d already used", ErrStaleFence, u.Fence)
+		}
+		return fmt.Errorf("storage: update reservation: %w", err)
+	}
+	if affected > 0 {
+		return nil
+	}
+	prev, err := s.GetReservation(ctx, id)
+	switch {
+	case err != nil:
+		return err
+	case prev.Fence > u.Fence:
+		return fmt.Errorf("%w: reservation %s has fence %d, write carried %d", ErrStaleFence, id, prev.Fence, u.Fence)
+	default:
+		return fmt.Errorf("%w: reservation %s is %s", ErrNotLive, id, prev.State)
+	}
+}
+
+// ExpireReservations marks held and submitted reservations whose expiry is at
+// or before now as expired, then makes available again every reserved UTXO
+// that no live (held or submitted, unexpired) reservation holds any more,
+// whatever ended it. Two statements in one transaction; it returns the number
+// of reservations expired.
+func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, error) {
+	now = dbTime(now)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var expired int64
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Exec(`UPDATE reservations SET state = ?, updated_at = ? WHERE state IN ? AND expires_at <= ?`,
+			ResExpired, now, liveStates, now)
+		if res.Error != nil {
+			return res.Error
+		}
+		expired = res.RowsAffected
+		return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE state = ?
+			AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
+				AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
+			StateAvailable, now, StateReserved, liveStates, now).Error
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: expire reservations: %w", err)
+	}
+	return expired, nil
+}
+
+// LiveReservations returns the held and submitted reservations that have not
+// expired, ordered by pool and fence (what Redis is rebuilt from).
+func (s *Store) LiveReservations(ctx context.Context) ([]Reservation, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []Reservation
+	err := s.db.WithContext(ctx).Where("state IN ? AND expires_at > ?", liveStates, now()).
+		Order("pool_id, fence").Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: live reservations: %w", err)
+	}
+	return out, nil
+}
+
+// MaxFences returns the highest fence journalled for each pool, so a fencing
+// counter lost with Redis can resume above every token ever handed out.
+func (s *Store) MaxFences(ctx context.Context) (map[int64]int64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var rows []struct {
+		PoolID int64
+		Fence  int64
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT pool_id, MAX(fence) AS fence FROM reservations GROUP BY pool_id`).
+		Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: max fences: %w", err)
+	}
+	out := make(map[int64]int64, len(rows))
+	for _, r := range rows {
+		out[r.PoolID] = r.Fence
+	}
+	return out, nil
+}
+
+// inHashes is an SQL condition true when utxos.hash is an element of the
+// comma-separated list list (an SQL expression).
+func (s *Store) inHashes(list string) string {
+	pos := "instr"
+	if s.dialect == DialectPostgres {
+		pos = "strpos"
+	}
+	return pos + "(',' || " + list + " || ',', ',' || utxos.hash || ',') > 0"
+}
+
+func validResState(s string) bool {
+	switch s {
+	case ResHeld, ResSubmitted, ResReleased, ResExpired, ResSpent, ResInvalidated:
+		return true
+	}
+	return false
+}

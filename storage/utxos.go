@@ -1,0 +1,328 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/bufferd/bufferd/chain"
+	"gorm.io/gorm"
+)
+
+// batchSize bounds the rows of one multi-row INSERT and the values of one
+// IN list (well under PostgreSQL's 65535 and SQLite's 32766 parameters).
+const batchSize = 1000
+
+// MaxListLimit is the largest page ListUTXOs returns.
+const MaxListLimit = 1000
+
+// SyncResult is what ReconcilePool changed.
+type SyncResult struct {
+	Added      []UTXO   // new rows, now available
+	Revived    []UTXO   // were spent or invalidated, seen again: available again
+	Spent      []string // hashes no longer seen: now spent
+	Confirmed  int      // rows whose confirmed flag changed
+	Statements int      // SQL statements issued (BEGIN/COMMIT not counted)
+}
+
+// Changed reports whether the reconcile wrote anything.
+func (r SyncResult) Changed() bool {
+	return len(r.Added) > 0 || len(r.Revived) > 0 || len(r.Spent) > 0 || r.Confirmed > 0
+}
+
+// current is the part of a stored UTXO that reconciling compares.
+type current struct {
+	ID        int64
+	Hash      string
+	State     string
+	Confirmed bool
+	Amount    int64
+}
+
+// ReconcilePool makes the stored UTXOs of pool match seen, the complete list
+// of the pool's unspent outputs the chain reports now:
+//   - unknown hashes are inserted as available;
+//   - spent or invalidated rows seen again become available (Revived);
+//   - available or reserved rows not seen any more become spent;
+//   - the confirmed flag follows the chain.
+//
+// It reads the pool in one statement and, only if something differs, writes
+// in one transaction with a fixed number of statements per batchSize changes.
+// Entries for another asset or program, without a hash, with a negative
+// amount, or whose hash already belongs to another pool are skipped and logged.
+func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO) (SyncResult, error) {
+	var n atomic.Int64
+	ctx, cancel := withTimeout(countStatements(ctx, &n))
+	defer cancel()
+	res, err := s.reconcile(ctx, pool, seen)
+	res.Statements = int(n.Load())
+	return res, err
+}
+
+func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (SyncResult, error) {
+	var res SyncResult
+	if pool.ID == 0 {
+		return res, fmt.Errorf("%w: pool without id", ErrInvalidArgument)
+	}
+	var rows []current
+	err := s.db.WithContext(ctx).Model(&UTXO{}).
+		Select("id", "hash", "state", "confirmed", "amount").
+		Where("pool_id = ?", pool.ID).Find(&rows).Error
+	if err != nil {
+		return res, fmt.Errorf("storage: read pool %d utxos: %w", pool.ID, err)
+	}
+	have := make(map[string]current, len(rows))
+	for _, r := range rows {
+		have[r.Hash] = r
+	}
+
+	t := now()
+	var (
+		added              []UTXO
+		revived            []UTXO
+		spent              []string
+		confirm, unconfirm []string
+		seenSet            = make(map[string]struct{}, len(seen))
+	)
+	for _, u := range seen {
+		if reason := rejectSeen(pool, u); reason != "" {
+			slog.WarnContext(ctx, "storage: reconcile skips utxo", "pool", pool.ID, "hash", u.Hash, "reason", reason)
+			continue
+		}
+		if _, dup := seenSet[u.Hash]; dup {
+			continue
+		}
+		seenSet[u.Hash] = struct{}{}
+		cur, ok := have[u.Hash]
+		if !ok {
+			added = append(added, UTXO{
+				Hash: u.Hash, PoolID: pool.ID, Asset: pool.Asset, Amount: u.Amount,
+				State: StateAvailable, Confirmed: u.Confirmed, CreatedTx: u.TxID,
+				CreatedAt: t, UpdatedAt: t,
+			})
+			continue
+		}
+		if cur.State == StateSpent || cur.State == StateInvalidated {
+			revived = append(revived, UTXO{
+				ID: cur.ID, Hash: cur.Hash, PoolID: pool.ID, Asset: pool.Asset, Amount: cur.Amount,
+				State: StateAvailable, Confirmed: u.Confirmed, UpdatedAt: t,
+			})
+		}
+		if cur.Confirmed != u.Confirmed {
+			if u.Confirmed {
+				confirm = append(confirm, u.Hash)
+			} else {
+				unconfirm = append(unconfirm, u.Hash)
+			}
+		}
+	}
+	for _, r := range rows {
+		if _, ok := seenSet[r.Hash]; ok {
+			continue
+		}
+		if r.State == StateAvailable || r.State == StateReserved {
+			spent = append(spent, r.Hash)
+		}
+	}
+	if len(added) == 0 && len(revived) == 0 && len(spent) == 0 && len(confirm) == 0 && len(unconfirm) == 0 {
+		return res, nil
+	}
+
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		ins, err := insertUTXOs(tx, added)
+		if err != nil {
+			return err
+		}
+		res.Added = ins
+		for _, chunk := range chunks(spent) {
+			err := tx.Exec(`UPDATE utxos SET state = ?, spent_at = ?, updated_at = ?
+				WHERE pool_id = ? AND state IN ? AND hash IN ?`,
+				StateSpent, t, t, pool.ID, []string{StateAvailable, StateReserved}, chunk).Error
+			if err != nil {
+				return fmt.Errorf("storage: mark spent: %w", err)
+			}
+		}
+		for _, chunk := range chunks(hashesOf(revived)) {
+			err := tx.Exec(`UPDATE utxos SET state = ?, spent_tx = '', spent_at = NULL, updated_at = ?
+				WHERE pool_id = ? AND state IN ? AND hash IN ?`,
+				StateAvailable, t, pool.ID, []string{StateSpent, StateInvalidated}, chunk).Error
+			if err != nil {
+				return fmt.Errorf("storage: revive: %w", err)
+			}
+		}
+		for flag, hashes := range map[bool][]string{true: confirm, false: unconfirm} {
+			for _, chunk := range chunks(hashes) {
+				err := tx.Exec(`UPDATE utxos SET confirmed = ?, updated_at = ? WHERE pool_id = ? AND hash IN ?`,
+					flag, t, pool.ID, chunk).Error
+				if err != nil {
+					return fmt.Errorf("storage: set confirmed: %w", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return SyncResult{}, err
+	}
+	res.Revived = revived
+	res.Spent = spent
+	res.Confirmed = len(confirm) + len(unconfirm)
+	return res, nil
+}
+
+// rejectSeen says why a UTXO reported for pool cannot belong to it, or "".
+func rejectSeen(pool Pool, u chain.UTXO) string {
+	switch {
+	case u.Hash == "":
+		return "empty hash"
+	case u.Amount < 0:
+		return "negative amount"
+	case u.Asset != "" && !strings.EqualFold(u.Asset, pool.Asset):
+		return "asset differs from the pool's"
+	case u.Program != "" && !strings.EqualFold(u.Program, pool.Program):
+		return "program differs from the pool's"
+	}
+	return ""
+}
+
+// insertUTXOs inserts rows in multi-row statements, skipping hashes that
+// already exist (in another pool: a hash is unique), and returns the rows
+// inserted with their ids.
+func insertUTXOs(tx *gorm.DB, rows []UTXO) ([]UTXO, error) {
+	var out []UTXO
+	for start := 0; start < len(rows); start += batchSize {
+		batch := rows[start:min(start+batchSize, len(rows))]
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx, created_at, updated_at) VALUES `)
+		args := make([]any, 0, len(batch)*10)
+		for i, u := range batch {
+			if i > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString("(?,?,?,?,?,?,?,?,?,?)")
+			args = append(args, u.Hash, u.PoolID, u.Asset, u.Amount, u.State, u.Confirmed, u.CreatedTx, "", u.CreatedAt, u.UpdatedAt)
+		}
+		sb.WriteString(` ON CONFLICT (hash) DO NOTHING RETURNING id, hash`)
+		var ids []struct {
+			ID   int64
+			Hash string
+		}
+		if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+			return nil, fmt.Errorf("storage: insert utxos: %w", err)
+		}
+		byHash := make(map[string]int64, len(ids))
+		for _, r := range ids {
+			byHash[r.Hash] = r.ID
+		}
+		for _, u := range batch {
+			id, ok := byHash[u.Hash]
+			if !ok {
+				slog.WarnContext(tx.Statement.Context, "storage: reconcile skips utxo", "pool", u.PoolID, "hash", u.Hash,
+					"reason", "hash already stored for another pool")
+				continue
+			}
+			u.ID = id
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+func hashesOf(us []UTXO) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.Hash
+	}
+	return out
+}
+
+// chunks splits xs into slices of at most batchSize.
+func chunks(xs []string) [][]string {
+	var out [][]string
+	for start := 0; start < len(xs); start += batchSize {
+		out = append(out, xs[start:min(start+batchSize, len(xs))])
+	}
+	return out
+}
+
+// ListUTXOs returns up to limit UTXOs of a pool with id > afterID, ordered by
+// id (keyset pagination: pass the last id as the next afterID). state "" means
+// any state. limit <= 0 means 100; it is capped at MaxListLimit.
+func (s *Store) ListUTXOs(ctx context.Context, poolID int64, state string, afterID int64, limit int) ([]UTXO, error) {
+	if state != "" && !validUTXOState(state) {
+		return nil, fmt.Errorf("%w: unknown utxo state %q", ErrInvalidArgument, state)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, MaxListLimit)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	q := s.db.WithContext(ctx).Where("pool_id = ? AND id > ?", poolID, afterID)
+	if state != "" {
+		q = q.Where("state = ?", state)
+	}
+	var out []UTXO
+	if err := q.Order("id").Limit(limit).Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("storage: list utxos: %w", err)
+	}
+	return out, nil
+}
+
+// PoolUTXOsByState returns every UTXO of a pool in one of states (all of them
+// when states is empty), ordered by id.
+func (s *Store) PoolUTXOsByState(ctx context.Context, poolID int64, states ...string) ([]UTXO, error) {
+	for _, st := range states {
+		if !validUTXOState(st) {
+			return nil, fmt.Errorf("%w: unknown utxo state %q", ErrInvalidArgument, st)
+		}
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	q := s.db.WithContext(ctx).Where("pool_id = ?", poolID)
+	if len(states) > 0 {
+		q = q.Where("state IN ?", states)
+	}
+	var out []UTXO
+	if err := q.Order("id").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("storage: pool utxos: %w", err)
+	}
+	return out, nil
+}
+
+// GetUTXOs returns the stored UTXOs among hashes (unknown hashes are absent),
+// ordered by id.
+func (s *Store) GetUTXOs(ctx context.Context, hashes []string) ([]UTXO, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	hashes = slices.Clone(hashes)
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []UTXO
+	for _, chunk := range chunks(hashes) {
+		var part []UTXO
+		if err := s.db.WithContext(ctx).Where("hash IN ?", chunk).Order("id").Find(&part).Error; err != nil {
+			return nil, fmt.Errorf("storage: get utxos: %w", err)
+		}
+		out = append(out, part...)
+	}
+	if len(hashes) > batchSize {
+		slices.SortFunc(out, func(a, b UTXO) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	return out, nil
+}
+
+func validUTXOState(s string) bool {
+	switch s {
+	case StateAvailable, StateReserved, StateSpent, StateInvalidated:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,282 @@
+package storage_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/storage"
+)
+
+func TestEnsurePoolConcurrent(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			ids     = map[int64]bool{}
+			created int
+		)
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Different spellings of the same pool.
+				asset, program := assetA, programA
+				if i%2 == 1 {
+					asset, program = " "+strings.ToUpper(assetA), strings.ToUpper(programA)+" "
+				}
+				p, c, err := s.EnsurePool(ctx, asset, program)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					t.Errorf("EnsurePool: %v", err)
+					return
+				}
+				ids[p.ID] = true
+				if c {
+					created++
+				}
+			}()
+		}
+		wg.Wait()
+		pools, err := s.ListPools(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pools) != 1 || len(ids) != 1 || created != 1 {
+			t.Fatalf("20 concurrent EnsurePool: %d rows, %d ids, %d created; want 1, 1, 1", len(pools), len(ids), created)
+		}
+		if pools[0].Asset != assetA || pools[0].Program != programA {
+			t.Errorf("stored pool %+v, want lower-case asset and program", pools[0])
+		}
+
+		got, err := s.GetPool(ctx, pools[0].ID)
+		if err != nil || got.ID != pools[0].ID {
+			t.Errorf("GetPool = %+v, %v", got, err)
+		}
+		if _, err := s.GetPool(ctx, pools[0].ID+100); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("GetPool(unknown): err = %v, want ErrNotFound", err)
+		}
+		if _, err := s.FindPool(ctx, assetB, programA); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("FindPool(unknown): err = %v, want ErrNotFound", err)
+		}
+		if _, _, err := s.EnsurePool(ctx, "", programA); !errors.Is(err, storage.ErrInvalidArgument) {
+			t.Errorf("EnsurePool(empty asset): err = %v, want ErrInvalidArgument", err)
+		}
+		p2, c, err := s.EnsurePool(ctx, assetB, programA)
+		if err != nil || !c || p2.ID == pools[0].ID {
+			t.Errorf("EnsurePool(other asset) = %+v, %v, %v; want a new pool", p2, c, err)
+		}
+	})
+}
+
+func TestReconcile(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		p := mustPool(t, s, assetA, programA)
+
+		// A pool of 5,000 UTXOs syncs completely (2,500 on SQLite, which is
+		// dev-only and very slow under the race detector).
+		n := 5000
+		if s.Dialect() == storage.DialectSQLite {
+			n = 2500
+		}
+		batches := (n + 999) / 1000
+		seen := chainUTXOs(p, 1, 0, n)
+		seen[7].Confirmed = false
+		res := mustReconcile(t, s, p, seen)
+		if len(res.Added) != n || len(res.Spent) != 0 || len(res.Revived) != 0 {
+			t.Fatalf("first sync: added %d spent %d revived %d, want %d/0/0", len(res.Added), len(res.Spent), len(res.Revived), n)
+		}
+		if res.Statements != 1+batches { // one read, one insert per 1000 rows
+			t.Errorf("first sync: %d statements, want %d", res.Statements, 1+batches)
+		}
+		for _, u := range res.Added {
+			if u.ID == 0 || u.State != storage.StateAvailable || u.PoolID != p.ID {
+				t.Fatalf("added row %+v", u)
+			}
+		}
+		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Available: int64(n)}) {
+			t.Fatalf("counts after first sync: %+v", c)
+		}
+		stored, err := s.PoolUTXOsByState(ctx, p.ID, storage.StateAvailable)
+		if err != nil || len(stored) != n {
+			t.Fatalf("PoolUTXOsByState = %d rows, %v", len(stored), err)
+		}
+		for i, u := range stored { // inserted in order, so ids follow seen
+			if u.Hash != seen[i].Hash || u.Amount != seen[i].Amount || u.Confirmed != seen[i].Confirmed ||
+				u.CreatedTx != seen[i].TxID || u.Asset != p.Asset {
+				t.Fatalf("stored[%d] = %+v, want %+v", i, u, seen[i])
+			}
+		}
+
+		// Same input again: only the read, no transaction, nothing changed.
+		before := s.StatementCount()
+		res = mustReconcile(t, s, p, seen)
+		if d := s.StatementCount() - before; d != 1 || res.Statements != 1 || res.Changed() {
+			t.Fatalf("unchanged sync: %d statements (result says %d), result %+v; want one read, no change", d, res.Statements, res)
+		}
+
+		// One gone, one new.
+		one := append(slices.Clone(seen[1:]), chainUTXOs(p, 2, 0, 1)...)
+		res = mustReconcile(t, s, p, one)
+		if len(res.Added) != 1 || res.Added[0].Hash != hashOf(2, 0) || !slices.Equal(res.Spent, []string{seen[0].Hash}) {
+			t.Fatalf("one change: added %v spent %v", res.Added, res.Spent)
+		}
+		stmtsOne := res.Statements
+		if stmtsOne != 3 { // read, insert, mark spent
+			t.Errorf("one change: %d statements, want 3", stmtsOne)
+		}
+
+		// 100 gone, 100 new: the same number of statements.
+		hundred := append(slices.Clone(seen[101:]), chainUTXOs(p, 2, 0, 101)...)
+		res = mustReconcile(t, s, p, hundred)
+		if len(res.Added) != 100 || len(res.Spent) != 100 {
+			t.Fatalf("100 changes: added %d spent %d", len(res.Added), len(res.Spent))
+		}
+		if res.Statements != stmtsOne {
+			t.Errorf("100 changes: %d statements, 1 change: %d; want equal", res.Statements, stmtsOne)
+		}
+		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Available: int64(n), Spent: 101}) {
+			t.Fatalf("counts: %+v", c)
+		}
+
+		// Spent rows seen again come back; a confirmation flips.
+		back := append(slices.Clone(hundred), seen[:101]...)
+		back[0].Confirmed = false // was confirmed
+		res = mustReconcile(t, s, p, back)
+		if len(res.Revived) != 101 || len(res.Added) != 0 || len(res.Spent) != 0 || res.Confirmed != 1 {
+			t.Fatalf("revive: revived %d added %d spent %d confirmed %d", len(res.Revived), len(res.Added), len(res.Spent), res.Confirmed)
+		}
+		if res.Statements != 3 { // read, revive, unconfirm
+			t.Errorf("revive: %d statements, want 3", res.Statements)
+		}
+		st := statesOf(t, s, seen[0].Hash, seen[100].Hash)
+		if st[seen[0].Hash] != storage.StateAvailable || st[seen[100].Hash] != storage.StateAvailable {
+			t.Fatalf("revived states: %v", st)
+		}
+		got, err := s.GetUTXOs(ctx, []string{back[0].Hash, seen[0].Hash, "unknown", seen[0].Hash})
+		if err != nil || len(got) != 2 {
+			t.Fatalf("GetUTXOs = %d rows, %v", len(got), err)
+		}
+		for _, u := range got {
+			if u.Hash == back[0].Hash && u.Confirmed {
+				t.Errorf("confirmed flag did not follow the chain: %+v", u)
+			}
+			if u.Hash == seen[0].Hash && (u.SpentAt != nil || u.State != storage.StateAvailable) {
+				t.Errorf("revived row keeps spent data: %+v", u)
+			}
+		}
+		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Available: int64(n) + 101}) {
+			t.Fatalf("counts after revive: %+v", c)
+		}
+
+		// Everything gone: all spent, one statement per 1000 rows.
+		res = mustReconcile(t, s, p, nil)
+		if all := n + 101; len(res.Spent) != all || res.Statements != 1+(all+999)/1000 {
+			t.Fatalf("all gone: spent %d in %d statements, want %d in %d", len(res.Spent), res.Statements, all, 1+(all+999)/1000)
+		}
+		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Spent: int64(n) + 101}) {
+			t.Fatalf("counts after all gone: %+v", c)
+		}
+	})
+}
+
+func TestReconcileSkipsForeignAndBadEntries(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		p1 := mustPool(t, s, assetA, programA)
+		p2 := mustPool(t, s, assetB, programB)
+		mustReconcile(t, s, p1, chainUTXOs(p1, 1, 0, 3))
+
+		seen := chainUTXOs(p2, 2, 0, 2)
+		foreign := chainUTXOs(p2, 1, 0, 1)[0] // p1's hash reported for p2
+		wrongAsset := chainUTXOs(p1, 3, 0, 1)[0]
+		wrongAsset.Program = p2.Program // right program, wrong asset
+		seen = append(seen, foreign, wrongAsset,
+			chain.UTXO{Hash: "", Amount: 1},
+			chain.UTXO{Hash: hashOf(4, 0), Amount: -5},
+			seen[0], // duplicate
+		)
+		res := mustReconcile(t, s, p2, seen)
+		if len(res.Added) != 2 {
+			t.Fatalf("added %d rows, want the 2 valid ones: %+v", len(res.Added), res.Added)
+		}
+		us, err := s.GetUTXOs(testCtx(t), []string{foreign.Hash})
+		if err != nil || len(us) != 1 || us[0].PoolID != p1.ID {
+			t.Fatalf("foreign hash row = %+v, %v; want it untouched in pool %d", us, err, p1.ID)
+		}
+		if c := mustCounts(t, s, p1.ID); c != (storage.Counts{Available: 3}) {
+			t.Errorf("pool 1 counts: %+v", c)
+		}
+		if c := mustCounts(t, s, p2.ID); c != (storage.Counts{Available: 2}) {
+			t.Errorf("pool 2 counts: %+v", c)
+		}
+		// Skipped entries never cause writes on the next pass.
+		res = mustReconcile(t, s, p2, seen)
+		if res.Changed() {
+			t.Errorf("second pass changed something: %+v", res)
+		}
+	})
+}
+
+func TestListUTXOsPagination(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		p := mustPool(t, s, assetA, programA)
+		other := mustPool(t, s, assetB, programB)
+		mustReconcile(t, s, other, chainUTXOs(other, 9, 0, 5))
+		mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 25))
+		mustReconcile(t, s, p, chainUTXOs(p, 1, 5, 20)) // first 5 spent
+
+		var all []storage.UTXO
+		after := int64(0)
+		for page := 0; ; page++ {
+			us, err := s.ListUTXOs(ctx, p.ID, "", after, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(us) == 0 {
+				break
+			}
+			if page > 5 {
+				t.Fatal("pagination does not end")
+			}
+			all = append(all, us...)
+			after = us[len(us)-1].ID
+		}
+		if len(all) != 25 {
+			t.Fatalf("paged through %d rows, want 25", len(all))
+		}
+		for i := 1; i < len(all); i++ {
+			if all[i].ID <= all[i-1].ID || all[i].PoolID != p.ID {
+				t.Fatalf("row %d out of order or from another pool: %+v", i, all[i])
+			}
+		}
+		spent, err := s.ListUTXOs(ctx, p.ID, storage.StateSpent, 0, 0)
+		if err != nil || len(spent) != 5 {
+			t.Fatalf("spent rows: %d, %v", len(spent), err)
+		}
+		if _, err := s.ListUTXOs(ctx, p.ID, "bogus", 0, 10); !errors.Is(err, storage.ErrInvalidArgument) {
+			t.Errorf("ListUTXOs(bogus state): err = %v", err)
+		}
+		both, err := s.PoolUTXOsByState(ctx, p.ID, storage.StateSpent, storage.StateAvailable)
+		if err != nil || len(both) != 25 {
+			t.Errorf("PoolUTXOsByState(spent, available) = %d, %v", len(both), err)
+		}
+	})
+}
+
+func TestStateCheckConstraint(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		p := mustPool(t, s, assetA, programA)
+		mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 1))
+		err := s.DB().WithContext(testCtx(t)).Exec(`UPDATE utxos SET state = 'bogus'`).Error
+		if err == nil {
+			t.Fatal("a bogus utxo state was accepted")
+		}
+	})
+}

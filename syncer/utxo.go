@@ -1,0 +1,88 @@
+// Package syncer runs the jobs that keep bufferd's picture of the chain
+// current: the UTXO sync pulls every UTXO of every pool (unconfirmed ones
+// included), reconciles PostgreSQL with it and keeps Redis's view of what is
+// reservable in step.
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+)
+
+// JobUTXO names the UTXO sync job in sync cursors.
+const JobUTXO = "utxo"
+
+// UTXOSync syncs the UTXOs of one pool at a time.
+type UTXOSync struct {
+	Store *storage.Store
+	Locks *lockmgr.Manager
+	Chain chain.Source
+	Log   *slog.Logger
+}
+
+// SyncPool pulls all of the pool's UTXOs from the chain, reconciles the
+// database (new -> available, gone -> spent, seen again -> available) and
+// applies the changes to Redis. When Redis has lost the pool's view it is
+// loaded whole from the database.
+func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.SyncResult, error) {
+	seen, err := u.Chain.ListUTXOs(ctx, chain.Filter{Asset: pool.Asset, Program: pool.Program, Unconfirmed: true})
+	if err != nil {
+		return storage.SyncResult{}, fmt.Errorf("syncer: list utxos: %w", err)
+	}
+	res, err := u.Store.ReconcilePool(ctx, pool, seen)
+	if err != nil {
+		return res, fmt.Errorf("syncer: reconcile: %w", err)
+	}
+	loaded, err := u.Locks.Loaded(ctx, pool.ID)
+	if err != nil {
+		return res, fmt.Errorf("syncer: redis: %w", err)
+	}
+	if !loaded {
+		// Redis lost the pool (or never had it): fences must not go back.
+		fences, err := u.Store.MaxFences(ctx)
+		if err != nil {
+			return res, fmt.Errorf("syncer: fence floor: %w", err)
+		}
+		if _, err := u.Locks.RaiseFence(ctx, pool.ID, fences[pool.ID]); err != nil {
+			return res, fmt.Errorf("syncer: %w", err)
+		}
+		rows, err := u.Store.PoolUTXOsByState(ctx, pool.ID, storage.StateAvailable, storage.StateReserved)
+		if err != nil {
+			return res, fmt.Errorf("syncer: load view: %w", err)
+		}
+		if err := u.Locks.LoadAvailable(ctx, pool.ID, toItems(rows)); err != nil {
+			return res, fmt.Errorf("syncer: load view: %w", err)
+		}
+		u.logger().Info("loaded pool view into redis", "pool", pool.ID, "utxos", len(rows))
+	} else if len(res.Added)+len(res.Revived)+len(res.Spent) > 0 {
+		add := append(toItems(res.Added), toItems(res.Revived)...)
+		if err := u.Locks.SyncAvailable(ctx, pool.ID, add, res.Spent); err != nil {
+			return res, fmt.Errorf("syncer: apply to redis: %w", err)
+		}
+	}
+	return res, nil
+}
+
+func (u *UTXOSync) logger() *slog.Logger {
+	if u.Log != nil {
+		return u.Log
+	}
+	return slog.Default()
+}
+
+func toItems(rows []storage.UTXO) []lockmgr.Item {
+	out := make([]lockmgr.Item, len(rows))
+	for i, r := range rows {
+		out[i] = lockmgr.Item{Hash: r.Hash, Amount: r.Amount}
+	}
+	return out
+}
+
+// now is the clock of the runner (a variable so tests need not sleep).
+var now = time.Now

@@ -1,0 +1,271 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// postgresReadyTimeout bounds how long a private PostgreSQL may take to accept
+// queries, crash recovery after a Kill included.
+const postgresReadyTimeout = 30 * time.Second
+
+// PostgresServer is a private PostgreSQL server (its own initdb'd data
+// directory and postmaster on a loopback port) owned by one test. Its methods
+// call t.Fatal on failure, so call them from the test's goroutine.
+type PostgresServer struct {
+	t    testing.TB
+	port int
+	proc *process
+}
+
+// StartPostgres initialises a data directory in a fresh temporary directory and
+// starts a postgres on a free 127.0.0.1 port with durability off (fsync,
+// full_page_writes and synchronous_commit), trust authentication and superuser
+// postgres, then waits until it accepts queries. When the test ends the server
+// is killed and the directory removed. Binaries are looked up on PATH, then in
+// /usr/lib/postgresql/*/bin (newest version first). As root, initdb and postgres
+// run as the postgres OS user. Without the binaries the test fails, or is
+// skipped when TESTENV_ALLOW_SKIP=1.
+func StartPostgres(t testing.TB) *PostgresServer {
+	t.Helper()
+	binDir, ok := postgresBinDir()
+	if !ok {
+		unavailable(t, "PostgreSQL server binaries (initdb, postgres) not found on PATH or in /usr/lib/postgresql/*/bin")
+	}
+	cred, ok := postgresCredential()
+	if !ok {
+		unavailable(t, "running as root and there is no postgres OS user to run initdb and postgres as")
+	}
+
+	dir, err := os.MkdirTemp(tempBase(cred != nil), "testenv-pg-")
+	if err != nil {
+		t.Fatalf("testenv: postgres temp dir: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("testenv: remove %s: %v", dir, err)
+		}
+	})
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatalf("testenv: chown %s: %v", dir, err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb(t, filepath.Join(binDir, "initdb"), data, dir, cred)
+
+	var lastErr error
+	// A port chosen by FreePort may be taken before postgres binds it; try a
+	// few ports before giving up.
+	for attempt := 0; attempt < 3; attempt++ {
+		port := FreePort(t)
+		s := &PostgresServer{t: t, port: port, proc: &process{
+			name: fmt.Sprintf("postgres :%d", port),
+			bin:  filepath.Join(binDir, "postgres"),
+			args: []string{
+				"-D", data,
+				"-p", strconv.Itoa(port),
+				"-k", dir,
+				"-c", "listen_addresses=127.0.0.1",
+				"-c", "fsync=off",
+				"-c", "full_page_writes=off",
+				"-c", "synchronous_commit=off",
+			},
+			dir:     dir,
+			logPath: filepath.Join(dir, "postgres.log"),
+			cred:    cred,
+		}}
+		if err := s.proc.start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := s.proc.kill(); err != nil {
+				t.Error(err)
+			}
+		})
+		err := s.waitReady()
+		if err == nil {
+			return s
+		}
+		lastErr = err
+		_ = s.proc.kill()
+		if !strings.Contains(s.proc.logTail(), "Address already in use") {
+			break
+		}
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+func initdb(t testing.TB, bin, data, cwd string, cred *syscall.Credential) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin,
+		"-D", data, "-A", "trust", "-U", "postgres",
+		"-E", "UTF8", "--locale=C", "--no-sync")
+	cmd.Dir = cwd
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: initdb: %v\n%s", err, out)
+	}
+}
+
+// postgresBinDir returns a directory holding both initdb and postgres: that of
+// the binaries on PATH (symlinks resolved), else the newest
+// /usr/lib/postgresql/VERSION/bin.
+func postgresBinDir() (string, bool) {
+	var dirs []string
+	for _, name := range []string{"postgres", "initdb"} {
+		if p, err := exec.LookPath(name); err == nil {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				p = r
+			}
+			dirs = append(dirs, filepath.Dir(p))
+		}
+	}
+	versioned, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(versioned, func(i, j int) bool {
+		return versionLess(filepath.Base(filepath.Dir(versioned[j])), filepath.Base(filepath.Dir(versioned[i])))
+	})
+	dirs = append(dirs, versioned...)
+	for _, d := range dirs {
+		if executable(filepath.Join(d, "initdb")) && executable(filepath.Join(d, "postgres")) {
+			return d, true
+		}
+	}
+	return "", false
+}
+
+// versionLess compares dotted numeric versions ("9.6" < "15").
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		x, _ := strconv.Atoi(as[i])
+		y, _ := strconv.Atoi(bs[i])
+		if x != y {
+			return x < y
+		}
+	}
+	return len(as) < len(bs)
+}
+
+func executable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// postgresCredential returns nil when not root (run as the current user), the
+// postgres OS user's credential as root, and false if that user is missing.
+func postgresCredential() (*syscall.Credential, bool) {
+	if os.Geteuid() != 0 {
+		return nil, true
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, false
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, false
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, true
+}
+
+// tempBase is the directory to create the server's directory in: os.TempDir,
+// unless another user must reach it and some parent is not searchable by
+// others, then /tmp.
+func tempBase(otherUser bool) string {
+	base := os.TempDir()
+	if !otherUser {
+		return base
+	}
+	for d := base; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if d == filepath.Dir(d) {
+			return base
+		}
+	}
+}
+
+// waitReady polls a connection and SELECT 1 until they work or postgres exits.
+func (s *PostgresServer) waitReady() error {
+	return waitUntil(postgresReadyTimeout, s.proc, func(ctx context.Context) error {
+		conn, err := pgx.Connect(ctx, s.URL()+"&connect_timeout=1")
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, "SELECT 1")
+		return err
+	})
+}
+
+// Addr is the server's host:port (127.0.0.1:PORT).
+func (s *PostgresServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// URL is an admin URL: superuser postgres, database postgres, no TLS. Pass it
+// to CreateDatabase for a fresh database on this server.
+func (s *PostgresServer) URL() string {
+	return "postgres://postgres@" + s.Addr() + "/postgres?sslmode=disable"
+}
+
+// Pid is the process id of the current postmaster.
+func (s *PostgresServer) Pid() int { return s.proc.pid() }
+
+// Kill sends SIGKILL to the postmaster and all its backends and waits until the
+// postmaster has exited; killing a server that is not running does nothing.
+func (s *PostgresServer) Kill() {
+	s.t.Helper()
+	if err := s.proc.kill(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Stop pauses the postmaster and all its backends with SIGSTOP: connections are
+// accepted by the kernel but nothing answers until Cont.
+func (s *PostgresServer) Stop() {
+	s.t.Helper()
+	if err := s.proc.signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Cont resumes a server paused by Stop with SIGCONT.
+func (s *PostgresServer) Cont() {
+	s.t.Helper()
+	if err := s.proc.signal(syscall.SIGCONT); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Restart starts postgres again on the same port and data directory (a server
+// still running is killed first) and waits until it accepts queries, after
+// crash recovery. Data committed before a CHECKPOINT survives; with durability
+// off, the last commits before a Kill may not.
+func (s *PostgresServer) Restart() {
+	s.t.Helper()
+	s.Kill()
+	if err := s.proc.start(); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.waitReady(); err != nil {
+		s.t.Fatal(err)
+	}
+}

@@ -1,0 +1,268 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// AllowSkipEnv names the environment variable that, when set to 1, lets tests
+// skip instead of fail when a server binary (redis-server, postgres, ...) is
+// missing. CI leaves it unset so that a missing install step fails loudly.
+const AllowSkipEnv = "TESTENV_ALLOW_SKIP"
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: it
+// listens on port 0, closes the listener and returns the port the kernel chose.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	return port
+}
+
+// portFree reports whether 127.0.0.1:port can be listened on right now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+// unavailable ends the test because something it needs is not installed: a
+// skip when TESTENV_ALLOW_SKIP=1, a failure otherwise.
+func unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(AllowSkipEnv) == "1" {
+		t.Skipf("testenv: %s (skipped: %s=1)", msg, AllowSkipEnv)
+		return
+	}
+	t.Fatalf("testenv: %s; run scripts/ensure-services.sh to install it, or set %s=1 to skip", msg, AllowSkipEnv)
+}
+
+// process is one server process, run in its own process group so that signals
+// reach its children too (PostgreSQL backends), with its output in a log file.
+type process struct {
+	name    string
+	bin     string
+	args    []string
+	dir     string              // working directory
+	logPath string              // stdout and stderr, appended across restarts
+	cred    *syscall.Credential // nil: run as the current user
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// start launches the process; it does not wait for it to be ready.
+func (p *process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && !closed(p.done) {
+		return fmt.Errorf("testenv: %s is already running (pid %d)", p.name, p.cmd.Process.Pid)
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("testenv: %s log: %w", p.name, err)
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Dir = p.dir
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// Kill the server if the test binary dies without running its
+		// cleanups (a panic or a -timeout), so no server outlives it. Linux
+		// ties this to the starting OS thread, which Go keeps alive unless a
+		// goroutine exits while locked to it (runtime.LockOSThread).
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: p.cred,
+	}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("testenv: start %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		_ = logf.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// running reports whether the process has been started and not yet exited.
+func (p *process) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil && !closed(p.done)
+}
+
+// exited returns a channel closed when the current process exits.
+func (p *process) exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return p.done
+}
+
+// pid is the process id of the current (or last) process, 0 if never started.
+func (p *process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// signal sends sig to a running process, its process group and all its
+// descendants (PostgreSQL's backends each run in a session of their own, so
+// the process group alone does not reach them).
+func (p *process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || closed(p.done) {
+		return fmt.Errorf("testenv: %s is not running", p.name)
+	}
+	if err := signalTree(p.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("testenv: signal %v to %s: %w", sig, p.name, err)
+	}
+	return nil
+}
+
+// kill sends SIGKILL to the process and all its descendants and waits for the
+// process to exit. Killing a process that is not running is a no-op.
+func (p *process) kill() error {
+	p.mu.Lock()
+	if p.cmd == nil || closed(p.done) {
+		p.mu.Unlock()
+		return nil
+	}
+	pid, done := p.cmd.Process.Pid, p.done
+	p.mu.Unlock()
+	if err := signalTree(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("testenv: kill %s: %w", p.name, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("testenv: %s (pid %d) did not exit after SIGKILL", p.name, pid)
+	}
+}
+
+// signalTree sends sig to the process group led by pid and to every descendant
+// of pid. Unless sig is SIGCONT, the leader is stopped first so that it cannot
+// fork new children while they are being listed.
+func signalTree(pid int, sig syscall.Signal) error {
+	if sig != syscall.SIGCONT {
+		if err := syscall.Kill(-pid, syscall.SIGSTOP); err != nil {
+			return ignoreGone(err)
+		}
+	}
+	for _, c := range descendants(pid) {
+		_ = syscall.Kill(c, sig) // a child may have exited meanwhile
+	}
+	return ignoreGone(syscall.Kill(-pid, sig))
+}
+
+func ignoreGone(err error) error {
+	if err == syscall.ESRCH {
+		return nil
+	}
+	return err
+}
+
+// descendants lists the live descendants of pid, read from /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], c)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		out = append(out, children[p]...)
+		queue = append(queue, children[p]...)
+	}
+	return out
+}
+
+// logTail returns the last few lines of the process's log, for error messages.
+func (p *process) logTail() string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	const max = 2000
+	if len(b) > max {
+		b = b[len(b)-max:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+func closed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// lookBinary finds an executable by name on PATH.
+func lookBinary(name string) (string, bool) {
+	p, err := exec.LookPath(name)
+	return p, err == nil
+}
