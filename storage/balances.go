@@ -97,3 +97,17 @@ func (s *Store) SetBalanceState(ctx context.Context, ids []int64, state string, 
 	}
 	return nil
 }
+
+// BalancesByTx returns every row, in any state, backed by one of the tx ids.
+func (s *Store) BalancesByTx(ctx context.Context, txIDs []string) ([]Balance, error) {
+	if len(txIDs) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []Balance
+	if err := s.db.WithContext(ctx).Where("tx_id IN ?", txIDs).Order("id").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("storage: balances by tx: %w", err)
+	}
+	return out, nil
+}

@@ -18,6 +18,7 @@ import (
 // and never holds up the others.
 type Runner struct {
 	UTXO        *UTXOSync
+	Balances    *BalanceVerify // optional
 	Interval    time.Duration
 	MaxBackoff  time.Duration
 	Parallelism int // pools synced at once; 0 means 4
@@ -50,8 +51,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// Tick runs one pass: expire ended reservations in the journal, then sync every
-// pool that is not backing off. It returns an error only when the pass could not
+// Tick runs one pass: expire ended reservations in the journal, sync every
+// pool that is not backing off, then verify pending legacy balance rows. It returns an error only when the pass could not
 // start (the pool list could not be read); per-pool failures are logged and
 // retried later.
 func (r *Runner) Tick(ctx context.Context) error {
@@ -84,6 +85,14 @@ func (r *Runner) Tick(ctx context.Context) error {
 		}(p)
 	}
 	wg.Wait()
+	if r.Balances != nil {
+		out, err := r.Balances.Run(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.logger().Warn("balance verify", "err", err)
+		} else if out.Confirmed+out.Rejected+out.Expired > 0 {
+			r.logger().Info("balances verified", "confirmed", out.Confirmed, "rejected", out.Rejected, "expired", out.Expired)
+		}
+	}
 	return nil
 }
 

@@ -145,8 +145,10 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 	if err != nil {
 		return nil, err
 	}
+	src := chain.NewBlockcenter(d.chainURL)
 	runner := &syncer.Runner{
-		UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: chain.NewBlockcenter(d.chainURL), Log: o.log},
+		UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: o.log},
+		Balances:   &syncer.BalanceVerify{Store: store, Chain: src, Log: o.log},
 		Interval:   o.interval,
 		MaxBackoff: time.Minute,
 		Log:        o.log,
