@@ -141,8 +141,9 @@ func (f *fixture) addPool(asset, program string, amounts ...int64) (storage.Pool
 	if _, err := f.store.ReconcilePool(ctx, pool, seen); err != nil {
 		f.t.Fatalf("reconcile: %v", err)
 	}
-	if err := f.locks.SyncAvailable(ctx, pool.ID, items, nil); err != nil {
-		f.t.Fatalf("sync available: %v", err)
+	// A pool is served only once loaded (lockmgr refuses an unloaded pool).
+	if err := f.locks.LoadAvailable(ctx, pool.ID, items); err != nil {
+		f.t.Fatalf("load available: %v", err)
 	}
 	return pool, seen
 }

@@ -59,7 +59,8 @@ type server struct {
 }
 
 // New returns a fiber app with every route registered: HEAD /dapp and
-// POST /dapp/* (legacy), /v1/pools..., /livez and /readyz.
+// POST /dapp/* (legacy), /v1/pools..., /v1/reservations..., /v1/status,
+// /livez and /readyz.
 func New(cfg Config) *fiber.App {
 	s := &server{
 		store:    cfg.Store,
@@ -109,6 +110,12 @@ func New(cfg Config) *fiber.App {
 	v1.Get("/pools", s.listPools)
 	v1.Get("/pools/:id", s.getPool)
 	v1.Get("/pools/:id/utxos", s.listPoolUTXOs)
+	v1.Post("/reservations", s.reserve)
+	v1.Get("/reservations/:id", s.getReservation)
+	v1.Post("/reservations/:id/extend", s.extendReservation)
+	v1.Post("/reservations/:id/submit", s.submitReservation)
+	v1.Delete("/reservations/:id", s.releaseReservation)
+	v1.Get("/status", s.status)
 	return app
 }
 

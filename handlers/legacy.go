@@ -20,6 +20,7 @@ const (
 const (
 	msgLocked       = "utxo is locked"
 	msgNotFound     = "utxo not found"
+	msgRebuilding   = "service is restoring its state, retry in a second"
 	msgUnauthorized = "unauthorized"
 )
 
@@ -116,6 +117,9 @@ func (s *server) listUTXOs(c *fiber.Ctx) error {
 		return s.internal(c, fmt.Errorf("find pool: %w", err))
 	default:
 		items, err := s.locks.ListAvailable(ctx, pool.ID, q.Desc, start, limit)
+		if errors.Is(err, lockmgr.ErrRebuilding) {
+			return legacyFailMsg(c, msgRebuilding)
+		}
 		if err != nil {
 			return s.internal(c, fmt.Errorf("list available: %w", err))
 		}
@@ -172,6 +176,8 @@ func (s *server) updateUTXO(c *fiber.Ctx) error {
 		return legacyFailMsg(c, msgLocked)
 	case errors.Is(err, lockmgr.ErrUnknownUTXO):
 		return legacyFailMsg(c, msgNotFound)
+	case errors.Is(err, lockmgr.ErrRebuilding):
+		return legacyFailMsg(c, msgRebuilding)
 	default:
 		return s.internal(c, fmt.Errorf("reserve %s: %w", hash, err))
 	}

@@ -169,14 +169,7 @@ func (s *server) getPool(c *fiber.Ctx) error {
 		if cur.PoolID != pool.ID {
 			continue
 		}
-		out.Sync[cur.Job] = cursorJSON{
-			Height:      cur.Height,
-			BlockHash:   cur.BlockHash,
-			Epoch:       cur.Epoch,
-			LastSuccess: cur.LastSuccess,
-			LastError:   cur.LastError,
-			UpdatedAt:   cur.UpdatedAt,
-		}
+		out.Sync[cur.Job] = toCursorJSON(cur)
 	}
 	return c.JSON(out)
 }

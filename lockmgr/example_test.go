@@ -22,14 +22,14 @@ func ExampleManager_Reserve() {
 	ctx := context.Background()
 
 	utxo := "4f1a0c3b2e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa00"
-	if err := m.SyncAvailable(ctx, 7, []lockmgr.Item{{Hash: utxo, Amount: 500}}, nil); err != nil {
+	if err := m.LoadAvailable(ctx, 7, []lockmgr.Item{{Hash: utxo, Amount: 500}}); err != nil {
 		panic(err)
 	}
 	r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 7, Count: 1, Owner: "alice"})
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(r.Items[0].Amount, r.Fence, len(r.ID))
+	fmt.Println(r.Items[0].Amount, r.Fence > 0, len(r.ID))
 
 	_, err = m.Reserve(ctx, lockmgr.Request{PoolID: 7, Hashes: []string{utxo}, Owner: "bob"})
 	fmt.Println(err)
@@ -39,6 +39,6 @@ func ExampleManager_Reserve() {
 		rdb.Del(ctx, iter.Val())
 	}
 	// Output:
-	// 500 1 32
+	// 500 true 32
 	// lockmgr: utxo is locked: 4f1a0c3b2e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa00
 }

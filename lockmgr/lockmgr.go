@@ -32,6 +32,18 @@ var (
 	ErrUnknownUTXO = errors.New("lockmgr: unknown utxo")
 	// ErrBadRequest means the request is malformed (no mode, bad TTL...).
 	ErrBadRequest = errors.New("lockmgr: bad request")
+	// ErrNotFound means no live reservation has that id in the pool (it never
+	// existed, or it ended: released, expired, spent).
+	ErrNotFound = errors.New("lockmgr: reservation not found")
+	// ErrLifetime means an extension would keep a reservation past MaxLifetime.
+	ErrLifetime = errors.New("lockmgr: reservation lifetime exceeded")
+	// ErrNotHeld means the operation needs a held reservation but it was submitted.
+	ErrNotHeld = errors.New("lockmgr: reservation is not held")
+	// ErrTxMismatch means the reservation was already submitted with another transaction.
+	ErrTxMismatch = errors.New("lockmgr: reservation submitted with another transaction")
+	// ErrRebuilding means Redis lost the pool's state and it is being rebuilt
+	// from the journal; retry shortly.
+	ErrRebuilding = errors.New("lockmgr: pool state is being rebuilt")
 )
 
 // Default and limits of a reservation's time to live.
@@ -46,19 +58,44 @@ const (
 	LegacyShortTTL = 60 * time.Second
 )
 
+// MaxLifetime caps how long a reservation may live in all, extensions included.
+const MaxLifetime = 24 * time.Hour
+
+// DefaultSubmitGrace is how long a submitted reservation keeps its UTXOs while
+// the chain settles the transaction.
+const DefaultSubmitGrace = 30 * time.Minute
+
+// Reservation states as clients see them.
+const (
+	StateHeld        = "held"
+	StateSubmitted   = "submitted"
+	StateReleased    = "released"
+	StateExpired     = "expired"
+	StateSpent       = "spent"
+	StateInvalidated = "invalidated"
+)
+
 // Item is one UTXO of a pool with its amount.
 type Item struct {
 	Hash   string
 	Amount int64
 }
 
-// Request asks for a reservation in one pool: either exactly Hashes, or any Count free UTXOs.
+// Request asks for a reservation in one pool, in one of four modes: exactly
+// Hashes (all or nothing); any Count free UTXOs; Amount (best fit: an exact
+// match, else the smallest free UTXO worth at least Amount); or Amount with
+// Combine (the fewest UTXOs whose sum covers Amount, then the least excess).
 type Request struct {
-	PoolID int64
-	Hashes []string
-	Count  int
-	Owner  string
-	TTL    time.Duration // 0 means DefaultTTL
+	PoolID  int64
+	Hashes  []string
+	Count   int
+	Amount  int64
+	Combine bool
+	Owner   string
+	TTL     time.Duration // 0 means DefaultTTL
+	// IdempotencyKey makes a retried reserve return the reservation the first
+	// attempt made instead of a second one (any replica).
+	IdempotencyKey string
 }
 
 // Reservation is a granted hold.
@@ -69,8 +106,11 @@ type Reservation struct {
 	Owner     string
 	Items     []Item
 	State     string
+	TxID      string // the spending transaction, once submitted
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Replayed is true when an idempotent retry returned an earlier reservation.
+	Replayed bool
 }
 
 // Hashes returns the hashes of the reserved UTXOs.
@@ -82,16 +122,31 @@ func (r *Reservation) Hashes() []string {
 	return out
 }
 
-// Journal durably records a reservation before it is acknowledged. If Record
-// fails the Redis hold is undone and the reserve fails.
+// Journal durably records every reservation state change before it is
+// acknowledged. If Record fails the Redis hold is undone and the reserve fails.
 type Journal interface {
+	// Record writes a new reservation (state held) and marks its UTXOs reserved.
 	Record(ctx context.Context, r *Reservation) error
+	// Update writes a changed reservation (state, expiry, tx id); the row must
+	// exist with the same fence and still be live. Ending states free its UTXOs.
+	Update(ctx context.Context, r *Reservation) error
 }
 
 // Options configure a Manager.
 type Options struct {
 	// Prefix is put before every key (tests isolate themselves with it).
 	Prefix string
-	// Journal, when set, records every granted reservation.
+	// Journal, when set, records every state change before it is acknowledged.
 	Journal Journal
+	// SubmitGrace is how long a submitted reservation keeps holding; 0 means DefaultSubmitGrace.
+	SubmitGrace time.Duration
+	// MaxLifetime caps a reservation's life, extensions included; 0 means MaxLifetime.
+	MaxLifetime time.Duration
+}
+
+// Snapshot is the durable state a pool is rebuilt from after Redis lost it.
+type Snapshot struct {
+	Available  []Item         // every UTXO of the pool unspent on chain, held or not
+	Live       []*Reservation // live reservations (held or submitted, not expired)
+	FenceFloor int64          // the highest fence the journal knows
 }

@@ -3,15 +3,26 @@ package lockmgr
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// combineBudget bounds the search of a combine reservation (nodes visited);
+// past it the best combination found so far is taken.
+const combineBudget = 20000
+
+// FenceGap is how far a rebuild lifts a pool's fencing counter above the
+// highest fence the journal knows, so that fences Redis handed out but the
+// journal never saw are not handed out again.
+const FenceGap = 1000
 
 // Manager reserves, lists and releases the UTXOs of contract pools in Redis.
 // It is safe for concurrent use; any number of Managers on any number of hosts
@@ -20,16 +31,29 @@ type Manager struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	journal Journal
+	grace   time.Duration
+	life    time.Duration
+
+	hubOnce sync.Once
+	hub     *hub
 }
 
 // New returns a Manager on rdb (a client, a failover client or a cluster client).
 func New(rdb redis.UniversalClient, opts Options) *Manager {
-	return &Manager{rdb: rdb, prefix: opts.Prefix, journal: opts.Journal}
+	grace := opts.SubmitGrace
+	if grace <= 0 {
+		grace = DefaultSubmitGrace
+	}
+	life := opts.MaxLifetime
+	if life <= 0 {
+		life = MaxLifetime
+	}
+	return &Manager{rdb: rdb, prefix: opts.Prefix, journal: opts.Journal, grace: grace, life: life}
 }
 
 // poolKeys are the keys of one pool; they all share the hash tag {p<id>}.
 type poolKeys struct {
-	tag, avail, amount, held, holder, legacy, fence, loaded, stageAvail, stageAmount string
+	tag, avail, amount, held, holder, legacy, fence, loaded, freed string
 }
 
 func (m *Manager) keys(pool int64) poolKeys {
@@ -43,12 +67,22 @@ func (m *Manager) keys(pool int64) poolKeys {
 		legacy:      tag + ":legacy",
 		fence:       tag + ":fence",
 		loaded:      tag + ":loaded",
-		stageAvail:  tag + ":stage:avail",
-		stageAmount: tag + ":stage:amount",
+		freed:       tag + ":freed",
 	}
 }
 
 func (k poolKeys) res(id string) string { return k.tag + ":res:" + id }
+
+// stage names the keys a rebuild builds its new free set in; each rebuild has
+// its own, so concurrent rebuilds never mix.
+func (k poolKeys) stage(nonce string) (avail, amount string) {
+	return k.tag + ":stage:" + nonce + ":avail", k.tag + ":stage:" + nonce + ":amount"
+}
+
+func (k poolKeys) idem(key string) string {
+	s := sha256.Sum256([]byte(key))
+	return k.tag + ":idem:" + hex.EncodeToString(s[:16])
+}
 
 // Ping checks that Redis answers.
 func (m *Manager) Ping(ctx context.Context) error { return m.rdb.Ping(ctx).Err() }
@@ -62,108 +96,292 @@ func newID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// Reserve grants a reservation for exactly r.Hashes (all or nothing) or for any
-// r.Count free UTXOs of the pool, in one atomic script. When a Journal is set the
-// reservation is recorded before Reserve returns; if that fails the hold is undone.
-func (m *Manager) Reserve(ctx context.Context, r Request) (*Reservation, error) {
+// validate checks a request and returns its mode and TTL.
+func (r *Request) validate() (string, time.Duration, error) {
 	ttl := r.TTL
 	if ttl == 0 {
 		ttl = DefaultTTL
 	}
+	modes := 0
+	mode := ""
+	if len(r.Hashes) > 0 {
+		modes++
+		mode = "hashes"
+	}
+	if r.Count > 0 {
+		modes++
+		mode = "count"
+	}
+	if r.Amount > 0 {
+		modes++
+		mode = "amount"
+		if r.Combine {
+			mode = "combine"
+		}
+	}
 	switch {
 	case r.PoolID <= 0:
-		return nil, fmt.Errorf("%w: pool id must be positive", ErrBadRequest)
+		return "", 0, fmt.Errorf("%w: pool id must be positive", ErrBadRequest)
 	case ttl < MinTTL || ttl > MaxTTL:
-		return nil, fmt.Errorf("%w: ttl must be between %s and %s", ErrBadRequest, MinTTL, MaxTTL)
-	case len(r.Hashes) > 0 && r.Count > 0:
-		return nil, fmt.Errorf("%w: give either hashes or count", ErrBadRequest)
-	case len(r.Hashes) == 0 && r.Count <= 0:
-		return nil, fmt.Errorf("%w: give hashes or a positive count", ErrBadRequest)
+		return "", 0, fmt.Errorf("%w: ttl must be between %s and %s", ErrBadRequest, MinTTL, MaxTTL)
+	case modes != 1 || r.Count < 0 || r.Amount < 0:
+		return "", 0, fmt.Errorf("%w: give exactly one of hashes, a positive count or a positive amount", ErrBadRequest)
+	case r.Combine && mode != "combine":
+		return "", 0, fmt.Errorf("%w: combine goes with amount", ErrBadRequest)
 	}
 	seen := make(map[string]bool, len(r.Hashes))
 	for _, h := range r.Hashes {
 		if seen[h] {
-			return nil, fmt.Errorf("%w: hash %s given twice", ErrBadRequest, h)
+			return "", 0, fmt.Errorf("%w: hash %s given twice", ErrBadRequest, h)
 		}
 		seen[h] = true
+	}
+	return mode, ttl, nil
+}
+
+// Reserve grants a reservation in one atomic script (see Request for the
+// modes). When a Journal is set the reservation is recorded before Reserve
+// returns; if that fails the hold is undone and Reserve fails.
+func (m *Manager) Reserve(ctx context.Context, r Request) (*Reservation, error) {
+	mode, ttl, err := r.validate()
+	if err != nil {
+		return nil, err
 	}
 	id, err := newID()
 	if err != nil {
 		return nil, err
 	}
 	k := m.keys(r.PoolID)
-	legacy := "0"
+	legacy, useIdem := "0", "0"
 	if r.Owner == LegacyOwner {
 		legacy = "1"
 	}
-	args := make([]any, 0, 5+len(r.Hashes))
-	args = append(args, id, r.Owner, ttl.Milliseconds(), legacy, r.Count)
+	if r.IdempotencyKey != "" {
+		useIdem = "1"
+	}
+	args := make([]any, 0, 9+len(r.Hashes))
+	args = append(args, id, r.Owner, ttl.Milliseconds(), legacy, mode, r.Count, r.Amount, useIdem, combineBudget)
 	for _, h := range r.Hashes {
 		args = append(args, h)
 	}
-	raw, err := reserveScript.Run(ctx, m.rdb,
-		[]string{k.avail, k.amount, k.held, k.holder, k.legacy, k.fence, k.res(id)}, args...).Slice()
+	keys := []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.fence, k.loaded, k.res(id), k.idem(r.IdempotencyKey)}
+	raw, err := reserveScript.Run(ctx, m.rdb, keys, args...).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
-	res, err := decodeGrant(id, r, raw)
+	if len(raw) == 0 {
+		return nil, errors.New("lockmgr: empty reply")
+	}
+	res, err := decodeRes(r.PoolID, raw[1:])
 	if err != nil {
 		return nil, err
 	}
-	if m.journal != nil {
-		if err := m.journal.Record(ctx, res); err != nil {
-			// Undo with a fresh context: the caller's may be what failed.
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if uerr := m.release(uctx, r.PoolID, id, res.Hashes()); uerr != nil {
-				return nil, errors.Join(fmt.Errorf("lockmgr: journal: %w", err), uerr)
-			}
-			return nil, fmt.Errorf("lockmgr: journal: %w", err)
-		}
+	if raw[0] == "REPLAY" {
+		res.Replayed = true
+		return res, nil
+	}
+	if m.journal == nil {
+		return res, nil
+	}
+	if err := m.journal.Record(ctx, res); err != nil {
+		// Undo with a fresh context: the caller's may be what failed.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return nil, errors.Join(fmt.Errorf("lockmgr: journal: %w", err), m.undo(uctx, k, res))
+	}
+	// Redis may have lost the grant while the journal was written; if so the
+	// client must not be told it holds anything.
+	ok, err := verifyScript.Run(ctx, m.rdb, []string{k.holder, k.loaded, k.res(id)}, append([]any{id}, anySlice(res.Hashes())...)...).Int()
+	if err != nil || ok != 1 {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		ended := *res
+		ended.State = StateReleased
+		return nil, errors.Join(ErrRebuilding, err, m.journal.Update(uctx, &ended), m.undo(uctx, k, res))
 	}
 	return res, nil
+}
+
+func (m *Manager) undo(ctx context.Context, k poolKeys, res *Reservation) error {
+	args := append([]any{res.ID}, anySlice(res.Hashes())...)
+	if err := undoScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.res(res.ID)}, args...).Err(); err != nil {
+		return fmt.Errorf("lockmgr: undo: %w", err)
+	}
+	return nil
+}
+
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// Get returns a live reservation from Redis, or ErrNotFound when Redis has none
+// with that id (it never existed or it ended); the journal knows the rest.
+func (m *Manager) Get(ctx context.Context, pool int64, id string) (*Reservation, error) {
+	k := m.keys(pool)
+	v, err := m.rdb.HMGet(ctx, k.res(id), "fence", "owner", "state", "created", "expires", "hashes", "amounts", "txid").Result()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: get: %w", err)
+	}
+	if v[0] == nil {
+		return nil, ErrNotFound
+	}
+	raw := make([]any, 0, 9)
+	raw = append(raw, id)
+	for _, x := range v {
+		if x == nil {
+			x = ""
+		}
+		raw = append(raw, x)
+	}
+	return decodeRes(pool, raw)
+}
+
+// Extend makes a held reservation end ttl from now (on the Redis clock). It
+// fails with ErrNotFound once the reservation ended, ErrNotHeld once it was
+// submitted, and ErrLifetime past the maximum lifetime from its creation.
+func (m *Manager) Extend(ctx context.Context, pool int64, id string, ttl time.Duration) (*Reservation, error) {
+	if ttl < MinTTL || ttl > MaxTTL {
+		return nil, fmt.Errorf("%w: ttl must be between %s and %s", ErrBadRequest, MinTTL, MaxTTL)
+	}
+	k := m.keys(pool)
+	return m.change(ctx, pool, extendScript, []string{k.avail, k.amount, k.held, k.holder, k.loaded, k.res(id)},
+		id, ttl.Milliseconds(), m.life.Milliseconds())
+}
+
+// Submit records the transaction that spends a held reservation's UTXOs: the
+// reservation becomes submitted and keeps holding for at least the submit
+// grace, until the syncer settles it. Submitting the same tx again is a no-op.
+func (m *Manager) Submit(ctx context.Context, pool int64, id, txID string) (*Reservation, error) {
+	k := m.keys(pool)
+	return m.change(ctx, pool, submitScript, []string{k.avail, k.amount, k.held, k.holder, k.loaded, k.res(id)},
+		id, txID, m.grace.Milliseconds())
+}
+
+// Release ends a live reservation; its UTXOs are free at once.
+func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
+	k := m.keys(pool)
+	res, err := m.run(ctx, pool, releaseScript, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.loaded, k.res(id)}, id)
+	if err != nil {
+		return nil, err
+	}
+	res.State = StateReleased
+	return res, m.journalUpdate(ctx, res)
+}
+
+// change runs a script that changes a live reservation and journals the result.
+func (m *Manager) change(ctx context.Context, pool int64, s *redis.Script, keys []string, args ...any) (*Reservation, error) {
+	res, err := m.run(ctx, pool, s, keys, args...)
+	if err != nil {
+		return nil, err
+	}
+	return res, m.journalUpdate(ctx, res)
+}
+
+func (m *Manager) run(ctx context.Context, pool int64, s *redis.Script, keys []string, args ...any) (*Reservation, error) {
+	raw, err := s.Run(ctx, m.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, scriptError(err)
+	}
+	return decodeRes(pool, raw)
+}
+
+func (m *Manager) journalUpdate(ctx context.Context, res *Reservation) error {
+	if m.journal == nil {
+		return nil
+	}
+	if err := m.journal.Update(ctx, res); err != nil {
+		return fmt.Errorf("lockmgr: journal: %w", err)
+	}
+	return nil
+}
+
+// Settle ends a reservation as the chain decided (the syncer calls it after
+// journaling the outcome): StateSpent or StateInvalidated drop its holds and the
+// UTXOs are not offered again; StateReleased frees them.
+func (m *Manager) Settle(ctx context.Context, pool int64, id, state string) error {
+	switch state {
+	case StateSpent, StateInvalidated, StateReleased:
+	default:
+		return fmt.Errorf("%w: cannot settle as %q", ErrBadRequest, state)
+	}
+	k := m.keys(pool)
+	if err := settleScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.res(id)}, id, state).Err(); err != nil {
+		return fmt.Errorf("lockmgr: settle: %w", err)
+	}
+	return nil
 }
 
 // scriptError maps the scripts' error replies to sentinel errors.
 func scriptError(err error) error {
 	// Redis may put its generic "ERR " code before a script's error text.
 	msg := strings.TrimPrefix(err.Error(), "ERR ")
-	switch {
-	case strings.HasPrefix(msg, "LOCKED"):
-		return fmt.Errorf("%w: %s", ErrLocked, strings.TrimSpace(strings.TrimPrefix(msg, "LOCKED")))
-	case strings.HasPrefix(msg, "UNKNOWN"):
-		return fmt.Errorf("%w: %s", ErrUnknownUTXO, strings.TrimSpace(strings.TrimPrefix(msg, "UNKNOWN")))
-	case strings.HasPrefix(msg, "UNAVAILABLE"):
+	word, rest, _ := strings.Cut(msg, " ")
+	switch word {
+	case "LOCKED":
+		return fmt.Errorf("%w: %s", ErrLocked, rest)
+	case "UNKNOWN":
+		return fmt.Errorf("%w: %s", ErrUnknownUTXO, rest)
+	case "UNAVAILABLE":
 		return ErrUnavailable
+	case "NOTLOADED":
+		return ErrRebuilding
+	case "NOTFOUND":
+		return ErrNotFound
+	case "NOTHELD":
+		return ErrNotHeld
+	case "LIFETIME":
+		return ErrLifetime
+	case "TXMISMATCH":
+		return ErrTxMismatch
 	}
 	return fmt.Errorf("lockmgr: redis: %w", err)
 }
 
-func decodeGrant(id string, r Request, raw []any) (*Reservation, error) {
-	if len(raw) < 3 || (len(raw)-3)%2 != 0 {
+// decodeRes reads a reservation reply: id, fence, owner, state, created ms,
+// expires ms, comma-separated hashes, comma-separated amounts, tx id.
+func decodeRes(pool int64, raw []any) (*Reservation, error) {
+	if len(raw) < 9 {
 		return nil, fmt.Errorf("lockmgr: unexpected reply of %d values", len(raw))
 	}
-	nums := make([]int64, 3)
-	for i := range nums {
-		n, ok := raw[i].(int64)
-		if !ok {
+	s := make([]string, 9)
+	for i := range s {
+		switch v := raw[i].(type) {
+		case string:
+			s[i] = v
+		case int64:
+			s[i] = strconv.FormatInt(v, 10)
+		default:
 			return nil, fmt.Errorf("lockmgr: unexpected reply value %v", raw[i])
 		}
-		nums[i] = n
 	}
-	items, err := decodeItems(raw[3:])
-	if err != nil {
-		return nil, err
+	fence, err1 := strconv.ParseInt(s[1], 10, 64)
+	created, err2 := strconv.ParseInt(s[4], 10, 64)
+	expires, err3 := strconv.ParseInt(s[5], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, fmt.Errorf("lockmgr: bad reservation reply: %w", err)
+	}
+	var hashes, amounts []string
+	if s[6] != "" {
+		hashes, amounts = strings.Split(s[6], ","), strings.Split(s[7], ",")
+	}
+	if len(hashes) != len(amounts) {
+		return nil, errors.New("lockmgr: bad reservation reply: hashes and amounts differ")
+	}
+	items := make([]Item, len(hashes))
+	for i, h := range hashes {
+		a, err := strconv.ParseInt(amounts[i], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("lockmgr: bad amount %q: %w", amounts[i], err)
+		}
+		items[i] = Item{Hash: h, Amount: a}
 	}
 	return &Reservation{
-		ID:        id,
-		PoolID:    r.PoolID,
-		Fence:     nums[0],
-		Owner:     r.Owner,
-		Items:     items,
-		State:     "held",
-		CreatedAt: time.UnixMilli(nums[1]).UTC(),
-		ExpiresAt: time.UnixMilli(nums[2]).UTC(),
+		ID: s[0], PoolID: pool, Fence: fence, Owner: s[2], State: s[3], TxID: s[8], Items: items,
+		CreatedAt: time.UnixMilli(created).UTC(), ExpiresAt: time.UnixMilli(expires).UTC(),
 	}, nil
 }
 
@@ -180,158 +398,4 @@ func decodeItems(raw []any) ([]Item, error) {
 		items = append(items, Item{Hash: h, Amount: a})
 	}
 	return items, nil
-}
-
-func (m *Manager) release(ctx context.Context, pool int64, id string, hashes []string) error {
-	k := m.keys(pool)
-	args := make([]any, 0, 1+len(hashes))
-	args = append(args, id)
-	for _, h := range hashes {
-		args = append(args, h)
-	}
-	err := releaseScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.res(id)}, args...).Err()
-	if err != nil {
-		return fmt.Errorf("lockmgr: release: %w", err)
-	}
-	return nil
-}
-
-// ListAvailable returns free UTXOs of the pool sorted by amount (then hash),
-// ascending or descending, from position start, at most limit of them. A held
-// UTXO is never listed.
-func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, start, limit int) ([]Item, error) {
-	if start < 0 || limit <= 0 {
-		return nil, fmt.Errorf("%w: start must be >= 0 and limit > 0", ErrBadRequest)
-	}
-	k := m.keys(pool)
-	d := "0"
-	if desc {
-		d = "1"
-	}
-	raw, err := listScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder}, d, start, start+limit-1).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("lockmgr: list: %w", err)
-	}
-	return decodeItems(raw)
-}
-
-// ShortenOldestLegacy applies the original bufferserver's rule, for legacy holds
-// only: when no UTXO of the pool is free, the oldest live legacy hold is cut to
-// end within LegacyShortTTL. It never lengthens a hold and never touches a
-// reservation made through the v1 API. It reports whether a hold was shortened.
-func (m *Manager) ShortenOldestLegacy(ctx context.Context, pool int64) (bool, error) {
-	k := m.keys(pool)
-	n, err := shortenLegacyScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy},
-		LegacyShortTTL.Milliseconds(), k.tag+":res:").Int()
-	if err != nil {
-		return false, fmt.Errorf("lockmgr: shorten legacy: %w", err)
-	}
-	return n == 1, nil
-}
-
-// SyncAvailable applies the chain's changes to a pool: add holds UTXOs new or
-// seen again on chain (free at once unless held), remove those the chain no
-// longer has (never offered again; a hold on one runs out by itself).
-func (m *Manager) SyncAvailable(ctx context.Context, pool int64, add []Item, remove []string) error {
-	const batch = 5000
-	k := m.keys(pool)
-	for len(add) > 0 || len(remove) > 0 {
-		a := add[:min(len(add), batch)]
-		add = add[len(a):]
-		r := remove[:min(len(remove), batch-len(a))]
-		remove = remove[len(r):]
-		args := make([]any, 0, 1+2*len(a)+len(r))
-		args = append(args, len(a))
-		for _, it := range a {
-			args = append(args, it.Hash, it.Amount)
-		}
-		for _, h := range r {
-			args = append(args, h)
-		}
-		if err := syncScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held}, args...).Err(); err != nil {
-			return fmt.Errorf("lockmgr: sync pool %d: %w", pool, err)
-		}
-	}
-	return nil
-}
-
-// LoadAvailable replaces the pool's whole view of the chain with all (the
-// UTXOs the chain has for it), keeping every live hold, and marks the pool as
-// loaded. The new view is staged and swapped in by one script, so readers never
-// see a half-loaded pool.
-func (m *Manager) LoadAvailable(ctx context.Context, pool int64, all []Item) error {
-	const batch = 5000
-	k := m.keys(pool)
-	if err := m.rdb.Del(ctx, k.stageAvail, k.stageAmount).Err(); err != nil {
-		return fmt.Errorf("lockmgr: load pool %d: %w", pool, err)
-	}
-	for i := 0; i < len(all); i += batch {
-		chunk := all[i:min(i+batch, len(all))]
-		zs := make([]redis.Z, len(chunk))
-		hs := make([]any, 0, 2*len(chunk))
-		for j, it := range chunk {
-			zs[j] = redis.Z{Score: float64(it.Amount), Member: it.Hash}
-			hs = append(hs, it.Hash, it.Amount)
-		}
-		_, err := m.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.ZAdd(ctx, k.stageAvail, zs...)
-			p.HSet(ctx, k.stageAmount, hs...)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("lockmgr: load pool %d: %w", pool, err)
-		}
-	}
-	loadID := strconv.FormatInt(time.Now().UnixNano(), 10)
-	err := loadCommitScript.Run(ctx, m.rdb,
-		[]string{k.avail, k.amount, k.held, k.stageAvail, k.stageAmount, k.loaded}, loadID).Err()
-	if err != nil {
-		return fmt.Errorf("lockmgr: load pool %d: %w", pool, err)
-	}
-	return nil
-}
-
-// FenceGap is how far RaiseFence lifts a restored fencing counter above the
-// highest fence known durably, so that fences Redis handed out but the journal
-// never saw are not handed out again.
-const FenceGap = 1000
-
-// RaiseFence lifts the pool's fencing counter to at least floor+FenceGap; it
-// never lowers it. Call it with the highest fence in the journal whenever Redis
-// may have lost its data, before the pool is served again. It returns the
-// counter's value.
-func (m *Manager) RaiseFence(ctx context.Context, pool, floor int64) (int64, error) {
-	v, err := fenceFloorScript.Run(ctx, m.rdb, []string{m.keys(pool).fence}, floor+FenceGap).Int64()
-	if err != nil {
-		return 0, fmt.Errorf("lockmgr: raise fence: %w", err)
-	}
-	return v, nil
-}
-
-// Loaded reports whether the pool's view was loaded into this Redis; false after
-// Redis lost its data (restart without persistence, flush, failover to a stale
-// replica), which calls for a full load.
-func (m *Manager) Loaded(ctx context.Context, pool int64) (bool, error) {
-	n, err := m.rdb.Exists(ctx, m.keys(pool).loaded).Result()
-	if err != nil {
-		return false, fmt.Errorf("lockmgr: loaded: %w", err)
-	}
-	return n == 1, nil
-}
-
-// PoolCounts returns how many UTXOs of the pool are free and how many are held.
-func (m *Manager) PoolCounts(ctx context.Context, pool int64) (free, held int64, err error) {
-	k := m.keys(pool)
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	var fc *redis.IntCmd
-	var hc *redis.IntCmd
-	_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fc = p.ZCard(ctx, k.avail)
-		hc = p.ZCount(ctx, k.held, "("+now, "+inf")
-		return nil
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("lockmgr: counts: %w", err)
-	}
-	return fc.Val(), hc.Val(), nil
 }

@@ -223,6 +223,9 @@ func TestSyncNeverFreesAHeldUTXO(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(t, lockmgr.Options{})
 	all := items(3)
+	if err := m.LoadAvailable(ctx, 1, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.SyncAvailable(ctx, 1, all, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +318,10 @@ func (failingJournal) Record(context.Context, *lockmgr.Reservation) error {
 	return errors.New("database is down")
 }
 
+func (failingJournal) Update(context.Context, *lockmgr.Reservation) error {
+	return errors.New("database is down")
+}
+
 func TestJournalFailureUndoesTheHold(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(t, lockmgr.Options{Journal: failingJournal{}})
@@ -330,21 +337,3 @@ func TestJournalFailureUndoesTheHold(t *testing.T) {
 	}
 }
 
-func TestRaiseFenceNeverLowers(t *testing.T) {
-	ctx := context.Background()
-	m := newManager(t, lockmgr.Options{})
-	if err := m.LoadAvailable(ctx, 1, items(3)); err != nil {
-		t.Fatal(err)
-	}
-	v, err := m.RaiseFence(ctx, 1, 40)
-	if err != nil || v != 40+lockmgr.FenceGap {
-		t.Fatalf("raise to 40: %d %v", v, err)
-	}
-	r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1})
-	if err != nil || r.Fence != 41+lockmgr.FenceGap {
-		t.Fatalf("fence after raise: %+v %v", r, err)
-	}
-	if v, err := m.RaiseFence(ctx, 1, 5); err != nil || v != 41+lockmgr.FenceGap {
-		t.Fatalf("a lower floor moved the counter: %d %v", v, err)
-	}
-}

@@ -1,42 +1,40 @@
 package lockmgr
 
 import (
-	_ "embed"
+	"embed"
 
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed scripts/reclaim.lua
-var reclaimLua string
+//go:embed scripts/*.lua
+var scriptFS embed.FS
 
-//go:embed scripts/reserve.lua
-var reserveLua string
+// prelude holds the helpers every script starts with (clock, reclaim, notify...).
+var prelude = mustRead("scripts/reclaim.lua")
 
-//go:embed scripts/release.lua
-var releaseLua string
+func mustRead(name string) string {
+	b, err := scriptFS.ReadFile(name)
+	if err != nil {
+		panic("lockmgr: missing embedded script " + name)
+	}
+	return string(b)
+}
 
-//go:embed scripts/list.lua
-var listLua string
+// load returns a script with the shared prelude.
+func load(name string) *redis.Script {
+	return redis.NewScript(prelude + mustRead("scripts/"+name))
+}
 
-//go:embed scripts/shorten_legacy.lua
-var shortenLegacyLua string
-
-//go:embed scripts/sync.lua
-var syncLua string
-
-//go:embed scripts/fence_floor.lua
-var fenceFloorLua string
-
-//go:embed scripts/load_commit.lua
-var loadCommitLua string
-
-// Scripts that read or change holds start with the shared reclaim prelude.
 var (
-	reserveScript       = redis.NewScript(reclaimLua + reserveLua)
-	releaseScript       = redis.NewScript(reclaimLua + releaseLua)
-	listScript          = redis.NewScript(reclaimLua + listLua)
-	shortenLegacyScript = redis.NewScript(reclaimLua + shortenLegacyLua)
-	syncScript          = redis.NewScript(syncLua)
-	loadCommitScript    = redis.NewScript(loadCommitLua)
-	fenceFloorScript    = redis.NewScript(fenceFloorLua)
+	reserveScript       = load("reserve.lua")
+	releaseScript       = load("release.lua")
+	undoScript          = load("undo.lua")
+	extendScript        = load("extend.lua")
+	submitScript        = load("submit.lua")
+	settleScript        = load("settle.lua")
+	verifyScript        = load("verify.lua")
+	listScript          = load("list.lua")
+	shortenLegacyScript = load("shorten_legacy.lua")
+	syncScript          = load("sync.lua")
+	rebuildCommitScript = load("rebuild_commit.lua")
 )

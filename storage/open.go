@@ -243,3 +243,12 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}

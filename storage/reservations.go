@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,33 +32,14 @@ func SplitHashes(hashes string) []string {
 // is a no-op; a fence already used by another reservation of the pool is
 // refused with ErrStaleFence.
 func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
-	hashes := SplitHashes(r.Hashes)
-	switch {
-	case r.ID == "" || r.PoolID <= 0 || r.Fence <= 0:
-		return fmt.Errorf("%w: reservation needs id, pool and a positive fence", ErrInvalidArgument)
-	case len(hashes) == 0 || len(hashes) > batchSize:
-		return fmt.Errorf("%w: reservation needs 1 to %d hashes", ErrInvalidArgument, batchSize)
-	case slices.Contains(hashes, ""):
-		return fmt.Errorf("%w: empty hash in reservation", ErrInvalidArgument)
-	}
-	if r.State == "" {
-		r.State = ResHeld
-	}
-	if !validResState(r.State) {
-		return fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, r.State)
+	hashes, err := prepareRecord(&r)
+	if err != nil {
+		return err
 	}
 	t := now()
-	if r.CreatedAt.IsZero() {
-		r.CreatedAt = t
-	}
-	if r.UpdatedAt.IsZero() {
-		r.UpdatedAt = t
-	}
-	r.CreatedAt, r.UpdatedAt, r.ExpiresAt = dbTime(r.CreatedAt), dbTime(r.UpdatedAt), dbTime(r.ExpiresAt)
-
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}
@@ -81,6 +63,35 @@ func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
 	default:
 		return fmt.Errorf("storage: record reservation: %w", err)
 	}
+}
+
+// prepareRecord checks a reservation to record, fills in its defaults (state
+// held, times now) and returns its hashes.
+func prepareRecord(r *Reservation) ([]string, error) {
+	hashes := SplitHashes(r.Hashes)
+	switch {
+	case r.ID == "" || r.PoolID <= 0 || r.Fence <= 0:
+		return nil, fmt.Errorf("%w: reservation needs id, pool and a positive fence", ErrInvalidArgument)
+	case len(hashes) == 0 || len(hashes) > batchSize:
+		return nil, fmt.Errorf("%w: reservation needs 1 to %d hashes", ErrInvalidArgument, batchSize)
+	case slices.Contains(hashes, ""):
+		return nil, fmt.Errorf("%w: empty hash in reservation", ErrInvalidArgument)
+	}
+	if r.State == "" {
+		r.State = ResHeld
+	}
+	if !validResState(r.State) {
+		return nil, fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, r.State)
+	}
+	t := now()
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = t
+	}
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = t
+	}
+	r.CreatedAt, r.UpdatedAt, r.ExpiresAt = dbTime(r.CreatedAt), dbTime(r.UpdatedAt), dbTime(r.ExpiresAt)
+	return hashes, nil
 }
 
 // GetReservation returns the journal row of a reservation or ErrNotFound.
@@ -109,13 +120,49 @@ type ReservationUpdate struct {
 // released, expired or invalidated also makes its reserved UTXOs available
 // again (those no other live reservation holds), in the same transaction.
 func (s *Store) UpdateReservation(ctx context.Context, id string, u ReservationUpdate) error {
+	if err := checkUpdate(id, u); err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var applied bool
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		applied, err = s.updateReservationTx(tx, id, u, now())
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return fmt.Errorf("%w: fence %d already used", ErrStaleFence, u.Fence)
+		}
+		return fmt.Errorf("storage: update reservation: %w", err)
+	}
+	if applied {
+		return nil
+	}
+	prev, err := s.GetReservation(ctx, id)
+	if err != nil {
+		return err
+	}
+	return refusedUpdate(&prev, id, u)
+}
+
+// checkUpdate validates an update before it is tried.
+func checkUpdate(id string, u ReservationUpdate) error {
 	if u.State != "" && !validResState(u.State) {
 		return fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, u.State)
 	}
 	if id == "" || u.Fence <= 0 {
 		return fmt.Errorf("%w: update needs the id and a positive fence", ErrInvalidArgument)
 	}
-	t := now()
+	return nil
+}
+
+// updateReservationTx applies u inside tx at time t and reports whether the
+// reservation was live with a fence no newer than u.Fence (and so changed).
+// Moving it to released, expired or invalidated also frees its reserved UTXOs
+// that no other live reservation holds.
+func (s *Store) updateReservationTx(tx *gorm.DB, id string, u ReservationUpdate, t time.Time) (bool, error) {
 	set := map[string]any{"fence": u.Fence, "updated_at": t}
 	if u.State != "" {
 		set["state"] = u.State
@@ -126,44 +173,36 @@ func (s *Store) UpdateReservation(ctx context.Context, id string, u ReservationU
 	if !u.ExpiresAt.IsZero() {
 		set["expires_at"] = dbTime(u.ExpiresAt)
 	}
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	var affected int64
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&Reservation{}).
-			Where("id = ? AND fence <= ? AND state IN ?", id, u.Fence, liveStates).
-			Updates(set)
-		if res.Error != nil {
-			return res.Error
-		}
-		affected = res.RowsAffected
-		if affected == 0 {
-			return nil
-		}
-		switch u.State {
-		case ResReleased, ResExpired, ResInvalidated:
-			return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ?
-				WHERE state = ? AND pool_id = (SELECT pool_id FROM reservations WHERE id = ?)
-				AND `+s.inHashes("(SELECT hashes FROM reservations WHERE id = ?)")+`
-				AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
-					AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
-				StateAvailable, t, StateReserved, id, id, liveStates, t).Error
-		}
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, gorm.ErrDuplicatedKey) {
-			return fmt.Errorf("%w: fence %d already used", ErrStaleFence, u.Fence)
-		}
-		return fmt.Errorf("storage: update reservation: %w", err)
+	res := tx.Model(&Reservation{}).
+		Where("id = ? AND fence <= ? AND state IN ?", id, u.Fence, liveStates).
+		Updates(set)
+	if res.Error != nil {
+		return false, res.Error
 	}
-	if affected > 0 {
-		return nil
+	if res.RowsAffected == 0 {
+		return false, nil
 	}
-	prev, err := s.GetReservation(ctx, id)
+	switch u.State {
+	case ResReleased, ResExpired, ResInvalidated:
+		err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ?
+			WHERE state = ? AND pool_id = (SELECT pool_id FROM reservations WHERE id = ?)
+			AND `+s.inHashes("(SELECT hashes FROM reservations WHERE id = ?)")+`
+			AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
+				AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
+			StateAvailable, t, StateReserved, id, id, liveStates, t).Error
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// refusedUpdate explains why u did not apply to reservation id, whose current
+// row is prev (nil when there is none).
+func refusedUpdate(prev *Reservation, id string, u ReservationUpdate) error {
 	switch {
-	case err != nil:
-		return err
+	case prev == nil:
+		return fmt.Errorf("%w: reservation %s", ErrNotFound, id)
 	case prev.Fence > u.Fence:
 		return fmt.Errorf("%w: reservation %s has fence %d, write carried %d", ErrStaleFence, id, prev.Fence, u.Fence)
 	default:
@@ -250,4 +289,74 @@ func validResState(s string) bool {
 		return true
 	}
 	return false
+}
+
+// SettleSpent ends as spent every live (held or submitted) reservation of the
+// pool that holds any of hashes, UTXOs the chain has seen spent, and returns
+// them (as now stored, by fence) so the caller can settle them in Redis too.
+// One read-only statement plus one UPDATE per batchSize reservations, in one
+// transaction, whatever the number of hashes.
+func (s *Store) SettleSpent(ctx context.Context, poolID int64, hashes []string) ([]Reservation, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	spent := make(map[string]struct{}, len(hashes))
+	for _, h := range hashes {
+		spent[h] = struct{}{}
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []Reservation
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var live []Reservation
+		err := tx.Select("id", "hashes").Where("pool_id = ? AND state IN ?", poolID, liveStates).Find(&live).Error
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, r := range live {
+			for _, h := range SplitHashes(r.Hashes) {
+				if _, ok := spent[h]; ok {
+					ids = append(ids, r.ID)
+					break
+				}
+			}
+		}
+		t := now()
+		for _, chunk := range chunks(ids) {
+			var rows []Reservation
+			err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
+				WHERE pool_id = ? AND state IN ? AND id IN ? RETURNING *`,
+				ResSpent, t, poolID, liveStates, chunk).Scan(&rows).Error
+			if err != nil {
+				return err
+			}
+			out = append(out, rows...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: settle spent: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Reservation) int { return cmp.Compare(a.Fence, b.Fence) })
+	return out, nil
+}
+
+// SubmittedReservations returns up to limit live submitted reservations (their
+// transaction was sent and the hold has not expired), oldest first. limit <= 0
+// means 100; it is capped at MaxListLimit.
+func (s *Store) SubmittedReservations(ctx context.Context, limit int) ([]Reservation, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, MaxListLimit)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []Reservation
+	err := s.db.WithContext(ctx).Where("state = ? AND expires_at > ?", ResSubmitted, now()).
+		Order("created_at, id").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: submitted reservations: %w", err)
+	}
+	return out, nil
 }

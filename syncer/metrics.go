@@ -19,6 +19,14 @@ var (
 		Help:    "Time one pool sync took.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 	}, []string{"job"})
+	rebuilds = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_redis_rebuilds_total",
+		Help: "Pools whose Redis state was rebuilt from the database after Redis lost it.",
+	})
+	reservationsSettled = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_reservations_settled_total",
+		Help: "Reservations the chain settled, by final state.",
+	}, []string{"state"})
 	syncChanges = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "bufferd_sync_utxo_changes_total",
 		Help: "UTXO state changes the sync applied, by change (added, revived, spent).",

@@ -18,7 +18,8 @@ import (
 // and never holds up the others.
 type Runner struct {
 	UTXO        *UTXOSync
-	Balances    *BalanceVerify // optional
+	Balances    *BalanceVerify  // optional
+	Submitted   *SubmittedCheck // optional
 	Interval    time.Duration
 	MaxBackoff  time.Duration
 	Parallelism int // pools synced at once; 0 means 4
@@ -52,7 +53,8 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // Tick runs one pass: expire ended reservations in the journal, sync every
-// pool that is not backing off, then verify pending legacy balance rows. It returns an error only when the pass could not
+// pool that is not backing off, release submitted reservations whose
+// transaction failed, then verify pending legacy balance rows. It returns an error only when the pass could not
 // start (the pool list could not be read); per-pool failures are logged and
 // retried later.
 func (r *Runner) Tick(ctx context.Context) error {
@@ -85,6 +87,11 @@ func (r *Runner) Tick(ctx context.Context) error {
 		}(p)
 	}
 	wg.Wait()
+	if r.Submitted != nil {
+		if _, err := r.Submitted.Run(ctx); err != nil && ctx.Err() == nil {
+			r.logger().Warn("submitted check", "err", err)
+		}
+	}
 	if r.Balances != nil {
 		out, err := r.Balances.Run(ctx)
 		if err != nil && ctx.Err() == nil {

@@ -58,9 +58,11 @@ func newFixture(t *testing.T) *fixture {
 	app := ch.Handler()
 	go func() { _ = app.Listener(ln) }()
 	t.Cleanup(func() { _ = app.Shutdown() })
+	journal := storage.NewJournal(store, storage.JournalOptions{})
+	t.Cleanup(journal.Close)
 	return &fixture{
 		store: store, rdb: rdb, prefix: prefix, chain: ch,
-		locks:  lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: storage.LockJournal{Store: store}}),
+		locks:  lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: journal}),
 		client: chain.NewBlockcenter("http://"+ln.Addr().String(), chain.WithPageSize(1000)),
 	}
 }
@@ -75,7 +77,8 @@ func (f *fixture) pool(t *testing.T, prog string) storage.Pool {
 }
 
 func (f *fixture) job() *syncer.UTXOSync {
-	return &syncer.UTXOSync{Store: f.store, Locks: f.locks, Chain: f.client}
+	return &syncer.UTXOSync{Store: f.store, Locks: f.locks, Chain: f.client,
+		Rebuild: syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, nil)}
 }
 
 func amounts(n int) []int64 {

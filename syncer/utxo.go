@@ -20,10 +20,11 @@ const JobUTXO = "utxo"
 
 // UTXOSync syncs the UTXOs of one pool at a time.
 type UTXOSync struct {
-	Store *storage.Store
-	Locks *lockmgr.Manager
-	Chain chain.Source
-	Log   *slog.Logger
+	Store   *storage.Store
+	Locks   *lockmgr.Manager
+	Chain   chain.Source
+	Rebuild *Rebuilder
+	Log     *slog.Logger
 }
 
 // SyncPool pulls all of the pool's UTXOs from the chain, reconciles the
@@ -44,26 +45,28 @@ func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.Syn
 		return res, fmt.Errorf("syncer: redis: %w", err)
 	}
 	if !loaded {
-		// Redis lost the pool (or never had it): fences must not go back.
-		fences, err := u.Store.MaxFences(ctx)
-		if err != nil {
-			return res, fmt.Errorf("syncer: fence floor: %w", err)
+		// Redis lost the pool (or never had it): rebuild it from the database,
+		// which now holds this sync's result.
+		if _, err := u.Rebuild.RebuildIfLost(ctx, pool.ID); err != nil {
+			return res, err
 		}
-		if _, err := u.Locks.RaiseFence(ctx, pool.ID, fences[pool.ID]); err != nil {
-			return res, fmt.Errorf("syncer: %w", err)
-		}
-		rows, err := u.Store.PoolUTXOsByState(ctx, pool.ID, storage.StateAvailable, storage.StateReserved)
-		if err != nil {
-			return res, fmt.Errorf("syncer: load view: %w", err)
-		}
-		if err := u.Locks.LoadAvailable(ctx, pool.ID, toItems(rows)); err != nil {
-			return res, fmt.Errorf("syncer: load view: %w", err)
-		}
-		u.logger().Info("loaded pool view into redis", "pool", pool.ID, "utxos", len(rows))
 	} else if len(res.Added)+len(res.Revived)+len(res.Spent) > 0 {
 		add := append(toItems(res.Added), toItems(res.Revived)...)
 		if err := u.Locks.SyncAvailable(ctx, pool.ID, add, res.Spent); err != nil {
 			return res, fmt.Errorf("syncer: apply to redis: %w", err)
+		}
+	}
+	if len(res.Spent) > 0 {
+		// Reservations whose UTXOs the chain spent are settled: journal first.
+		settled, err := u.Store.SettleSpent(ctx, pool.ID, res.Spent)
+		if err != nil {
+			return res, fmt.Errorf("syncer: settle spent: %w", err)
+		}
+		for _, r := range settled {
+			if err := u.Locks.Settle(ctx, pool.ID, r.ID, lockmgr.StateSpent); err != nil {
+				return res, err
+			}
+			reservationsSettled.WithLabelValues(lockmgr.StateSpent).Inc()
 		}
 	}
 	return res, nil

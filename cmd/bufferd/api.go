@@ -14,7 +14,12 @@ import (
 	"github.com/bufferd/bufferd/handlers"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
 )
+
+// rebuildWatchInterval is how often an API replica checks that Redis still has
+// every pool's state.
+const rebuildWatchInterval = 500 * time.Millisecond
 
 func newAPICmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -40,7 +45,12 @@ func newAPICmd() *cobra.Command {
 			return err
 		}
 		defer rdb.Close()
-		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix, Journal: storage.LockJournal{Store: store}})
+		journal := storage.NewJournal(store, storage.JournalOptions{})
+		defer journal.Close() // after the server has drained, before the store closes
+		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix, Journal: journal})
+		defer locks.Close()
+		// Any replica may rebuild a pool Redis lost, so reserves recover quickly.
+		go syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log).Watch(ctx, rebuildWatchInterval)
 		app := newAPIApp(handlers.Config{Store: store, Locks: locks, AdminToken: c.AdminToken, Logger: log})
 		ln, err := net.Listen("tcp", c.Addr)
 		if err != nil {

@@ -88,6 +88,7 @@ type devStack struct {
 	apiURL, chainURL, adminToken string
 	pool                         storage.Pool
 	store                        *storage.Store
+	journal                      *storage.Journal
 	mini                         *miniredis.Miniredis
 	rdb                          *redis.Client
 	chain                        *sim.Chain
@@ -139,7 +140,8 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 	}
 	go expireMiniKeys(ctx, d.mini)
 	d.rdb = redis.NewClient(&redis.Options{Addr: d.mini.Addr()})
-	locks := lockmgr.New(d.rdb, lockmgr.Options{Prefix: "bufferd:", Journal: storage.LockJournal{Store: store}})
+	d.journal = storage.NewJournal(store, storage.JournalOptions{})
+	locks := lockmgr.New(d.rdb, lockmgr.Options{Prefix: "bufferd:", Journal: d.journal})
 
 	d.pool, _, err = store.EnsurePool(ctx, demoAsset, demoProgram)
 	if err != nil {
@@ -147,7 +149,9 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 	}
 	src := chain.NewBlockcenter(d.chainURL)
 	runner := &syncer.Runner{
-		UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: o.log},
+		UTXO: &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: o.log,
+			Rebuild: syncer.NewRebuilder(store, locks, d.rdb, "bufferd:", o.log)},
+		Submitted:  &syncer.SubmittedCheck{Store: store, Locks: locks, Chain: src, Log: o.log},
 		Balances:   &syncer.BalanceVerify{Store: store, Chain: src, Log: o.log},
 		Interval:   o.interval,
 		MaxBackoff: time.Minute,
@@ -222,6 +226,9 @@ func (d *devStack) close(grace time.Duration) error {
 	}
 	if d.mini != nil {
 		d.mini.Close()
+	}
+	if d.journal != nil {
+		d.journal.Close()
 	}
 	if d.store != nil {
 		return d.store.Close()

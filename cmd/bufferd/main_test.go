@@ -189,9 +189,17 @@ func legacy(t *testing.T, url string, body any) envelope {
 
 func listUTXOs(t *testing.T, api, order string, limit int) []legacyUTXO {
 	t.Helper()
-	e := legacy(t, fmt.Sprintf("%s/dapp/list-utxos?limit=%d", api, limit), map[string]any{
-		"asset": demoAsset, "program": demoProgram, "sort": map[string]string{"by": "amount", "order": order},
-	})
+	var e envelope
+	// A pool just registered is briefly "restoring its state" until loaded.
+	for try := 0; try < 50; try++ {
+		e = legacy(t, fmt.Sprintf("%s/dapp/list-utxos?limit=%d", api, limit), map[string]any{
+			"asset": demoAsset, "program": demoProgram, "sort": map[string]string{"by": "amount", "order": order},
+		})
+		if !strings.HasPrefix(e.Msg, "service is restoring") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if e.Code != 200 {
 		t.Fatalf("list-utxos: %+v", e)
 	}

@@ -44,7 +44,9 @@ func newSyncerCmd() *cobra.Command {
 		}
 		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix})
 		runner := &syncer.Runner{
-			UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: log},
+			UTXO: &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: log,
+				Rebuild: syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)},
+			Submitted:  &syncer.SubmittedCheck{Store: store, Locks: locks, Chain: src, Log: log},
 			Balances:   &syncer.BalanceVerify{Store: store, Chain: src, Log: log},
 			Interval:   c.SyncInterval,
 			MaxBackoff: c.SyncBackoff,

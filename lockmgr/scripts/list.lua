@@ -1,8 +1,10 @@
 -- List free UTXOs of a pool by amount.
--- KEYS: 1 avail, 2 amount, 3 held, 4 holder
+-- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 loaded
 -- ARGV: 1 desc (0|1), 2 start, 3 stop
--- Returns {hash1, amount1, hash2, amount2, ...}
+-- Returns {hash1, amount1, hash2, amount2, ...} or an error NOTLOADED.
 local avail, amount, held, holder = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local err = require_loaded(KEYS[5])
+if err then return err end
 local now = now_ms()
 reclaim(avail, amount, held, holder, now)
 local r

@@ -1,14 +1,17 @@
--- Release a reservation: its UTXOs that it still holds become available at once.
--- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 legacy, 6 the reservation's key
--- ARGV: 1 id, 2.. hashes
--- Returns the number of UTXOs freed.
-local avail, amount, held, holder, legacy, reskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- Release a live reservation: the UTXOs it holds are free at once.
+-- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 legacy, 6 loaded, 7 the reservation's key
+-- ARGV: 1 id
+-- Returns the reservation as it was (see read_res) or an error NOTLOADED | NOTFOUND.
+local avail, amount, held, holder, legacy, loaded, reskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id = ARGV[1]
-local now = now_ms()
-reclaim(avail, amount, held, holder, now)
-local freed = 0
-for i = 2, #ARGV do
-  local h = ARGV[i]
+local err = require_loaded(loaded)
+if err then return err end
+reclaim(avail, amount, held, holder, now_ms())
+local r = read_res(reskey, id)
+if not r then
+  return redis.error_reply('NOTFOUND')
+end
+for _, h in ipairs(split(r[7])) do
   if redis.call('HGET', holder, h) == id then
     redis.call('ZREM', held, h)
     redis.call('HDEL', holder, h)
@@ -16,9 +19,9 @@ for i = 2, #ARGV do
     if a then
       redis.call('ZADD', avail, a, h)
     end
-    freed = freed + 1
   end
 end
 redis.call('DEL', reskey)
 redis.call('ZREM', legacy, id)
-return freed
+notify(avail)
+return r

@@ -5,12 +5,16 @@
 -- ARGV: 1 number of additions n, then n pairs hash, amount, then hashes to remove
 local avail, amount, held = KEYS[1], KEYS[2], KEYS[3]
 local n = tonumber(ARGV[1])
+local freed = 0
 for i = 0, n - 1 do
   local h, a = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   redis.call('HSET', amount, h, a)
   if not redis.call('ZSCORE', held, h) then
-    redis.call('ZADD', avail, a, h)
+    freed = freed + redis.call('ZADD', avail, a, h)
   end
+end
+if freed > 0 then
+  notify(avail)
 end
 for i = 2 + 2 * n, #ARGV do
   local h = ARGV[i]

@@ -1,0 +1,366 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+)
+
+// Headers of the reservation routes.
+const (
+	headerIdempotencyKey = "Idempotency-Key"
+	headerReplayed       = "Idempotent-Replayed"
+)
+
+// retryAfterSeconds is the Retry-After of a 503 answer.
+const retryAfterSeconds = 1
+
+// timeLayout is how v1 shows times: RFC 3339, UTC, milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// apiTime is a time shown in v1 answers.
+type apiTime time.Time
+
+// MarshalJSON writes t as RFC 3339 UTC with milliseconds.
+func (t apiTime) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, len(timeLayout)+2)
+	b = append(b, '"')
+	b = time.Time(t).UTC().AppendFormat(b, timeLayout)
+	return append(b, '"'), nil
+}
+
+// resUTXO is a reserved UTXO as v1 shows it.
+type resUTXO struct {
+	Hash   string `json:"hash"`
+	Asset  string `json:"asset"`
+	Amount int64  `json:"amount"`
+}
+
+// reservationJSON is a reservation as v1 shows it: the reserve answer, plus
+// tx_id, created_at and updated_at for the other routes.
+type reservationJSON struct {
+	ID        string    `json:"id"`
+	Fence     int64     `json:"fence"`
+	Pool      int64     `json:"pool"`
+	Owner     string    `json:"owner"`
+	State     string    `json:"state"`
+	UTXOs     []resUTXO `json:"utxos"`
+	ExpiresAt apiTime   `json:"expires_at"`
+	TxID      string    `json:"tx_id,omitempty"`
+	CreatedAt *apiTime  `json:"created_at,omitempty"`
+	UpdatedAt *apiTime  `json:"updated_at,omitempty"`
+}
+
+// fromLock renders a reservation lockmgr returned, its UTXOs in asset.
+func fromLock(r *lockmgr.Reservation, asset string) reservationJSON {
+	out := reservationJSON{
+		ID:        r.ID,
+		Fence:     r.Fence,
+		Pool:      r.PoolID,
+		Owner:     r.Owner,
+		State:     r.State,
+		UTXOs:     make([]resUTXO, len(r.Items)),
+		ExpiresAt: apiTime(r.ExpiresAt),
+		TxID:      r.TxID,
+	}
+	if out.State == "" {
+		out.State = lockmgr.StateHeld
+	}
+	for i, it := range r.Items {
+		out.UTXOs[i] = resUTXO{Hash: it.Hash, Asset: asset, Amount: it.Amount}
+	}
+	return out
+}
+
+// withTimes adds created_at and updated_at to a rendered reservation.
+func (r reservationJSON) withTimes(created, updated time.Time) reservationJSON {
+	c, u := apiTime(created), apiTime(updated)
+	r.CreatedAt, r.UpdatedAt = &c, &u
+	return r
+}
+
+// unavailable answers 503 with Retry-After after logging the cause.
+func (s *server) unavailable(c *fiber.Ctx, code string, err error) error {
+	s.log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "err", err)
+	c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds))
+	return apiError(c, fiber.StatusServiceUnavailable, code, "service temporarily unavailable, retry shortly")
+}
+
+// lockError maps a lockmgr error to its v1 answer; anything unexpected
+// (Redis, journal, timeouts) is a logged 503.
+func (s *server) lockError(c *fiber.Ctx, err error) error {
+	switch {
+	case errors.Is(err, lockmgr.ErrUnavailable):
+		return apiError(c, fiber.StatusConflict, "no_utxo_available", "no free utxo matches the request")
+	case errors.Is(err, lockmgr.ErrLocked):
+		return apiError(c, fiber.StatusConflict, "utxo_locked", "a requested utxo is held by another reservation")
+	case errors.Is(err, lockmgr.ErrUnknownUTXO):
+		return apiError(c, fiber.StatusNotFound, "utxo_not_found", "a requested utxo is not an unspent utxo of the pool")
+	case errors.Is(err, lockmgr.ErrBadRequest):
+		return apiError(c, fiber.StatusBadRequest, "bad_request", "invalid reservation request")
+	case errors.Is(err, lockmgr.ErrNotFound):
+		return apiError(c, fiber.StatusGone, "reservation_ended", "the reservation has ended")
+	case errors.Is(err, lockmgr.ErrLifetime):
+		return apiError(c, fiber.StatusConflict, "lifetime_exceeded", "the reservation cannot live that long")
+	case errors.Is(err, lockmgr.ErrNotHeld):
+		return apiError(c, fiber.StatusConflict, "reservation_submitted", "the reservation was submitted and can no longer change")
+	case errors.Is(err, lockmgr.ErrTxMismatch):
+		return apiError(c, fiber.StatusConflict, "tx_mismatch", "the reservation was submitted with another transaction")
+	case errors.Is(err, lockmgr.ErrRebuilding):
+		s.log.Warn("pool is being rebuilt", "request_id", requestID(c), "path", c.Path(), "err", err)
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds))
+		return apiError(c, fiber.StatusServiceUnavailable, "rebuilding", "the pool is being rebuilt, retry shortly")
+	}
+	return s.unavailable(c, "unavailable", err)
+}
+
+// reservationNotFound is the answer for an id that is malformed or unknown:
+// the same either way, so it tells nothing.
+func reservationNotFound(c *fiber.Ctx) error {
+	return apiError(c, fiber.StatusNotFound, "reservation_not_found", "reservation not found")
+}
+
+// reserve is POST /v1/reservations.
+func (s *server) reserve(c *fiber.Ctx) error {
+	req, err := decodeReserve(c.BodyRaw())
+	if err != nil {
+		return s.apiBad(c, err)
+	}
+	idemKey := c.Get(headerIdempotencyKey)
+	if err := checkIdempotencyKey(idemKey); err != nil {
+		return s.apiBad(c, err)
+	}
+	// The wait comes on top of the usual bound of a request.
+	ctx, cancel := context.WithTimeout(c.UserContext(), RequestTimeout+req.Wait)
+	defer cancel()
+
+	var pool storage.Pool
+	if req.PoolID != 0 {
+		pool, err = s.store.GetPool(ctx, req.PoolID)
+	} else {
+		pool, err = s.store.FindPool(ctx, req.Asset, req.Program)
+	}
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return apiError(c, fiber.StatusNotFound, "pool_not_found", "pool not found")
+	case err != nil:
+		return s.unavailable(c, "unavailable", fmt.Errorf("find pool: %w", err))
+	}
+
+	lr := req.request(pool.ID, idemKey)
+	var res *lockmgr.Reservation
+	if req.Wait > 0 {
+		res, err = s.locks.ReserveWait(ctx, lr, req.Wait)
+	} else {
+		res, err = s.locks.Reserve(ctx, lr)
+	}
+	if err != nil {
+		return s.lockError(c, err)
+	}
+	status := fiber.StatusCreated
+	if res.Replayed {
+		status = fiber.StatusOK
+		c.Set(headerReplayed, "true")
+	}
+	s.log.Debug("reservation granted", "request_id", requestID(c), "pool", pool.ID, "reservation", res.ID,
+		"fence", res.Fence, "utxos", len(res.Items), "replayed", res.Replayed)
+	return c.Status(status).JSON(fromLock(res, pool.Asset))
+}
+
+// journalRow loads the journal row of the reservation named by :id and its
+// pool. On failure it has already answered and returns ok=false.
+func (s *server) journalRow(ctx context.Context, c *fiber.Ctx) (storage.Reservation, storage.Pool, bool, error) {
+	id := c.Params("id")
+	if !validReservationID(id) {
+		return storage.Reservation{}, storage.Pool{}, false, reservationNotFound(c)
+	}
+	row, err := s.store.GetReservation(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return storage.Reservation{}, storage.Pool{}, false, reservationNotFound(c)
+	case err != nil:
+		return storage.Reservation{}, storage.Pool{}, false, s.unavailable(c, "unavailable", fmt.Errorf("get reservation: %w", err))
+	}
+	pool, err := s.store.GetPool(ctx, row.PoolID)
+	if err != nil {
+		return storage.Reservation{}, storage.Pool{}, false, s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", row.PoolID, err))
+	}
+	return row, pool, true, nil
+}
+
+// fromRow renders a journal row; a held or submitted row past its expiry is
+// shown as expired.
+func (s *server) fromRow(ctx context.Context, row storage.Reservation, pool storage.Pool) (reservationJSON, error) {
+	hashes := storage.SplitHashes(row.Hashes)
+	rows, err := s.store.GetUTXOs(ctx, hashes)
+	if err != nil {
+		return reservationJSON{}, fmt.Errorf("get utxos: %w", err)
+	}
+	amounts := make(map[string]int64, len(rows))
+	for _, u := range rows {
+		amounts[u.Hash] = u.Amount
+	}
+	out := reservationJSON{
+		ID:        row.ID,
+		Fence:     row.Fence,
+		Pool:      row.PoolID,
+		Owner:     row.Owner,
+		State:     row.State,
+		UTXOs:     make([]resUTXO, len(hashes)),
+		ExpiresAt: apiTime(row.ExpiresAt),
+		TxID:      row.TxID,
+	}
+	if (row.State == storage.ResHeld || row.State == storage.ResSubmitted) && !row.ExpiresAt.After(time.Now()) {
+		out.State = storage.ResExpired
+	}
+	for i, h := range hashes {
+		out.UTXOs[i] = resUTXO{Hash: h, Asset: pool.Asset, Amount: amounts[h]}
+	}
+	return out.withTimes(row.CreatedAt, row.UpdatedAt), nil
+}
+
+// getReservation is GET /v1/reservations/:id: from Redis while live, else from
+// the journal.
+func (s *server) getReservation(c *fiber.Ctx) error {
+	ctx, cancel := reqContext(c)
+	defer cancel()
+	row, pool, ok, err := s.journalRow(ctx, c)
+	if !ok {
+		return err
+	}
+	live, err := s.locks.Get(ctx, pool.ID, row.ID)
+	switch {
+	case err == nil:
+		return c.JSON(fromLock(live, pool.Asset).withTimes(row.CreatedAt, row.UpdatedAt))
+	case !errors.Is(err, lockmgr.ErrNotFound):
+		return s.lockError(c, err)
+	}
+	out, err := s.fromRow(ctx, row, pool)
+	if err != nil {
+		return s.unavailable(c, "unavailable", err)
+	}
+	return c.JSON(out)
+}
+
+// changed answers 200 with a reservation a route just changed; updated_at
+// comes from the journal row the change wrote.
+func (s *server) changed(ctx context.Context, c *fiber.Ctx, res *lockmgr.Reservation, pool storage.Pool) error {
+	updated := time.Now()
+	if row, err := s.store.GetReservation(ctx, res.ID); err == nil {
+		updated = row.UpdatedAt
+	} else {
+		s.log.Warn("reload reservation", "request_id", requestID(c), "reservation", res.ID, "err", err)
+	}
+	return c.JSON(fromLock(res, pool.Asset).withTimes(res.CreatedAt, updated))
+}
+
+// extendReservation is POST /v1/reservations/:id/extend {"ttl_seconds"}.
+func (s *server) extendReservation(c *fiber.Ctx) error {
+	ctx, cancel := reqContext(c)
+	defer cancel()
+	ttl, err := decodeExtend(c.BodyRaw())
+	if err != nil {
+		return s.apiBad(c, err)
+	}
+	row, pool, ok, err := s.journalRow(ctx, c)
+	if !ok {
+		return err
+	}
+	res, err := s.locks.Extend(ctx, pool.ID, row.ID, ttl)
+	if err != nil {
+		return s.lockError(c, err)
+	}
+	return s.changed(ctx, c, res, pool)
+}
+
+// submitReservation is POST /v1/reservations/:id/submit {"tx_id"}.
+func (s *server) submitReservation(c *fiber.Ctx) error {
+	ctx, cancel := reqContext(c)
+	defer cancel()
+	txID, err := decodeSubmit(c.BodyRaw())
+	if err != nil {
+		return s.apiBad(c, err)
+	}
+	row, pool, ok, err := s.journalRow(ctx, c)
+	if !ok {
+		return err
+	}
+	res, err := s.locks.Submit(ctx, pool.ID, row.ID, txID)
+	if err != nil {
+		return s.lockError(c, err)
+	}
+	return s.changed(ctx, c, res, pool)
+}
+
+// releaseReservation is DELETE /v1/reservations/:id: 204, its UTXOs free at once.
+func (s *server) releaseReservation(c *fiber.Ctx) error {
+	ctx, cancel := reqContext(c)
+	defer cancel()
+	row, pool, ok, err := s.journalRow(ctx, c)
+	if !ok {
+		return err
+	}
+	if _, err := s.locks.Release(ctx, pool.ID, row.ID); err != nil {
+		return s.lockError(c, err)
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// statusPool is an entry of GET /v1/status.
+type statusPool struct {
+	ID   int64                 `json:"id"`
+	Sync map[string]cursorJSON `json:"sync"`
+}
+
+// statusJSON is GET /v1/status. Leader is null until leader election exists.
+type statusJSON struct {
+	Leader *struct{}    `json:"leader"`
+	Pools  []statusPool `json:"pools"`
+}
+
+// status is GET /v1/status: the leader of the sync jobs and each pool's sync position.
+func (s *server) status(c *fiber.Ctx) error {
+	ctx, cancel := reqContext(c)
+	defer cancel()
+	pools, err := s.store.ListPools(ctx)
+	if err != nil {
+		return s.unavailable(c, "unavailable", fmt.Errorf("list pools: %w", err))
+	}
+	cursors, err := s.store.Cursors(ctx)
+	if err != nil {
+		return s.unavailable(c, "unavailable", fmt.Errorf("cursors: %w", err))
+	}
+	out := statusJSON{Pools: make([]statusPool, 0, len(pools))}
+	index := make(map[int64]int, len(pools))
+	for _, p := range pools {
+		index[p.ID] = len(out.Pools)
+		out.Pools = append(out.Pools, statusPool{ID: p.ID, Sync: map[string]cursorJSON{}})
+	}
+	for _, cur := range cursors {
+		i, ok := index[cur.PoolID]
+		if !ok {
+			continue
+		}
+		out.Pools[i].Sync[cur.Job] = toCursorJSON(cur)
+	}
+	return c.JSON(out)
+}
+
+// toCursorJSON renders the position of one sync job.
+func toCursorJSON(cur storage.SyncCursor) cursorJSON {
+	return cursorJSON{
+		Height:      cur.Height,
+		BlockHash:   cur.BlockHash,
+		Epoch:       cur.Epoch,
+		LastSuccess: cur.LastSuccess,
+		LastError:   cur.LastError,
+		UpdatedAt:   cur.UpdatedAt,
+	}
+}

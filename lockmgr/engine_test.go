@@ -1,0 +1,374 @@
+package lockmgr_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/testenv"
+)
+
+func load(t *testing.T, m *lockmgr.Manager, pool int64, its []lockmgr.Item) {
+	t.Helper()
+	if err := m.LoadAvailable(context.Background(), pool, its); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func withAmounts(amounts ...int64) []lockmgr.Item {
+	out := make([]lockmgr.Item, len(amounts))
+	for i, a := range amounts {
+		out[i] = lockmgr.Item{Hash: hashOf(i), Amount: a}
+	}
+	return out
+}
+
+func sum(its []lockmgr.Item) int64 {
+	var s int64
+	for _, it := range its {
+		s += it.Amount
+	}
+	return s
+}
+
+func TestReserveByAmountIsBestFit(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, lockmgr.Options{})
+	load(t, m, 1, withAmounts(50, 120, 100, 300, 99))
+	for _, c := range []struct {
+		want, got int64
+	}{{100, 100}, {101, 120}, {1, 50}, {121, 300}} {
+		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Amount: c.want})
+		if err != nil {
+			t.Fatalf("amount %d: %v", c.want, err)
+		}
+		if len(r.Items) != 1 || r.Items[0].Amount != c.got {
+			t.Fatalf("amount %d: got %v, want one UTXO of %d", c.want, r.Items, c.got)
+		}
+	}
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Amount: 100}); !errors.Is(err, lockmgr.ErrUnavailable) {
+		t.Fatalf("only 99 left, amount 100: %v", err)
+	}
+}
+
+// bruteCombine returns the fewest items whose sum covers want and, among
+// those, the least sum; ok is false when nothing covers it.
+func bruteCombine(amounts []int64, want int64) (count int, total int64, ok bool) {
+	n := len(amounts)
+	for mask := 1; mask < 1<<n; mask++ {
+		c, s := 0, int64(0)
+		for i := 0; i < n; i++ {
+			if mask&(1<<i) != 0 {
+				c++
+				s += amounts[i]
+			}
+		}
+		if s < want {
+			continue
+		}
+		if !ok || c < count || (c == count && s < total) {
+			count, total, ok = c, s, true
+		}
+	}
+	return count, total, ok
+}
+
+func TestCombineMatchesBruteForce(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, lockmgr.Options{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	for c := 0; c < 300; c++ {
+		pool := int64(1000 + c)
+		n := 1 + rng.IntN(10)
+		amounts := make([]int64, n)
+		var total int64
+		for i := range amounts {
+			amounts[i] = 1 + rng.Int64N(100)
+			total += amounts[i]
+		}
+		want := 1 + rng.Int64N(total+20)
+		load(t, m, pool, withAmounts(amounts...))
+		count, best, ok := bruteCombine(amounts, want)
+		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: pool, Amount: want, Combine: true})
+		if !ok {
+			if !errors.Is(err, lockmgr.ErrUnavailable) {
+				t.Fatalf("case %d %v want %d: got %v, %v; want ErrUnavailable", c, amounts, want, r, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("case %d %v want %d: %v", c, amounts, want, err)
+		}
+		if len(r.Items) != count || sum(r.Items) != best {
+			t.Fatalf("case %d %v want %d: got %d utxos summing %d, brute force %d summing %d",
+				c, amounts, want, len(r.Items), sum(r.Items), count, best)
+		}
+	}
+}
+
+func TestExtendSubmitRelease(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, lockmgr.Options{SubmitGrace: time.Hour, MaxLifetime: 3 * time.Second})
+	load(t, m, 1, items(3))
+	r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}, TTL: time.Second, Owner: "o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := m.Extend(ctx, 1, r.ID, 2*time.Second)
+	if err != nil || !e.ExpiresAt.After(r.ExpiresAt) || e.Fence != r.Fence {
+		t.Fatalf("extend: %+v %v", e, err)
+	}
+	if _, err := m.Extend(ctx, 1, r.ID, 4*time.Second); !errors.Is(err, lockmgr.ErrLifetime) {
+		t.Fatalf("extend past the lifetime cap: %v", err)
+	}
+	tx := strings.Repeat("a", 64)
+	s, err := m.Submit(ctx, 1, r.ID, tx)
+	if err != nil || s.State != lockmgr.StateSubmitted || s.TxID != tx || time.Until(s.ExpiresAt) < 59*time.Minute {
+		t.Fatalf("submit: %+v %v", s, err)
+	}
+	if _, err := m.Submit(ctx, 1, r.ID, tx); err != nil {
+		t.Fatalf("same submit again: %v", err)
+	}
+	if _, err := m.Submit(ctx, 1, r.ID, strings.Repeat("b", 64)); !errors.Is(err, lockmgr.ErrTxMismatch) {
+		t.Fatalf("submit of another tx: %v", err)
+	}
+	if _, err := m.Extend(ctx, 1, r.ID, time.Second); !errors.Is(err, lockmgr.ErrNotHeld) {
+		t.Fatalf("extend after submit: %v", err)
+	}
+	g, err := m.Get(ctx, 1, r.ID)
+	if err != nil || g.State != lockmgr.StateSubmitted || g.Items[0] != r.Items[0] {
+		t.Fatalf("get: %+v %v", g, err)
+	}
+	if _, err := m.Release(ctx, 1, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Release(ctx, 1, r.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("second release: %v", err)
+	}
+	if _, err := m.Get(ctx, 1, r.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("get after release: %v", err)
+	}
+	// Released UTXOs are free at once.
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}}); err != nil {
+		t.Fatalf("reserve after release: %v", err)
+	}
+	// An expired reservation cannot be extended, submitted or released.
+	x, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(1)}, TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := m.Extend(ctx, 1, x.ID, time.Second); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("extend after expiry: %v", err)
+	}
+	if _, err := m.Submit(ctx, 1, x.ID, tx); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("submit after expiry: %v", err)
+	}
+	if _, err := m.Release(ctx, 1, x.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("release after expiry: %v", err)
+	}
+}
+
+func TestIdempotencyKeyReturnsTheSameReservation(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	// Two managers stand for two API replicas.
+	a := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
+	b := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
+	load(t, a, 1, items(5))
+	first, err := a.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != first.ID || !again.Replayed || first.Replayed || again.Fence != first.Fence {
+		t.Fatalf("retry: %+v, first %+v", again, first)
+	}
+	other, err := b.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k2"})
+	if err != nil || other.ID == first.ID {
+		t.Fatalf("another key: %+v %v", other, err)
+	}
+	free, _, _ := a.PoolCounts(ctx, 1)
+	if free != 1 {
+		t.Fatalf("free = %d, want 1", free)
+	}
+}
+
+func TestSettle(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, lockmgr.Options{})
+	load(t, m, 1, items(2))
+	spent, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Settle(ctx, 1, spent.ID, lockmgr.StateSpent); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Settle(ctx, 1, failed.ID, lockmgr.StateReleased); err != nil {
+		t.Fatal(err)
+	}
+	free, err := m.ListAvailable(ctx, 1, false, 0, 10)
+	if err != nil || len(free) != 1 || free[0].Hash != hashOf(1) {
+		t.Fatalf("after settling: %v %v", free, err)
+	}
+	if _, err := m.Get(ctx, 1, spent.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("settled reservation still live: %v", err)
+	}
+}
+
+func TestLostRedisStateIsRebuiltBeforeServing(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
+	load(t, m, 1, items(4))
+	live, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(2)}, Owner: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Redis loses everything of this test.
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}); !errors.Is(err, lockmgr.ErrRebuilding) {
+		t.Fatalf("reserve before rebuild: %v", err)
+	}
+	if _, err := m.ListAvailable(ctx, 1, false, 0, 10); !errors.Is(err, lockmgr.ErrRebuilding) {
+		t.Fatalf("list before rebuild: %v", err)
+	}
+	err = m.Rebuild(ctx, 1, lockmgr.Snapshot{Available: items(4), Live: []*lockmgr.Reservation{live}, FenceFloor: live.Fence})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Fence <= live.Fence {
+			t.Fatalf("fence went back: %d after %d", r.Fence, live.Fence)
+		}
+		got[r.Items[0].Hash] = true
+	}
+	if got[hashOf(2)] {
+		t.Fatal("the UTXO of a live reservation was granted again after the rebuild")
+	}
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}); !errors.Is(err, lockmgr.ErrUnavailable) {
+		t.Fatalf("pool should be exhausted: %v", err)
+	}
+	g, err := m.Get(ctx, 1, live.ID)
+	if err != nil || g.Owner != "alice" || g.Fence != live.Fence {
+		t.Fatalf("restored reservation: %+v %v", g, err)
+	}
+	if _, err := m.Release(ctx, 1, live.ID); err != nil {
+		t.Fatalf("release of a restored reservation: %v", err)
+	}
+}
+
+// flushingJournal loses the Redis state while the journal write is in flight.
+type flushingJournal struct {
+	flush   func()
+	mu      sync.Mutex
+	updates []string
+}
+
+func (j *flushingJournal) Record(context.Context, *lockmgr.Reservation) error {
+	j.flush()
+	return nil
+}
+
+func (j *flushingJournal) Update(_ context.Context, r *lockmgr.Reservation) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.updates = append(j.updates, r.State)
+	return nil
+}
+
+func TestGrantLostDuringTheJournalWriteIsNotAcknowledged(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	j := &flushingJournal{flush: func() {
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	}}
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: j})
+	load(t, m, 1, items(2))
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}); !errors.Is(err, lockmgr.ErrRebuilding) {
+		t.Fatalf("reserve whose grant Redis lost: %v", err)
+	}
+	if len(j.updates) != 1 || j.updates[0] != lockmgr.StateReleased {
+		t.Fatalf("journal not told the grant is void: %v", j.updates)
+	}
+}
+
+func TestReserveWaitIsWokenByARelease(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
+	t.Cleanup(func() { m.Close() })
+	load(t, m, 1, items(1))
+	holder, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysBefore := countKeys(t, rdb, prefix)
+	if _, err := m.ReserveWait(ctx, lockmgr.Request{PoolID: 1, Count: 1}, 300*time.Millisecond); !errors.Is(err, lockmgr.ErrUnavailable) {
+		t.Fatalf("wait on an empty pool: %v", err)
+	}
+	type result struct {
+		r   *lockmgr.Reservation
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := m.ReserveWait(ctx, lockmgr.Request{PoolID: 1, Count: 1}, 10*time.Second)
+		done <- result{r, err, time.Now()}
+	}()
+	// Release just after the waiter's first poll: its next poll is ~400 ms away,
+	// so only the pub/sub notification can wake it sooner.
+	time.Sleep(600 * time.Millisecond)
+	released := time.Now()
+	if _, err := m.Release(ctx, 1, holder.ID); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || res.r.Items[0] != holder.Items[0] {
+		t.Fatalf("waiter got %+v, %v", res.r, res.err)
+	}
+	woke := res.at.Sub(released)
+	t.Logf("waiter woke %s after the release", woke.Round(time.Millisecond))
+	if woke > 200*time.Millisecond {
+		t.Fatalf("waiter woke %s after the release: not by notification", woke)
+	}
+	if got := countKeys(t, rdb, prefix); got != keysBefore {
+		t.Fatalf("waiting left keys behind: %d before, %d after", keysBefore, got)
+	}
+}
+
+func countKeys(t *testing.T, rdb *redis.Client, prefix string) int {
+	t.Helper()
+	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(keys)
+}

@@ -1,0 +1,30 @@
+-- End a reservation as the chain decided: spent or invalidated drop its holds
+-- without offering the UTXOs again; released frees them.
+-- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 legacy, 6 the reservation's key
+-- ARGV: 1 id, 2 state
+-- Returns the number of UTXOs it still held.
+local avail, amount, held, holder, legacy, reskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, state = ARGV[1], ARGV[2]
+local hashes = split(redis.call('HGET', reskey, 'hashes'))
+local n = 0
+for _, h in ipairs(hashes) do
+  if redis.call('HGET', holder, h) == id then
+    redis.call('ZREM', held, h)
+    redis.call('HDEL', holder, h)
+    n = n + 1
+    if state == 'released' then
+      local a = redis.call('HGET', amount, h)
+      if a then
+        redis.call('ZADD', avail, a, h)
+      end
+    else
+      redis.call('ZREM', avail, h)
+    end
+  end
+end
+redis.call('DEL', reskey)
+redis.call('ZREM', legacy, id)
+if state == 'released' and n > 0 then
+  notify(avail)
+end
+return n

@@ -1,0 +1,105 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/go-redsync/redsync/v4"
+	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+)
+
+// Rebuilder restores a pool's Redis state from PostgreSQL when Redis lost it
+// (restart without persistence, flush, failover to a stale replica). Syncers
+// and API replicas may all run one: a redsync mutex per pool lets one of them
+// rebuild while the others' reserves answer "rebuilding".
+type Rebuilder struct {
+	Store   *storage.Store
+	Locks   *lockmgr.Manager
+	Mutexes *redsync.Redsync
+	// Prefix is put before the mutex names (the Redis key prefix).
+	Prefix string
+	Log    *slog.Logger
+}
+
+// RebuildIfLost rebuilds the pool when Redis does not have it; it reports
+// whether it did. When another process holds the pool's rebuild mutex it
+// returns at once without waiting.
+func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error) {
+	loaded, err := r.Locks.Loaded(ctx, pool)
+	if err != nil || loaded {
+		return false, err
+	}
+	mu := r.Mutexes.NewMutex(r.Prefix+"rebuild:{p"+strconv.FormatInt(pool, 10)+"}",
+		redsync.WithExpiry(30*time.Second), redsync.WithTries(1))
+	if err := mu.TryLockContext(ctx); err != nil {
+		var taken *redsync.ErrTaken
+		if errors.As(err, &taken) || errors.Is(err, redsync.ErrFailed) {
+			return false, nil
+		}
+		return false, fmt.Errorf("syncer: rebuild mutex: %w", err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_, _ = mu.UnlockContext(uctx)
+	}()
+	if loaded, err := r.Locks.Loaded(ctx, pool); err != nil || loaded {
+		return false, err
+	}
+	start := time.Now()
+	snap, err := r.Store.LockSnapshot(ctx, pool)
+	if err != nil {
+		return false, fmt.Errorf("syncer: snapshot of pool %d: %w", pool, err)
+	}
+	if err := r.Locks.Rebuild(ctx, pool, snap); err != nil {
+		return false, err
+	}
+	rebuilds.Inc()
+	r.logger().Info("rebuilt pool state in redis", "pool", pool, "utxos", len(snap.Available),
+		"live_reservations", len(snap.Live), "fence_floor", snap.FenceFloor, "took", time.Since(start).Round(time.Millisecond))
+	return true, nil
+}
+
+// Watch checks every pool every interval and rebuilds those Redis lost, until
+// ctx ends. API replicas run it so that reserves recover without waiting for a
+// syncer.
+func (r *Rebuilder) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		pools, err := r.Store.ListPools(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.logger().Warn("rebuild watch: list pools", "err", err)
+		}
+		for _, p := range pools {
+			if _, err := r.RebuildIfLost(ctx, p.ID); err != nil && ctx.Err() == nil {
+				r.logger().Warn("rebuild", "pool", p.ID, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Rebuilder) logger() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}
+
+// NewRebuilder returns a Rebuilder whose mutexes live in rdb.
+func NewRebuilder(store *storage.Store, locks *lockmgr.Manager, rdb redis.UniversalClient, prefix string, log *slog.Logger) *Rebuilder {
+	return &Rebuilder{Store: store, Locks: locks, Mutexes: redsync.New(goredis.NewPool(rdb)), Prefix: prefix, Log: log}
+}
