@@ -1,6 +1,6 @@
 // Package handlers serves bufferd's HTTP API with fiber: the legacy /dapp routes
 // of the original bufferserver (same envelope, same bytes, without its flaws),
-// the v1 pool routes and the health probes.
+// the v1 pool, reservation and status routes, and the health probes.
 //
 // Nothing internal reaches a client: storage and Redis errors are logged with
 // the request id and answered with a generic message.

@@ -59,15 +59,15 @@ type poolKeys struct {
 func (m *Manager) keys(pool int64) poolKeys {
 	tag := m.prefix + "{p" + strconv.FormatInt(pool, 10) + "}"
 	return poolKeys{
-		tag:         tag,
-		avail:       tag + ":avail",
-		amount:      tag + ":amount",
-		held:        tag + ":held",
-		holder:      tag + ":holder",
-		legacy:      tag + ":legacy",
-		fence:       tag + ":fence",
-		loaded:      tag + ":loaded",
-		freed:       tag + ":freed",
+		tag:    tag,
+		avail:  tag + ":avail",
+		amount: tag + ":amount",
+		held:   tag + ":held",
+		holder: tag + ":holder",
+		legacy: tag + ":legacy",
+		fence:  tag + ":fence",
+		loaded: tag + ":loaded",
+		freed:  tag + ":freed",
 	}
 }
 

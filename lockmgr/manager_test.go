@@ -336,4 +336,3 @@ func TestJournalFailureUndoesTheHold(t *testing.T) {
 		t.Fatalf("after a failed journal write free = %v, %v; want the utxo back", free, err)
 	}
 }
-

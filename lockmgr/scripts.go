@@ -10,7 +10,7 @@ import (
 var scriptFS embed.FS
 
 // prelude holds the helpers every script starts with (clock, reclaim, notify...).
-var prelude = mustRead("scripts/reclaim.lua")
+var prelude = mustRead("scripts/prelude.lua")
 
 func mustRead(name string) string {
 	b, err := scriptFS.ReadFile(name)

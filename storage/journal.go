@@ -277,7 +277,7 @@ func (j *Journal) batchContext(batch []*journalWrite) (context.Context, context.
 
 // journalBatch writes a batch in one transaction: one multi-row INSERT for the
 // new reservations, one UPDATE marking their UTXOs reserved, then the updates
-// in order; updates that do not apply are explained with one SELECT. It
+// by reservation id (in arrival order for one reservation); updates that do not apply are explained with one SELECT. It
 // returns the outcome of each write, or an error if the transaction failed
 // (then nothing was written).
 func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]error, error) {
@@ -291,6 +291,11 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 			updates = append(updates, i)
 		}
 	}
+	// Reservation rows are locked in id order, so batches of several replicas
+	// do not deadlock on them (a deadlock would only fail the batch, which is
+	// then retried write by write); the sort is stable, so the updates of one
+	// reservation keep their order.
+	sort.SliceStable(updates, func(a, b int) bool { return batch[updates[a]].id < batch[updates[b]].id })
 	t := now()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := insertReservations(tx, records); err != nil {
@@ -339,7 +344,7 @@ func insertReservations(tx *gorm.DB, rows []Reservation) error {
 }
 
 // reserveUTXOs marks the available UTXOs of live rows reserved, in one
-// statement per batchSize hashes: (pool_id = ? AND hash IN ?) OR ...
+// statement per batchSize hashes: (pool_id + 0 = ? AND hash IN ?) OR ...
 func reserveUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
 	byPool := map[int64][]string{}
 	for _, r := range rows {
@@ -371,7 +376,7 @@ func reserveUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
 		hashes := byPool[p]
 		for len(hashes) > 0 {
 			take := min(len(hashes), batchSize-n)
-			conds = append(conds, "(pool_id = ? AND hash IN ?)")
+			conds = append(conds, "("+byHash+" AND hash IN ?)")
 			args = append(args, p, hashes[:take])
 			hashes, n = hashes[take:], n+take
 			if n == batchSize {

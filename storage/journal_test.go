@@ -79,13 +79,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// waitLockWaiters waits until n sessions of the test database wait on a lock.
+// waitLockWaiters waits until n journal INSERTs wait on the table lock.
 func waitLockWaiters(t *testing.T, s *storage.Store, n int) {
 	t.Helper()
-	waitFor(t, "a session waiting on the table lock", func() bool {
+	waitFor(t, "a journal transaction waiting on the table lock", func() bool {
 		var got int
 		err := s.DB().WithContext(testCtx(t)).Raw(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&got).Error
+			WHERE datname = current_database() AND wait_event_type = 'Lock'
+			AND query LIKE 'INSERT INTO reservations %'`).Scan(&got).Error
 		return err == nil && got == n
 	})
 }

@@ -15,6 +15,12 @@ import (
 // ErrNotLive means a reservation is no longer held or submitted, so it cannot change.
 var ErrNotLive = errors.New("storage: reservation is not live")
 
+// byHash is the pool condition of statements that look UTXOs up by hash: hash
+// is unique, but on a table without fresh statistics the planner prefers the
+// (pool_id, state) index and scans every UTXO of the pool; "+ 0" keeps it
+// (PostgreSQL and SQLite alike) on the hash index.
+const byHash = "pool_id + 0 = ?"
+
 // liveStates are the reservation states that hold UTXOs.
 var liveStates = []string{ResHeld, ResSubmitted}
 
@@ -46,7 +52,7 @@ func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
 		if r.State != ResHeld && r.State != ResSubmitted {
 			return nil
 		}
-		return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE pool_id = ? AND state = ? AND hash IN ?`,
+		return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE `+byHash+` AND state = ? AND hash IN ?`,
 			StateReserved, t, r.PoolID, StateAvailable, hashes).Error
 	})
 	switch {

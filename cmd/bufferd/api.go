@@ -35,16 +35,12 @@ func newAPICmd() *cobra.Command {
 		}
 		ctx, stop := signalContext()
 		defer stop()
-		store, err := storage.Open(ctx, c.DatabaseURL)
+		b, err := openBackends(ctx, c)
 		if err != nil {
 			return err
 		}
-		defer store.Close()
-		rdb, err := newRedis(ctx, c)
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
+		defer b.Close()
+		store, rdb := b.store, b.rdb
 		journal := storage.NewJournal(store, storage.JournalOptions{})
 		defer journal.Close() // after the server has drained, before the store closes
 		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix, Journal: journal})

@@ -9,7 +9,6 @@ import (
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
 )
 
@@ -28,16 +27,12 @@ func newSyncerCmd() *cobra.Command {
 		}
 		ctx, stop := signalContext()
 		defer stop()
-		store, err := storage.Open(ctx, c.DatabaseURL)
+		b, err := openBackends(ctx, c)
 		if err != nil {
 			return err
 		}
-		defer store.Close()
-		rdb, err := newRedis(ctx, c)
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
+		defer b.Close()
+		store, rdb := b.store, b.rdb
 		src, err := chain.New(c.ChainKind, c.ChainURL, chain.WithTimeout(c.ChainTimeout))
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/config"
+	"github.com/bufferd/bufferd/storage"
 )
 
 // newLogger returns the process logger as configured (JSON by default).
@@ -111,4 +112,30 @@ func serveOps(ctx context.Context, addr string, ready func(context.Context) erro
 		return err
 	}
 	return nil
+}
+
+// backends are the database and Redis a long-running process works on.
+type backends struct {
+	store *storage.Store
+	rdb   redis.UniversalClient
+}
+
+// openBackends connects to BUFFERD_DATABASE_URL and BUFFERD_REDIS_URL.
+func openBackends(ctx context.Context, c *config.Config) (*backends, error) {
+	store, err := storage.Open(ctx, c.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := newRedis(ctx, c)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	return &backends{store: store, rdb: rdb}, nil
+}
+
+// Close closes Redis, then the database.
+func (b *backends) Close() {
+	_ = b.rdb.Close()
+	_ = b.store.Close()
 }

@@ -8,14 +8,8 @@ local err = require_loaded(loaded)
 if err then return err end
 local now = now_ms()
 reclaim(avail, amount, held, holder, now)
-local r = read_res(reskey, id)
-if not r then
-  return redis.error_reply('NOTFOUND')
-end
-local hashes = split(r[7])
-if not holds_all(holder, hashes, id) then
-  return redis.error_reply('NOTFOUND')
-end
+local r, hashes, notfound = live_res(holder, reskey, id)
+if notfound then return notfound end
 if r[4] ~= 'held' then
   return redis.error_reply('NOTHELD')
 end

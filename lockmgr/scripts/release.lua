@@ -13,12 +13,7 @@ if not r then
 end
 for _, h in ipairs(split(r[7])) do
   if redis.call('HGET', holder, h) == id then
-    redis.call('ZREM', held, h)
-    redis.call('HDEL', holder, h)
-    local a = redis.call('HGET', amount, h)
-    if a then
-      redis.call('ZADD', avail, a, h)
-    end
+    unhold(avail, amount, held, holder, h, true)
   end
 end
 redis.call('DEL', reskey)

@@ -9,17 +9,8 @@ local hashes = split(redis.call('HGET', reskey, 'hashes'))
 local n = 0
 for _, h in ipairs(hashes) do
   if redis.call('HGET', holder, h) == id then
-    redis.call('ZREM', held, h)
-    redis.call('HDEL', holder, h)
+    unhold(avail, amount, held, holder, h, state == 'released')
     n = n + 1
-    if state == 'released' then
-      local a = redis.call('HGET', amount, h)
-      if a then
-        redis.call('ZADD', avail, a, h)
-      end
-    else
-      redis.call('ZREM', avail, h)
-    end
   end
 end
 redis.call('DEL', reskey)

@@ -7,12 +7,7 @@ local freed = 0
 for i = 2, #ARGV do
   local h = ARGV[i]
   if redis.call('HGET', holder, h) == id then
-    redis.call('ZREM', held, h)
-    redis.call('HDEL', holder, h)
-    local a = redis.call('HGET', amount, h)
-    if a then
-      redis.call('ZADD', avail, a, h)
-    end
+    unhold(avail, amount, held, holder, h, true)
     freed = freed + 1
   end
 end

@@ -11,16 +11,24 @@ local function notify(avail)
   redis.call('PUBLISH', string.sub(avail, 1, #avail - 6) .. ':freed', '1')
 end
 
--- reclaim frees the holds that ended before now; it returns how many.
-local function reclaim(avail, amount, held, holder, now)
-  local expired = redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, 1000)
-  for _, h in ipairs(expired) do
-    redis.call('ZREM', held, h)
-    redis.call('HDEL', holder, h)
+-- unhold ends the hold on h; the UTXO is offered again when back is true and
+-- the chain still has it.
+local function unhold(avail, amount, held, holder, h, back)
+  redis.call('ZREM', held, h)
+  redis.call('HDEL', holder, h)
+  if back then
     local a = redis.call('HGET', amount, h)
     if a then
       redis.call('ZADD', avail, a, h)
     end
+  end
+end
+
+-- reclaim frees the holds that ended before now; it returns how many.
+local function reclaim(avail, amount, held, holder, now)
+  local expired = redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, 1000)
+  for _, h in ipairs(expired) do
+    unhold(avail, amount, held, holder, h, true)
   end
   if #expired > 0 then
     notify(avail)
@@ -63,4 +71,18 @@ local function holds_all(holder, hashes, id)
     end
   end
   return true
+end
+
+-- live_res reads a reservation that must be live and hold all its UTXOs; it
+-- returns the reservation and its hashes, or nil and an error reply.
+local function live_res(holder, reskey, id)
+  local r = read_res(reskey, id)
+  if not r then
+    return nil, nil, redis.error_reply('NOTFOUND')
+  end
+  local hashes = split(r[7])
+  if not holds_all(holder, hashes, id) then
+    return nil, nil, redis.error_reply('NOTFOUND')
+  end
+  return r, hashes, nil
 end
