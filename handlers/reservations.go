@@ -239,9 +239,10 @@ func (s *server) getReservation(c *fiber.Ctx) error {
 	switch {
 	case err == nil:
 		return c.JSON(fromLock(live, pool.Asset).withTimes(row.CreatedAt, row.UpdatedAt))
-	case !errors.Is(err, lockmgr.ErrNotFound):
+	case !errors.Is(err, lockmgr.ErrNotFound) && !errors.Is(err, lockmgr.ErrRebuilding):
 		return s.lockError(c, err)
 	}
+	// Not live in Redis (or Redis is being rebuilt): the journal tells.
 	out, err := s.fromRow(ctx, row, pool)
 	if err != nil {
 		return s.unavailable(c, "unavailable", err)

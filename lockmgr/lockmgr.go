@@ -35,6 +35,9 @@ var (
 	// ErrNotFound means no live reservation has that id in the pool (it never
 	// existed, or it ended: released, expired, spent).
 	ErrNotFound = errors.New("lockmgr: reservation not found")
+	// ErrEnded is what a Journal's Update returns (wrapped) when the journal
+	// says the reservation already ended (released, expired, spent...).
+	ErrEnded = errors.New("lockmgr: reservation has ended")
 	// ErrLifetime means an extension would keep a reservation past MaxLifetime.
 	ErrLifetime = errors.New("lockmgr: reservation lifetime exceeded")
 	// ErrNotHeld means the operation needs a held reservation but it was submitted.
@@ -128,7 +131,8 @@ type Journal interface {
 	// Record writes a new reservation (state held) and marks its UTXOs reserved.
 	Record(ctx context.Context, r *Reservation) error
 	// Update writes a changed reservation (state, expiry, tx id); the row must
-	// exist with the same fence and still be live. Ending states free its UTXOs.
+	// exist with the same fence and still be live, else the error wraps
+	// ErrEnded. Ending states free its UTXOs.
 	Update(ctx context.Context, r *Reservation) error
 }
 

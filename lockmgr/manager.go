@@ -219,14 +219,25 @@ func anySlice(ss []string) []any {
 }
 
 // Get returns a live reservation from Redis, or ErrNotFound when Redis has none
-// with that id (it never existed or it ended); the journal knows the rest.
+// with that id (it never existed or it ended; the journal knows the rest), or
+// ErrRebuilding when Redis lost the pool and cannot tell.
 func (m *Manager) Get(ctx context.Context, pool int64, id string) (*Reservation, error) {
 	k := m.keys(pool)
-	v, err := m.rdb.HMGet(ctx, k.res(id), "fence", "owner", "state", "created", "expires", "hashes", "amounts", "txid").Result()
+	var fields *redis.SliceCmd
+	var loaded *redis.IntCmd
+	_, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fields = p.HMGet(ctx, k.res(id), "fence", "owner", "state", "created", "expires", "hashes", "amounts", "txid")
+		loaded = p.Exists(ctx, k.loaded)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: get: %w", err)
 	}
+	v := fields.Val()
 	if v[0] == nil {
+		if loaded.Val() == 0 {
+			return nil, ErrRebuilding
+		}
 		return nil, ErrNotFound
 	}
 	raw := make([]any, 0, 9)
@@ -261,15 +272,28 @@ func (m *Manager) Submit(ctx context.Context, pool int64, id, txID string) (*Res
 		id, txID, m.grace.Milliseconds())
 }
 
-// Release ends a live reservation; its UTXOs are free at once.
+// Release ends a live reservation; its UTXOs are free at once. The journal
+// learns first, so a failure of the database leaves the UTXOs held (never
+// free in Redis while the journal says held); a retry finishes the job.
 func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
+	cur, err := m.Get(ctx, pool, id)
+	if err != nil {
+		return nil, err
+	}
+	ended := *cur
+	ended.State = StateReleased
+	if err := m.journalUpdate(ctx, &ended); err != nil && !errors.Is(err, ErrEnded) {
+		return nil, err
+	}
+	// Also when the journal says it ended already (an earlier attempt whose
+	// Redis step failed): Redis must follow.
 	k := m.keys(pool)
 	res, err := m.run(ctx, pool, releaseScript, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.loaded, k.res(id)}, id)
 	if err != nil {
 		return nil, err
 	}
 	res.State = StateReleased
-	return res, m.journalUpdate(ctx, res)
+	return res, nil
 }
 
 // change runs a script that changes a live reservation and journals the result.
@@ -278,7 +302,17 @@ func (m *Manager) change(ctx context.Context, pool int64, s *redis.Script, keys 
 	if err != nil {
 		return nil, err
 	}
-	return res, m.journalUpdate(ctx, res)
+	if err := m.journalUpdate(ctx, res); err != nil {
+		if errors.Is(err, ErrEnded) {
+			// A concurrent release or settlement wrote the journal first; its
+			// Redis step comes after ours, which found the reservation live. So
+			// this change took effect just before the reservation ended, and
+			// others may already have seen it: it succeeded.
+			return res, nil
+		}
+		return nil, err
+	}
+	return res, nil
 }
 
 func (m *Manager) run(ctx context.Context, pool int64, s *redis.Script, keys []string, args ...any) (*Reservation, error) {

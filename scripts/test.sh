@@ -4,8 +4,12 @@
 # runs every Go test once, with the race detector, against the local servers
 # (TEST_REDIS_URL and TEST_DATABASE_URL, when set, win).
 #
-# Extra arguments go to `go test`; packages among them (./storage/..., .)
-# replace the default ./... . Give flag values as -flag=value.
+# Without arguments it also runs the deploy/ module's tests (a Go module of its
+# own, so the bufferd binary never pulls in Helm): the Helm chart, the compose
+# file and the Dockerfile checked offline.
+#
+# Extra arguments go to `go test` of the root module only; packages among them
+# (./storage/..., .) replace the default ./... . Give flag values as -flag=value.
 #   scripts/test.sh
 #   scripts/test.sh -run=TestReserve -v ./storage/...
 set -euo pipefail
@@ -30,4 +34,7 @@ for a in "$@"; do
 		;;
 	esac
 done
-exec go test -race -count=1 -timeout 20m "$@" ${pkgs[@]+"${pkgs[@]}"}
+go test -race -count=1 -timeout 20m "$@" ${pkgs[@]+"${pkgs[@]}"}
+if [ $# -eq 0 ]; then
+	(cd deploy && go test -count=1 -timeout 10m ./...)
+fi

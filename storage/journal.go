@@ -115,7 +115,12 @@ func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation) error {
 	if err := checkUpdate(r.ID, u); err != nil {
 		return err
 	}
-	return j.submit(ctx, &journalWrite{id: r.ID, change: u})
+	err := j.submit(ctx, &journalWrite{id: r.ID, change: u})
+	if errors.Is(err, ErrNotLive) {
+		// lockmgr's contract: an ended reservation is lockmgr.ErrEnded.
+		return fmt.Errorf("%w (%w)", err, lockmgr.ErrEnded)
+	}
+	return err
 }
 
 // Close commits what is queued, then stops the writer. Later calls fail with

@@ -38,7 +38,7 @@ Environment:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAPICmd(), newSyncerCmd(), newMigrateCmd(), newDevCmd(), newSimchainCmd(), newVersionCmd())
+	root.AddCommand(newAPICmd(), newSyncerCmd(), newMigrateCmd(), newDevCmd(), newSimchainCmd(), newVersionCmd(), newHealthcheckCmd(), newPoolCmd())
 	return root
 }
 

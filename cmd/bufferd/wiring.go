@@ -39,6 +39,14 @@ func newLogger(c *config.Config) (*slog.Logger, error) {
 	return l, nil
 }
 
+// Redis client limits: an unreachable Redis must turn into a quick 503, not a
+// request hanging through go-redis's default retries.
+const (
+	redisDialTimeout = 500 * time.Millisecond
+	redisIOTimeout   = 2 * time.Second
+	redisMaxRetries  = 1
+)
+
 // newRedis connects to BUFFERD_REDIS_URL: one URL is a single server (or a
 // replica set behind one address); several comma-separated addresses are the
 // seeds of a Redis Cluster.
@@ -53,6 +61,8 @@ func newRedis(ctx context.Context, c *config.Config) (redis.UniversalClient, err
 		if err != nil {
 			return nil, fmt.Errorf("BUFFERD_REDIS_URL: %w", err)
 		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = redisDialTimeout, redisIOTimeout, redisIOTimeout
+		opt.MaxRetries, opt.ContextTimeoutEnabled = redisMaxRetries, true
 		rdb = redis.NewClient(opt)
 	default:
 		hosts := make([]string, len(addrs))
@@ -66,7 +76,10 @@ func newRedis(ctx context.Context, c *config.Config) (redis.UniversalClient, err
 			}
 			hosts[i] = a
 		}
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: hosts})
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: hosts, DialTimeout: redisDialTimeout, ReadTimeout: redisIOTimeout, WriteTimeout: redisIOTimeout,
+			MaxRetries: redisMaxRetries, ContextTimeoutEnabled: true,
+		})
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

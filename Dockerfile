@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# bufferd's image: a static binary on distroless (no shell, no package manager),
+# running as the nonroot user. One image for every role; the command picks it:
+#   docker run IMAGE api | syncer | migrate up | pool add ... | simchain
+# The HEALTHCHECK probes the API's /livez; other roles override it (see
+# docker-compose.yml). Kubernetes ignores it and uses the chart's probes.
+#
+#   docker build --build-arg VERSION=$(git describe --tags --always) -t bufferd .
+
+FROM golang:1.26 AS build
+WORKDIR /src
+ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+ARG VERSION=dev
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/bufferd ./cmd/bufferd \
+	&& /out/bufferd version
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/bufferd /bufferd
+# Listen on every interface inside the container (the defaults are loopback).
+ENV BUFFERD_ADDR=0.0.0.0:3100 \
+	BUFFERD_METRICS_ADDR=0.0.0.0:9100
+USER nonroot:nonroot
+EXPOSE 3100 9100
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+	CMD ["/bufferd", "healthcheck", "--url", "http://127.0.0.1:3100/livez"]
+ENTRYPOINT ["/bufferd"]
+CMD ["api"]

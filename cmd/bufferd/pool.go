@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bufferd/bufferd/storage"
+)
+
+func newPoolCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pool",
+		Short: "Manage pools directly in the database (like POST /v1/pools, without the API)",
+	}
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Register the pool of an asset and a contract program (idempotent)",
+		Args:  cobra.NoArgs,
+	}
+	asset := add.Flags().String("asset", "", "asset id (64 hex characters)")
+	program := add.Flags().String("program", "", "control program of the contract (hex)")
+	c := loadConfig(add, "database-url")
+	add.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkPoolArgs(*asset, *program); err != nil {
+			return err
+		}
+		ctx, stop := signalContext()
+		defer stop()
+		store, err := storage.Open(ctx, c.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		p, created, err := store.EnsurePool(ctx, *asset, *program)
+		if err != nil {
+			return err
+		}
+		what := "exists"
+		if created {
+			what = "created"
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "pool %d %s: asset %s program %s\n", p.ID, what, p.Asset, p.Program)
+		return nil
+	}
+	cmd.AddCommand(add)
+	return cmd
+}
+
+// checkPoolArgs applies the API's rules: a 64-character hex asset id and a
+// non-empty, even-length hex program.
+func checkPoolArgs(asset, program string) error {
+	if len(asset) != 64 || !isHexString(asset) {
+		return errors.New("--asset must be 64 hex characters")
+	}
+	if program == "" || len(program)%2 != 0 || len(program) > 20000 || !isHexString(program) {
+		return errors.New("--program must be an even number of hex characters (at most 20000)")
+	}
+	return nil
+}
+
+func isHexString(s string) bool {
+	return strings.Trim(strings.ToLower(s), "0123456789abcdef") == ""
+}

@@ -1,0 +1,110 @@
+package deploy
+
+import (
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+)
+
+func TestSchemaAcceptsEveryEnvironment(t *testing.T) {
+	for _, env := range envs {
+		if _, err := renderValues(t, envValues(t, env)); err != nil {
+			t.Errorf("values-%s.yaml: %v", env, err)
+		}
+	}
+}
+
+// TestSchemaRejectsBadValues checks values.schema.json the way helm install
+// does (chartutil.ToRenderValues): each bad value, over the dev values, must be
+// refused and the error must name where.
+func TestSchemaRejectsBadValues(t *testing.T) {
+	cases := []struct {
+		name     string
+		override map[string]any
+		where    string // part of the error
+	}{
+		{"unknown top-level key", set("replicaCount", 3), "additional properties 'replicaCount'"},
+		{"misspelt nested key", set("api.replicas", 3), "'/api': additional properties 'replicas'"},
+		{"negative replicas", set("api.replicaCount", -1), "/api/replicaCount"},
+		{"replicas as a string", set("api.replicaCount", "2"), "/api/replicaCount"},
+		{"no syncer", set("syncer.replicaCount", 0), "/syncer/replicaCount"},
+		{"pull policy", set("image.pullPolicy", "Sometimes"), "/image/pullPolicy"},
+		{"digest that is a tag", set("image.digest", "latest"), "/image/digest"},
+		{"empty repository", set("image.repository", ""), "/image/repository"},
+		{"chain kind", set("config.chainKind", "ethereum"), "/config/chainKind"},
+		{"chain URL without scheme", set("config.chainURL", "blockcenter.example.com"), "/config/chainURL"},
+		{"chain URL missing", set("config.chainURL", ""), "/config/chainURL"},
+		{"sync interval", set("config.syncInterval", "2 seconds"), "/config/syncInterval"},
+		{"shutdown timeout as a number", set("config.shutdownTimeout", 15), "/config/shutdownTimeout"},
+		{"log level", set("config.logLevel", "verbose"), "/config/logLevel"},
+		{"log format", set("config.logFormat", "xml"), "/config/logFormat"},
+		{"no database URL and no existing Secret", set("secret.databaseURL", ""), "/secret/databaseURL"},
+		{"no Redis URL and no existing Secret", set("secret.redisURL", ""), "/secret/redisURL"},
+		{"database URL of another database", set("secret.databaseURL", "mysql://root@db/bufferd"), "/secret/databaseURL"},
+		{"Secret key with a slash", set("secret.keys.databaseURL", "db/url"), "/secret/keys/databaseURL"},
+		{"service port", set("api.service.port", 70000), "/api/service/port"},
+		{"service type", set("api.service.type", "Ingress"), "/api/service/type"},
+		{"container port", set("api.containerPort", 0), "/api/containerPort"},
+		{"metrics port", set("syncer.metricsPort", "9100"), "/syncer/metricsPort"},
+		{"CPU target", set("api.autoscaling.targetCPUUtilizationPercentage", 150), "/api/autoscaling/targetCPUUtilizationPercentage"},
+		{"minReplicas 0", set("api.autoscaling.minReplicas", 0), "/api/autoscaling/minReplicas"},
+		{"PDB minAvailable", set("api.podDisruptionBudget.minAvailable", "half"), "/api/podDisruptionBudget/minAvailable"},
+		{"probe period", set("api.readinessProbe.periodSeconds", 0), "/api/readinessProbe/periodSeconds"},
+		{"probe field", set("api.livenessProbe.httpGet", map[string]any{"path": "/"}), "httpGet"},
+		{"pod label value", set("api.podLabels", map[string]any{"tier": 1}), "/api/podLabels/tier"},
+		{"scrape interval", set("metrics.serviceMonitor.interval", "often"), "/metrics/serviceMonitor/interval"},
+		{"network policy switch", set("networkPolicy.enabled", "yes"), "/networkPolicy/enabled"},
+		{"network policy peers", set("networkPolicy.apiFrom", map[string]any{"podSelector": map[string]any{}}), "/networkPolicy/apiFrom"},
+		{"migrations deadline", set("migrations.activeDeadlineSeconds", 0), "/migrations/activeDeadlineSeconds"},
+		{"image pull secret", set("imagePullSecrets", []any{"registry"}), "/imagePullSecrets/0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := renderValues(t, envValues(t, "dev", c.override))
+			if err == nil {
+				t.Fatalf("accepted %v", c.override)
+			}
+			if !strings.Contains(err.Error(), "schema") || !strings.Contains(err.Error(), c.where) {
+				t.Fatalf("error does not name %s:\n%v", c.where, err)
+			}
+		})
+	}
+}
+
+// TestTemplatesRejectWhatTheSchemaCannot checks the template's own checks:
+// rules across several values, and required values when the schema is skipped
+// (helm install --skip-schema-validation).
+func TestTemplatesRejectWhatTheSchemaCannot(t *testing.T) {
+	cases := []struct {
+		name       string
+		override   map[string]any
+		skipSchema bool
+		want       string
+	}{
+		{"min above max", set("api.autoscaling", map[string]any{"enabled": true, "minReplicas": 5, "maxReplicas": 2}), false,
+			"minReplicas must not exceed maxReplicas"},
+		{"both PDB bounds", set("syncer.podDisruptionBudget", map[string]any{"enabled": true, "minAvailable": 1, "maxUnavailable": 1}), false,
+			"syncer.podDisruptionBudget: set minAvailable or maxUnavailable, not both"},
+		{"no PDB bound", set("api.podDisruptionBudget", map[string]any{"enabled": true, "minAvailable": nil, "maxUnavailable": nil}), false,
+			"api.podDisruptionBudget: set minAvailable or maxUnavailable"},
+		{"no chain URL, schema skipped", set("config.chainURL", ""), true, "config.chainURL is required"},
+		{"no database URL, schema skipped", set("secret.databaseURL", ""), true, "secret.databaseURL is required"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			caps := chartutil.DefaultCapabilities.Copy()
+			caps.KubeVersion = kubeVersion
+			top, err := chartutil.ToRenderValuesWithSchemaValidation(mustChart(t), envValues(t, "dev", c.override),
+				chartutil.ReleaseOptions{Name: releaseName, Namespace: namespace, IsInstall: true}, caps, c.skipSchema)
+			if err != nil {
+				t.Fatalf("values refused before rendering: %v", err)
+			}
+			_, err = engine.Render(mustChart(t), top)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("render error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
