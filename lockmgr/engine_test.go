@@ -372,3 +372,35 @@ func countKeys(t *testing.T, rdb *redis.Client, prefix string) int {
 	}
 	return len(keys)
 }
+
+func TestBestFitMatchesBruteForce(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, lockmgr.Options{})
+	rng := rand.New(rand.NewPCG(3, 4))
+	for c := 0; c < 300; c++ {
+		pool := int64(5000 + c)
+		amounts := make([]int64, 1+rng.IntN(12))
+		for i := range amounts {
+			amounts[i] = 1 + rng.Int64N(50)
+		}
+		want := 1 + rng.Int64N(60)
+		load(t, m, pool, withAmounts(amounts...))
+		// The frontend's rule: an exact match, else the smallest amount >= want.
+		best := int64(-1)
+		for _, a := range amounts {
+			if a >= want && (best < 0 || a < best) {
+				best = a
+			}
+		}
+		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: pool, Amount: want})
+		if best < 0 {
+			if !errors.Is(err, lockmgr.ErrUnavailable) {
+				t.Fatalf("case %d %v want %d: got %v, %v; want ErrUnavailable", c, amounts, want, r, err)
+			}
+			continue
+		}
+		if err != nil || len(r.Items) != 1 || r.Items[0].Amount != best {
+			t.Fatalf("case %d %v want %d: got %v, %v; want one UTXO of %d", c, amounts, want, r, err, best)
+		}
+	}
+}
