@@ -316,11 +316,8 @@ func checkChart(t *testing.T, r rendered) {
 	}
 	for _, s := range services {
 		d := selectsOne(t, "Service "+s.Name, labels.SelectorFromSet(s.Spec.Selector), deps)
-		if d == nil {
+		if !sameComponent(t, "Service "+s.Name, s.ObjectMeta, d) {
 			continue
-		}
-		if s.Labels["app.kubernetes.io/component"] != d.Spec.Template.Labels["app.kubernetes.io/component"] {
-			t.Errorf("Service %s is labelled as another component than its pods", s.Name)
 		}
 		for _, p := range s.Spec.Ports {
 			if p.TargetPort.Type != intstr.String || containerPort(d.Spec.Template.Spec, p.TargetPort.StrVal) == 0 {
@@ -344,6 +341,7 @@ func checkChart(t *testing.T, r rendered) {
 	}
 	for _, p := range all[*policyv1.PodDisruptionBudget](r) {
 		d := selectsOne(t, "PDB "+p.Name, selector(t, p.Spec.Selector), deps)
+		sameComponent(t, "PDB "+p.Name, p.ObjectMeta, d)
 		if (p.Spec.MinAvailable == nil) == (p.Spec.MaxUnavailable == nil) {
 			t.Errorf("PDB %s: want exactly one of minAvailable and maxUnavailable", p.Name)
 		}
@@ -361,7 +359,7 @@ func checkChart(t *testing.T, r rendered) {
 	}
 	for _, np := range all[*networkingv1.NetworkPolicy](r) {
 		d := selectsOne(t, "NetworkPolicy "+np.Name, selector(t, &np.Spec.PodSelector), deps)
-		if d == nil {
+		if !sameComponent(t, "NetworkPolicy "+np.Name, np.ObjectMeta, d) {
 			continue
 		}
 		for _, in := range np.Spec.Ingress {
@@ -621,6 +619,19 @@ func checkServer(t *testing.T, d *appsv1.Deployment, sub, portName, addrVar stri
 			}
 		}
 	}
+}
+
+// sameComponent checks that an object selecting d's pods is labelled as
+// their component (the api PDB guards the api pods); false when d is nil.
+func sameComponent(t *testing.T, what string, meta metav1.ObjectMeta, d *appsv1.Deployment) bool {
+	t.Helper()
+	if d == nil {
+		return false
+	}
+	if c := meta.Labels["app.kubernetes.io/component"]; c != d.Spec.Template.Labels["app.kubernetes.io/component"] {
+		t.Errorf("%s is labelled component %q but selects the pods of %s", what, c, d.Name)
+	}
+	return true
 }
 
 func containerPort(ps corev1.PodSpec, name string) int32 {
