@@ -26,6 +26,11 @@ type Config struct {
 	SyncInterval  time.Duration `env:"BUFFERD_SYNC_INTERVAL" envDefault:"2s" flag:"sync-interval" help:"how often the syncer polls each pool"`
 	SyncBackoff   time.Duration `env:"BUFFERD_SYNC_MAX_BACKOFF" envDefault:"1m" flag:"sync-max-backoff" help:"longest wait before retrying a failing pool"`
 	MetricsAddr   string        `env:"BUFFERD_METRICS_ADDR" envDefault:"127.0.0.1:9100" flag:"metrics-addr" help:"listen address of /metrics, /livez and /readyz of the syncer"`
+	ReserveRate   float64       `env:"BUFFERD_RESERVE_RATE" envDefault:"50" flag:"reserve-rate" help:"reserve requests a second per client IP, v1 and legacy together (0: no limit)"`
+	ReserveBurst  int           `env:"BUFFERD_RESERVE_BURST" envDefault:"100" flag:"reserve-burst" help:"reserve requests a client IP may make at once before the rate applies"`
+	CORSOrigins   string        `env:"BUFFERD_CORS_ORIGINS" flag:"cors-origins" help:"browser origins allowed on /v1: * or comma-separated scheme://host[:port] (empty or none: no CORS)"`
+	LegacyCORS    string        `env:"BUFFERD_LEGACY_CORS_ORIGINS" envDefault:"*" flag:"legacy-cors-origins" help:"browser origins allowed on /dapp (none: no CORS)"`
+	ProxyHeader   string        `env:"BUFFERD_TRUSTED_PROXY_HEADER" flag:"trusted-proxy-header" help:"header with the client IP set by your reverse proxy, e.g. X-Real-IP (empty: the peer address)"`
 	ShutdownGrace time.Duration `env:"BUFFERD_SHUTDOWN_TIMEOUT" envDefault:"15s" flag:"shutdown-timeout" help:"how long a stopping process lets in-flight work finish"`
 	LogLevel      string        `env:"BUFFERD_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug | info | warn | error"`
 	LogFormat     string        `env:"BUFFERD_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json | text"`
@@ -61,6 +66,10 @@ func (c *Config) Bind(fs *pflag.FlagSet, names ...string) {
 			fs.StringVar(p, name, *p, usage)
 		case *time.Duration:
 			fs.DurationVar(p, name, *p, usage)
+		case *float64:
+			fs.Float64Var(p, name, *p, usage)
+		case *int:
+			fs.IntVar(p, name, *p, usage)
 		default:
 			panic("config: unsupported type of " + f.Name)
 		}
@@ -77,7 +86,7 @@ func Help() string {
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(&b, "  %-26s %s (default %s; flag --%s)\n", f.Tag.Get("env"), f.Tag.Get("help"), def, f.Tag.Get("flag"))
+		fmt.Fprintf(&b, "  %-29s %s (default %s; flag --%s)\n", f.Tag.Get("env"), f.Tag.Get("help"), def, f.Tag.Get("flag"))
 	}
 	return b.String()
 }

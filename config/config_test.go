@@ -57,3 +57,36 @@ func TestRedisAddrs(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestProtectionSettings(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ReserveRate != 50 || c.ReserveBurst != 100 || c.CORSOrigins != "" || c.LegacyCORS != "*" || c.ProxyHeader != "" {
+		t.Fatalf("defaults: rate %v burst %d cors %q legacy %q proxy %q", c.ReserveRate, c.ReserveBurst, c.CORSOrigins, c.LegacyCORS, c.ProxyHeader)
+	}
+	t.Setenv("BUFFERD_RESERVE_RATE", "2.5")
+	t.Setenv("BUFFERD_RESERVE_BURST", "7")
+	t.Setenv("BUFFERD_CORS_ORIGINS", "https://app.example")
+	t.Setenv("BUFFERD_LEGACY_CORS_ORIGINS", "none")
+	t.Setenv("BUFFERD_TRUSTED_PROXY_HEADER", "X-Real-IP")
+	if c, err = Load(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ReserveRate != 2.5 || c.ReserveBurst != 7 || c.CORSOrigins != "https://app.example" || c.LegacyCORS != "none" || c.ProxyHeader != "X-Real-IP" {
+		t.Fatalf("from env: %+v", c)
+	}
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	c.Bind(fs, "reserve-rate", "reserve-burst", "cors-origins", "legacy-cors-origins", "trusted-proxy-header")
+	if err := fs.Parse([]string{"--reserve-rate", "0", "--reserve-burst=3"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.ReserveRate != 0 || c.ReserveBurst != 3 || c.ProxyHeader != "X-Real-IP" {
+		t.Fatalf("flags: rate %v burst %d proxy %q", c.ReserveRate, c.ReserveBurst, c.ProxyHeader)
+	}
+	t.Setenv("BUFFERD_RESERVE_BURST", "many")
+	if _, err := Load(); err == nil {
+		t.Fatal("bad burst accepted")
+	}
+}

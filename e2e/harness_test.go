@@ -570,6 +570,8 @@ func startStack(t *testing.T, cfg stackConfig) *stack {
 		"BUFFERD_METRICS_ADDR=127.0.0.1:0",
 		"BUFFERD_SHUTDOWN_TIMEOUT=5s",
 		"BUFFERD_LOG_LEVEL=info",
+		// Every client of these tests is 127.0.0.1: one rate-limit bucket would throttle them all.
+		"BUFFERD_RESERVE_RATE=0",
 	}, cfg.Env...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

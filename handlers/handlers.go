@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 	"github.com/gofiber/fiber/v2/utils"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
@@ -46,6 +47,22 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is an extra readiness check for /readyz.
 	Ready func(ctx context.Context) error
+	// Metrics receives the metrics catalogue; GET /metrics serves it when it
+	// is also a prometheus.Gatherer. nil means prometheus.DefaultRegisterer.
+	Metrics prometheus.Registerer
+	// RateLimit is the reserve requests a second allowed per client IP
+	// (POST /v1/reservations and /dapp/update-utxo together), in bursts of up
+	// to RateBurst; 0 means no limit.
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins and LegacyCORSOrigins are the browser origins allowed on
+	// /v1 and /dapp: "*", or comma-separated scheme://host[:port]; empty or
+	// "none" means no CORS headers.
+	CORSOrigins       string
+	LegacyCORSOrigins string
+	// ProxyHeader names the header carrying the client IP set by a trusted
+	// reverse proxy (e.g. X-Real-IP); empty means the connection's address.
+	ProxyHeader string
 }
 
 // server holds the dependencies of the route handlers.
@@ -56,11 +73,16 @@ type server struct {
 	adminSet  bool
 	log       *slog.Logger
 	ready     func(ctx context.Context) error
+	// see metrics.go and limits.go
+	routeSet
+	gatherer                 prometheus.Gatherer
+	limiter                  *rateLimiter
+	v1Origins, legacyOrigins string
 }
 
 // New returns a fiber app with every route registered: HEAD /dapp and
 // POST /dapp/* (legacy), /v1/pools..., /v1/reservations..., /v1/status,
-// /livez and /readyz.
+// /livez, /readyz and /metrics. Check cfg with Validate first.
 func New(cfg Config) *fiber.App {
 	s := &server{
 		store:    cfg.Store,
@@ -68,10 +90,15 @@ func New(cfg Config) *fiber.App {
 		adminSet: cfg.AdminToken != "",
 		log:      cfg.Logger,
 		ready:    cfg.Ready,
+		limiter:  newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+
+		v1Origins:     cfg.CORSOrigins,
+		legacyOrigins: cfg.LegacyCORSOrigins,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.gatherer = s.initMetrics(cfg.Metrics)
 	if s.adminSet {
 		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	}
@@ -80,12 +107,15 @@ func New(cfg Config) *fiber.App {
 		AppName:               "bufferd",
 		BodyLimit:             BodyLimit,
 		DisableStartupMessage: true,
-		ErrorHandler:          s.handleError,
+		ErrorHandler:          s.errorHandler, // handleError, counted (metrics.go)
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           120 * time.Second,
+		ProxyHeader:           cfg.ProxyHeader,
+		EnableIPValidation:    true, // the first valid IP of ProxyHeader
 	})
 	app.Use(requestid.New(requestid.Config{Generator: utils.UUIDv4}))
+	app.Use(s.observe) // request metrics (metrics.go)
 	app.Use(s.accessLog)
 	app.Use(recover.New(recover.Config{
 		EnableStackTrace: true,
@@ -96,13 +126,16 @@ func New(cfg Config) *fiber.App {
 
 	app.Get("/livez", s.livez)
 	app.Get("/readyz", s.readyz)
+	app.Get("/metrics", s.serveMetrics())
+	s.useCORS(app)       // limits.go
+	registerOpenAPI(app) // GET /openapi.json and /docs
 
 	app.Head("/dapp", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) })
 	dapp := app.Group("/dapp")
 	dapp.Post("/list-utxos", s.listUTXOs)
 	dapp.Post("/list-balances", s.listBalances)
 	dapp.Post("/update-base", s.updateBase)
-	dapp.Post("/update-utxo", s.updateUTXO)
+	dapp.Post("/update-utxo", s.limitReserve, s.updateUTXO)
 	dapp.Post("/update-balance", s.updateBalance)
 
 	v1 := app.Group("/v1")
@@ -110,7 +143,7 @@ func New(cfg Config) *fiber.App {
 	v1.Get("/pools", s.listPools)
 	v1.Get("/pools/:id", s.getPool)
 	v1.Get("/pools/:id/utxos", s.listPoolUTXOs)
-	v1.Post("/reservations", s.reserve)
+	v1.Post("/reservations", s.limitReserve, s.reserve)
 	v1.Get("/reservations/:id", s.getReservation)
 	v1.Post("/reservations/:id/extend", s.extendReservation)
 	v1.Post("/reservations/:id/submit", s.submitReservation)

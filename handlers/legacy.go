@@ -7,6 +7,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -169,6 +170,11 @@ func (s *server) updateUTXO(c *fiber.Ctx) error {
 		Owner:  lockmgr.LegacyOwner,
 		TTL:    lockmgr.DefaultTTL,
 	})
+	if err == nil {
+		metrics.Outcome(metrics.OutcomeGranted)
+	} else {
+		countLockError(err)
+	}
 	switch {
 	case err == nil:
 		return legacyOKData(c, nil)

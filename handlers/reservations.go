@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -96,6 +97,7 @@ func (s *server) unavailable(c *fiber.Ctx, code string, err error) error {
 // lockError maps a lockmgr error to its v1 answer; anything unexpected
 // (Redis, journal, timeouts) is a logged 503.
 func (s *server) lockError(c *fiber.Ctx, err error) error {
+	countLockError(err)
 	switch {
 	case errors.Is(err, lockmgr.ErrUnavailable):
 		return apiError(c, fiber.StatusConflict, "no_utxo_available", "no free utxo matches the request")
@@ -168,6 +170,8 @@ func (s *server) reserve(c *fiber.Ctx) error {
 	if res.Replayed {
 		status = fiber.StatusOK
 		c.Set(headerReplayed, "true")
+	} else {
+		metrics.Outcome(metrics.OutcomeGranted)
 	}
 	s.log.Debug("reservation granted", "request_id", requestID(c), "pool", pool.ID, "reservation", res.ID,
 		"fence", res.Fence, "utxos", len(res.Items), "replayed", res.Replayed)
@@ -278,6 +282,7 @@ func (s *server) extendReservation(c *fiber.Ctx) error {
 	if err != nil {
 		return s.lockError(c, err)
 	}
+	metrics.Outcome(metrics.OutcomeExtended)
 	return s.changed(ctx, c, res, pool)
 }
 
@@ -297,6 +302,9 @@ func (s *server) submitReservation(c *fiber.Ctx) error {
 	if err != nil {
 		return s.lockError(c, err)
 	}
+	if row.State != storage.ResSubmitted { // submitting again is a no-op
+		metrics.Outcome(metrics.OutcomeSubmitted)
+	}
 	return s.changed(ctx, c, res, pool)
 }
 
@@ -311,6 +319,7 @@ func (s *server) releaseReservation(c *fiber.Ctx) error {
 	if _, err := s.locks.Release(ctx, pool.ID, row.ID); err != nil {
 		return s.lockError(c, err)
 	}
+	metrics.Outcome(metrics.OutcomeReleased)
 	return c.SendStatus(fiber.StatusNoContent)
 }
 

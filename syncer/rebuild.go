@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -27,7 +29,13 @@ type Rebuilder struct {
 	// Prefix is put before the mutex names (the Redis key prefix).
 	Prefix string
 	Log    *slog.Logger
+
+	rebuilding atomic.Int32 // rebuilds under way in this process
 }
+
+// Rebuilding reports whether this Rebuilder is rebuilding a pool right now
+// (readiness fails meanwhile).
+func (r *Rebuilder) Rebuilding() bool { return r.rebuilding.Load() > 0 }
 
 // RebuildIfLost rebuilds the pool when Redis does not have it; it reports
 // whether it did. When another process holds the pool's rebuild mutex it
@@ -54,6 +62,8 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error)
 	if loaded, err := r.Locks.Loaded(ctx, pool); err != nil || loaded {
 		return false, err
 	}
+	r.rebuilding.Add(1)
+	defer r.rebuilding.Add(-1)
 	start := time.Now()
 	snap, err := r.Store.LockSnapshot(ctx, pool)
 	if err != nil {
@@ -62,7 +72,7 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error)
 	if err := r.Locks.Rebuild(ctx, pool, snap); err != nil {
 		return false, err
 	}
-	rebuilds.Inc()
+	metrics.RedisRebuilds.Inc()
 	r.logger().Info("rebuilt pool state in redis", "pool", pool, "utxos", len(snap.Available),
 		"live_reservations", len(snap.Live), "fence_floor", snap.FenceFloor, "took", time.Since(start).Round(time.Millisecond))
 	return true, nil

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -34,10 +36,23 @@ type poolState struct {
 	failures  int
 	nextTry   time.Time
 	lastError string
+	// Of the last successful sync in this process: when, and the chain tip
+	// seen just before it (synced reports whether there was one).
+	synced      bool
+	lastSuccess time.Time
+	tip         chain.Status
 }
 
-// Run syncs at once and then every Interval until ctx ends.
+// tipTimeout bounds the chain status call of a tick.
+const tipTimeout = 5 * time.Second
+
+// Run syncs at once and then every Interval until ctx ends. While it runs the
+// process counts as the leader of the sync jobs (bufferd_sync_leader is 1):
+// until leader election exists every syncer runs them.
 func (r *Runner) Run(ctx context.Context) error {
+	metrics.SyncLeader.Set(1)
+	metrics.SyncLeaderChanges.Inc()
+	defer metrics.SyncLeader.Set(0)
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
 	for {
@@ -62,8 +77,10 @@ func (r *Runner) Tick(ctx context.Context) error {
 	if n, err := store.ExpireReservations(ctx, now()); err != nil {
 		r.logger().Warn("expire reservations", "err", err)
 	} else if n > 0 {
+		metrics.ReservationOutcomes.WithLabelValues(metrics.OutcomeExpired).Add(float64(n))
 		r.logger().Info("expired reservations", "count", n)
 	}
+	tip, tipOK := r.chainTip(ctx)
 	pools, err := store.ListPools(ctx)
 	if err != nil {
 		return fmt.Errorf("syncer: list pools: %w", err)
@@ -83,10 +100,13 @@ func (r *Runner) Tick(ctx context.Context) error {
 		go func(p storage.Pool) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r.syncOne(ctx, p)
+			r.syncOne(ctx, p, tip, tipOK)
 		}(p)
 	}
 	wg.Wait()
+	if tipOK {
+		r.observeLag(pools, tip)
+	}
 	if r.Submitted != nil {
 		if _, err := r.Submitted.Run(ctx); err != nil && ctx.Err() == nil {
 			r.logger().Warn("submitted check", "err", err)
@@ -103,11 +123,45 @@ func (r *Runner) Tick(ctx context.Context) error {
 	return nil
 }
 
-func (r *Runner) syncOne(ctx context.Context, p storage.Pool) {
+// chainTip reads the chain's tip for the sync lag; ok is false when the
+// chain does not answer (the lag gauges then keep their values).
+func (r *Runner) chainTip(ctx context.Context) (chain.Status, bool) {
+	ctx, cancel := context.WithTimeout(ctx, tipTimeout)
+	defer cancel()
+	st, err := r.UTXO.Chain.ChainStatus(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.logger().Warn("chain status", "err", err)
+		}
+		return chain.Status{}, false
+	}
+	return st, true
+}
+
+// observeLag sets bufferd_sync_blocks_behind of every pool synced at least
+// once by this process: the tip minus the tip seen before its last success
+// (so 0 right after a success, growing while its syncs fail).
+func (r *Runner) observeLag(pools []storage.Pool, tip chain.Status) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range pools {
+		s := r.state(p.ID)
+		if !s.synced {
+			continue
+		}
+		behind := 0.0
+		if tip.Height > s.tip.Height {
+			behind = float64(tip.Height - s.tip.Height)
+		}
+		metrics.SyncBlocksBehind.WithLabelValues(poolLabel(p.ID)).Set(behind)
+	}
+}
+
+func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, tipOK bool) {
 	start := now()
 	res, err := r.UTXO.SyncPool(ctx, p)
 	elapsed := now().Sub(start)
-	observeSync(err, elapsed, res)
+	observeSync(p.ID, err, elapsed, res)
 	cur := storage.SyncCursor{PoolID: p.ID, Job: JobUTXO, UpdatedAt: now()}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -117,16 +171,26 @@ func (r *Runner) syncOne(ctx context.Context, p storage.Pool) {
 		r.logger().Warn("pool sync failed", "pool", p.ID, "asset", p.Asset, "err", err,
 			"failures", failures, "retry_in", wait.Round(time.Millisecond))
 		cur.LastError = err.Error()
+		// Keep showing the last success this process saw.
+		if last, ok := r.lastSuccess(p.ID); ok {
+			cur.LastSuccess = &last.lastSuccess
+			cur.Height, cur.BlockHash = int64(last.tip.Height), last.tip.BlockHash
+		}
 	} else {
-		r.succeeded(p.ID)
 		t := now()
+		r.succeeded(p.ID, t, tip, tipOK)
 		cur.LastSuccess = &t
+		if tipOK {
+			// The pool reflects the chain at least as of the tip seen before the sync.
+			cur.Height, cur.BlockHash = int64(tip.Height), tip.BlockHash
+		}
 		if len(res.Added)+len(res.Revived)+len(res.Spent) > 0 {
 			r.logger().Info("pool synced", "pool", p.ID, "added", len(res.Added), "revived", len(res.Revived),
 				"spent", len(res.Spent), "took", elapsed.Round(time.Millisecond))
 		}
 	}
 	if err := r.UTXO.Store.SaveCursor(ctx, cur); err != nil && ctx.Err() == nil {
+		countRefused(err)
 		r.logger().Warn("save sync cursor", "pool", p.ID, "err", err)
 	}
 }
@@ -166,7 +230,9 @@ func (r *Runner) failed(id int64, err error) (time.Duration, int) {
 	return wait, s.failures
 }
 
-func (r *Runner) succeeded(id int64) {
+// succeeded resets the pool's backoff and records the success at t, after
+// the chain tip (when tipOK).
+func (r *Runner) succeeded(id int64, t time.Time, tip chain.Status, tipOK bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.state(id)
@@ -174,6 +240,22 @@ func (r *Runner) succeeded(id int64) {
 	s.lastError = ""
 	s.nextTry = time.Time{}
 	s.backoff.Reset()
+	s.lastSuccess = t
+	if tipOK {
+		s.synced, s.tip = true, tip
+	}
+}
+
+// lastSuccess returns a copy of the pool's state when this process synced
+// it successfully before.
+func (r *Runner) lastSuccess(id int64) (poolState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.state(id)
+	if s.lastSuccess.IsZero() {
+		return poolState{}, false
+	}
+	return poolState{lastSuccess: s.lastSuccess, tip: s.tip}, true
 }
 
 // Failures returns how many syncs of the pool failed in a row.

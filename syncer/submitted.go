@@ -8,6 +8,7 @@ import (
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -46,8 +47,8 @@ func (s *SubmittedCheck) Run(ctx context.Context) (int, error) {
 			continue
 		}
 		err = s.Store.UpdateReservation(ctx, r.ID, storage.ReservationUpdate{Fence: r.Fence, State: storage.ResReleased})
-		if errors.Is(err, storage.ErrNotLive) {
-			continue
+		if countRefused(err) {
+			continue // released or settled meanwhile by someone else
 		}
 		if err != nil {
 			return released, fmt.Errorf("syncer: release failed submit: %w", err)
@@ -55,7 +56,7 @@ func (s *SubmittedCheck) Run(ctx context.Context) (int, error) {
 		if err := s.Locks.Settle(ctx, r.PoolID, r.ID, lockmgr.StateReleased); err != nil {
 			return released, err
 		}
-		reservationsSettled.WithLabelValues(lockmgr.StateReleased).Inc()
+		metrics.Outcome(metrics.OutcomeReleased)
 		s.logger().Info("submitted transaction failed; reservation released", "reservation", r.ID, "pool", r.PoolID)
 		released++
 	}

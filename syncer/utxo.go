@@ -12,6 +12,7 @@ import (
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -66,7 +67,7 @@ func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.Syn
 			if err := u.Locks.Settle(ctx, pool.ID, r.ID, lockmgr.StateSpent); err != nil {
 				return res, err
 			}
-			reservationsSettled.WithLabelValues(lockmgr.StateSpent).Inc()
+			metrics.Outcome(metrics.OutcomeSpent)
 		}
 	}
 	return res, nil

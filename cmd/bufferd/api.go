@@ -2,15 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/bufferd/bufferd/config"
 	"github.com/bufferd/bufferd/handlers"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
@@ -27,10 +27,14 @@ func newAPICmd() *cobra.Command {
 		Short: "Serve the HTTP API (stateless: run as many as you like behind a load balancer)",
 		Args:  cobra.NoArgs,
 	}
-	c := loadConfig(cmd, "addr", "database-url", "redis-url", "redis-prefix", "admin-token", "shutdown-timeout")
+	c := loadConfig(cmd, append([]string{"addr", "database-url", "redis-url", "redis-prefix", "admin-token", "shutdown-timeout"},
+		protectionFlags...)...)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(c)
 		if err != nil {
+			return err
+		}
+		if err := apiConfig(c, handlers.Config{}).Validate(); err != nil {
 			return err
 		}
 		ctx, stop := signalContext()
@@ -46,8 +50,11 @@ func newAPICmd() *cobra.Command {
 		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix, Journal: journal})
 		defer locks.Close()
 		// Any replica may rebuild a pool Redis lost, so reserves recover quickly.
-		go syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log).Watch(ctx, rebuildWatchInterval)
-		app := newAPIApp(handlers.Config{Store: store, Locks: locks, AdminToken: c.AdminToken, Logger: log})
+		rebuilder := syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)
+		go rebuilder.Watch(ctx, rebuildWatchInterval)
+		registerPools(log, rdb, store)
+		app := handlers.New(apiConfig(c, handlers.Config{Store: store, Locks: locks, Logger: log,
+			Ready: notRebuilding(rebuilder)}))
 		ln, err := net.Listen("tcp", c.Addr)
 		if err != nil {
 			return err
@@ -58,11 +65,30 @@ func newAPICmd() *cobra.Command {
 	return cmd
 }
 
-// newAPIApp is the API with the process metrics mounted.
-func newAPIApp(cfg handlers.Config) *fiber.App {
-	app := handlers.New(cfg)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.Handler()))
-	return app
+// protectionFlags are the settings of the API's protections (rate limit,
+// CORS, client IP behind a proxy).
+var protectionFlags = []string{"reserve-rate", "reserve-burst", "cors-origins", "legacy-cors-origins", "trusted-proxy-header"}
+
+// apiConfig is h with the API settings of c.
+func apiConfig(c *config.Config, h handlers.Config) handlers.Config {
+	h.AdminToken = c.AdminToken
+	h.RateLimit, h.RateBurst = c.ReserveRate, c.ReserveBurst
+	h.CORSOrigins, h.LegacyCORSOrigins = c.CORSOrigins, c.LegacyCORS
+	h.ProxyHeader = c.ProxyHeader
+	return h
+}
+
+// errRebuilding fails readiness while this process rebuilds a pool.
+var errRebuilding = errors.New("rebuilding a pool's redis state from the database")
+
+// notRebuilding is a readiness check: it fails while rb rebuilds a pool.
+func notRebuilding(rb *syncer.Rebuilder) func(context.Context) error {
+	return func(context.Context) error {
+		if rb.Rebuilding() {
+			return errRebuilding
+		}
+		return nil
+	}
 }
 
 // serveFiber serves app on ln until ctx ends, then drains in-flight requests

@@ -51,7 +51,7 @@ func newDevCmd() *cobra.Command {
 	}
 	chainAddr := cmd.Flags().String("chain-addr", "127.0.0.1:3101", "listen address of the simulated chain")
 	data := cmd.Flags().String("data", "./data", "directory of the embedded database")
-	c := loadConfig(cmd, "addr", "admin-token", "sync-interval", "shutdown-timeout")
+	c := loadConfig(cmd, append([]string{"addr", "admin-token", "sync-interval", "shutdown-timeout"}, protectionFlags...)...)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if c.LogFormat == "json" && !cmd.Flags().Changed("log-format") && os.Getenv("BUFFERD_LOG_FORMAT") == "" {
 			c.LogFormat = "text"
@@ -60,11 +60,15 @@ func newDevCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		api := apiConfig(c, handlers.Config{})
+		if err := api.Validate(); err != nil {
+			return err
+		}
 		ctx, stop := signalContext()
 		defer stop()
 		d, err := startDev(ctx, devOptions{
 			addr: c.Addr, chainAddr: *chainAddr, data: *data, adminToken: c.AdminToken,
-			interval: c.SyncInterval, log: log,
+			interval: c.SyncInterval, log: log, api: api,
 		})
 		if err != nil {
 			return err
@@ -81,6 +85,7 @@ type devOptions struct {
 	addr, chainAddr, data, adminToken string
 	interval                          time.Duration
 	log                               *slog.Logger
+	api                               handlers.Config // the API's protections (rate limit, CORS, proxy header)
 }
 
 // devStack is everything `bufferd dev` runs.
@@ -148,9 +153,10 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 		return nil, err
 	}
 	src := chain.NewBlockcenter(d.chainURL)
+	rebuilder := syncer.NewRebuilder(store, locks, d.rdb, "bufferd:", o.log)
+	registerPools(o.log, d.rdb, store)
 	runner := &syncer.Runner{
-		UTXO: &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: o.log,
-			Rebuild: syncer.NewRebuilder(store, locks, d.rdb, "bufferd:", o.log)},
+		UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: o.log, Rebuild: rebuilder},
 		Submitted:  &syncer.SubmittedCheck{Store: store, Locks: locks, Chain: src, Log: o.log},
 		Balances:   &syncer.BalanceVerify{Store: store, Chain: src, Log: o.log},
 		Interval:   o.interval,
@@ -167,7 +173,9 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	d.apiURL = "http://" + apiLn.Addr().String()
-	app := newAPIApp(handlers.Config{Store: store, Locks: locks, AdminToken: d.adminToken, Logger: o.log})
+	api := o.api
+	api.Store, api.Locks, api.AdminToken, api.Logger, api.Ready = store, locks, d.adminToken, o.log, notRebuilding(rebuilder)
+	app := handlers.New(api)
 	go func() { d.done <- serveFiber(ctx, app, apiLn, time.Second) }()
 	ok = true
 	return d, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/syncer"
 )
 
@@ -38,9 +39,13 @@ func newSyncerCmd() *cobra.Command {
 			return err
 		}
 		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix})
+		if err := metrics.Register(nil); err != nil {
+			log.Warn("metrics", "err", err)
+		}
+		registerPools(log, rdb, store)
+		rebuilder := syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)
 		runner := &syncer.Runner{
-			UTXO: &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: log,
-				Rebuild: syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)},
+			UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: log, Rebuild: rebuilder},
 			Submitted:  &syncer.SubmittedCheck{Store: store, Locks: locks, Chain: src, Log: log},
 			Balances:   &syncer.BalanceVerify{Store: store, Chain: src, Log: log},
 			Interval:   c.SyncInterval,
@@ -48,7 +53,7 @@ func newSyncerCmd() *cobra.Command {
 			Log:        log,
 		}
 		ready := func(ctx context.Context) error {
-			return errors.Join(locks.Ping(ctx), store.Ping(ctx))
+			return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx))
 		}
 		log.Info("syncer starting", "chain", c.ChainURL, "kind", c.ChainKind, "interval", c.SyncInterval)
 		g, gctx := errgroup.WithContext(ctx)

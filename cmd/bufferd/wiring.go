@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/config"
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -125,6 +126,19 @@ func serveOps(ctx context.Context, addr string, ready func(context.Context) erro
 		return err
 	}
 	return nil
+}
+
+// registerPools adds the Redis and database connection pool statistics to
+// the default registry (what /metrics serves); a failure is only logged.
+func registerPools(log *slog.Logger, rdb redis.UniversalClient, store *storage.Store) {
+	db, err := store.DB().DB()
+	if err != nil {
+		log.Warn("database pool metrics", "err", err)
+		db = nil
+	}
+	if err := metrics.RegisterPools(nil, rdb, db); err != nil {
+		log.Warn("pool metrics", "err", err)
+	}
 }
 
 // backends are the database and Redis a long-running process works on.

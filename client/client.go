@@ -1,0 +1,271 @@
+// Package client is the Go client of bufferd's v1 API: reserve UTXOs of a
+// contract pool, look a reservation up, extend, submit and release it, and
+// Hold a reservation that a background goroutine keeps extending.
+//
+// Every call is bounded by its context. Calls are retried, a bounded number
+// of times, after a connection error and after a 503 answer (rebuilding or
+// unavailable, waiting as long as its Retry-After says); nothing else is
+// retried. Every v1 call is safe to retry: Reserve sends an Idempotency-Key
+// (generated per call when the request has none) and keeps it across its own
+// retries, so a retried reserve never makes two reservations.
+//
+// Errors of the API are *APIError values, matched with errors.Is against
+// ErrNoUTXOAvailable, ErrUTXOLocked, ErrEnded, ErrNotFound, ErrUnavailable,
+// ErrRateLimited and ErrBadRequest.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of a Client.
+const (
+	// DefaultRetries is how many times a call is retried after its first attempt.
+	DefaultRetries = 4
+	// DefaultTimeout is the timeout of the default HTTP client: longer than
+	// the longest long-poll (30 s) plus the server's own request bound.
+	DefaultTimeout = 60 * time.Second
+	// DefaultUserAgent is the User-Agent sent unless WithUserAgent says otherwise.
+	DefaultUserAgent = "bufferd-go-client/1"
+)
+
+// Bounds of the waits between attempts.
+const (
+	backoffBase = 100 * time.Millisecond
+	backoffMax  = 2 * time.Second
+	// maxRetryAfter caps the wait a Retry-After header can ask for.
+	maxRetryAfter = 30 * time.Second
+	// maxBody bounds the answer read from the server.
+	maxBody = 4 << 20
+)
+
+// Client calls one bufferd API (one base URL, for example a load balancer in
+// front of many replicas). It is safe for concurrent use.
+type Client struct {
+	base    string
+	http    *http.Client
+	owner   string
+	agent   string
+	retries int
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient makes the Client send its requests through hc.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) {
+		if hc != nil {
+			c.http = hc
+		}
+	}
+}
+
+// WithOwner sets the owner recorded on reservations whose request names none.
+func WithOwner(owner string) Option {
+	return func(c *Client) { c.owner = owner }
+}
+
+// WithUserAgent sets the User-Agent header of every request.
+func WithUserAgent(ua string) Option {
+	return func(c *Client) { c.agent = ua }
+}
+
+// WithRetries sets how many times a call is retried after its first attempt
+// (0 disables retries); the default is DefaultRetries.
+func WithRetries(n int) Option {
+	return func(c *Client) { c.retries = max(n, 0) }
+}
+
+// New returns a Client of the API at baseURL (for example
+// "http://127.0.0.1:3100"; a trailing slash is ignored).
+func New(baseURL string, opts ...Option) *Client {
+	c := &Client{
+		base:    strings.TrimRight(baseURL, "/"),
+		http:    &http.Client{Timeout: DefaultTimeout},
+		agent:   DefaultUserAgent,
+		retries: DefaultRetries,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// call is one API call: its request and what came of it.
+type call struct {
+	method string
+	path   string
+	body   any         // encoded as JSON when non-nil
+	header http.Header // extra request headers
+	// out receives the decoded answer of a 2xx status with a body.
+	out any
+
+	// Set by do:
+	respHdr http.Header // headers of the last answer
+	resent  bool        // an earlier attempt failed after it may have reached the server
+}
+
+// do runs cl, retrying connection errors and 503 answers, and returns nil on a
+// 2xx answer, an *APIError on any other answer, or the transport or context error.
+func (c *Client) do(ctx context.Context, cl *call) error {
+	var payload []byte
+	if cl.body != nil {
+		var err error
+		if payload, err = json.Marshal(cl.body); err != nil {
+			return fmt.Errorf("client: encode request: %w", err)
+		}
+	}
+	var last error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			wait := backoff(attempt)
+			var ae *APIError
+			if errors.As(last, &ae) && ae.RetryAfter > 0 {
+				wait = ae.RetryAfter
+			}
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+				return last // no time left for another attempt
+			}
+			if err := sleep(ctx, wait); err != nil {
+				return errors.Join(err, last)
+			}
+		}
+		err := c.attempt(ctx, cl, payload)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			if last != nil {
+				return errors.Join(ctx.Err(), last)
+			}
+			return err
+		}
+		last = err
+		var ae *APIError
+		switch {
+		case errors.As(err, &ae):
+			if ae.Status != http.StatusServiceUnavailable {
+				return err
+			}
+		case errors.As(err, new(permanentError)):
+			return err
+		default:
+			cl.resent = true // a connection error: the request may have been handled
+		}
+		if attempt >= c.retries {
+			return last
+		}
+	}
+}
+
+// permanentError marks an error no retry can fix: a request that cannot be
+// built, an answer that cannot be decoded.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// attempt sends cl once.
+func (c *Client) attempt(ctx context.Context, cl *call, payload []byte) error {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, c.base+cl.path, rd)
+	if err != nil {
+		return permanentError{fmt.Errorf("client: build request: %w", err)}
+	}
+	for k, v := range cl.header {
+		req.Header[k] = v
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.agent != "" {
+		req.Header.Set("User-Agent", c.agent)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: %s %s: %w", cl.method, cl.path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("client: %s %s: read answer: %w", cl.method, cl.path, err)
+	}
+	cl.respHdr = resp.Header
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return newAPIError(resp, body)
+	}
+	if cl.out != nil && len(body) > 0 {
+		if err := json.Unmarshal(body, cl.out); err != nil {
+			return permanentError{fmt.Errorf("client: %s %s: decode answer: %w", cl.method, cl.path, err)}
+		}
+	}
+	return nil
+}
+
+// newAPIError reads a v1 error answer; any other body still gives the status.
+func newAPIError(resp *http.Response, body []byte) *APIError {
+	e := &APIError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+	var env struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil {
+		e.Code, e.Message = env.Error.Code, env.Error.Message
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+	return e
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date), capped
+// at maxRetryAfter; 0 when absent or unreadable.
+func retryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	var d time.Duration
+	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = time.Until(t)
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
+// backoff is the wait before retry n (n >= 1) after a connection error:
+// exponential with full jitter over its upper half.
+func backoff(n int) time.Duration {
+	d := backoffBase << min(n-1, 10)
+	d = min(d, backoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

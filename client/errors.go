@@ -1,0 +1,67 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Sentinels an *APIError matches with errors.Is.
+var (
+	// ErrNoUTXOAvailable: 409 no_utxo_available, no free UTXO matches the request.
+	ErrNoUTXOAvailable = errors.New("client: no utxo available")
+	// ErrUTXOLocked: 409 utxo_locked, a requested UTXO is held by another reservation.
+	ErrUTXOLocked = errors.New("client: utxo locked")
+	// ErrEnded: 410, the reservation has ended (released, expired, spent or invalidated).
+	ErrEnded = errors.New("client: reservation ended")
+	// ErrNotFound: 404, an unknown reservation, pool or UTXO.
+	ErrNotFound = errors.New("client: not found")
+	// ErrUnavailable: 503, the pool is being rebuilt or the service is unavailable.
+	ErrUnavailable = errors.New("client: service unavailable")
+	// ErrRateLimited: 429, too many requests from this client.
+	ErrRateLimited = errors.New("client: rate limited")
+	// ErrBadRequest: 400, the server refused the request as invalid.
+	ErrBadRequest = errors.New("client: bad request")
+)
+
+// APIError is an error answer of the API: {"error":{"code","message"}}.
+type APIError struct {
+	// Status is the HTTP status.
+	Status int
+	// Code is the snake_case error code (empty when the body was not a v1 error).
+	Code string
+	// Message is the server's message, or the status text.
+	Message string
+	// RetryAfter is the wait the server asked for (Retry-After), 0 when none.
+	RetryAfter time.Duration
+}
+
+// Error implements error.
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("client: HTTP %d: %s", e.Status, e.Message)
+	}
+	return fmt.Sprintf("client: HTTP %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Is matches e against the package's sentinels.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrNoUTXOAvailable:
+		return e.Status == http.StatusConflict && e.Code == "no_utxo_available"
+	case ErrUTXOLocked:
+		return e.Status == http.StatusConflict && e.Code == "utxo_locked"
+	case ErrEnded:
+		return e.Status == http.StatusGone
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrUnavailable:
+		return e.Status == http.StatusServiceUnavailable
+	case ErrRateLimited:
+		return e.Status == http.StatusTooManyRequests
+	case ErrBadRequest:
+		return e.Status == http.StatusBadRequest
+	}
+	return false
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/testenv"
+)
+
+// scrapeMetrics GETs url/metrics and returns the exposition.
+func scrapeMetrics(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s/metrics: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+func wantSeries(t *testing.T, what, exposition string, prefixes ...string) {
+	t.Helper()
+	for _, p := range prefixes {
+		if !strings.Contains("\n"+exposition, "\n"+p) {
+			t.Errorf("%s /metrics lacks %q", what, p)
+		}
+	}
+}
+
+// The dev process wires the protections from its flags, serves the metrics
+// of the API, the sync jobs and both connection pools, and is ready.
+func TestDevServesMetricsAndAppliesProtections(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	api := "http://" + addr
+	p := start(t, nil, "dev", "--data", t.TempDir(), "--addr", addr,
+		"--chain-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		"--reserve-rate", "0.01", "--reserve-burst", "2", "--cors-origins", "https://app.example")
+	p.waitLine(t, "bufferd dev is ready", 30*time.Second)
+	waitHTTP(t, api+"/readyz", 10*time.Second)
+
+	codes := make([]int, 3)
+	for i := range codes {
+		resp, err := http.Post(api+"/v1/reservations", "application/json",
+			strings.NewReader(`{"pool":1,"count":1,"ttl_seconds":30}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[i] = resp.StatusCode
+	}
+	if codes[0] != 201 || codes[1] != 201 || codes[2] != http.StatusTooManyRequests {
+		t.Fatalf("three reserves with a burst of 2: %v, want 201 201 429", codes)
+	}
+	req, _ := http.NewRequest(http.MethodOptions, api+"/v1/reservations", nil)
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	m := scrapeMetrics(t, api)
+	wantSeries(t, "dev", m,
+		`bufferd_http_requests_total{code="429",method="POST",route="/v1/reservations"} 1`,
+		`bufferd_reservation_outcomes_total{outcome="granted"} 2`,
+		`bufferd_sync_leader 1`,
+		`bufferd_sync_last_success_timestamp_seconds{job="utxo",pool="1"}`,
+		`bufferd_sync_blocks_behind{pool="1"} 0`,
+		`bufferd_redis_pool_connections{state="total"}`,
+		`go_sql_open_connections{db_name="bufferd"}`,
+		`process_cpu_seconds_total`,
+	)
+	p.stop(t)
+
+	// A bad origin stops the process at start.
+	cmd := exec.Command(binary, "dev", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--chain-addr", "127.0.0.1:0",
+		"--cors-origins", "app.example")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not an origin") {
+		t.Fatalf("bad origin: %v %s", err, out)
+	}
+}
+
+// The syncer serves its metrics, the pool statistics included, on
+// BUFFERD_METRICS_ADDR, and counts as the leader while it runs.
+func TestSyncerServesMetrics(t *testing.T) {
+	dbURL := testenv.Postgres(t)
+	_, prefix := testenv.Redis(t)
+	ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	env := []string{
+		"BUFFERD_DATABASE_URL=" + dbURL,
+		"BUFFERD_REDIS_URL=" + testenv.RedisURL(),
+		"BUFFERD_REDIS_PREFIX=" + prefix,
+		"BUFFERD_CHAIN_URL=http://127.0.0.1:1", // no chain: the jobs fail, the endpoints serve
+		"BUFFERD_CHAIN_TIMEOUT=200ms",
+		"BUFFERD_METRICS_ADDR=" + ops,
+	}
+	migrate := exec.Command(binary, "migrate", "up")
+	migrate.Env = append(os.Environ(), env...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v %s", err, out)
+	}
+	p := start(t, env, "syncer")
+	waitHTTP(t, "http://"+ops+"/readyz", 20*time.Second)
+	wantSeries(t, "syncer", scrapeMetrics(t, "http://"+ops),
+		`bufferd_sync_leader 1`,
+		`bufferd_sync_leader_changes_total 1`,
+		`bufferd_reservation_outcomes_total{outcome="expired"} 0`,
+		`bufferd_fencing_rejections_total 0`,
+		`bufferd_redis_pool_connections{state="idle"}`,
+		`bufferd_redis_pool_hits_total`,
+		`go_sql_max_open_connections{db_name="bufferd"}`,
+	)
+	p.stop(t)
+}

@@ -1,0 +1,159 @@
+// Package metrics is bufferd's catalogue of Prometheus collectors, shared by
+// the API and the syncer (two processes, one set of names and labels).
+//
+// The collectors are process-wide; Register adds them to a registry (more
+// than once is harmless). No label ever carries a UTXO hash, a transaction id
+// or an address: labels are route templates, methods, status codes, outcome
+// names, job names and pool ids.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Values of the outcome label of ReservationOutcomes.
+const (
+	OutcomeGranted     = "granted"     // a reservation was granted (v1 reserve, legacy update-utxo)
+	OutcomeConflict    = "conflict"    // reserve refused: nothing free fits, or a requested UTXO is held
+	OutcomeRebuilding  = "rebuilding"  // refused with 503 while the pool's Redis state is rebuilt
+	OutcomeExtended    = "extended"    // a held reservation was extended
+	OutcomeSubmitted   = "submitted"   // the client reported the spending transaction
+	OutcomeReleased    = "released"    // released by its client, or by the syncer when its transaction failed
+	OutcomeExpired     = "expired"     // the journal sweep expired it
+	OutcomeSpent       = "spent"       // the chain spent its UTXOs
+	OutcomeInvalidated = "invalidated" // the chain invalidated its UTXOs
+)
+
+// Outcomes lists every outcome; their series exist from the start, at 0.
+var Outcomes = []string{
+	OutcomeGranted, OutcomeConflict, OutcomeRebuilding, OutcomeExtended, OutcomeSubmitted,
+	OutcomeReleased, OutcomeExpired, OutcomeSpent, OutcomeInvalidated,
+}
+
+// RouteUnmatched is the route label of a request no route matched.
+const RouteUnmatched = "unmatched"
+
+// HTTP (API process).
+var (
+	// HTTPRequests counts answered requests by method, route template and status code.
+	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_http_requests_total",
+		Help: "HTTP requests answered, by method, route template and status code.",
+	}, []string{"method", "route", "code"})
+	// HTTPDuration observes request latency by method and route template.
+	HTTPDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "bufferd_http_request_duration_seconds",
+		Help:    "Time from a request's arrival to its answer, by method and route template.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"method", "route"})
+)
+
+// Reservations (both processes).
+var (
+	// ReservationOutcomes counts what happened to reservations, by outcome.
+	ReservationOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_reservation_outcomes_total",
+		Help: "Reservation outcomes: granted, conflict, rebuilding, extended, submitted, released, expired, spent, invalidated.",
+	}, []string{"outcome"})
+	// FencingRejections counts journal writes refused for a stale fence or an
+	// ended reservation.
+	FencingRejections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_fencing_rejections_total",
+		Help: "Journal writes refused because they carried a stale fence or the reservation had ended.",
+	})
+	// RedisRebuilds counts pools rebuilt in Redis from the database.
+	RedisRebuilds = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_redis_rebuilds_total",
+		Help: "Pools whose Redis state was rebuilt from the database after Redis lost it.",
+	})
+)
+
+// Sync jobs (syncer process).
+var (
+	// SyncRuns counts pool syncs by job and result (success or error).
+	SyncRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_sync_runs_total",
+		Help: "Pool syncs run, by job and result (success or error).",
+	}, []string{"job", "result"})
+	// SyncDuration observes how long one pool sync took.
+	SyncDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "bufferd_sync_duration_seconds",
+		Help:    "Time one pool sync took, by job.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+	}, []string{"job"})
+	// SyncChanges counts UTXO state changes the sync applied.
+	SyncChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_sync_utxo_changes_total",
+		Help: "UTXO state changes the sync applied, by change (added, revived, spent).",
+	}, []string{"change"})
+	// SyncLastSuccess is the Unix time of the last successful sync per pool and job.
+	SyncLastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bufferd_sync_last_success_timestamp_seconds",
+		Help: "Unix time of the last successful sync, by pool id and job.",
+	}, []string{"pool", "job"})
+	// SyncBlocksBehind is how many blocks the chain tip is past the height a
+	// pool was last synced at.
+	SyncBlocksBehind = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bufferd_sync_blocks_behind",
+		Help: "Chain tip height minus the tip height at the pool's last successful sync, by pool id.",
+	}, []string{"pool"})
+	// SyncLeader is 1 while this process runs the sync jobs.
+	SyncLeader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bufferd_sync_leader",
+		Help: "1 while this process runs the sync jobs, else 0.",
+	})
+	// SyncLeaderChanges counts the times this process started leading the sync jobs.
+	SyncLeaderChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_sync_leader_changes_total",
+		Help: "Times this process became the leader of the sync jobs.",
+	})
+)
+
+func init() {
+	for _, o := range Outcomes {
+		ReservationOutcomes.WithLabelValues(o)
+	}
+}
+
+// Outcome counts one reservation outcome.
+func Outcome(outcome string) { ReservationOutcomes.WithLabelValues(outcome).Inc() }
+
+// all returns every collector of the catalogue.
+func all() []prometheus.Collector {
+	return []prometheus.Collector{
+		HTTPRequests, HTTPDuration,
+		ReservationOutcomes, FencingRejections, RedisRebuilds,
+		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
+	}
+}
+
+// Register adds every collector of the catalogue to reg (nil means
+// prometheus.DefaultRegisterer). Registering again is a no-op.
+func Register(reg prometheus.Registerer) error {
+	return RegisterCollectors(reg, all()...)
+}
+
+// RegisterCollectors adds cs to reg (nil means prometheus.DefaultRegisterer);
+// a collector reg already has is skipped.
+func RegisterCollectors(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		reg = prometheus.DefaultRegisterer
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) && are.ExistingCollector == c {
+				continue
+			}
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("metrics: register: %w", errors.Join(errs...))
+	}
+	return nil
+}
