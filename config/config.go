@@ -15,25 +15,28 @@ import (
 // Config is every setting of every subcommand. The `flag` tag names the flag
 // that overrides the variable; `help` is what --help says about it.
 type Config struct {
-	Addr          string        `env:"BUFFERD_ADDR" envDefault:"127.0.0.1:3100" flag:"addr" help:"HTTP listen address of the API"`
-	DatabaseURL   string        `env:"BUFFERD_DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/bufferd?sslmode=disable" flag:"database-url" help:"PostgreSQL URL (postgres://...)"`
-	RedisURL      string        `env:"BUFFERD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL (redis://...); several comma-separated host:port or URLs form a cluster"`
-	RedisPrefix   string        `env:"BUFFERD_REDIS_PREFIX" envDefault:"bufferd:" flag:"redis-prefix" help:"prefix of every Redis key (one bufferd per prefix)"`
-	ChainURL      string        `env:"BUFFERD_CHAIN_URL" envDefault:"http://127.0.0.1:3101" flag:"chain-url" help:"base URL of the chain source"`
-	ChainKind     string        `env:"BUFFERD_CHAIN_KIND" envDefault:"blockcenter" flag:"chain-kind" help:"chain source: blockcenter | bytomd"`
-	ChainTimeout  time.Duration `env:"BUFFERD_CHAIN_TIMEOUT" envDefault:"10s" flag:"chain-timeout" help:"timeout of one call to the chain source"`
-	AdminToken    string        `env:"BUFFERD_ADMIN_TOKEN" flag:"admin-token" help:"bearer token of the admin routes (empty: admin routes refused)"`
-	SyncInterval  time.Duration `env:"BUFFERD_SYNC_INTERVAL" envDefault:"2s" flag:"sync-interval" help:"how often the syncer polls each pool"`
-	SyncBackoff   time.Duration `env:"BUFFERD_SYNC_MAX_BACKOFF" envDefault:"1m" flag:"sync-max-backoff" help:"longest wait before retrying a failing pool"`
-	MetricsAddr   string        `env:"BUFFERD_METRICS_ADDR" envDefault:"127.0.0.1:9100" flag:"metrics-addr" help:"listen address of /metrics, /livez and /readyz of the syncer"`
-	ReserveRate   float64       `env:"BUFFERD_RESERVE_RATE" envDefault:"50" flag:"reserve-rate" help:"reserve requests a second per client IP, v1 and legacy together (0: no limit)"`
-	ReserveBurst  int           `env:"BUFFERD_RESERVE_BURST" envDefault:"100" flag:"reserve-burst" help:"reserve requests a client IP may make at once before the rate applies"`
-	CORSOrigins   string        `env:"BUFFERD_CORS_ORIGINS" flag:"cors-origins" help:"browser origins allowed on /v1: * or comma-separated scheme://host[:port] (empty or none: no CORS)"`
-	LegacyCORS    string        `env:"BUFFERD_LEGACY_CORS_ORIGINS" envDefault:"*" flag:"legacy-cors-origins" help:"browser origins allowed on /dapp (none: no CORS)"`
-	ProxyHeader   string        `env:"BUFFERD_TRUSTED_PROXY_HEADER" flag:"trusted-proxy-header" help:"header with the client IP set by your reverse proxy, e.g. X-Real-IP (empty: the peer address)"`
-	ShutdownGrace time.Duration `env:"BUFFERD_SHUTDOWN_TIMEOUT" envDefault:"15s" flag:"shutdown-timeout" help:"how long a stopping process lets in-flight work finish"`
-	LogLevel      string        `env:"BUFFERD_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug | info | warn | error"`
-	LogFormat     string        `env:"BUFFERD_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json | text"`
+	Addr             string        `env:"BUFFERD_ADDR" envDefault:"127.0.0.1:3100" flag:"addr" help:"HTTP listen address of the API"`
+	DatabaseURL      string        `env:"BUFFERD_DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/bufferd?sslmode=disable" flag:"database-url" help:"PostgreSQL URL (postgres://...)"`
+	DatabaseMaxConns int           `env:"BUFFERD_DATABASE_MAX_CONNS" envDefault:"10" flag:"database-max-conns" help:"most PostgreSQL connections one process opens"`
+	RedisURL         string        `env:"BUFFERD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL (redis://...); several comma-separated host:port or URLs form a cluster"`
+	RedisPrefix      string        `env:"BUFFERD_REDIS_PREFIX" envDefault:"bufferd:" flag:"redis-prefix" help:"prefix of every Redis key (one bufferd per prefix)"`
+	ChainURL         string        `env:"BUFFERD_CHAIN_URL" envDefault:"http://127.0.0.1:3101" flag:"chain-url" help:"base URL of the chain source"`
+	ChainKind        string        `env:"BUFFERD_CHAIN_KIND" envDefault:"blockcenter" flag:"chain-kind" help:"chain source: blockcenter | bytomd"`
+	ChainTimeout     time.Duration `env:"BUFFERD_CHAIN_TIMEOUT" envDefault:"10s" flag:"chain-timeout" help:"timeout of one call to the chain source"`
+	AdminToken       string        `env:"BUFFERD_ADMIN_TOKEN" flag:"admin-token" help:"bearer token of the admin routes (empty: admin routes refused)"`
+	SyncInterval     time.Duration `env:"BUFFERD_SYNC_INTERVAL" envDefault:"2s" flag:"sync-interval" help:"how often the syncer polls each pool"`
+	SyncBackoff      time.Duration `env:"BUFFERD_SYNC_MAX_BACKOFF" envDefault:"1m" flag:"sync-max-backoff" help:"longest wait before retrying a failing pool"`
+	InstanceID       string        `env:"BUFFERD_INSTANCE_ID" flag:"instance-id" help:"this replica's name in leader election (default <hostname>-<pid>)"`
+	LeaderTTL        time.Duration `env:"BUFFERD_LEADER_TTL" envDefault:"9s" flag:"leader-ttl" help:"lease of the sync jobs' leader, renewed every third of it"`
+	MetricsAddr      string        `env:"BUFFERD_METRICS_ADDR" envDefault:"127.0.0.1:9100" flag:"metrics-addr" help:"listen address of /metrics, /livez and /readyz of the syncer"`
+	ReserveRate      float64       `env:"BUFFERD_RESERVE_RATE" envDefault:"50" flag:"reserve-rate" help:"reserve requests a second per client IP, v1 and legacy together (0: no limit)"`
+	ReserveBurst     int           `env:"BUFFERD_RESERVE_BURST" envDefault:"100" flag:"reserve-burst" help:"reserve requests a client IP may make at once before the rate applies"`
+	CORSOrigins      string        `env:"BUFFERD_CORS_ORIGINS" flag:"cors-origins" help:"browser origins allowed on /v1: * or comma-separated scheme://host[:port] (empty or none: no CORS)"`
+	LegacyCORS       string        `env:"BUFFERD_LEGACY_CORS_ORIGINS" envDefault:"*" flag:"legacy-cors-origins" help:"browser origins allowed on /dapp (none: no CORS)"`
+	ProxyHeader      string        `env:"BUFFERD_TRUSTED_PROXY_HEADER" flag:"trusted-proxy-header" help:"header with the client IP set by your reverse proxy, e.g. X-Real-IP (empty: the peer address)"`
+	ShutdownGrace    time.Duration `env:"BUFFERD_SHUTDOWN_TIMEOUT" envDefault:"15s" flag:"shutdown-timeout" help:"how long a stopping process lets in-flight work finish"`
+	LogLevel         string        `env:"BUFFERD_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug | info | warn | error"`
+	LogFormat        string        `env:"BUFFERD_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json | text"`
 }
 
 // Load reads the environment.

@@ -572,6 +572,9 @@ func startStack(t *testing.T, cfg stackConfig) *stack {
 		"BUFFERD_LOG_LEVEL=info",
 		// Every client of these tests is 127.0.0.1: one rate-limit bucket would throttle them all.
 		"BUFFERD_RESERVE_RATE=0",
+		// Several processes per test, tests of other packages beside: stay well
+		// under the shared server's max_connections.
+		"BUFFERD_DATABASE_MAX_CONNS=4",
 	}, cfg.Env...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -12,6 +12,7 @@ import (
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
 )
 
 // Headers of the reservation routes.
@@ -331,8 +332,15 @@ type statusPool struct {
 
 // statusJSON is GET /v1/status. Leader is null until leader election exists.
 type statusJSON struct {
-	Leader *struct{}    `json:"leader"`
+	Leader *leaderJSON  `json:"leader"`
 	Pools  []statusPool `json:"pools"`
+}
+
+// leaderJSON is the current term of the sync jobs.
+type leaderJSON struct {
+	ID    string    `json:"id"`
+	Epoch int64     `json:"epoch"`
+	Since time.Time `json:"since"`
 }
 
 // status is GET /v1/status: the leader of the sync jobs and each pool's sync position.
@@ -348,6 +356,12 @@ func (s *server) status(c *fiber.Ctx) error {
 		return s.unavailable(c, "unavailable", fmt.Errorf("cursors: %w", err))
 	}
 	out := statusJSON{Pools: make([]statusPool, 0, len(pools))}
+	switch term, err := s.store.CurrentTerm(ctx, syncer.LeaderJob); {
+	case err == nil:
+		out.Leader = &leaderJSON{ID: term.LeaderID, Epoch: term.Epoch, Since: term.Since.UTC()}
+	case !errors.Is(err, storage.ErrNotFound):
+		return s.unavailable(c, "unavailable", fmt.Errorf("current term: %w", err))
+	}
 	index := make(map[int64]int, len(pools))
 	for _, p := range pools {
 		index[p.ID] = len(out.Pools)

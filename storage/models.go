@@ -108,7 +108,16 @@ type SyncCursor struct {
 	UpdatedAt   time.Time `gorm:"not null"`
 }
 
+// LeaderTerm is the current term of one leader-elected job. Its epoch only
+// grows; writes of the job carry it and are refused once a newer term began.
+type LeaderTerm struct {
+	Job      string    `gorm:"primaryKey"`
+	Epoch    int64     `gorm:"not null;check:leader_terms_epoch_check,epoch > 0"`
+	LeaderID string    `gorm:"not null"`
+	Since    time.Time `gorm:"not null"`
+}
+
 // Models lists every model, for AutoMigrate in dev mode and schema checks in tests.
 func Models() []any {
-	return []any{&Pool{}, &UTXO{}, &Reservation{}, &Balance{}, &Transaction{}, &SyncCursor{}}
+	return []any{&Pool{}, &UTXO{}, &Reservation{}, &Balance{}, &Transaction{}, &SyncCursor{}, &LeaderTerm{}}
 }

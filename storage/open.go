@@ -48,10 +48,14 @@ const slowQuery = 500 * time.Millisecond
 // with gorm's AutoMigrate from the models, so it has their columns, indexes
 // and check constraints but not the foreign keys to pools, which only the
 // PostgreSQL migrations declare.
-func Open(ctx context.Context, databaseURL string) (*Store, error) {
+func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, error) {
+	cfg := openConfig{maxConns: DefaultMaxConns}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	switch {
 	case isPostgresURL(databaseURL):
-		return openPostgres(ctx, databaseURL)
+		return openPostgres(ctx, databaseURL, cfg)
 	case strings.HasPrefix(databaseURL, "sqlite://"):
 		return openSQLite(ctx, strings.TrimPrefix(databaseURL, "sqlite://"))
 	case strings.HasPrefix(databaseURL, "file:"):
@@ -61,11 +65,32 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	}
 }
 
+// DefaultMaxConns is how many PostgreSQL connections a Store opens at most.
+const DefaultMaxConns = 10
+
+// Option configures Open.
+type Option func(*openConfig)
+
+type openConfig struct {
+	maxConns int
+}
+
+// WithMaxConns bounds the PostgreSQL connections of the Store (n <= 0 keeps
+// DefaultMaxConns). Every replica holds up to n: size it against the server's
+// max_connections.
+func WithMaxConns(n int) Option {
+	return func(c *openConfig) {
+		if n > 0 {
+			c.maxConns = n
+		}
+	}
+}
+
 func isPostgresURL(u string) bool {
 	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
 }
 
-func openPostgres(ctx context.Context, databaseURL string) (*Store, error) {
+func openPostgres(ctx context.Context, databaseURL string, cfg openConfig) (*Store, error) {
 	sqlDB, err := openSQL(ctx, databaseURL)
 	if err != nil {
 		return nil, err
@@ -84,8 +109,8 @@ func openPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 	if current > latest {
 		slog.Warn("storage: database schema is newer than this binary", "current", current, "latest", latest)
 	}
-	sqlDB.SetMaxOpenConns(25)
-	sqlDB.SetMaxIdleConns(10)
+	sqlDB.SetMaxOpenConns(cfg.maxConns)
+	sqlDB.SetMaxIdleConns(cfg.maxConns)
 	sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), gormConfig())

@@ -26,6 +26,9 @@ type Runner struct {
 	MaxBackoff  time.Duration
 	Parallelism int // pools synced at once; 0 means 4
 	Log         *slog.Logger
+	// Epoch is the leadership term the runner works in; its cursor writes
+	// carry it and are refused once a newer term began.
+	Epoch int64
 
 	mu    sync.Mutex
 	pools map[int64]*poolState
@@ -43,12 +46,15 @@ type poolState struct {
 	tip         chain.Status
 }
 
+// LeaderJob names the leadership term of the sync jobs.
+const LeaderJob = "sync"
+
 // tipTimeout bounds the chain status call of a tick.
 const tipTimeout = 5 * time.Second
 
-// Run syncs at once and then every Interval until ctx ends. While it runs the
-// process counts as the leader of the sync jobs (bufferd_sync_leader is 1):
-// until leader election exists every syncer runs them.
+// Run syncs at once and then every Interval until ctx ends. `bufferd syncer`
+// runs it only while the process leads the sync jobs (see LeaderJob), so
+// while it runs bufferd_sync_leader is 1.
 func (r *Runner) Run(ctx context.Context) error {
 	metrics.SyncLeader.Set(1)
 	metrics.SyncLeaderChanges.Inc()
@@ -162,7 +168,7 @@ func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, 
 	res, err := r.UTXO.SyncPool(ctx, p)
 	elapsed := now().Sub(start)
 	observeSync(p.ID, err, elapsed, res)
-	cur := storage.SyncCursor{PoolID: p.ID, Job: JobUTXO, UpdatedAt: now()}
+	cur := storage.SyncCursor{PoolID: p.ID, Job: JobUTXO, Epoch: r.Epoch, UpdatedAt: now()}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return

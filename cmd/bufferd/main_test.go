@@ -291,6 +291,7 @@ func TestProcessesShareOneRedisAndPostgres(t *testing.T) {
 		"BUFFERD_ADMIN_TOKEN=s3cret",
 		"BUFFERD_SYNC_INTERVAL=200ms",
 		"BUFFERD_METRICS_ADDR=127.0.0.1:0",
+		"BUFFERD_DATABASE_MAX_CONNS=4",
 	}
 
 	// Several replicas migrating at once must all succeed.

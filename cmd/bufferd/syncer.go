@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/go-redsync/redsync/v4"
+	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -19,8 +21,8 @@ func newSyncerCmd() *cobra.Command {
 		Short: "Run the sync jobs: follow the chain and keep the database and Redis in step",
 		Args:  cobra.NoArgs,
 	}
-	c := loadConfig(cmd, "database-url", "redis-url", "redis-prefix", "chain-url", "chain-kind", "chain-timeout",
-		"sync-interval", "sync-max-backoff", "metrics-addr")
+	c := loadConfig(cmd, "database-url", "database-max-conns", "redis-url", "redis-prefix", "chain-url", "chain-kind", "chain-timeout",
+		"sync-interval", "sync-max-backoff", "metrics-addr", "instance-id", "leader-ttl")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(c)
 		if err != nil {
@@ -58,8 +60,17 @@ func newSyncerCmd() *cobra.Command {
 		log.Info("syncer starting", "chain", c.ChainURL, "kind", c.ChainKind, "interval", c.SyncInterval)
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return serveOps(gctx, c.MetricsAddr, ready, log) })
+		// One syncer leads; the others stand by and take over when it stops
+		// (it releases the lease on SIGTERM) or can no longer renew.
+		elector := &lockmgr.Elector{
+			Mutexes: redsync.New(goredis.NewPool(rdb)), Job: syncer.LeaderJob, Prefix: c.RedisPrefix,
+			LeaderID: c.InstanceID, TTL: c.LeaderTTL, Epochs: store, Log: log,
+		}
 		g.Go(func() error {
-			err := runner.Run(gctx)
+			err := elector.Run(gctx, func(ctx context.Context, t lockmgr.Term) {
+				runner.Epoch = t.Epoch
+				_ = runner.Run(ctx)
+			})
 			log.Info("syncer stopped")
 			return err
 		})

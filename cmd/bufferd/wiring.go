@@ -149,7 +149,7 @@ type backends struct {
 
 // openBackends connects to BUFFERD_DATABASE_URL and BUFFERD_REDIS_URL.
 func openBackends(ctx context.Context, c *config.Config) (*backends, error) {
-	store, err := storage.Open(ctx, c.DatabaseURL)
+	store, err := storage.Open(ctx, c.DatabaseURL, storage.WithMaxConns(c.DatabaseMaxConns))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/testenv"
+)
+
+type statusBody struct {
+	Leader *struct {
+		ID    string `json:"id"`
+		Epoch int64  `json:"epoch"`
+	} `json:"leader"`
+}
+
+func leaderOf(t *testing.T, api string) (string, int64) {
+	t.Helper()
+	resp, err := http.Get(api + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var s statusBody
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("status: %v: %s", err, b)
+	}
+	if s.Leader == nil {
+		return "", 0
+	}
+	return s.Leader.ID, s.Leader.Epoch
+}
+
+func TestSyncersElectOneLeaderAndHandOverOnShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	dbURL := testenv.Postgres(t)
+	_, prefix := testenv.Redis(t)
+	env := []string{
+		"BUFFERD_DATABASE_URL=" + dbURL,
+		"BUFFERD_REDIS_URL=" + testenv.RedisURL(),
+		"BUFFERD_REDIS_PREFIX=" + prefix,
+		"BUFFERD_CHAIN_URL=http://127.0.0.1:1", // no chain: the jobs fail and back off, leadership does not care
+		"BUFFERD_SYNC_INTERVAL=200ms",
+		"BUFFERD_METRICS_ADDR=127.0.0.1:0",
+		"BUFFERD_DATABASE_MAX_CONNS=4",
+		"BUFFERD_LEADER_TTL=3s",
+	}
+	cmd := exec.Command(binary, "migrate", "up")
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v %s", err, out)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	start(t, env, "api", "--addr", addr)
+	api := "http://" + addr
+	waitHTTP(t, api+"/readyz", 20*time.Second)
+	syncers := map[string]*proc{}
+	for _, id := range []string{"s1", "s2"} {
+		syncers[id] = start(t, append(env, "BUFFERD_INSTANCE_ID="+id), "syncer")
+	}
+	var leader string
+	var epoch int64
+	deadline := time.Now().Add(15 * time.Second)
+	for leader == "" && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		leader, epoch = leaderOf(t, api)
+	}
+	if syncers[leader] == nil {
+		t.Fatalf("leader %q is none of the syncers", leader)
+	}
+	// A few renewals later the same term still leads and the standby never led.
+	time.Sleep(4 * time.Second)
+	if l, e := leaderOf(t, api); l != leader || e != epoch {
+		t.Fatalf("leader changed from %s/%d to %s/%d without a failure", leader, epoch, l, e)
+	}
+	for id, p := range syncers {
+		if n := strings.Count(p.output(), `"msg":"leading"`); (id == leader) != (n == 1) || n > 1 {
+			t.Fatalf("syncer %s logged %d terms (leader %s)", id, n, leader)
+		}
+	}
+	// SIGTERM: the leader releases its lease and the standby takes over at once.
+	stopped := time.Now()
+	syncers[leader].stop(t)
+	var next string
+	var nextEpoch int64
+	for time.Since(stopped) < 10*time.Second {
+		if next, nextEpoch = leaderOf(t, api); next != leader {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(stopped)
+	t.Logf("leader %s (epoch %d) stopped; %s leads with epoch %d after %s", leader, epoch, next, nextEpoch, took.Round(time.Millisecond))
+	if next == leader || syncers[next] == nil || nextEpoch <= epoch {
+		t.Fatalf("after the leader stopped: leader %s epoch %d", next, nextEpoch)
+	}
+	if took > 3*time.Second {
+		t.Fatalf("handover took %s, longer than the 3 s lease: the leader did not hand over", took)
+	}
+}
