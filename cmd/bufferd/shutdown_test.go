@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/testenv"
+)
+
+// SIGTERM drains: a request in flight (a long-polling reserve) still gets its
+// answer, new connections are refused, and the process exits cleanly.
+func TestAPIDrainsInFlightRequestsOnSIGTERM(t *testing.T) {
+	dbURL := testenv.Postgres(t)
+	_, prefix := testenv.Redis(t)
+	env := []string{
+		"BUFFERD_DATABASE_URL=" + dbURL, "BUFFERD_REDIS_URL=" + testenv.RedisURL(), "BUFFERD_REDIS_PREFIX=" + prefix,
+		"BUFFERD_ADMIN_TOKEN=s3cret", "BUFFERD_DATABASE_MAX_CONNS=4", "BUFFERD_SHUTDOWN_TIMEOUT=10s",
+	}
+	cmd := exec.Command(binary, "migrate", "up")
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v %s", err, out)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	api := "http://" + addr
+	p := start(t, env, "api", "--addr", addr)
+	waitHTTP(t, api+"/readyz", 20*time.Second)
+	raw := postJSON(t, api+"/v1/pools", map[string]string{"asset": demoAsset, "program": demoProgram}, "Authorization", "Bearer s3cret")
+	if !bytes.Contains(raw, []byte(`"id":1`)) {
+		t.Fatalf("create pool: %s", raw)
+	}
+	// The pool has no UTXO: a reserve with wait_seconds waits its full time.
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		for { // until the replica has loaded the new pool
+			resp, err := http.Post(api+"/v1/reservations", "application/json",
+				strings.NewReader(`{"pool":1,"count":1,"wait_seconds":3}`))
+			if err != nil {
+				done <- answer{err: err}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 503 {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			done <- answer{status: resp.StatusCode, body: string(b)}
+			return
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond) // the reserve is waiting
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	a := <-done
+	if a.err != nil || a.status != 409 || !strings.Contains(a.body, "no_utxo_available") {
+		t.Fatalf("in-flight request during shutdown: %d %q %v", a.status, a.body, a.err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("api exited with %v:\n%s", err, p.output())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("api did not exit after draining")
+	}
+}
