@@ -14,23 +14,11 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bufferd/bufferd/metrics"
 )
 
-// metricValue reads a counter's or gauge's current value.
-func metricValue(t *testing.T, m prometheus.Metric) float64 {
-	t.Helper()
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		t.Fatal(err)
-	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
-	}
-	return d.Gauge.GetValue()
-}
 
 // sample is a line of a scraped /metrics: its name and labels.
 type sample struct {
@@ -89,10 +77,10 @@ func TestMetricsCountRequestsByRouteTemplate(t *testing.T) {
 
 	outcomes := map[string]float64{}
 	for _, o := range metrics.Outcomes {
-		outcomes[o] = metricValue(t, metrics.ReservationOutcomes.WithLabelValues(o))
+		outcomes[o] = testutil.ToFloat64(metrics.ReservationOutcomes.WithLabelValues(o))
 	}
 	reqs := func(method, route, code string) float64 {
-		return metricValue(t, metrics.HTTPRequests.WithLabelValues(method, route, code))
+		return testutil.ToFloat64(metrics.HTTPRequests.WithLabelValues(method, route, code))
 	}
 	before := map[string]float64{
 		"reserve": reqs("POST", "/v1/reservations", "201"),
@@ -166,7 +154,7 @@ func TestMetricsCountRequestsByRouteTemplate(t *testing.T) {
 		metrics.OutcomeGranted: 3, metrics.OutcomeConflict: 2, metrics.OutcomeExtended: 1,
 		metrics.OutcomeSubmitted: 1, metrics.OutcomeReleased: 1, metrics.OutcomeExpired: 0,
 	} {
-		if got := metricValue(t, metrics.ReservationOutcomes.WithLabelValues(o)); got != outcomes[o]+delta {
+		if got := testutil.ToFloat64(metrics.ReservationOutcomes.WithLabelValues(o)); got != outcomes[o]+delta {
 			t.Errorf("outcome %s: %v, want %v", o, got, outcomes[o]+delta)
 		}
 	}
@@ -221,7 +209,7 @@ func TestMetricsNotGatherable(t *testing.T) {
 func TestV1BodyTooLarge(t *testing.T) {
 	f := newResFixture(t, 1)
 	base := serve(t, f.app)
-	before := metricValue(t, metrics.HTTPRequests.WithLabelValues("POST", metrics.RouteUnmatched, "413"))
+	before := testutil.ToFloat64(metrics.HTTPRequests.WithLabelValues("POST", metrics.RouteUnmatched, "413"))
 	// A raw connection: the server answers as soon as it reads Content-Length,
 	// and an HTTP client still writing the body would see the reset instead.
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
@@ -238,7 +226,7 @@ func TestV1BodyTooLarge(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	wantError(t, "big body", resp.StatusCode, b, http.StatusRequestEntityTooLarge, "body_too_large")
-	if got := metricValue(t, metrics.HTTPRequests.WithLabelValues("POST", metrics.RouteUnmatched, "413")); got != before+1 {
+	if got := testutil.ToFloat64(metrics.HTTPRequests.WithLabelValues("POST", metrics.RouteUnmatched, "413")); got != before+1 {
 		t.Fatalf("413 requests counted %v, want %v", got, before+1)
 	}
 	if free, _, _ := f.locks.PoolCounts(testCtx(t), f.pool.ID); free != 1 {

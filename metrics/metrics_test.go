@@ -9,7 +9,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/testenv"
@@ -28,9 +28,9 @@ func TestRegisterTwiceAndInTwoRegistries(t *testing.T) {
 			t.Fatalf("outcome series: %d, want %d", n, len(metrics.Outcomes))
 		}
 	}
-	before := value(t, metrics.ReservationOutcomes.WithLabelValues(metrics.OutcomeGranted))
+	before := testutil.ToFloat64(metrics.ReservationOutcomes.WithLabelValues(metrics.OutcomeGranted))
 	metrics.Outcome(metrics.OutcomeGranted)
-	if got := value(t, metrics.ReservationOutcomes.WithLabelValues(metrics.OutcomeGranted)); got != before+1 {
+	if got := testutil.ToFloat64(metrics.ReservationOutcomes.WithLabelValues(metrics.OutcomeGranted)); got != before+1 {
 		t.Fatalf("granted %v, want %v", got, before+1)
 	}
 }
@@ -92,18 +92,6 @@ func TestPoolCollectors(t *testing.T) {
 	}
 }
 
-// value reads a counter's or gauge's value.
-func value(t *testing.T, m prometheus.Metric) float64 {
-	t.Helper()
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		t.Fatal(err)
-	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
-	}
-	return d.Gauge.GetValue()
-}
 
 // gather returns reg's counters and gauges: name -> "k=v,k=v" labels -> value.
 func gather(t *testing.T, reg prometheus.Gatherer) map[string]map[string]float64 {

@@ -6,8 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bufferd/bufferd/chain/sim"
 	"github.com/bufferd/bufferd/lockmgr"
@@ -16,22 +15,10 @@ import (
 	"github.com/bufferd/bufferd/syncer"
 )
 
-// value reads a counter's or gauge's current value.
-func value(t *testing.T, m prometheus.Metric) float64 {
-	t.Helper()
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		t.Fatal(err)
-	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
-	}
-	return d.Gauge.GetValue()
-}
 
 func outcome(t *testing.T, o string) float64 {
 	t.Helper()
-	return value(t, metrics.ReservationOutcomes.WithLabelValues(o))
+	return testutil.ToFloat64(metrics.ReservationOutcomes.WithLabelValues(o))
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -72,7 +59,7 @@ func TestRebuildingWhileARebuildRuns(t *testing.T) {
 	if err := lock.Exec("LOCK TABLE utxos IN ACCESS EXCLUSIVE MODE").Error; err != nil {
 		t.Fatal(err)
 	}
-	rebuildsBefore := value(t, metrics.RedisRebuilds)
+	rebuildsBefore := testutil.ToFloat64(metrics.RedisRebuilds)
 	done := make(chan error, 1)
 	go func() {
 		_, err := rb.RebuildIfLost(ctx, p.ID)
@@ -92,7 +79,7 @@ func TestRebuildingWhileARebuildRuns(t *testing.T) {
 	if rb.Rebuilding() {
 		t.Fatal("still rebuilding after the rebuild returned")
 	}
-	if got := value(t, metrics.RedisRebuilds); got != rebuildsBefore+1 {
+	if got := testutil.ToFloat64(metrics.RedisRebuilds); got != rebuildsBefore+1 {
 		t.Fatalf("bufferd_redis_rebuilds_total %v, want %v", got, rebuildsBefore+1)
 	}
 	if free, _, _ := f.locks.PoolCounts(ctx, p.ID); free != 5 {
@@ -117,16 +104,16 @@ func TestSyncLagMetrics(t *testing.T) {
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
-	last := value(t, metrics.SyncLastSuccess.WithLabelValues(pool, syncer.JobUTXO))
+	last := testutil.ToFloat64(metrics.SyncLastSuccess.WithLabelValues(pool, syncer.JobUTXO))
 	if last < float64(start.Unix())-1 || last > float64(time.Now().Unix())+1 {
 		t.Fatalf("last success %v, want about %d", last, start.Unix())
 	}
-	if got := value(t, metrics.SyncBlocksBehind.WithLabelValues(pool)); got != 0 {
+	if got := testutil.ToFloat64(metrics.SyncBlocksBehind.WithLabelValues(pool)); got != 0 {
 		t.Fatalf("blocks behind after a success: %v", got)
 	}
 	tip := f.chain.Tip()
 
-	errorsBefore := value(t, metrics.SyncRuns.WithLabelValues(syncer.JobUTXO, "error"))
+	errorsBefore := testutil.ToFloat64(metrics.SyncRuns.WithLabelValues(syncer.JobUTXO, "error"))
 	job.Chain = failingSource{Source: f.client, program: prog}
 	if _, err := f.chain.Mine(3); err != nil {
 		t.Fatal(err)
@@ -138,13 +125,13 @@ func TestSyncLagMetrics(t *testing.T) {
 	if r.Failures(p.ID) != 1 {
 		t.Fatalf("failures %d, want 1", r.Failures(p.ID))
 	}
-	if got := value(t, metrics.SyncRuns.WithLabelValues(syncer.JobUTXO, "error")); got != errorsBefore+1 {
+	if got := testutil.ToFloat64(metrics.SyncRuns.WithLabelValues(syncer.JobUTXO, "error")); got != errorsBefore+1 {
 		t.Fatalf("sync errors %v, want %v", got, errorsBefore+1)
 	}
-	if got := value(t, metrics.SyncBlocksBehind.WithLabelValues(pool)); got != 3 {
+	if got := testutil.ToFloat64(metrics.SyncBlocksBehind.WithLabelValues(pool)); got != 3 {
 		t.Fatalf("blocks behind after 3 blocks of failing: %v, want 3", got)
 	}
-	if got := value(t, metrics.SyncLastSuccess.WithLabelValues(pool, syncer.JobUTXO)); got != last {
+	if got := testutil.ToFloat64(metrics.SyncLastSuccess.WithLabelValues(pool, syncer.JobUTXO)); got != last {
 		t.Fatalf("a failure moved the last success: %v -> %v", last, got)
 	}
 	cursors, err := f.store.Cursors(ctx)
@@ -170,7 +157,7 @@ func TestSyncLagMetrics(t *testing.T) {
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := value(t, metrics.SyncBlocksBehind.WithLabelValues(pool)); got != 0 {
+	if got := testutil.ToFloat64(metrics.SyncBlocksBehind.WithLabelValues(pool)); got != 0 {
 		t.Fatalf("blocks behind after recovering: %v", got)
 	}
 }
@@ -178,19 +165,19 @@ func TestSyncLagMetrics(t *testing.T) {
 func TestLeaderGauge(t *testing.T) {
 	f := newFixture(t)
 	r := &syncer.Runner{UTXO: f.job(), Interval: time.Hour, MaxBackoff: time.Hour}
-	changes := value(t, metrics.SyncLeaderChanges)
+	changes := testutil.ToFloat64(metrics.SyncLeaderChanges)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	waitFor(t, "the leader gauge", func() bool { return value(t, metrics.SyncLeader) == 1 })
-	if got := value(t, metrics.SyncLeaderChanges); got != changes+1 {
+	waitFor(t, "the leader gauge", func() bool { return testutil.ToFloat64(metrics.SyncLeader) == 1 })
+	if got := testutil.ToFloat64(metrics.SyncLeaderChanges); got != changes+1 {
 		t.Fatalf("leader changes %v, want %v", got, changes+1)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := value(t, metrics.SyncLeader); got != 0 {
+	if got := testutil.ToFloat64(metrics.SyncLeader); got != 0 {
 		t.Fatalf("leader gauge %v after the runner stopped", got)
 	}
 }
@@ -213,7 +200,7 @@ func TestSyncerOutcomeCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	expired, spent, released := outcome(t, metrics.OutcomeExpired), outcome(t, metrics.OutcomeSpent), outcome(t, metrics.OutcomeReleased)
-	fencing := value(t, metrics.FencingRejections)
+	fencing := testutil.ToFloat64(metrics.FencingRejections)
 
 	// Two reservations run out.
 	for range 2 {
@@ -267,7 +254,7 @@ func TestSyncerOutcomeCounters(t *testing.T) {
 	if got := outcome(t, metrics.OutcomeReleased); got != released+1 {
 		t.Errorf("released %v, want %v", got, released+1)
 	}
-	if got := value(t, metrics.FencingRejections); got != fencing+1 {
+	if got := testutil.ToFloat64(metrics.FencingRejections); got != fencing+1 {
 		t.Errorf("fencing rejections %v, want %v", got, fencing+1)
 	}
 }
