@@ -19,7 +19,6 @@ import (
 	"github.com/bufferd/bufferd/metrics"
 )
 
-
 // sample is a line of a scraped /metrics: its name and labels.
 type sample struct {
 	name   string

@@ -92,7 +92,6 @@ func TestPoolCollectors(t *testing.T) {
 	}
 }
 
-
 // gather returns reg's counters and gauges: name -> "k=v,k=v" labels -> value.
 func gather(t *testing.T, reg prometheus.Gatherer) map[string]map[string]float64 {
 	t.Helper()

@@ -15,7 +15,6 @@ import (
 	"github.com/bufferd/bufferd/syncer"
 )
 
-
 func outcome(t *testing.T, o string) float64 {
 	t.Helper()
 	return testutil.ToFloat64(metrics.ReservationOutcomes.WithLabelValues(o))
