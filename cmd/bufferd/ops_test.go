@@ -116,7 +116,13 @@ func TestSyncerServesMetrics(t *testing.T) {
 	}
 	p := start(t, env, "syncer")
 	waitHTTP(t, "http://"+ops+"/readyz", 20*time.Second)
-	wantSeries(t, "syncer", scrapeMetrics(t, "http://"+ops),
+	// Ready comes before leading: the syncer campaigns for the sync jobs first.
+	m := scrapeMetrics(t, "http://"+ops)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m, "\nbufferd_sync_leader 1") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		m = scrapeMetrics(t, "http://"+ops)
+	}
+	wantSeries(t, "syncer", m,
 		`bufferd_sync_leader 1`,
 		`bufferd_sync_leader_changes_total 1`,
 		`bufferd_reservation_outcomes_total{outcome="expired"} 0`,
