@@ -29,6 +29,10 @@ type Runner struct {
 	// Epoch is the leadership term the runner works in; its cursor writes
 	// carry it and are refused once a newer term began.
 	Epoch int64
+	// Wake, when set, names pools to sync at once (a reservation in them was
+	// submitted): the change output of the spend is offered without waiting
+	// for the next tick.
+	Wake <-chan int64
 
 	mu    sync.Mutex
 	pools map[int64]*poolState
@@ -65,12 +69,37 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
 			r.logger().Error("sync tick", "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !r.waitTick(ctx, t) {
 			return nil
-		case <-t.C:
 		}
 	}
+}
+
+// waitTick waits for the next tick, syncing the pools Wake names meanwhile; it
+// returns false when ctx ended.
+func (r *Runner) waitTick(ctx context.Context, t *time.Ticker) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case id := <-r.Wake:
+			r.SyncNow(ctx, id)
+		}
+	}
+}
+
+// SyncNow syncs one pool at once, whatever its backoff.
+func (r *Runner) SyncNow(ctx context.Context, poolID int64) {
+	p, err := r.UTXO.Store.GetPool(ctx, poolID)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.logger().Warn("sync now", "pool", poolID, "err", err)
+		}
+		return
+	}
+	r.syncOne(ctx, p, chain.Status{}, false)
 }
 
 // Tick runs one pass: expire ended reservations in the journal, sync every

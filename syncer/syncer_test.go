@@ -37,7 +37,7 @@ type fixture struct {
 
 // newFixture runs the simulated chain on a loopback port and gives a migrated
 // database and an isolated Redis prefix.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	url := testenv.Postgres(t)
@@ -67,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 }
 
-func (f *fixture) pool(t *testing.T, prog string) storage.Pool {
+func (f *fixture) pool(t testing.TB, prog string) storage.Pool {
 	t.Helper()
 	p, _, err := f.store.EnsurePool(context.Background(), asset, prog)
 	if err != nil {

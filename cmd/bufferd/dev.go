@@ -166,6 +166,7 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 	if err := runner.Tick(ctx); err != nil {
 		return nil, err
 	}
+	runner.Wake = locks.WatchSubmits(ctx)
 	go func() { d.done <- runner.Run(ctx) }()
 
 	apiLn, err := net.Listen("tcp", o.addr)

@@ -69,6 +69,7 @@ func newSyncerCmd() *cobra.Command {
 		g.Go(func() error {
 			err := elector.Run(gctx, func(ctx context.Context, t lockmgr.Term) {
 				runner.Epoch = t.Epoch
+				runner.Wake = locks.WatchSubmits(ctx)
 				_ = runner.Run(ctx)
 			})
 			log.Info("syncer stopped")

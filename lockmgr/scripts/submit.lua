@@ -23,5 +23,7 @@ for _, h in ipairs(hashes) do
 end
 redis.call('HSET', reskey, 'state', 'submitted', 'txid', txid, 'expires', expires)
 redis.call('PEXPIREAT', reskey, expires)
+-- The leading syncer syncs the pool at once: the change output is offered soon.
+redis.call('PUBLISH', string.sub(avail, 1, #avail - 6) .. ':submitted', '1')
 r[4], r[6], r[9] = 'submitted', tostring(expires), txid
 return r
