@@ -404,3 +404,32 @@ func TestBestFitMatchesBruteForce(t *testing.T) {
 		}
 	}
 }
+
+// A rebuild whose snapshot predates a sync must not overwrite what the sync
+// applied (an API replica rebuilding while the syncer adds new UTXOs).
+func TestRebuildRefusesASnapshotOlderThanASync(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, lockmgr.Options{})
+	gen, err := m.SyncGeneration(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The syncer applies new UTXOs after the rebuilder read its snapshot (empty).
+	if err := m.SyncAvailable(ctx, 1, items(2), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Rebuild(ctx, 1, lockmgr.Snapshot{SyncGen: gen}); !errors.Is(err, lockmgr.ErrStaleSnapshot) {
+		t.Fatalf("stale rebuild: %v", err)
+	}
+	if loaded, _ := m.Loaded(ctx, 1); loaded {
+		t.Fatal("a refused rebuild marked the pool loaded")
+	}
+	// A fresh snapshot (it now holds the sync's UTXOs) goes through.
+	if err := m.LoadAvailable(ctx, 1, items(2)); err != nil {
+		t.Fatal(err)
+	}
+	free, err := m.ListAvailable(ctx, 1, false, 0, 10)
+	if err != nil || len(free) != 2 {
+		t.Fatalf("after the fresh rebuild: %v %v", free, err)
+	}
+}

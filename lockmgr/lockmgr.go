@@ -44,6 +44,9 @@ var (
 	ErrNotHeld = errors.New("lockmgr: reservation is not held")
 	// ErrTxMismatch means the reservation was already submitted with another transaction.
 	ErrTxMismatch = errors.New("lockmgr: reservation submitted with another transaction")
+	// ErrStaleSnapshot means a rebuild's snapshot predates a change the syncer
+	// applied meanwhile; take a new snapshot and rebuild again.
+	ErrStaleSnapshot = errors.New("lockmgr: rebuild snapshot is stale")
 	// ErrRebuilding means Redis lost the pool's state and it is being rebuilt
 	// from the journal; retry shortly.
 	ErrRebuilding = errors.New("lockmgr: pool state is being rebuilt")
@@ -153,4 +156,7 @@ type Snapshot struct {
 	Available  []Item         // every UTXO of the pool unspent on chain, held or not
 	Live       []*Reservation // live reservations (held or submitted, not expired)
 	FenceFloor int64          // the highest fence the journal knows
+	// SyncGen is the pool's sync generation read (SyncGeneration) before the
+	// snapshot was taken; the rebuild refuses if the syncer changed the pool since.
+	SyncGen int64
 }

@@ -53,21 +53,22 @@ func New(rdb redis.UniversalClient, opts Options) *Manager {
 
 // poolKeys are the keys of one pool; they all share the hash tag {p<id>}.
 type poolKeys struct {
-	tag, avail, amount, held, holder, legacy, fence, loaded, freed string
+	tag, avail, amount, held, holder, legacy, fence, loaded, freed, syncgen string
 }
 
 func (m *Manager) keys(pool int64) poolKeys {
 	tag := m.prefix + "{p" + strconv.FormatInt(pool, 10) + "}"
 	return poolKeys{
-		tag:    tag,
-		avail:  tag + ":avail",
-		amount: tag + ":amount",
-		held:   tag + ":held",
-		holder: tag + ":holder",
-		legacy: tag + ":legacy",
-		fence:  tag + ":fence",
-		loaded: tag + ":loaded",
-		freed:  tag + ":freed",
+		tag:     tag,
+		avail:   tag + ":avail",
+		amount:  tag + ":amount",
+		held:    tag + ":held",
+		holder:  tag + ":holder",
+		legacy:  tag + ":legacy",
+		fence:   tag + ":fence",
+		loaded:  tag + ":loaded",
+		freed:   tag + ":freed",
+		syncgen: tag + ":syncgen",
 	}
 }
 
@@ -371,6 +372,8 @@ func scriptError(err error) error {
 		return ErrLifetime
 	case "TXMISMATCH":
 		return ErrTxMismatch
+	case "STALE":
+		return ErrStaleSnapshot
 	}
 	return fmt.Errorf("lockmgr: redis: %w", err)
 }

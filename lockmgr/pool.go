@@ -2,6 +2,7 @@ package lockmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -64,7 +65,7 @@ func (m *Manager) SyncAvailable(ctx context.Context, pool int64, add []Item, rem
 		for _, h := range r {
 			args = append(args, h)
 		}
-		if err := syncScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held}, args...).Err(); err != nil {
+		if err := syncScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.syncgen}, args...).Err(); err != nil {
 			return fmt.Errorf("lockmgr: sync pool %d: %w", pool, err)
 		}
 	}
@@ -74,7 +75,24 @@ func (m *Manager) SyncAvailable(ctx context.Context, pool int64, add []Item, rem
 // LoadAvailable is Rebuild with no reservations to restore: the pool's view of
 // the chain becomes all, live holds are kept, and the pool is marked loaded.
 func (m *Manager) LoadAvailable(ctx context.Context, pool int64, all []Item) error {
-	return m.Rebuild(ctx, pool, Snapshot{Available: all})
+	gen, err := m.SyncGeneration(ctx, pool)
+	if err != nil {
+		return err
+	}
+	return m.Rebuild(ctx, pool, Snapshot{Available: all, SyncGen: gen})
+}
+
+// SyncGeneration counts the SyncAvailable calls on the pool; read it before
+// taking a rebuild's snapshot (Snapshot.SyncGen).
+func (m *Manager) SyncGeneration(ctx context.Context, pool int64) (int64, error) {
+	n, err := m.rdb.Get(ctx, m.keys(pool).syncgen).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("lockmgr: sync generation: %w", err)
+	}
+	return n, nil
 }
 
 // Rebuild restores a pool from durable state after Redis lost it (or loads it
@@ -112,7 +130,7 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 		}
 	}
 	args := make([]any, 0, 2+9*len(s.Live))
-	args = append(args, s.FenceFloor+FenceGap, nonce)
+	args = append(args, s.FenceFloor+FenceGap, nonce, s.SyncGen)
 	for _, r := range s.Live {
 		amounts := make([]string, len(r.Items))
 		for i, it := range r.Items {
@@ -121,9 +139,9 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 		args = append(args, r.ID, r.Fence, r.Owner, r.State, r.CreatedAt.UnixMilli(), r.ExpiresAt.UnixMilli(),
 			r.TxID, strings.Join(r.Hashes(), ","), strings.Join(amounts, ","))
 	}
-	keys := []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.fence, k.loaded, stageAvail, stageAmount}
+	keys := []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.fence, k.loaded, stageAvail, stageAmount, k.syncgen}
 	if err := rebuildCommitScript.Run(ctx, m.rdb, keys, args...).Err(); err != nil {
-		return fmt.Errorf("lockmgr: rebuild pool %d: %w", pool, err)
+		return fmt.Errorf("lockmgr: rebuild pool %d: %w", pool, scriptError(err))
 	}
 	return nil
 }

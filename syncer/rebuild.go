@@ -37,6 +37,10 @@ type Rebuilder struct {
 // (readiness fails meanwhile).
 func (r *Rebuilder) Rebuilding() bool { return r.rebuilding.Load() > 0 }
 
+// maxRebuildTries bounds the snapshots a rebuild takes while syncs keep
+// changing the pool under it.
+const maxRebuildTries = 5
+
 // RebuildIfLost rebuilds the pool when Redis does not have it; it reports
 // whether it did. When another process holds the pool's rebuild mutex it
 // returns at once without waiting.
@@ -65,12 +69,25 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error)
 	r.rebuilding.Add(1)
 	defer r.rebuilding.Add(-1)
 	start := time.Now()
-	snap, err := r.Store.LockSnapshot(ctx, pool)
-	if err != nil {
-		return false, fmt.Errorf("syncer: snapshot of pool %d: %w", pool, err)
-	}
-	if err := r.Locks.Rebuild(ctx, pool, snap); err != nil {
-		return false, err
+	var snap lockmgr.Snapshot
+	for try := 1; ; try++ {
+		// The generation is read before the snapshot: a sync applied after it
+		// makes the rebuild refuse instead of overwriting the sync's changes.
+		gen, err := r.Locks.SyncGeneration(ctx, pool)
+		if err != nil {
+			return false, err
+		}
+		if snap, err = r.Store.LockSnapshot(ctx, pool); err != nil {
+			return false, fmt.Errorf("syncer: snapshot of pool %d: %w", pool, err)
+		}
+		snap.SyncGen = gen
+		err = r.Locks.Rebuild(ctx, pool, snap)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, lockmgr.ErrStaleSnapshot) || try == maxRebuildTries {
+			return false, err
+		}
 	}
 	metrics.RedisRebuilds.Inc()
 	r.logger().Info("rebuilt pool state in redis", "pool", pool, "utxos", len(snap.Available),

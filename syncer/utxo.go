@@ -41,21 +41,18 @@ func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.Syn
 	if err != nil {
 		return res, fmt.Errorf("syncer: reconcile: %w", err)
 	}
-	loaded, err := u.Locks.Loaded(ctx, pool.ID)
-	if err != nil {
-		return res, fmt.Errorf("syncer: redis: %w", err)
-	}
-	if !loaded {
-		// Redis lost the pool (or never had it): rebuild it from the database,
-		// which now holds this sync's result.
-		if _, err := u.Rebuild.RebuildIfLost(ctx, pool.ID); err != nil {
-			return res, err
-		}
-	} else if len(res.Added)+len(res.Revived)+len(res.Spent) > 0 {
+	// The changes go to Redis first, loaded or not: a rebuild running
+	// elsewhere sees the sync generation move and takes a fresh snapshot.
+	if len(res.Added)+len(res.Revived)+len(res.Spent) > 0 {
 		add := append(toItems(res.Added), toItems(res.Revived)...)
 		if err := u.Locks.SyncAvailable(ctx, pool.ID, add, res.Spent); err != nil {
 			return res, fmt.Errorf("syncer: apply to redis: %w", err)
 		}
+	}
+	// Redis lost the pool (or never had it): rebuild it from the database,
+	// which now holds this sync's result.
+	if _, err := u.Rebuild.RebuildIfLost(ctx, pool.ID); err != nil {
+		return res, err
 	}
 	if len(res.Spent) > 0 {
 		// Reservations whose UTXOs the chain spent are settled: journal first.

@@ -1,9 +1,12 @@
 -- Apply the syncer's view of the chain to a pool: new or revived UTXOs become
 -- free unless held; UTXOs gone from the chain are no longer offered (a hold on
 -- one stays until it ends, but the UTXO never comes back).
--- KEYS: 1 avail, 2 amount, 3 held
+-- Every call bumps the pool's sync generation, so that a rebuild whose
+-- snapshot predates it knows it is stale.
+-- KEYS: 1 avail, 2 amount, 3 held, 4 sync generation
 -- ARGV: 1 number of additions n, then n pairs hash, amount, then hashes to remove
 local avail, amount, held = KEYS[1], KEYS[2], KEYS[3]
+redis.call('INCR', KEYS[4])
 local n = tonumber(ARGV[1])
 local freed = 0
 for i = 0, n - 1 do
