@@ -244,41 +244,6 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, e
 	return expired, nil
 }
 
-// LiveReservations returns the held and submitted reservations that have not
-// expired, ordered by pool and fence (what Redis is rebuilt from).
-func (s *Store) LiveReservations(ctx context.Context) ([]Reservation, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	var out []Reservation
-	err := s.db.WithContext(ctx).Where("state IN ? AND expires_at > ?", liveStates, now()).
-		Order("pool_id, fence").Find(&out).Error
-	if err != nil {
-		return nil, fmt.Errorf("storage: live reservations: %w", err)
-	}
-	return out, nil
-}
-
-// MaxFences returns the highest fence journalled for each pool, so a fencing
-// counter lost with Redis can resume above every token ever handed out.
-func (s *Store) MaxFences(ctx context.Context) (map[int64]int64, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	var rows []struct {
-		PoolID int64
-		Fence  int64
-	}
-	err := s.db.WithContext(ctx).Raw(`SELECT pool_id, MAX(fence) AS fence FROM reservations GROUP BY pool_id`).
-		Scan(&rows).Error
-	if err != nil {
-		return nil, fmt.Errorf("storage: max fences: %w", err)
-	}
-	out := make(map[int64]int64, len(rows))
-	for _, r := range rows {
-		out[r.PoolID] = r.Fence
-	}
-	return out, nil
-}
-
 // inHashes is an SQL condition true when utxos.hash is an element of the
 // comma-separated list list (an SQL expression).
 func (s *Store) inHashes(list string) string {

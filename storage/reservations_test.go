@@ -77,13 +77,12 @@ func TestReservationJournal(t *testing.T) {
 		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Available: 8, Reserved: 4}) {
 			t.Fatalf("counts: %+v", c)
 		}
-		live, err := s.LiveReservations(ctx)
+		_, live, maxFence, err := s.Snapshot(ctx, p.ID)
 		if err != nil || len(live) != 2 || live[0].ID != a.ID || live[1].ID != b.ID {
-			t.Fatalf("LiveReservations = %+v, %v", live, err)
+			t.Fatalf("live reservations = %+v, %v", live, err)
 		}
-		fences, err := s.MaxFences(ctx)
-		if err != nil || fences[p.ID] != 2 {
-			t.Errorf("MaxFences = %v, %v", fences, err)
+		if maxFence != 2 {
+			t.Errorf("highest fence = %d", maxFence)
 		}
 
 		// Nothing due yet.
