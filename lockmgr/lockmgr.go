@@ -38,6 +38,9 @@ var (
 	// ErrEnded is what a Journal's Update returns (wrapped) when the journal
 	// says the reservation already ended (released, expired, spent...).
 	ErrEnded = errors.New("lockmgr: reservation has ended")
+	// ErrStaleEpoch means a sync write carried the epoch of a leadership term
+	// older than one that already wrote to the pool.
+	ErrStaleEpoch = errors.New("lockmgr: stale leadership epoch")
 	// ErrLifetime means an extension would keep a reservation past MaxLifetime.
 	ErrLifetime = errors.New("lockmgr: reservation lifetime exceeded")
 	// ErrNotHeld means the operation needs a held reservation but it was submitted.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,9 +32,8 @@ type Manager struct {
 	journal Journal
 	grace   time.Duration
 	life    time.Duration
-
-	hubOnce sync.Once
-	hub     *hub
+	epoch   int64 // leadership epoch of the sync job writing through it, 0 for none
+	hub     *hub  // shared with the copies Fenced returns
 }
 
 // New returns a Manager on rdb (a client, a failover client or a cluster client).
@@ -48,12 +46,24 @@ func New(rdb redis.UniversalClient, opts Options) *Manager {
 	if life <= 0 {
 		life = MaxLifetime
 	}
-	return &Manager{rdb: rdb, prefix: opts.Prefix, journal: opts.Journal, grace: grace, life: life}
+	return &Manager{rdb: rdb, prefix: opts.Prefix, journal: opts.Journal, grace: grace, life: life,
+		hub: &hub{waiters: map[string]map[chan struct{}]struct{}{}}}
+}
+
+// Fenced returns a Manager sharing m's connection whose sync writes
+// (SyncAvailable, Settle) carry the leadership epoch of a sync job: each pool
+// remembers the highest epoch that wrote to it and refuses an older one with
+// ErrStaleEpoch, so a deposed leader's late write cannot undo a newer
+// leader's. Reservation operations are not affected.
+func (m *Manager) Fenced(epoch int64) *Manager {
+	c := *m
+	c.epoch = epoch
+	return &c
 }
 
 // poolKeys are the keys of one pool; they all share the hash tag {p<id>}.
 type poolKeys struct {
-	tag, avail, amount, held, holder, legacy, fence, loaded, freed, syncgen string
+	tag, avail, amount, held, holder, legacy, fence, loaded, freed, syncgen, epoch string
 }
 
 func (m *Manager) keys(pool int64) poolKeys {
@@ -69,6 +79,7 @@ func (m *Manager) keys(pool int64) poolKeys {
 		loaded:  tag + ":loaded",
 		freed:   tag + ":freed",
 		syncgen: tag + ":syncgen",
+		epoch:   tag + ":epoch",
 	}
 }
 
@@ -344,8 +355,9 @@ func (m *Manager) Settle(ctx context.Context, pool int64, id, state string) erro
 		return fmt.Errorf("%w: cannot settle as %q", ErrBadRequest, state)
 	}
 	k := m.keys(pool)
-	if err := settleScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.res(id)}, id, state).Err(); err != nil {
-		return fmt.Errorf("lockmgr: settle: %w", err)
+	err := settleScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.res(id), k.epoch}, id, state, m.epoch).Err()
+	if err != nil {
+		return fmt.Errorf("lockmgr: settle: %w", scriptError(err))
 	}
 	return nil
 }
@@ -374,6 +386,8 @@ func scriptError(err error) error {
 		return ErrTxMismatch
 	case "STALE":
 		return ErrStaleSnapshot
+	case "STALEEPOCH":
+		return fmt.Errorf("%w: %s", ErrStaleEpoch, rest)
 	}
 	return fmt.Errorf("lockmgr: redis: %w", err)
 }

@@ -57,16 +57,16 @@ func (m *Manager) SyncAvailable(ctx context.Context, pool int64, add []Item, rem
 		add = add[len(a):]
 		r := remove[:min(len(remove), batch-len(a))]
 		remove = remove[len(r):]
-		args := make([]any, 0, 1+2*len(a)+len(r))
-		args = append(args, len(a))
+		args := make([]any, 0, 2+2*len(a)+len(r))
+		args = append(args, m.epoch, len(a))
 		for _, it := range a {
 			args = append(args, it.Hash, it.Amount)
 		}
 		for _, h := range r {
 			args = append(args, h)
 		}
-		if err := syncScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.syncgen}, args...).Err(); err != nil {
-			return fmt.Errorf("lockmgr: sync pool %d: %w", pool, err)
+		if err := syncScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.syncgen, k.epoch}, args...).Err(); err != nil {
+			return fmt.Errorf("lockmgr: sync pool %d: %w", pool, scriptError(err))
 		}
 	}
 	return nil

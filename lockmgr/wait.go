@@ -55,16 +55,14 @@ func (m *Manager) ReserveWait(ctx context.Context, r Request, wait time.Duration
 // hub fans the pools' "freed" notifications of one Redis subscription out to
 // the local waiters.
 type hub struct {
-	mu      sync.Mutex
-	waiters map[string]map[chan struct{}]struct{}
-	ps      interface{ Close() error }
+	listening sync.Once
+	mu        sync.Mutex
+	waiters   map[string]map[chan struct{}]struct{}
+	ps        interface{ Close() error }
 }
 
 // Close stops the Manager's notification subscription, if any.
 func (m *Manager) Close() error {
-	if m.hub == nil {
-		return nil
-	}
 	m.hub.mu.Lock()
 	defer m.hub.mu.Unlock()
 	if m.hub.ps == nil {
@@ -74,10 +72,7 @@ func (m *Manager) Close() error {
 }
 
 func (m *Manager) subscribe(pool int64) (chan struct{}, func()) {
-	m.hubOnce.Do(func() {
-		m.hub = &hub{waiters: map[string]map[chan struct{}]struct{}{}}
-		go m.listen()
-	})
+	m.hub.listening.Do(func() { go m.listen() })
 	ch := make(chan struct{}, 1)
 	name := m.keys(pool).freed
 	m.hub.mu.Lock()

@@ -110,11 +110,20 @@ var (
 		Name: "bufferd_sync_leader_changes_total",
 		Help: "Times this process became the leader of the sync jobs.",
 	})
+	// SyncStaleWrites counts writes of the sync jobs refused because a newer
+	// leadership term had begun (this process was deposed), by backend.
+	SyncStaleWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_sync_stale_epoch_writes_total",
+		Help: "Writes of the sync jobs refused because they carried the epoch of an ended leadership term, by backend (postgres, redis).",
+	}, []string{"backend"})
 )
 
 func init() {
 	for _, o := range Outcomes {
 		ReservationOutcomes.WithLabelValues(o)
+	}
+	for _, b := range []string{"postgres", "redis"} {
+		SyncStaleWrites.WithLabelValues(b)
 	}
 }
 
@@ -127,6 +136,7 @@ func all() []prometheus.Collector {
 		HTTPRequests, HTTPDuration,
 		ReservationOutcomes, FencingRejections, RedisRebuilds,
 		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
+		SyncStaleWrites,
 	}
 }
 

@@ -78,7 +78,7 @@ func (s *Store) SetBalanceState(ctx context.Context, ids []int64, state string, 
 	if len(ids) == 0 {
 		return nil
 	}
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
 	t := now()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -90,7 +90,7 @@ func (s *Store) SetBalanceState(ctx context.Context, ids []int64, state string, 
 				return err
 			}
 		}
-		return nil
+		return s.checkFence(tx)
 	})
 	if err != nil {
 		return fmt.Errorf("storage: set balance state: %w", err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"gorm.io/gorm"
 )
 
 // SaveCursor inserts or replaces the cursor of (c.PoolID, c.Job). The write is
@@ -16,24 +18,35 @@ func (s *Store) SaveCursor(ctx context.Context, c SyncCursor) error {
 		return fmt.Errorf("%w: cursor needs a job and a pool id >= 0", ErrInvalidArgument)
 	}
 	c.UpdatedAt = now()
+	if c.Epoch == 0 {
+		c.Epoch = s.Epoch()
+	}
 	if c.LastSuccess != nil {
 		t := dbTime(*c.LastSuccess)
 		c.LastSuccess = &t
 	}
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
-	res := s.db.WithContext(ctx).Exec(`INSERT INTO sync_cursors
+	var affected int64
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Exec(`INSERT INTO sync_cursors
 		(pool_id, job, height, block_hash, epoch, last_success, last_error, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (pool_id, job) DO UPDATE SET
 			height = excluded.height, block_hash = excluded.block_hash, epoch = excluded.epoch,
 			last_success = excluded.last_success, last_error = excluded.last_error, updated_at = excluded.updated_at
 		WHERE sync_cursors.epoch <= excluded.epoch`,
-		c.PoolID, c.Job, c.Height, c.BlockHash, c.Epoch, c.LastSuccess, c.LastError, c.UpdatedAt)
-	if res.Error != nil {
-		return fmt.Errorf("storage: save cursor: %w", res.Error)
+			c.PoolID, c.Job, c.Height, c.BlockHash, c.Epoch, c.LastSuccess, c.LastError, c.UpdatedAt)
+		if res.Error != nil {
+			return res.Error
+		}
+		affected = res.RowsAffected
+		return s.checkFence(tx)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: save cursor: %w", err)
 	}
-	if res.RowsAffected == 0 {
+	if affected == 0 {
 		return fmt.Errorf("%w: cursor %d/%s has a newer epoch than %d", ErrStaleFence, c.PoolID, c.Job, c.Epoch)
 	}
 	return nil

@@ -195,7 +195,7 @@ func countStatements(ctx context.Context, n *atomic.Int64) context.Context {
 }
 
 func newStore(db *gorm.DB, dialect string) (*Store, error) {
-	s := &Store{db: db, dialect: dialect}
+	s := &Store{db: db, dialect: dialect, stmts: new(atomic.Int64)}
 	count := func(tx *gorm.DB) {
 		if tx.DryRun || tx.Statement.SQL.Len() == 0 {
 			return

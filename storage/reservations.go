@@ -129,13 +129,16 @@ func (s *Store) UpdateReservation(ctx context.Context, id string, u ReservationU
 	if err := checkUpdate(id, u); err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
 	var applied bool
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var err error
 		applied, err = s.updateReservationTx(tx, id, u, now())
-		return err
+		if err != nil {
+			return err
+		}
+		return s.checkFence(tx)
 	})
 	if err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
@@ -223,7 +226,7 @@ func refusedUpdate(prev *Reservation, id string, u ReservationUpdate) error {
 // of reservations expired.
 func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, error) {
 	now = dbTime(now)
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
 	var expired int64
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -233,10 +236,14 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, e
 			return res.Error
 		}
 		expired = res.RowsAffected
-		return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE state = ?
+		err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE state = ?
 			AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
 				AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
 			StateAvailable, now, StateReserved, liveStates, now).Error
+		if err != nil {
+			return err
+		}
+		return s.checkFence(tx)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("storage: expire reservations: %w", err)
@@ -275,7 +282,7 @@ func (s *Store) SettleSpent(ctx context.Context, poolID int64, hashes []string) 
 	for _, h := range hashes {
 		spent[h] = struct{}{}
 	}
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
 	var out []Reservation
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -304,7 +311,7 @@ func (s *Store) SettleSpent(ctx context.Context, poolID int64, hashes []string) 
 			}
 			out = append(out, rows...)
 		}
-		return nil
+		return s.checkFence(tx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: settle spent: %w", err)

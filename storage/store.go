@@ -22,8 +22,9 @@ var (
 // Store is the gorm-backed repository. It is safe for concurrent use.
 type Store struct {
 	db      *gorm.DB
-	dialect string       // "postgres" or "sqlite"
-	stmts   atomic.Int64 // SQL statements issued, see StatementCount
+	dialect string        // "postgres" or "sqlite"
+	stmts   *atomic.Int64 // SQL statements issued, see StatementCount
+	fence   *termFence    // set on the copies Fenced returns
 }
 
 // DB returns the underlying gorm handle (tests and migrations).

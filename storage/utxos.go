@@ -56,7 +56,7 @@ type current struct {
 // amount, or whose hash already belongs to another pool are skipped and logged.
 func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO) (SyncResult, error) {
 	var n atomic.Int64
-	ctx, cancel := withTimeout(countStatements(ctx, &n))
+	ctx, cancel := s.writeContext(countStatements(ctx, &n))
 	defer cancel()
 	res, err := s.reconcile(ctx, pool, seen)
 	res.Statements = int(n.Load())
@@ -163,7 +163,7 @@ func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (Sy
 				}
 			}
 		}
-		return nil
+		return s.checkFence(tx)
 	})
 	if err != nil {
 		return SyncResult{}, err

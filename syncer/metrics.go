@@ -29,6 +29,20 @@ func observeSync(pool int64, err error, took time.Duration, res storage.SyncResu
 // poolLabel is a pool id as a label value.
 func poolLabel(pool int64) string { return strconv.FormatInt(pool, 10) }
 
+// staleEpoch counts a write refused because this process's leadership term
+// ended (a newer one began); it reports whether err was one.
+func staleEpoch(err error) bool {
+	switch {
+	case errors.Is(err, storage.ErrStaleEpoch):
+		metrics.SyncStaleWrites.WithLabelValues("postgres").Inc()
+	case errors.Is(err, lockmgr.ErrStaleEpoch):
+		metrics.SyncStaleWrites.WithLabelValues("redis").Inc()
+	default:
+		return false
+	}
+	return true
+}
+
 // countRefused counts a journal write refused for a stale fence or an ended
 // reservation; it reports whether err was one.
 func countRefused(err error) bool {

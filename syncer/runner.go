@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
@@ -36,6 +38,57 @@ type Runner struct {
 
 	mu    sync.Mutex
 	pools map[int64]*poolState
+	// deposed is set by the first write refused for a stale epoch: a newer
+	// term began, so Run stops.
+	deposed atomic.Bool
+}
+
+// ErrDeposed is returned by Run when a write was refused because a newer
+// leadership term began.
+var ErrDeposed = errors.New("syncer: deposed: a newer leadership term began")
+
+// Jobs are what the sync jobs work with. ForTerm builds the Runner of one
+// leadership term.
+type Jobs struct {
+	Store      *storage.Store
+	Locks      *lockmgr.Manager
+	Chain      chain.Source
+	Rebuild    *Rebuilder
+	Interval   time.Duration
+	MaxBackoff time.Duration
+	Log        *slog.Logger
+}
+
+// ForTerm returns the Runner of the leadership term with epoch: each of its
+// writes to PostgreSQL and Redis carries the epoch and is refused once a newer
+// term began, whatever this process believes (epoch 0: no term, no fencing,
+// as in `bufferd dev`).
+func (j Jobs) ForTerm(epoch int64) *Runner {
+	store, locks := j.Store, j.Locks
+	if epoch != 0 {
+		store, locks = store.Fenced(LeaderJob, epoch), locks.Fenced(epoch)
+	}
+	return &Runner{
+		UTXO:       &UTXOSync{Store: store, Locks: locks, Chain: j.Chain, Rebuild: j.Rebuild, Log: j.Log},
+		Submitted:  &SubmittedCheck{Store: store, Locks: locks, Chain: j.Chain, Log: j.Log},
+		Balances:   &BalanceVerify{Store: store, Chain: j.Chain, Log: j.Log},
+		Interval:   j.Interval,
+		MaxBackoff: j.MaxBackoff,
+		Log:        j.Log,
+		Epoch:      epoch,
+	}
+}
+
+// refused reports whether err is a write refused for a stale epoch, counting
+// it and marking the runner deposed.
+func (r *Runner) refused(err error) bool {
+	if !staleEpoch(err) {
+		return false
+	}
+	if !r.deposed.Swap(true) {
+		r.logger().Warn("write refused: a newer leadership term began; stepping down", "epoch", r.Epoch, "err", err)
+	}
+	return true
 }
 
 type poolState struct {
@@ -56,9 +109,10 @@ const LeaderJob = "sync"
 // tipTimeout bounds the chain status call of a tick.
 const tipTimeout = 5 * time.Second
 
-// Run syncs at once and then every Interval until ctx ends. `bufferd syncer`
-// runs it only while the process leads the sync jobs (see LeaderJob), so
-// while it runs bufferd_sync_leader is 1.
+// Run syncs at once and then every Interval until ctx ends, or until a write
+// is refused because a newer term began (ErrDeposed). `bufferd syncer` runs it
+// only while the process leads the sync jobs (see LeaderJob), so while it runs
+// bufferd_sync_leader is 1.
 func (r *Runner) Run(ctx context.Context) error {
 	metrics.SyncLeader.Set(1)
 	metrics.SyncLeaderChanges.Inc()
@@ -69,8 +123,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
 			r.logger().Error("sync tick", "err", err)
 		}
+		if r.deposed.Load() {
+			return ErrDeposed
+		}
 		if !r.waitTick(ctx, t) {
 			return nil
+		}
+		if r.deposed.Load() {
+			return ErrDeposed
 		}
 	}
 }
@@ -109,7 +169,9 @@ func (r *Runner) SyncNow(ctx context.Context, poolID int64) {
 // retried later.
 func (r *Runner) Tick(ctx context.Context) error {
 	store := r.UTXO.Store
-	if n, err := store.ExpireReservations(ctx, now()); err != nil {
+	if n, err := store.ExpireReservations(ctx, now()); r.refused(err) {
+		return nil
+	} else if err != nil {
 		r.logger().Warn("expire reservations", "err", err)
 	} else if n > 0 {
 		metrics.ReservationOutcomes.WithLabelValues(metrics.OutcomeExpired).Add(float64(n))
@@ -143,13 +205,15 @@ func (r *Runner) Tick(ctx context.Context) error {
 		r.observeLag(pools, tip)
 	}
 	if r.Submitted != nil {
-		if _, err := r.Submitted.Run(ctx); err != nil && ctx.Err() == nil {
+		if _, err := r.Submitted.Run(ctx); err != nil && !r.refused(err) && ctx.Err() == nil {
 			r.logger().Warn("submitted check", "err", err)
 		}
 	}
 	if r.Balances != nil {
 		out, err := r.Balances.Run(ctx)
-		if err != nil && ctx.Err() == nil {
+		if r.refused(err) {
+			return nil
+		} else if err != nil && ctx.Err() == nil {
 			r.logger().Warn("balance verify", "err", err)
 		} else if out.Confirmed+out.Rejected+out.Expired > 0 {
 			r.logger().Info("balances verified", "confirmed", out.Confirmed, "rejected", out.Rejected, "expired", out.Expired)
@@ -199,7 +263,7 @@ func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, 
 	observeSync(p.ID, err, elapsed, res)
 	cur := storage.SyncCursor{PoolID: p.ID, Job: JobUTXO, Epoch: r.Epoch, UpdatedAt: now()}
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		if r.refused(err) || ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return
 		}
 		wait, failures := r.failed(p.ID, err)
@@ -224,9 +288,11 @@ func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, 
 				"spent", len(res.Spent), "took", elapsed.Round(time.Millisecond))
 		}
 	}
-	if err := r.UTXO.Store.SaveCursor(ctx, cur); err != nil && ctx.Err() == nil {
+	if err := r.UTXO.Store.SaveCursor(ctx, cur); err != nil && !r.refused(err) {
 		countRefused(err)
-		r.logger().Warn("save sync cursor", "pool", p.ID, "err", err)
+		if ctx.Err() == nil {
+			r.logger().Warn("save sync cursor", "pool", p.ID, "err", err)
+		}
 	}
 }
 

@@ -41,6 +41,9 @@ func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.Syn
 	if err != nil {
 		return res, fmt.Errorf("syncer: reconcile: %w", err)
 	}
+	// What the database now holds goes to Redis even if the term ends
+	// meanwhile: the epoch fence, not the cancellation, refuses late writes.
+	ctx = context.WithoutCancel(ctx)
 	// The changes go to Redis first, loaded or not: a rebuild running
 	// elsewhere sees the sync generation move and takes a fresh snapshot.
 	if len(res.Added)+len(res.Revived)+len(res.Spent) > 0 {

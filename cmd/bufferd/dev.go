@@ -155,14 +155,11 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 	src := chain.NewBlockcenter(d.chainURL)
 	rebuilder := syncer.NewRebuilder(store, locks, d.rdb, "bufferd:", o.log)
 	registerPools(o.log, d.rdb, store)
-	runner := &syncer.Runner{
-		UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: o.log, Rebuild: rebuilder},
-		Submitted:  &syncer.SubmittedCheck{Store: store, Locks: locks, Chain: src, Log: o.log},
-		Balances:   &syncer.BalanceVerify{Store: store, Chain: src, Log: o.log},
-		Interval:   o.interval,
-		MaxBackoff: time.Minute,
-		Log:        o.log,
-	}
+	// One process, no election: the jobs run unfenced (epoch 0).
+	runner := syncer.Jobs{
+		Store: store, Locks: locks, Chain: src, Rebuild: rebuilder,
+		Interval: o.interval, MaxBackoff: time.Minute, Log: o.log,
+	}.ForTerm(0)
 	if err := runner.Tick(ctx); err != nil {
 		return nil, err
 	}

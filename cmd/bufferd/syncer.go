@@ -46,13 +46,9 @@ func newSyncerCmd() *cobra.Command {
 		}
 		registerPools(log, rdb, store)
 		rebuilder := syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)
-		runner := &syncer.Runner{
-			UTXO:       &syncer.UTXOSync{Store: store, Locks: locks, Chain: src, Log: log, Rebuild: rebuilder},
-			Submitted:  &syncer.SubmittedCheck{Store: store, Locks: locks, Chain: src, Log: log},
-			Balances:   &syncer.BalanceVerify{Store: store, Chain: src, Log: log},
-			Interval:   c.SyncInterval,
-			MaxBackoff: c.SyncBackoff,
-			Log:        log,
+		jobs := syncer.Jobs{
+			Store: store, Locks: locks, Chain: src, Rebuild: rebuilder,
+			Interval: c.SyncInterval, MaxBackoff: c.SyncBackoff, Log: log,
 		}
 		ready := func(ctx context.Context) error {
 			return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx))
@@ -68,9 +64,12 @@ func newSyncerCmd() *cobra.Command {
 		}
 		g.Go(func() error {
 			err := elector.Run(gctx, func(ctx context.Context, t lockmgr.Term) {
-				runner.Epoch = t.Epoch
+				// Every write of the term carries its epoch.
+				runner := jobs.ForTerm(t.Epoch)
 				runner.Wake = locks.WatchSubmits(ctx)
-				_ = runner.Run(ctx)
+				if err := runner.Run(ctx); err != nil {
+					log.Warn("sync jobs stopped", "epoch", t.Epoch, "err", err)
+				}
 			})
 			log.Info("syncer stopped")
 			return err

@@ -86,3 +86,21 @@ local function live_res(holder, reskey, id)
   end
   return r, hashes, nil
 end
+
+-- epoch_current admits a sync job's write made in leadership term epoch unless
+-- a newer term already wrote to the pool (its key remembers the highest
+-- epoch). Epoch 0 is a write outside any term and is always admitted.
+local function epoch_current(key, epoch)
+  epoch = tonumber(epoch)
+  if epoch == 0 then
+    return true
+  end
+  local cur = tonumber(redis.call('GET', key) or '0')
+  if epoch < cur then
+    return false
+  end
+  if epoch > cur then
+    redis.call('SET', key, epoch)
+  end
+  return true
+end

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/testenv"
+)
+
+// syncerProc is one `bufferd syncer` of the leadership test and its metrics URL.
+type syncerProc struct {
+	*proc
+	metrics string
+}
+
+// metricValue reads one sample of the syncer's /metrics, 0 when absent.
+func (s *syncerProc) metricValue(t *testing.T, series string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(scrapeMetrics(t, s.metrics))
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Three syncers: exactly one leads. kill -9 of the leader: another leads
+// within TTL + 1 s with a higher epoch. A leader paused (SIGSTOP) in the middle
+// of a write and past its TTL is replaced; after SIGCONT the write it had in
+// flight is refused by PostgreSQL (counted in its metrics) and it steps down.
+func TestSyncLeaderKilledOrPausedIsReplacedAndFenced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	const ttl = 2 * time.Second
+	ctx := context.Background()
+	dbURL := testenv.Postgres(t)
+	_, prefix := testenv.Redis(t)
+	env := []string{
+		"BUFFERD_DATABASE_URL=" + dbURL,
+		"BUFFERD_REDIS_URL=" + testenv.RedisURL(),
+		"BUFFERD_REDIS_PREFIX=" + prefix,
+		"BUFFERD_CHAIN_URL=http://127.0.0.1:1", // no chain: each tick still expires reservations, a write
+		"BUFFERD_SYNC_INTERVAL=100ms",
+		"BUFFERD_DATABASE_MAX_CONNS=4",
+		"BUFFERD_LEADER_TTL=" + ttl.String(),
+	}
+	cmd := exec.Command(binary, "migrate", "up")
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v %s", err, out)
+	}
+	store, err := storage.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+
+	syncers := map[string]*syncerProc{}
+	for _, id := range []string{"s1", "s2", "s3"} {
+		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		p := start(t, append(env, "BUFFERD_INSTANCE_ID="+id, "BUFFERD_METRICS_ADDR="+addr), "syncer")
+		syncers[id] = &syncerProc{proc: p, metrics: "http://" + addr}
+		waitHTTP(t, "http://"+addr+"/livez", 20*time.Second)
+	}
+	// term waits for a term other than the one led by notBy and returns it.
+	term := func(notBy string, within time.Duration) storage.LeaderTerm {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			tm, err := store.CurrentTerm(ctx, "sync")
+			if err == nil && tm.LeaderID != notBy {
+				return tm
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no new leader within %s (current %+v, %v)", within, tm, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// leaders counts the syncers whose bufferd_sync_leader is 1.
+	leaders := func(skip ...string) []string {
+		var out []string
+	next:
+		for id, s := range syncers {
+			for _, k := range skip {
+				if id == k {
+					continue next
+				}
+			}
+			if s.metricValue(t, "bufferd_sync_leader") == 1 {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+
+	first := term("", 20*time.Second)
+	time.Sleep(ttl) // a few renewals
+	if l := leaders(); len(l) != 1 || l[0] != first.LeaderID {
+		t.Fatalf("leaders %v, want exactly [%s]", l, first.LeaderID)
+	}
+
+	// kill -9: no unlock; a standby takes over once the lease runs out.
+	killed := time.Now()
+	_ = syncers[first.LeaderID].cmd.Process.Kill()
+	<-syncers[first.LeaderID].exited
+	second := term(first.LeaderID, 2*(ttl+time.Second))
+	took := time.Since(killed)
+	t.Logf("leader %s (epoch %d) killed; %s leads with epoch %d after %s", first.LeaderID, first.Epoch,
+		second.LeaderID, second.Epoch, took.Round(time.Millisecond))
+	if took > ttl+time.Second {
+		t.Errorf("takeover after kill -9 took %s, want <= TTL + 1 s = %s", took, ttl+time.Second)
+	}
+	if second.Epoch <= first.Epoch {
+		t.Fatalf("epoch went from %d to %d", first.Epoch, second.Epoch)
+	}
+	delete(syncers, first.LeaderID)
+	paused := syncers[second.LeaderID]
+	waitFor(t, "the new leader's metrics", 5*time.Second, func() bool { return paused.metricValue(t, "bufferd_sync_leader") == 1 })
+
+	// Hold the leader's next write in PostgreSQL: its tick expires
+	// reservations first, an UPDATE that this share lock blocks.
+	lockTx := store.DB().Begin()
+	if err := lockTx.Exec(`LOCK TABLE reservations IN SHARE MODE`).Error; err != nil {
+		t.Fatal(err)
+	}
+	defer lockTx.Rollback()
+	waitFor(t, "the leader's write to wait on the lock", 5*time.Second, func() bool {
+		var n int64
+		store.DB().Raw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE 'UPDATE reservations%'`).Scan(&n)
+		return n == 1
+	})
+	before := paused.metricValue(t, `bufferd_sync_stale_epoch_writes_total{backend="postgres"}`)
+	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	third := term(second.LeaderID, 2*(ttl+time.Second))
+	if third.Epoch <= second.Epoch {
+		t.Fatalf("epoch went from %d to %d", second.Epoch, third.Epoch)
+	}
+	t.Logf("leader %s (epoch %d) paused; %s leads with epoch %d", second.LeaderID, second.Epoch, third.LeaderID, third.Epoch)
+	// Let the paused leader's write through, then wake it up.
+	if err := lockTx.Commit().Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the paused leader to step down", 10*time.Second, func() bool {
+		return paused.metricValue(t, "bufferd_sync_leader") == 0
+	})
+	refused := paused.metricValue(t, `bufferd_sync_stale_epoch_writes_total{backend="postgres"}`) - before
+	t.Logf("the paused leader's late writes refused: %v", refused)
+	if refused < 1 {
+		t.Fatalf("the paused leader's late write was not refused:\n%s", paused.output())
+	}
+	// The newer term keeps leading, alone; the deposed one stays a standby.
+	time.Sleep(ttl)
+	if tm, err := store.CurrentTerm(ctx, "sync"); err != nil || tm.Epoch != third.Epoch {
+		t.Fatalf("term after the pause: %+v, %v; want epoch %d", tm, err, third.Epoch)
+	}
+	if l := leaders(); len(l) != 1 || l[0] != third.LeaderID {
+		t.Fatalf("leaders %v, want exactly [%s]", l, third.LeaderID)
+	}
+}
+
+// waitFor polls cond every 20 ms until it holds or within passes.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
