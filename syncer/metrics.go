@@ -29,6 +29,12 @@ func observeSync(pool int64, err error, took time.Duration, res storage.SyncResu
 // poolLabel is a pool id as a label value.
 func poolLabel(pool int64) string { return strconv.FormatInt(pool, 10) }
 
+// isStale reports whether err is a write refused for a stale leadership
+// epoch, without counting it.
+func isStale(err error) bool {
+	return errors.Is(err, storage.ErrStaleEpoch) || errors.Is(err, lockmgr.ErrStaleEpoch)
+}
+
 // staleEpoch counts a write refused because this process's leadership term
 // ended (a newer one began); it reports whether err was one.
 func staleEpoch(err error) bool {

@@ -2,20 +2,20 @@ package syncer
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
 
-// SubmittedCheck follows the transactions of submitted reservations: when one
-// fails on chain, its reservation is released at once so the UTXOs come back
-// (a spend is settled by the UTXO sync; a transaction that vanishes lets the
-// hold run out at the end of the submit grace).
+// SubmittedCheck follows the transactions of submitted reservations: the pool
+// outputs of one still pending are noted as its own (so its change can be
+// invalidated should it fail); when one fails on chain, its lineage is
+// applied: the reservation is released at once so its UTXOs come back, and its
+// outputs and the reservations on them are invalidated. A spend is settled by
+// the UTXO sync; a transaction that vanishes before it was seen lets the hold
+// run out at the end of the submit grace.
 type SubmittedCheck struct {
 	Store *storage.Store
 	Locks *lockmgr.Manager
@@ -30,35 +30,34 @@ func (s *SubmittedCheck) Run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	lin := &lineage{store: s.Store, locks: s.Locks, chain: s.Chain, log: s.logger()}
+	pools := map[int64]storage.Pool{}
+	followed := map[string]bool{}
 	released := 0
 	for _, r := range subs {
-		tx, err := s.Chain.GetTransaction(ctx, r.TxID)
-		if errors.Is(err, chain.ErrTxNotFound) {
+		if followed[r.TxID] {
 			continue
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return released, ctx.Err()
+		followed[r.TxID] = true
+		pool, ok := pools[r.PoolID]
+		if !ok {
+			if pool, err = s.Store.GetPool(ctx, r.PoolID); err != nil {
+				return released, err
 			}
-			s.logger().Warn("submitted check: get transaction", "reservation", r.ID, "err", err)
-			continue
+			pools[r.PoolID] = pool
 		}
-		if !tx.Confirmed() || !tx.StatusFail {
-			continue
-		}
-		err = s.Store.UpdateReservation(ctx, r.ID, storage.ReservationUpdate{Fence: r.Fence, State: storage.ResReleased})
-		if countRefused(err) {
-			continue // released or settled meanwhile by someone else
-		}
+		failed, err := lin.follow(ctx, pool, r.TxID)
 		if err != nil {
-			return released, fmt.Errorf("syncer: release failed submit: %w", err)
+			if ctx.Err() != nil || isStale(err) {
+				return released, err
+			}
+			s.logger().Warn("submitted check", "reservation", r.ID, "tx", r.TxID, "err", err)
+			continue
 		}
-		if err := s.Locks.Settle(ctx, r.PoolID, r.ID, lockmgr.StateReleased); err != nil {
-			return released, err
+		if failed {
+			s.logger().Info("submitted transaction failed; reservation released", "reservation", r.ID, "pool", r.PoolID)
+			released++
 		}
-		metrics.Outcome(metrics.OutcomeReleased)
-		s.logger().Info("submitted transaction failed; reservation released", "reservation", r.ID, "pool", r.PoolID)
-		released++
 	}
 	return released, nil
 }

@@ -58,8 +58,14 @@ func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.Syn
 		return res, err
 	}
 	if len(res.Spent) > 0 {
+		lin := &lineage{store: u.Store, locks: u.Locks, chain: u.Chain, log: u.logger()}
+		// Outputs of a transaction that failed are invalidated, not spent.
+		spent, err := lin.sortGone(ctx, pool, res.Spent)
+		if err != nil {
+			return res, fmt.Errorf("syncer: lineage: %w", err)
+		}
 		// Reservations whose UTXOs the chain spent are settled: journal first.
-		settled, err := u.Store.SettleSpent(ctx, pool.ID, res.Spent)
+		settled, err := u.Store.SettleSpent(ctx, pool.ID, spent)
 		if err != nil {
 			return res, fmt.Errorf("syncer: settle spent: %w", err)
 		}
@@ -68,6 +74,21 @@ func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.Syn
 				return res, err
 			}
 			metrics.Outcome(metrics.OutcomeSpent)
+		}
+		// A spend settled from the mempool may still fail: note which pool
+		// outputs (its change) it creates, so that they can be invalidated.
+		followed := map[string]bool{}
+		for _, r := range settled {
+			if r.TxID == "" || followed[r.TxID] {
+				continue
+			}
+			followed[r.TxID] = true
+			if _, err := lin.follow(ctx, pool, r.TxID); err != nil {
+				if isStale(err) {
+					return res, err
+				}
+				u.logger().Warn("follow settled transaction", "pool", pool.ID, "tx", r.TxID, "err", err)
+			}
 		}
 	}
 	return res, nil
