@@ -51,6 +51,7 @@ func newAPICmd() *cobra.Command {
 		defer locks.Close()
 		// Any replica may rebuild a pool Redis lost, so reserves recover quickly.
 		rebuilder := syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)
+		rebuilder.Mutexes = b.redis.Mutexes()
 		go rebuilder.Watch(ctx, rebuildWatchInterval)
 		registerPools(log, rdb, store)
 		app := handlers.New(apiConfig(c, handlers.Config{Store: store, Locks: locks, Logger: log,

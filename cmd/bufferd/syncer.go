@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/go-redsync/redsync/v4"
-	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -46,6 +44,7 @@ func newSyncerCmd() *cobra.Command {
 		}
 		registerPools(log, rdb, store)
 		rebuilder := syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)
+		rebuilder.Mutexes = b.redis.Mutexes()
 		jobs := syncer.Jobs{
 			Store: store, Locks: locks, Chain: src, Rebuild: rebuilder,
 			Interval: c.SyncInterval, MaxBackoff: c.SyncBackoff, Log: log,
@@ -59,7 +58,7 @@ func newSyncerCmd() *cobra.Command {
 		// One syncer leads; the others stand by and take over when it stops
 		// (it releases the lease on SIGTERM) or can no longer renew.
 		elector := &lockmgr.Elector{
-			Mutexes: redsync.New(goredis.NewPool(rdb)), Job: syncer.LeaderJob, Prefix: c.RedisPrefix,
+			Mutexes: b.redis.Mutexes(), Job: syncer.LeaderJob, Prefix: c.RedisPrefix,
 			LeaderID: c.InstanceID, TTL: c.LeaderTTL, Epochs: store, Log: log,
 		}
 		g.Go(func() error {

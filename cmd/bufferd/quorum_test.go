@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/testenv"
+)
+
+// With three independent Redis servers in BUFFERD_REDIS_URL the sync
+// leadership is a Redlock quorum: the leader keeps its term while one server
+// is down, steps down when a majority is gone (and nobody else leads), and a
+// leader is elected again with a higher epoch once a majority is back.
+func TestSyncLeadershipNeedsARedisQuorum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	const ttl = 2 * time.Second
+	ctx := context.Background()
+	servers := []*testenv.RedisServer{testenv.StartRedis(t), testenv.StartRedis(t), testenv.StartRedis(t)}
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.URL()
+	}
+	dbURL := testenv.Postgres(t)
+	env := []string{
+		"BUFFERD_DATABASE_URL=" + dbURL,
+		"BUFFERD_REDIS_URL=" + strings.Join(urls, ","),
+		"BUFFERD_CHAIN_URL=http://127.0.0.1:1",
+		"BUFFERD_SYNC_INTERVAL=200ms",
+		"BUFFERD_DATABASE_MAX_CONNS=4",
+		"BUFFERD_LEADER_TTL=" + ttl.String(),
+	}
+	cmd := exec.Command(binary, "migrate", "up")
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v %s", err, out)
+	}
+	store, err := storage.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	syncers := map[string]*syncerProc{}
+	for _, id := range []string{"q1", "q2"} {
+		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		p := start(t, append(env, "BUFFERD_INSTANCE_ID="+id, "BUFFERD_METRICS_ADDR="+addr), "syncer")
+		syncers[id] = &syncerProc{proc: p, metrics: "http://" + addr}
+		p.waitLine(t, "Redlock quorum", 20*time.Second)
+	}
+	leading := func() []string {
+		var out []string
+		for id, s := range syncers {
+			if s.metricValue(t, "bufferd_sync_leader") == 1 {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	waitFor(t, "a leader", 20*time.Second, func() bool { return len(leading()) == 1 })
+	first, err := store.CurrentTerm(ctx, "sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// One of three down: the majority still renews the lease.
+	servers[2].Kill()
+	time.Sleep(2 * ttl)
+	if l := leading(); len(l) != 1 || l[0] != first.LeaderID {
+		t.Fatalf("with 2 of 3 servers: leaders %v, want [%s]", l, first.LeaderID)
+	}
+	if tm, _ := store.CurrentTerm(ctx, "sync"); tm.Epoch != first.Epoch {
+		t.Fatalf("term changed with a majority up: %+v -> %+v", first, tm)
+	}
+
+	// Two of three down: no majority, nobody may lead.
+	servers[1].Kill()
+	waitFor(t, "the leader to step down without a majority", ttl+time.Second, func() bool { return len(leading()) == 0 })
+	time.Sleep(ttl)
+	if l := leading(); len(l) != 0 {
+		t.Fatalf("with 1 of 3 servers: leaders %v, want none", l)
+	}
+
+	// A majority again: a new term.
+	servers[1].Restart()
+	waitFor(t, "a leader once a majority is back", 4*ttl, func() bool { return len(leading()) == 1 })
+	next, err := store.CurrentTerm(ctx, "sync")
+	if err != nil || next.Epoch <= first.Epoch {
+		t.Fatalf("term after the majority came back: %+v, %v; want epoch > %d", next, err, first.Epoch)
+	}
+	t.Logf("terms: %s/%d, then %s/%d after the quorum came back", first.LeaderID, first.Epoch, next.LeaderID, next.Epoch)
+}
