@@ -109,3 +109,10 @@ type BlockSource interface {
 	// GetBlock returns the block at height or ErrBlockNotFound.
 	GetBlock(ctx context.Context, height uint64) (*Block, error)
 }
+
+// MempoolSource is implemented by sources that list the transactions waiting
+// in the mempool (bytomd); GetTransaction reads each of them.
+type MempoolSource interface {
+	// Mempool returns the ids of the transactions in the mempool.
+	Mempool(ctx context.Context) ([]string, error)
+}

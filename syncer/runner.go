@@ -24,6 +24,7 @@ type Runner struct {
 	UTXO        *UTXOSync
 	Balances    *BalanceVerify  // optional
 	Submitted   *SubmittedCheck // optional
+	Mempool     *MempoolWatch   // optional: sources that list their mempool
 	Interval    time.Duration
 	MaxBackoff  time.Duration
 	Parallelism int // pools synced at once; 0 means 4
@@ -68,7 +69,12 @@ func (j Jobs) ForTerm(epoch int64) *Runner {
 	if epoch != 0 {
 		store, locks = store.Fenced(LeaderJob, epoch), locks.Fenced(epoch)
 	}
+	var mempool *MempoolWatch
+	if m, ok := j.Chain.(chain.MempoolSource); ok {
+		mempool = &MempoolWatch{Store: store, Mempool: m, Chain: j.Chain}
+	}
 	return &Runner{
+		Mempool:    mempool,
 		UTXO:       &UTXOSync{Store: store, Locks: locks, Chain: j.Chain, Rebuild: j.Rebuild, Log: j.Log},
 		Submitted:  &SubmittedCheck{Store: store, Locks: locks, Chain: j.Chain, Log: j.Log},
 		Balances:   &BalanceVerify{Store: store, Chain: j.Chain, Log: j.Log},
@@ -163,8 +169,10 @@ func (r *Runner) SyncNow(ctx context.Context, poolID int64) {
 }
 
 // Tick runs one pass: expire ended reservations in the journal, sync every
-// pool that is not backing off, release submitted reservations whose
-// transaction failed, then verify pending legacy balance rows. It returns an error only when the pass could not
+// pool that is not backing off, note the lineage of the mempool's
+// transactions (sources that list it), follow the transactions of submitted
+// reservations (a failed one's lineage is applied), then verify pending legacy
+// balance rows. It returns an error only when the pass could not
 // start (the pool list could not be read); per-pool failures are logged and
 // retried later.
 func (r *Runner) Tick(ctx context.Context) error {
@@ -203,6 +211,13 @@ func (r *Runner) Tick(ctx context.Context) error {
 	wg.Wait()
 	if tipOK {
 		r.observeLag(pools, tip)
+	}
+	if r.Mempool != nil {
+		if _, err := r.Mempool.Run(ctx, pools); r.refused(err) {
+			return nil
+		} else if err != nil && ctx.Err() == nil {
+			r.logger().Warn("mempool watch", "err", err)
+		}
 	}
 	if r.Submitted != nil {
 		if _, err := r.Submitted.Run(ctx); err != nil && !r.refused(err) && ctx.Err() == nil {

@@ -33,6 +33,7 @@ type fixture struct {
 	locks  *lockmgr.Manager
 	chain  *sim.Chain
 	client *chain.Blockcenter
+	url    string // of the simulated chain
 }
 
 // newFixture runs the simulated chain on a loopback port and gives a migrated
@@ -64,6 +65,7 @@ func newFixture(t testing.TB) *fixture {
 		store: store, rdb: rdb, prefix: prefix, chain: ch,
 		locks:  lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: journal}),
 		client: chain.NewBlockcenter("http://"+ln.Addr().String(), chain.WithPageSize(1000)),
+		url:    "http://" + ln.Addr().String(),
 	}
 }
 
