@@ -9,7 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -28,7 +29,7 @@ const migrationLockID int64 = 0x6275666665726400 // "bufferd\0"
 // databaseURL. Concurrent callers serialise on a session-level advisory lock;
 // the ones that get it after the first find nothing to do.
 func MigrateUp(ctx context.Context, databaseURL string) error {
-	db, err := openSQL(ctx, databaseURL)
+	db, err := openSQL(ctx, databaseURL, nil)
 	if err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func MigrateUp(ctx context.Context, databaseURL string) error {
 // databaseURL (0 when no migration ever ran) and the latest version this
 // binary knows. It changes nothing in the database.
 func MigrateStatus(ctx context.Context, databaseURL string) (current, latest int64, err error) {
-	db, err := openSQL(ctx, databaseURL)
+	db, err := openSQL(ctx, databaseURL, nil)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -107,14 +108,18 @@ func newProvider(db *sql.DB, opts ...goose.ProviderOption) (*goose.Provider, err
 }
 
 // openSQL opens and pings a database/sql handle on PostgreSQL through pgx.
-func openSQL(ctx context.Context, databaseURL string) (*sql.DB, error) {
+func openSQL(ctx context.Context, databaseURL string, params map[string]string) (*sql.DB, error) {
 	if !isPostgresURL(databaseURL) {
 		return nil, fmt.Errorf("%w: migrations need a postgres:// URL", ErrBadURL)
 	}
-	db, err := sql.Open("pgx", databaseURL)
+	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("storage: open postgres: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
 	}
+	for k, v := range params {
+		cfg.RuntimeParams[k] = v
+	}
+	db := stdlib.OpenDB(*cfg)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,36 @@ type Option func(*openConfig)
 
 type openConfig struct {
 	maxConns int
+	params   map[string]string // PostgreSQL session settings
+}
+
+func (c *openConfig) set(k, v string) {
+	if c.params == nil {
+		c.params = map[string]string{}
+	}
+	c.params[k] = v
+}
+
+// WithApplicationName names the PostgreSQL sessions of the Store (as
+// pg_stat_activity shows them).
+func WithApplicationName(name string) Option {
+	return func(c *openConfig) {
+		if name != "" {
+			c.set("application_name", name)
+		}
+	}
+}
+
+// WithIdleInTransactionTimeout makes PostgreSQL end a session that keeps a
+// transaction open without a statement for longer than d (d <= 0: no limit).
+// A sync leader paused in the middle of a transaction would otherwise keep its
+// row locks, and the next leader waiting on them, until it resumes.
+func WithIdleInTransactionTimeout(d time.Duration) Option {
+	return func(c *openConfig) {
+		if d > 0 {
+			c.set("idle_in_transaction_session_timeout", strconv.FormatInt(d.Milliseconds(), 10))
+		}
+	}
 }
 
 // WithMaxConns bounds the PostgreSQL connections of the Store (n <= 0 keeps
@@ -91,7 +122,7 @@ func isPostgresURL(u string) bool {
 }
 
 func openPostgres(ctx context.Context, databaseURL string, cfg openConfig) (*Store, error) {
-	sqlDB, err := openSQL(ctx, databaseURL)
+	sqlDB, err := openSQL(ctx, databaseURL, cfg.params)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func newAPICmd() *cobra.Command {
 		}
 		ctx, stop := signalContext()
 		defer stop()
-		b, err := openBackends(ctx, c)
+		b, err := openBackends(ctx, c, "api")
 		if err != nil {
 			return err
 		}

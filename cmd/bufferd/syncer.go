@@ -10,6 +10,7 @@ import (
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
+	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
 )
 
@@ -28,7 +29,9 @@ func newSyncerCmd() *cobra.Command {
 		}
 		ctx, stop := signalContext()
 		defer stop()
-		b, err := openBackends(ctx, c)
+		// A leader paused inside a transaction loses it once its lease is
+		// over, so its row locks do not hold up the next leader.
+		b, err := openBackends(ctx, c, "syncer", storage.WithIdleInTransactionTimeout(c.LeaderTTL))
 		if err != nil {
 			return err
 		}

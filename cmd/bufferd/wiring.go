@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/config"
+	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
@@ -201,9 +202,16 @@ type backends struct {
 	redis *redisConns
 }
 
-// openBackends connects to BUFFERD_DATABASE_URL and BUFFERD_REDIS_URL.
-func openBackends(ctx context.Context, c *config.Config) (*backends, error) {
-	store, err := storage.Open(ctx, c.DatabaseURL, storage.WithMaxConns(c.DatabaseMaxConns))
+// openBackends connects to BUFFERD_DATABASE_URL and BUFFERD_REDIS_URL; role
+// ("api" or "syncer") and the instance id name the database sessions.
+func openBackends(ctx context.Context, c *config.Config, role string, opts ...storage.Option) (*backends, error) {
+	id := c.InstanceID
+	if id == "" {
+		id = lockmgr.DefaultLeaderID()
+	}
+	opts = append([]storage.Option{storage.WithMaxConns(c.DatabaseMaxConns),
+		storage.WithApplicationName("bufferd-" + role + " " + id)}, opts...)
+	store, err := storage.Open(ctx, c.DatabaseURL, opts...)
 	if err != nil {
 		return nil, err
 	}
