@@ -71,32 +71,9 @@ func (s *Store) FailLineage(ctx context.Context, poolID int64, txID string, outp
 			out.Outputs += res.RowsAffected
 		}
 		if len(outputs) > 0 {
-			var live []Reservation
-			if err := tx.Select("id", "hashes").Where("pool_id = ? AND state IN ?", poolID, liveStates).Find(&live).Error; err != nil {
+			var err error
+			if out.Invalidated, err = endLiveHolding(tx, poolID, outputs, ResInvalidated, t); err != nil {
 				return err
-			}
-			gone := make(map[string]struct{}, len(outputs))
-			for _, h := range outputs {
-				gone[h] = struct{}{}
-			}
-			var ids []string
-			for _, r := range live {
-				for _, h := range SplitHashes(r.Hashes) {
-					if _, ok := gone[h]; ok {
-						ids = append(ids, r.ID)
-						break
-					}
-				}
-			}
-			for _, chunk := range chunks(ids) {
-				var rows []Reservation
-				err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
-					WHERE pool_id = ? AND state IN ? AND id IN ? RETURNING *`,
-					ResInvalidated, t, poolID, liveStates, chunk).Scan(&rows).Error
-				if err != nil {
-					return err
-				}
-				out.Invalidated = append(out.Invalidated, rows...)
 			}
 		}
 		var released []Reservation

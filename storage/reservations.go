@@ -278,38 +278,13 @@ func (s *Store) SettleSpent(ctx context.Context, poolID int64, hashes []string) 
 	if len(hashes) == 0 {
 		return nil, nil
 	}
-	spent := make(map[string]struct{}, len(hashes))
-	for _, h := range hashes {
-		spent[h] = struct{}{}
-	}
 	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
 	var out []Reservation
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var live []Reservation
-		err := tx.Select("id", "hashes").Where("pool_id = ? AND state IN ?", poolID, liveStates).Find(&live).Error
-		if err != nil {
+		var err error
+		if out, err = endLiveHolding(tx, poolID, hashes, ResSpent, now()); err != nil {
 			return err
-		}
-		var ids []string
-		for _, r := range live {
-			for _, h := range SplitHashes(r.Hashes) {
-				if _, ok := spent[h]; ok {
-					ids = append(ids, r.ID)
-					break
-				}
-			}
-		}
-		t := now()
-		for _, chunk := range chunks(ids) {
-			var rows []Reservation
-			err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
-				WHERE pool_id = ? AND state IN ? AND id IN ? RETURNING *`,
-				ResSpent, t, poolID, liveStates, chunk).Scan(&rows).Error
-			if err != nil {
-				return err
-			}
-			out = append(out, rows...)
 		}
 		return s.checkFence(tx)
 	})
@@ -317,6 +292,41 @@ func (s *Store) SettleSpent(ctx context.Context, poolID int64, hashes []string) 
 		return nil, fmt.Errorf("storage: settle spent: %w", err)
 	}
 	slices.SortFunc(out, func(a, b Reservation) int { return cmp.Compare(a.Fence, b.Fence) })
+	return out, nil
+}
+
+// endLiveHolding ends as state, at t, every live reservation of the pool that
+// holds any of hashes, and returns them: one read plus one UPDATE per
+// batchSize reservations.
+func endLiveHolding(tx *gorm.DB, poolID int64, hashes []string, state string, t time.Time) ([]Reservation, error) {
+	set := make(map[string]struct{}, len(hashes))
+	for _, h := range hashes {
+		set[h] = struct{}{}
+	}
+	var live []Reservation
+	if err := tx.Select("id", "hashes").Where("pool_id = ? AND state IN ?", poolID, liveStates).Find(&live).Error; err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, r := range live {
+		for _, h := range SplitHashes(r.Hashes) {
+			if _, ok := set[h]; ok {
+				ids = append(ids, r.ID)
+				break
+			}
+		}
+	}
+	var out []Reservation
+	for _, chunk := range chunks(ids) {
+		var rows []Reservation
+		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
+			WHERE pool_id = ? AND state IN ? AND id IN ? RETURNING *`,
+			state, t, poolID, liveStates, chunk).Scan(&rows).Error
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
 	return out, nil
 }
 

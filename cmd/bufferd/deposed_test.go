@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"syscall"
@@ -46,35 +44,14 @@ func TestSyncLeaderKilledOrPausedIsReplacedAndFenced(t *testing.T) {
 	}
 	const ttl = 2 * time.Second
 	ctx := context.Background()
-	dbURL := testenv.Postgres(t)
 	_, prefix := testenv.Redis(t)
-	env := []string{
-		"BUFFERD_DATABASE_URL=" + dbURL,
-		"BUFFERD_REDIS_URL=" + testenv.RedisURL(),
-		"BUFFERD_REDIS_PREFIX=" + prefix,
-		"BUFFERD_CHAIN_URL=http://127.0.0.1:1", // no chain: each tick still expires reservations, a write
-		"BUFFERD_SYNC_INTERVAL=100ms",
-		"BUFFERD_DATABASE_MAX_CONNS=4",
-		"BUFFERD_LEADER_TTL=" + ttl.String(),
-	}
-	cmd := exec.Command(binary, "migrate", "up")
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("migrate: %v %s", err, out)
-	}
+	env, dbURL := leaderEnv(t, testenv.RedisURL(), prefix, ttl)
 	store, err := storage.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-
-	syncers := map[string]*syncerProc{}
-	for _, id := range []string{"s1", "s2", "s3"} {
-		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		p := start(t, append(env, "BUFFERD_INSTANCE_ID="+id, "BUFFERD_METRICS_ADDR="+addr), "syncer")
-		syncers[id] = &syncerProc{proc: p, metrics: "http://" + addr}
-		waitHTTP(t, "http://"+addr+"/livez", 20*time.Second)
-	}
+	syncers := startSyncers(t, env, "s1", "s2", "s3")
 	// term waits for a term other than the one led by notBy and returns it.
 	term := func(notBy string, within time.Duration) storage.LeaderTerm {
 		t.Helper()
@@ -176,6 +153,22 @@ func TestSyncLeaderKilledOrPausedIsReplacedAndFenced(t *testing.T) {
 	if l := leaders(); len(l) != 1 || l[0] != third.LeaderID {
 		t.Fatalf("leaders %v, want exactly [%s]", l, third.LeaderID)
 	}
+}
+
+// startSyncers starts one `bufferd syncer` per id, each with its own
+// metrics address, and waits until they all answer.
+func startSyncers(t *testing.T, env []string, ids ...string) map[string]*syncerProc {
+	t.Helper()
+	syncers := map[string]*syncerProc{}
+	for _, id := range ids {
+		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		p := start(t, append(env, "BUFFERD_INSTANCE_ID="+id, "BUFFERD_METRICS_ADDR="+addr), "syncer")
+		syncers[id] = &syncerProc{proc: p, metrics: "http://" + addr}
+	}
+	for _, s := range syncers {
+		waitHTTP(t, s.metrics+"/livez", 20*time.Second)
+	}
+	return syncers
 }
 
 // waitFor polls cond every 20 ms until it holds or within passes.

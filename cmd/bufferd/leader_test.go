@@ -39,27 +39,36 @@ func leaderOf(t *testing.T, api string) (string, int64) {
 	return s.Leader.ID, s.Leader.Epoch
 }
 
-func TestSyncersElectOneLeaderAndHandOverOnShutdown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts several processes")
-	}
+// leaderEnv is the environment of syncers electing a leader with the given
+// lease on a fresh, migrated database (returned too) and no chain: the jobs
+// fail and back off, but each tick still writes (it expires reservations).
+func leaderEnv(t *testing.T, redisURL, prefix string, ttl time.Duration) ([]string, string) {
+	t.Helper()
 	dbURL := testenv.Postgres(t)
-	_, prefix := testenv.Redis(t)
 	env := []string{
 		"BUFFERD_DATABASE_URL=" + dbURL,
-		"BUFFERD_REDIS_URL=" + testenv.RedisURL(),
+		"BUFFERD_REDIS_URL=" + redisURL,
 		"BUFFERD_REDIS_PREFIX=" + prefix,
-		"BUFFERD_CHAIN_URL=http://127.0.0.1:1", // no chain: the jobs fail and back off, leadership does not care
-		"BUFFERD_SYNC_INTERVAL=200ms",
-		"BUFFERD_METRICS_ADDR=127.0.0.1:0",
+		"BUFFERD_CHAIN_URL=http://127.0.0.1:1",
+		"BUFFERD_SYNC_INTERVAL=100ms",
 		"BUFFERD_DATABASE_MAX_CONNS=4",
-		"BUFFERD_LEADER_TTL=3s",
+		"BUFFERD_LEADER_TTL=" + ttl.String(),
 	}
 	cmd := exec.Command(binary, "migrate", "up")
 	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("migrate: %v %s", err, out)
 	}
+	return env, dbURL
+}
+
+func TestSyncersElectOneLeaderAndHandOverOnShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	_, prefix := testenv.Redis(t)
+	env, _ := leaderEnv(t, testenv.RedisURL(), prefix, 3*time.Second)
+	env = append(env, "BUFFERD_METRICS_ADDR=127.0.0.1:0")
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	start(t, env, "api", "--addr", addr)
 	api := "http://" + addr

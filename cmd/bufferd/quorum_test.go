@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -28,31 +25,15 @@ func TestSyncLeadershipNeedsARedisQuorum(t *testing.T) {
 	for i, s := range servers {
 		urls[i] = s.URL()
 	}
-	dbURL := testenv.Postgres(t)
-	env := []string{
-		"BUFFERD_DATABASE_URL=" + dbURL,
-		"BUFFERD_REDIS_URL=" + strings.Join(urls, ","),
-		"BUFFERD_CHAIN_URL=http://127.0.0.1:1",
-		"BUFFERD_SYNC_INTERVAL=200ms",
-		"BUFFERD_DATABASE_MAX_CONNS=4",
-		"BUFFERD_LEADER_TTL=" + ttl.String(),
-	}
-	cmd := exec.Command(binary, "migrate", "up")
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("migrate: %v %s", err, out)
-	}
+	env, dbURL := leaderEnv(t, strings.Join(urls, ","), "", ttl)
 	store, err := storage.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	syncers := map[string]*syncerProc{}
-	for _, id := range []string{"q1", "q2"} {
-		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		p := start(t, append(env, "BUFFERD_INSTANCE_ID="+id, "BUFFERD_METRICS_ADDR="+addr), "syncer")
-		syncers[id] = &syncerProc{proc: p, metrics: "http://" + addr}
-		p.waitLine(t, "Redlock quorum", 20*time.Second)
+	syncers := startSyncers(t, env, "q1", "q2")
+	for _, s := range syncers {
+		s.waitLine(t, "Redlock quorum", 20*time.Second)
 	}
 	leading := func() []string {
 		var out []string
