@@ -149,6 +149,7 @@ func New(cfg Config) *fiber.App {
 	v1.Post("/reservations/:id/submit", s.submitReservation)
 	v1.Delete("/reservations/:id", s.releaseReservation)
 	v1.Get("/status", s.status)
+	v1.Get("/transactions", s.listTransactions)
 	return app
 }
 

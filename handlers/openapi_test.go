@@ -468,6 +468,21 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 
 	c.send(app, exchange{method: "GET", target: "/v1/status", status: 200})
 
+	// A recorded transaction, listed, filtered by address, and bad queries.
+	err = f.store.ApplyBlock(ctx, pool.ID, storage.BlockHeader{Height: 43, Hash: strings.Repeat("d", 64), Time: last},
+		[]storage.CrawledTx{{TxID: randHex(t, 32), Spends: []string{hash(0)},
+			Inputs:  []storage.TxIO{{Address: address, Asset: pool.Asset, Amount: 10, UTXO: hash(0)}},
+			Outputs: []storage.TxIO{{Address: address, Asset: pool.Asset, Amount: 9}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txPath := fmt.Sprintf("/v1/transactions?pool=%d", pool.ID)
+	c.send(app, exchange{method: "GET", target: txPath, status: 200})
+	c.send(app, exchange{method: "GET", target: txPath + "&address=" + address + "&limit=1", status: 200})
+	c.send(app, exchange{method: "GET", target: "/v1/transactions", status: 400, invalid: true})
+	c.send(app, exchange{method: "GET", target: txPath + "&cursor=x", status: 400, invalid: true})
+	c.send(app, exchange{method: "GET", target: "/v1/transactions?pool=999999", status: 404})
+
 	// PostgreSQL gone: the generic 500 and 503 answers.
 	db, err := f.store.DB().DB()
 	if err != nil {

@@ -66,6 +66,14 @@ func TestFencedWritesOfAnEndedTermAreRefused(t *testing.T) {
 			{"SaveCursor", func(st *storage.Store) error {
 				return st.SaveCursor(ctx, storage.SyncCursor{PoolID: p.ID, Job: "utxo", Height: 9})
 			}},
+			{"ApplyBlock", func(st *storage.Store) error {
+				return st.ApplyBlock(ctx, p.ID, storage.BlockHeader{Height: 7, Hash: strings.Repeat("7", 64), Time: t0},
+					[]storage.CrawledTx{{TxID: strings.Repeat("c", 64), Spends: []string{hashOf(1, 3)}}})
+			}},
+			{"RollbackCrawl", func(st *storage.Store) error {
+				_, err := st.RollbackCrawl(ctx, p.ID, 6, "")
+				return err
+			}},
 		}
 		for _, w := range writes {
 			if err := w.write(stale); !errors.Is(err, storage.ErrStaleEpoch) {

@@ -261,13 +261,14 @@ func TestSchemaMatchesModels(t *testing.T) {
 		t.Errorf("tables: got %v, models have %v", all, tables)
 	}
 
-	// Foreign keys (not expressed in the models): child -> pools, ON DELETE CASCADE.
+	// Foreign keys (not expressed in the models): child -> parent, ON DELETE CASCADE.
 	var fks []string
 	if err := db.Raw(`SELECT conrelid::regclass::text || '->' || confrelid::regclass::text || ':' || confdeltype::text
 		FROM pg_constraint WHERE contype = 'f' ORDER BY 1`).Scan(&fks).Error; err != nil {
 		t.Fatal(err)
 	}
-	wantFKs := []string{"reservations->pools:c", "transactions->pools:c", "utxos->pools:c"}
+	wantFKs := []string{"crawled_blocks->pools:c", "reservations->pools:c", "transaction_addresses->transactions:c",
+		"transactions->pools:c", "utxos->pools:c"}
 	if !slices.Equal(fks, wantFKs) {
 		t.Errorf("foreign keys: got %v, want %v", fks, wantFKs)
 	}

@@ -85,15 +85,31 @@ type Balance struct {
 // Transaction is a transaction the crawler recorded because it spends a pool UTXO.
 type Transaction struct {
 	ID         int64     `gorm:"primaryKey"`
-	PoolID     int64     `gorm:"not null;uniqueIndex:transactions_pool_tx_key,priority:1"`
+	PoolID     int64     `gorm:"not null;uniqueIndex:transactions_pool_tx_key,priority:1;index:transactions_pool_height_idx,priority:1"`
 	TxID       string    `gorm:"size:64;not null;uniqueIndex:transactions_pool_tx_key,priority:2"`
-	Height     int64     `gorm:"not null"`
+	Height     int64     `gorm:"not null;index:transactions_pool_height_idx,priority:2"`
 	BlockHash  string    `gorm:"size:64;not null;default:''"`
 	BlockTime  time.Time `gorm:"not null"`
 	StatusFail bool      `gorm:"not null"`
-	Inputs     string    `gorm:"not null;default:'[]'"` // JSON array of {address,asset,amount}
-	Outputs    string    `gorm:"not null;default:'[]'"` // JSON array of {address,asset,amount}
+	Inputs     string    `gorm:"not null;default:'[]'"` // JSON array of TxIO
+	Outputs    string    `gorm:"not null;default:'[]'"` // JSON array of TxIO
 	CreatedAt  time.Time `gorm:"not null"`
+}
+
+// TransactionAddress is one address an input or output of a recorded
+// transaction pays from or to.
+type TransactionAddress struct {
+	TransactionID int64  `gorm:"primaryKey;autoIncrement:false;index:transaction_addresses_address_idx,priority:2"`
+	Address       string `gorm:"primaryKey;index:transaction_addresses_address_idx,priority:1"`
+}
+
+// CrawledBlock is a block the crawler applied to a pool: its hash finds the
+// fork point of a reorganisation.
+type CrawledBlock struct {
+	PoolID       int64  `gorm:"primaryKey;autoIncrement:false"`
+	Height       int64  `gorm:"primaryKey;autoIncrement:false"`
+	Hash         string `gorm:"not null"`
+	PreviousHash string `gorm:"not null;default:''"`
 }
 
 // SyncCursor is the position of one sync job for one pool.
@@ -119,5 +135,6 @@ type LeaderTerm struct {
 
 // Models lists every model, for AutoMigrate in dev mode and schema checks in tests.
 func Models() []any {
-	return []any{&Pool{}, &UTXO{}, &Reservation{}, &Balance{}, &Transaction{}, &SyncCursor{}, &LeaderTerm{}}
+	return []any{&Pool{}, &UTXO{}, &Reservation{}, &Balance{}, &Transaction{}, &SyncCursor{}, &LeaderTerm{},
+		&TransactionAddress{}, &CrawledBlock{}}
 }

@@ -26,6 +26,16 @@ func observeSync(pool int64, err error, took time.Duration, res storage.SyncResu
 	}
 }
 
+// observeJob records one pass of a job other than the UTXO sync.
+func observeJob(job string, err error, took time.Duration) {
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	metrics.SyncRuns.WithLabelValues(job, result).Inc()
+	metrics.SyncDuration.WithLabelValues(job).Observe(took.Seconds())
+}
+
 // poolLabel is a pool id as a label value.
 func poolLabel(pool int64) string { return strconv.FormatInt(pool, 10) }
 

@@ -25,6 +25,7 @@ type Runner struct {
 	Balances    *BalanceVerify  // optional
 	Submitted   *SubmittedCheck // optional
 	Mempool     *MempoolWatch   // optional: sources that list their mempool
+	Crawl       *Crawler        // optional: sources that serve blocks
 	Interval    time.Duration
 	MaxBackoff  time.Duration
 	Parallelism int // pools synced at once; 0 means 4
@@ -57,6 +58,9 @@ type Jobs struct {
 	Rebuild    *Rebuilder
 	Interval   time.Duration
 	MaxBackoff time.Duration
+	// CrawlStart is the height a pool's block crawl starts from (0: the tip
+	// when the pool is first crawled); the crawler runs when Chain serves blocks.
+	CrawlStart uint64
 	Log        *slog.Logger
 }
 
@@ -73,7 +77,12 @@ func (j Jobs) ForTerm(epoch int64) *Runner {
 	if m, ok := j.Chain.(chain.MempoolSource); ok {
 		mempool = &MempoolWatch{Store: store, Mempool: m, Chain: j.Chain}
 	}
+	var crawl *Crawler
+	if b, ok := j.Chain.(chain.BlockSource); ok {
+		crawl = &Crawler{Store: store, Chain: j.Chain, Blocks: b, StartHeight: j.CrawlStart, Log: j.Log}
+	}
 	return &Runner{
+		Crawl:      crawl,
 		Mempool:    mempool,
 		UTXO:       &UTXOSync{Store: store, Locks: locks, Chain: j.Chain, Rebuild: j.Rebuild, Log: j.Log},
 		Submitted:  &SubmittedCheck{Store: store, Locks: locks, Chain: j.Chain, Log: j.Log},
@@ -217,6 +226,18 @@ func (r *Runner) Tick(ctx context.Context) error {
 			return nil
 		} else if err != nil && ctx.Err() == nil {
 			r.logger().Warn("mempool watch", "err", err)
+		}
+	}
+	if r.Crawl != nil {
+		start := now()
+		res, err := r.Crawl.Run(ctx)
+		observeJob(storage.JobCrawl, err, now().Sub(start))
+		if r.refused(err) {
+			return nil
+		} else if err != nil && ctx.Err() == nil {
+			r.logger().Warn("block crawl", "err", err)
+		} else if res.Blocks+res.Reorgs > 0 {
+			r.logger().Info("blocks crawled", "blocks", res.Blocks, "transactions", res.Txs, "reorgs", res.Reorgs)
 		}
 	}
 	if r.Submitted != nil {

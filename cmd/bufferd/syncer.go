@@ -21,7 +21,7 @@ func newSyncerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	c := loadConfig(cmd, "database-url", "database-max-conns", "redis-url", "redis-prefix", "chain-url", "chain-kind", "chain-timeout",
-		"sync-interval", "sync-max-backoff", "metrics-addr", "instance-id", "leader-ttl")
+		"sync-interval", "sync-max-backoff", "metrics-addr", "instance-id", "leader-ttl", "crawl-start-height")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(c)
 		if err != nil {
@@ -50,7 +50,7 @@ func newSyncerCmd() *cobra.Command {
 		rebuilder.Mutexes = b.redis.Mutexes()
 		jobs := syncer.Jobs{
 			Store: store, Locks: locks, Chain: src, Rebuild: rebuilder,
-			Interval: c.SyncInterval, MaxBackoff: c.SyncBackoff, Log: log,
+			Interval: c.SyncInterval, MaxBackoff: c.SyncBackoff, CrawlStart: c.CrawlStart, Log: log,
 		}
 		ready := func(ctx context.Context) error {
 			return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx))
