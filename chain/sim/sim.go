@@ -18,6 +18,7 @@
 package sim
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -102,6 +103,9 @@ type Chain struct {
 	pools   map[string]map[string]*utxo // unspent by asset+program
 	pending map[string]*utxo            // outputs of mempool transactions
 	spentBy map[string]*tx              // output hash -> mempool transaction spending it
+	// lists caches listLocked's answers until the UTXO set or the mempool
+	// changes, so paging through a large pool does not sort it per page.
+	lists map[string][]utxoView
 }
 
 // New returns a chain holding only the genesis block (height 0).
@@ -114,6 +118,7 @@ func New() *Chain {
 		pools:   make(map[string]map[string]*utxo),
 		pending: make(map[string]*utxo),
 		spentBy: make(map[string]*tx),
+		lists:   make(map[string][]utxoView),
 	}
 	g := &block{hash: blockHash("", 0, 0, nil), height: 0, time: c.now().UTC().Truncate(time.Second)}
 	c.blocks = []*block{g}
@@ -422,6 +427,7 @@ func (c *Chain) mine(txs []*tx) {
 func poolKey(asset, program string) string { return asset + "/" + program }
 
 func (c *Chain) addUnspent(u *utxo) {
+	clear(c.lists)
 	c.unspent[u.hash] = u
 	k := poolKey(u.asset, u.program)
 	p := c.pools[k]
@@ -433,6 +439,7 @@ func (c *Chain) addUnspent(u *utxo) {
 }
 
 func (c *Chain) removeUnspent(u *utxo) {
+	clear(c.lists)
 	delete(c.unspent, u.hash)
 	k := poolKey(u.asset, u.program)
 	if p := c.pools[k]; p != nil {
@@ -445,6 +452,7 @@ func (c *Chain) removeUnspent(u *utxo) {
 
 // indexPending records a mempool transaction's outputs and spent inputs.
 func (c *Chain) indexPending(t *tx) {
+	clear(c.lists)
 	for _, o := range t.outputs {
 		c.pending[o.hash] = o
 	}
@@ -455,6 +463,7 @@ func (c *Chain) indexPending(t *tx) {
 
 // reindexMempool rebuilds pending and spentBy from the mempool.
 func (c *Chain) reindexMempool() {
+	clear(c.lists)
 	clear(c.pending)
 	clear(c.spentBy)
 	for _, t := range c.mempool {
@@ -469,8 +478,19 @@ type utxoView struct {
 }
 
 // listLocked lists the UTXOs of a pool (or of every pool when asset and
-// program are both empty) in creation order.
+// program are both empty) in creation order. The answer is shared: callers
+// must not change it.
 func (c *Chain) listLocked(asset, program string, unconfirmed bool) []utxoView {
+	key := poolKey(asset, program) + "/" + strconv.FormatBool(unconfirmed)
+	if out, ok := c.lists[key]; ok {
+		return out
+	}
+	out := c.listSorted(asset, program, unconfirmed)
+	c.lists[key] = out
+	return out
+}
+
+func (c *Chain) listSorted(asset, program string, unconfirmed bool) []utxoView {
 	all := asset == "" && program == ""
 	var out []utxoView
 	confirmed := c.unspent
@@ -491,15 +511,7 @@ func (c *Chain) listLocked(asset, program string, unconfirmed bool) []utxoView {
 			out = append(out, utxoView{u, false})
 		}
 	}
-	slices.SortFunc(out, func(a, b utxoView) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b utxoView) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 
