@@ -38,7 +38,7 @@ Environment:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAPICmd(), newSyncerCmd(), newMigrateCmd(), newDevCmd(), newSimchainCmd(), newVersionCmd(), newHealthcheckCmd(), newPoolCmd())
+	root.AddCommand(newAPICmd(), newSyncerCmd(), newMigrateCmd(), newDevCmd(), newSimchainCmd(), newVersionCmd(), newHealthcheckCmd(), newPoolCmd(), newBenchCmd())
 	return root
 }
 
