@@ -29,6 +29,7 @@ type Config struct {
 	InstanceID       string        `env:"BUFFERD_INSTANCE_ID" flag:"instance-id" help:"this replica's name in leader election (default <hostname>-<pid>)"`
 	LeaderTTL        time.Duration `env:"BUFFERD_LEADER_TTL" envDefault:"9s" flag:"leader-ttl" help:"lease of the sync jobs' leader, renewed every third of it"`
 	CrawlStart       uint64        `env:"BUFFERD_CRAWL_START_HEIGHT" envDefault:"0" flag:"crawl-start-height" help:"block height a pool's transaction history starts from (0: the tip when the pool is first crawled); the crawler runs with a bytomd chain"`
+	PprofAddr        string        `env:"BUFFERD_PPROF_ADDR" flag:"pprof-addr" help:"listen address of Go's /debug/pprof/ profiles (empty: off); keep it on loopback"`
 	MetricsAddr      string        `env:"BUFFERD_METRICS_ADDR" envDefault:"127.0.0.1:9100" flag:"metrics-addr" help:"listen address of /metrics, /livez and /readyz of the syncer"`
 	ReserveRate      float64       `env:"BUFFERD_RESERVE_RATE" envDefault:"50" flag:"reserve-rate" help:"reserve requests a second per client IP, v1 and legacy together (0: no limit)"`
 	ReserveBurst     int           `env:"BUFFERD_RESERVE_BURST" envDefault:"100" flag:"reserve-burst" help:"reserve requests a client IP may make at once before the rate applies"`

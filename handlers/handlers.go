@@ -73,6 +73,7 @@ type server struct {
 	adminSet  bool
 	log       *slog.Logger
 	ready     func(ctx context.Context) error
+	pools     poolCache
 	// see metrics.go and limits.go
 	routeSet
 	gatherer                 prometheus.Gatherer

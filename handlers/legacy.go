@@ -111,7 +111,7 @@ func (s *server) listUTXOs(c *fiber.Ctx) error {
 	defer cancel()
 
 	data := []legacyUTXO{}
-	pool, err := s.store.FindPool(ctx, q.Asset, q.Program)
+	pool, err := s.cachedPoolOf(ctx, q.Asset, q.Program)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:

@@ -146,9 +146,9 @@ func (s *server) reserve(c *fiber.Ctx) error {
 
 	var pool storage.Pool
 	if req.PoolID != 0 {
-		pool, err = s.store.GetPool(ctx, req.PoolID)
+		pool, err = s.cachedPool(ctx, req.PoolID)
 	} else {
-		pool, err = s.store.FindPool(ctx, req.Asset, req.Program)
+		pool, err = s.cachedPoolOf(ctx, req.Asset, req.Program)
 	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -193,7 +193,7 @@ func (s *server) journalRow(ctx context.Context, c *fiber.Ctx) (storage.Reservat
 	case err != nil:
 		return storage.Reservation{}, storage.Pool{}, false, s.unavailable(c, "unavailable", fmt.Errorf("get reservation: %w", err))
 	}
-	pool, err := s.store.GetPool(ctx, row.PoolID)
+	pool, err := s.cachedPool(ctx, row.PoolID)
 	if err != nil {
 		return storage.Reservation{}, storage.Pool{}, false, s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", row.PoolID, err))
 	}

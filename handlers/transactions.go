@@ -59,7 +59,7 @@ func (s *server) listTransactions(c *fiber.Ctx) error {
 	}
 	ctx, cancel := reqContext(c)
 	defer cancel()
-	if _, err := s.store.GetPool(ctx, poolID); errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.cachedPool(ctx, poolID); errors.Is(err, storage.ErrNotFound) {
 		return apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
 	} else if err != nil {
 		return s.internal(c, fmt.Errorf("get pool %d: %w", poolID, err))

@@ -137,7 +137,7 @@ func (s *server) lookupPool(c *fiber.Ctx) (storage.Pool, bool, error) {
 	}
 	ctx, cancel := reqContext(c)
 	defer cancel()
-	pool, err := s.store.GetPool(ctx, id)
+	pool, err := s.cachedPool(ctx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return storage.Pool{}, false, apiError(c, fiber.StatusNotFound, "not_found", "pool not found")

@@ -310,6 +310,12 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 			return err
 		}
 		var refused []int
+		var err error
+		if s.dialect == DialectPostgres {
+			if updates, refused, err = endReservations(tx, batch, updates, t); err != nil {
+				return err
+			}
+		}
 		for _, i := range updates {
 			applied, err := s.updateReservationTx(tx, batch[i].id, batch[i].change, t)
 			if err != nil {
@@ -392,6 +398,99 @@ func reserveUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
 		}
 	}
 	return flush()
+}
+
+// ended reports whether u only ends a reservation (release, expiry,
+// invalidation), which endReservations batches.
+func ended(u ReservationUpdate) bool {
+	return (u.State == ResReleased || u.State == ResExpired || u.State == ResInvalidated) && u.TxID == "" && u.ExpiresAt.IsZero()
+}
+
+// endReservations applies, in a constant number of statements, the updates of
+// the batch that only end a reservation and are the batch's only update of it:
+// the rows are locked in id order, ended with one UPDATE ... FROM (VALUES ...),
+// and their reserved UTXOs that no live reservation holds are freed with one
+// more. It returns the updates left to apply one by one and the indexes of
+// the ending updates that did not apply.
+func endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.Time) (rest, refused []int, err error) {
+	perID := map[string]int{}
+	for _, i := range updates {
+		perID[batch[i].id]++
+	}
+	var ending []int
+	for _, i := range updates {
+		if ended(batch[i].change) && perID[batch[i].id] == 1 {
+			ending = append(ending, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	if len(ending) == 0 {
+		return rest, nil, nil
+	}
+	for start := 0; start < len(ending); start += recordChunk {
+		chunk := ending[start:min(start+recordChunk, len(ending))]
+		ids := make([]string, len(chunk))
+		var values strings.Builder
+		args := make([]any, 0, 3*len(chunk)+3)
+		args = append(args, t)
+		for k, i := range chunk {
+			ids[k] = batch[i].id
+			if k > 0 {
+				values.WriteString(",")
+			}
+			values.WriteString("(?::text, ?::bigint, ?::text)")
+			args = append(args, batch[i].id, batch[i].change.Fence, batch[i].change.State)
+		}
+		args = append(args, liveStates)
+		// Lock in id order, as the one-by-one path does, so that batches of
+		// several replicas do not deadlock.
+		if err := tx.Exec(`SELECT 1 FROM reservations WHERE id IN ? ORDER BY id FOR UPDATE`, ids).Error; err != nil {
+			return nil, nil, err
+		}
+		var done []Reservation
+		err := tx.Raw(`UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = ?
+			FROM (VALUES `+values.String()+`) AS v(id, fence, state)
+			WHERE r.id = v.id AND r.fence <= v.fence AND r.state IN ?
+			RETURNING r.id, r.pool_id, r.hashes`, args...).Scan(&done).Error
+		if err != nil {
+			return nil, nil, err
+		}
+		applied := make(map[string]bool, len(done))
+		for _, r := range done {
+			applied[r.ID] = true
+		}
+		for _, i := range chunk {
+			if !applied[batch[i].id] {
+				refused = append(refused, i)
+			}
+		}
+		if err := freeUTXOs(tx, done, t); err != nil {
+			return nil, nil, err
+		}
+	}
+	return rest, refused, nil
+}
+
+// freeUTXOs makes the reserved UTXOs of the ended rows available again,
+// those no live reservation holds: one statement per batchSize hashes.
+func freeUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
+	byPool := map[int64][]string{}
+	for _, r := range rows {
+		byPool[r.PoolID] = append(byPool[r.PoolID], SplitHashes(r.Hashes)...)
+	}
+	for pool, hashes := range byPool {
+		for _, chunk := range chunks(hashes) {
+			err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE `+byHash+` AND state = ? AND hash IN ?
+				AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
+					AND r.pool_id = utxos.pool_id AND strpos(',' || r.hashes || ',', ',' || utxos.hash || ',') > 0)`,
+				StateAvailable, t, pool, StateReserved, chunk, liveStates, t).Error
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // explainRefused sets results[i], for each refused update i, to the error

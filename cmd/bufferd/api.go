@@ -27,7 +27,7 @@ func newAPICmd() *cobra.Command {
 		Short: "Serve the HTTP API (stateless: run as many as you like behind a load balancer)",
 		Args:  cobra.NoArgs,
 	}
-	c := loadConfig(cmd, append([]string{"addr", "database-url", "database-max-conns", "redis-url", "redis-prefix", "admin-token", "shutdown-timeout"},
+	c := loadConfig(cmd, append([]string{"addr", "database-url", "database-max-conns", "redis-url", "redis-prefix", "admin-token", "shutdown-timeout", "pprof-addr"},
 		protectionFlags...)...)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(c)
@@ -60,6 +60,7 @@ func newAPICmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		servePprof(ctx, c.PprofAddr, log)
 		log.Info("api listening", "addr", ln.Addr().String())
 		return serveFiber(ctx, app, ln, c.ShutdownGrace)
 	}

@@ -203,6 +203,7 @@ func usedMemory(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
 type localDeployment struct {
 	target loadgen.Target
 	procs  []*exec.Cmd
+	dropDB func()
 }
 
 // startLocal runs migrate and starts the simulated chain, n APIs, a syncer
@@ -213,17 +214,25 @@ func startLocal(ctx context.Context, c *config.Config, n int, log *slog.Logger) 
 		return nil, err
 	}
 	token := randomToken()
+	d := &localDeployment{target: loadgen.Target{AdminToken: token}}
+	// A database of its own, so that earlier runs' pools add no sync load.
+	dbURL, dropDB, err := benchDatabase(ctx, c.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	d.dropDB = dropDB
 	env := append(os.Environ(),
-		"BUFFERD_DATABASE_URL="+c.DatabaseURL, "BUFFERD_REDIS_URL="+c.RedisURL,
+		"BUFFERD_DATABASE_URL="+dbURL, "BUFFERD_REDIS_URL="+c.RedisURL,
 		"BUFFERD_REDIS_PREFIX=bench-"+randomToken()[:8]+":", "BUFFERD_ADMIN_TOKEN="+token,
-		"BUFFERD_RESERVE_RATE=0", "BUFFERD_SYNC_INTERVAL=200ms", "BUFFERD_LOG_LEVEL=warn",
+		"BUFFERD_RESERVE_RATE=0", "BUFFERD_LOG_LEVEL=warn",
 		"BUFFERD_METRICS_ADDR=127.0.0.1:0", "BUFFERD_DATABASE_MAX_CONNS=20")
+	c.DatabaseURL = dbURL // the journal probes read it too
 	mig := exec.CommandContext(ctx, self, "migrate", "up")
 	mig.Env = env
 	if out, err := mig.CombinedOutput(); err != nil {
+		d.stop()
 		return nil, fmt.Errorf("bench: migrate: %v: %s", err, out)
 	}
-	d := &localDeployment{target: loadgen.Target{AdminToken: token}}
 	start := func(args ...string) (string, error) {
 		addr, err := freeAddr()
 		if err != nil {
@@ -285,6 +294,37 @@ func (d *localDeployment) stop() {
 			_ = p.Process.Kill()
 		}
 	}
+	if d.dropDB != nil {
+		d.dropDB()
+	}
+}
+
+// benchDatabase creates a fresh database on the server of url and returns its
+// URL and a function dropping it.
+func benchDatabase(ctx context.Context, url string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: database: %w", err)
+	}
+	defer conn.Close(context.Background())
+	name := "bufferd_bench_" + randomToken()[:12]
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("bench: create database: %w", err)
+	}
+	cfg := conn.Config()
+	u := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	if cfg.Password != "" {
+		u = fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Password, cfg.Host, cfg.Port, name)
+	}
+	drop := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(dctx, url); err == nil {
+			_, _ = c.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = c.Close(dctx)
+		}
+	}
+	return u, drop, nil
 }
 
 func freeAddr() (string, error) {

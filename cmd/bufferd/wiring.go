@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -180,6 +181,29 @@ func serveOps(ctx context.Context, addr string, ready func(context.Context) erro
 		return err
 	}
 	return nil
+}
+
+// servePprof serves Go's profiles on addr until ctx ends; an empty addr
+// serves nothing.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) {
+	if addr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		log.Info("pprof listening", "addr", addr)
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof", "err", err)
+		}
+	}()
 }
 
 // registerPools adds the Redis and database connection pool statistics to
