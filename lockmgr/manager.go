@@ -294,13 +294,20 @@ func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservat
 	}
 	ended := *cur
 	ended.State = StateReleased
-	if err := m.journalUpdate(ctx, &ended); err != nil && !errors.Is(err, ErrEnded) {
-		return nil, err
+	jerr := m.journalUpdate(ctx, &ended)
+	if jerr != nil && !errors.Is(jerr, ErrEnded) {
+		return nil, jerr
 	}
 	// Also when the journal says it ended already (an earlier attempt whose
 	// Redis step failed): Redis must follow.
 	k := m.keys(pool)
 	res, err := m.run(ctx, pool, releaseScript, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.loaded, k.res(id)}, id)
+	if jerr == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrEnded)) {
+		// This call ended it in the journal and the hold is gone from Redis:
+		// the script ran but its answer was lost and the client's retry
+		// found nothing left to release. The release took effect.
+		return &ended, nil
+	}
 	if err != nil {
 		return nil, err
 	}
