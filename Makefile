@@ -4,7 +4,7 @@
 GO ?= go
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-race test-short lint services build dev
+.PHONY: help test test-race test-short lint services build dev fuzz bench
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -30,3 +30,17 @@ build: ## Build bin/bufferd
 
 dev: ## Run bufferd dev (simulated chain, local services)
 	$(GO) run ./cmd/bufferd dev
+
+FUZZTIME ?= 10s
+
+fuzz: ## Explore every fuzz target for FUZZTIME each (their seed corpora run in every test run)
+	@for pkg in ./chain ./handlers; do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench: build ## Run bufferd bench --local 2 against the local services (report in bench-report.md)
+	bin/bufferd bench --local 2 --out bench-report.md \
+		--database-url postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable --redis-url redis://127.0.0.1:6379/0

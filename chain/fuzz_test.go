@@ -1,0 +1,180 @@
+package chain
+
+import (
+	"context"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fuzzServer answers every request with the body set last; the fuzz targets
+// feed the clients' response decoders through real HTTP.
+func fuzzServer(f *testing.F) (string, func([]byte)) {
+	var body atomic.Pointer[[]byte]
+	empty := []byte{}
+	body.Store(&empty)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(*body.Load())
+	}))
+	f.Cleanup(srv.Close)
+	return srv.URL, func(b []byte) { body.Store(&b) }
+}
+
+func fuzzCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var (
+	fuzzHash  = strings.Repeat("ab", 32)
+	fuzzAsset = strings.Repeat("ff", 32)
+)
+
+func FuzzBlockcenterListUTXOs(f *testing.F) {
+	f.Add([]byte(`{"code":200,"msg":"","result":{"data":[{"hash":"` + fuzzHash + `","asset":"` + fuzzAsset + `","amount":100}],"start":0,"limit":10}}`))
+	f.Add([]byte(`{"code":200,"result":{"data":[{"hash":"a","amount":"12"},{"hash":"a","amount":1}],"limit":2}}`))
+	f.Add([]byte(`{"code":300,"msg":"bad"}`))
+	f.Add([]byte(`{"code":200,"result":{"data":null}}`))
+	u, set := fuzzServer(f)
+	c := NewBlockcenter(u, WithPageSize(2))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		utxos, err := c.ListUTXOs(fuzzCtx(t), Filter{Asset: fuzzAsset, Program: "0014aa"})
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, u := range utxos {
+			if u.Hash == "" || seen[u.Hash] {
+				t.Fatalf("listed an empty or repeated hash: %+v", utxos)
+			}
+			seen[u.Hash] = true
+		}
+	})
+}
+
+func FuzzBlockcenterGetTransaction(f *testing.F) {
+	f.Add([]byte(`{"code":200,"result":{"data":{"hash":"` + fuzzHash + `","status_fail":false,"block_height":7,"block_timestamp":1700000000,
+		"inputs":[{"script":"0014aa","address":"bm1q","asset":"` + fuzzAsset + `","amount":5,"type":"spend"}],
+		"outputs":[{"utxo_id":"` + fuzzHash + `","script":"0014bb","address":"bm1r","asset":"` + fuzzAsset + `","amount":"4","type":"control"}]}}}`))
+	f.Add([]byte(`{"code":300,"msg":"tx not found"}`))
+	f.Add([]byte(`{"code":200,"result":{"data":{"hash":"other"}}}`))
+	u, set := fuzzServer(f)
+	c := NewBlockcenter(u)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		tx, err := c.GetTransaction(fuzzCtx(t), fuzzHash)
+		if err == nil && tx == nil {
+			t.Fatal("no error and no transaction")
+		}
+	})
+}
+
+func FuzzBlockcenterChainStatus(f *testing.F) {
+	f.Add([]byte(`{"code":200,"result":{"data":{"block_height":12,"block_hash":"` + fuzzHash + `"}}}`))
+	f.Add([]byte(`{"code":200,"result":{"data":{"block_height":"x"}}}`))
+	u, set := fuzzServer(f)
+	c := NewBlockcenter(u)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		_, _ = c.ChainStatus(fuzzCtx(t))
+	})
+}
+
+func FuzzBytomdGetBlock(f *testing.F) {
+	f.Add([]byte(`{"status":"success","data":{"hash":"` + fuzzHash + `","height":3,"previous_block_hash":"` + fuzzHash + `","timestamp":1700000000,
+		"transactions":[{"id":"` + fuzzHash + `","status_fail":false,"inputs":[{"type":"spend","asset_id":"` + fuzzAsset + `","amount":5,
+		"control_program":"0014aa","spent_output_id":"` + fuzzHash + `"}],"outputs":[{"type":"control","id":"` + fuzzHash + `","asset_id":"` + fuzzAsset + `",
+		"amount":4,"control_program":"0014bb","address":"bm1q"}]}]}}`))
+	f.Add([]byte(`{"status":"fail","code":"BTM000","msg":"not found"}`))
+	f.Add([]byte(`{"status":"success","data":{"block_count":2}}`))
+	u, set := fuzzServer(f)
+	c := NewBytomd(u)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		blk, err := c.GetBlock(fuzzCtx(t), 3)
+		if err != nil {
+			return
+		}
+		if blk.Height != 3 || blk.Hash == "" {
+			t.Fatalf("asked block 3, got %+v", blk)
+		}
+		for _, tx := range blk.Txs {
+			if tx.ID == "" || tx.Height != 3 || tx.BlockHash != blk.Hash {
+				t.Fatalf("transaction not placed in its block: %+v", tx)
+			}
+		}
+	})
+}
+
+func FuzzBytomdListUTXOs(f *testing.F) {
+	f.Add([]byte(`{"status":"success","data":[{"id":"` + fuzzHash + `","asset_id":"` + fuzzAsset + `","amount":9,"program":"0014aa"}]}`))
+	f.Add([]byte(`{"status":"success","data":[{"id":"","amount":"-1"}]}`))
+	u, set := fuzzServer(f)
+	c := NewBytomd(u)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		utxos, err := c.ListUTXOs(fuzzCtx(t), Filter{Asset: fuzzAsset, Program: "0014aa"})
+		if err != nil {
+			return
+		}
+		for _, u := range utxos {
+			if u.Asset != fuzzAsset || u.Program != "0014aa" {
+				t.Fatalf("kept a UTXO of another pool: %+v", u)
+			}
+		}
+	})
+}
+
+func FuzzBytomdMempool(f *testing.F) {
+	f.Add([]byte(`{"status":"success","data":{"total":1,"tx_ids":["` + fuzzHash + `"]}}`))
+	f.Add([]byte(`{"status":"success","data":{"tx_ids":["zz"]}}`))
+	u, set := fuzzServer(f)
+	c := NewBytomd(u)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		ids, err := c.Mempool(fuzzCtx(t))
+		if err != nil {
+			return
+		}
+		for _, id := range ids {
+			if _, herr := hex.DecodeString(id); len(id) != 64 || herr != nil {
+				t.Fatalf("listed a malformed transaction id %q", id)
+			}
+		}
+	})
+}
+
+func FuzzExplorerGetBlock(f *testing.F) {
+	f.Add([]byte(`{"hash":"` + fuzzHash + `","height":3,"previous_block_hash":"` + fuzzHash + `","timestamp":1700000000,"transactions":[]}`))
+	f.Add([]byte(`{"error":"not found"}`))
+	u, set := fuzzServer(f)
+	c := NewExplorer(u)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		blk, err := c.GetBlock(fuzzCtx(t), 3)
+		if err == nil && (blk == nil || blk.Height != 3) {
+			t.Fatalf("asked block 3, got %+v", blk)
+		}
+	})
+}
+
+func FuzzExplorerGetTransaction(f *testing.F) {
+	f.Add([]byte(`{"id":"` + fuzzHash + `","height":0,"status_fail":false,"detail":[]}`))
+	f.Add([]byte(`{"id":"` + fuzzHash + `","height":"5"}`))
+	u, set := fuzzServer(f)
+	c := NewExplorer(u)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		set(body)
+		tx, err := c.GetTransaction(fuzzCtx(t), fuzzHash)
+		if err == nil && tx == nil {
+			t.Fatal("no error and no transaction")
+		}
+	})
+}
