@@ -312,7 +312,7 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 		var refused []int
 		var err error
 		if s.dialect == DialectPostgres {
-			if updates, refused, err = endReservations(tx, batch, updates, t); err != nil {
+			if updates, refused, err = s.endReservations(tx, batch, updates, t); err != nil {
 				return err
 			}
 		}
@@ -412,7 +412,7 @@ func ended(u ReservationUpdate) bool {
 // and their reserved UTXOs that no live reservation holds are freed with one
 // more. It returns the updates left to apply one by one and the indexes of
 // the ending updates that did not apply.
-func endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.Time) (rest, refused []int, err error) {
+func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.Time) (rest, refused []int, err error) {
 	perID := map[string]int{}
 	for _, i := range updates {
 		perID[batch[i].id]++
@@ -465,7 +465,7 @@ func endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.T
 				refused = append(refused, i)
 			}
 		}
-		if err := freeUTXOs(tx, done, t); err != nil {
+		if err := s.freeUTXOs(tx, done, t); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -474,7 +474,7 @@ func endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.T
 
 // freeUTXOs makes the reserved UTXOs of the ended rows available again,
 // those no live reservation holds: one statement per batchSize hashes.
-func freeUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
+func (s *Store) freeUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
 	byPool := map[int64][]string{}
 	for _, r := range rows {
 		byPool[r.PoolID] = append(byPool[r.PoolID], SplitHashes(r.Hashes)...)
@@ -483,7 +483,7 @@ func freeUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
 		for _, chunk := range chunks(hashes) {
 			err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE `+byHash+` AND state = ? AND hash IN ?
 				AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
-					AND r.pool_id = utxos.pool_id AND strpos(',' || r.hashes || ',', ',' || utxos.hash || ',') > 0)`,
+					AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
 				StateAvailable, t, pool, StateReserved, chunk, liveStates, t).Error
 			if err != nil {
 				return err

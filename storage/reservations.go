@@ -220,9 +220,9 @@ func refusedUpdate(prev *Reservation, id string, u ReservationUpdate) error {
 }
 
 // ExpireReservations marks held and submitted reservations whose expiry is at
-// or before now as expired, then makes available again every reserved UTXO
-// that no live (held or submitted, unexpired) reservation holds any more,
-// whatever ended it. Two statements in one transaction; it returns the number
+// or before now as expired, then makes their reserved UTXOs available again,
+// those no live (held or submitted, unexpired) reservation holds. A constant
+// number of statements per batchSize UTXOs, in one transaction; it returns the number
 // of reservations expired.
 func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, error) {
 	now = dbTime(now)
@@ -230,17 +230,14 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, e
 	defer cancel()
 	var expired int64
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE reservations SET state = ?, updated_at = ? WHERE state IN ? AND expires_at <= ?`,
-			ResExpired, now, liveStates, now)
-		if res.Error != nil {
-			return res.Error
-		}
-		expired = res.RowsAffected
-		err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE state = ?
-			AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
-				AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
-			StateAvailable, now, StateReserved, liveStates, now).Error
+		var ended []Reservation
+		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ? WHERE state IN ? AND expires_at <= ?
+			RETURNING id, pool_id, hashes`, ResExpired, now, liveStates, now).Scan(&ended).Error
 		if err != nil {
+			return err
+		}
+		expired = int64(len(ended))
+		if err := s.freeUTXOs(tx, ended, now); err != nil {
 			return err
 		}
 		return s.checkFence(tx)
