@@ -49,11 +49,7 @@ func (s *server) listTransactions(c *fiber.Ctx) error {
 			return s.apiBad(c, err)
 		}
 	}
-	limit, err := parseLimit(c.Query("limit"), true)
-	if err != nil {
-		return s.apiBad(c, err)
-	}
-	before, err := parseCursor(c.Query("cursor"))
+	limit, before, err := pageQuery(c)
 	if err != nil {
 		return s.apiBad(c, err)
 	}

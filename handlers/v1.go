@@ -181,11 +181,7 @@ func (s *server) listPoolUTXOs(c *fiber.Ctx) error {
 	if err := checkState(state); err != nil {
 		return s.apiBad(c, err)
 	}
-	limit, err := parseLimit(c.Query("limit"), true)
-	if err != nil {
-		return s.apiBad(c, err)
-	}
-	after, err := parseCursor(c.Query("cursor"))
+	limit, after, err := pageQuery(c)
 	if err != nil {
 		return s.apiBad(c, err)
 	}

@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"github.com/gofiber/fiber/v2"
+
 	"encoding/json"
 	"math"
 	"strconv"
@@ -275,6 +277,15 @@ func parsePoolID(s string) (int64, error) {
 }
 
 // parseCursor parses the opaque v1 cursor: empty (start) or the last id seen.
+// pageQuery reads the limit and cursor of a keyset-paginated v1 list.
+func pageQuery(c *fiber.Ctx) (limit int, cursor int64, err error) {
+	if limit, err = parseLimit(c.Query("limit"), true); err != nil {
+		return 0, 0, err
+	}
+	cursor, err = parseCursor(c.Query("cursor"))
+	return limit, cursor, err
+}
+
 func parseCursor(s string) (int64, error) {
 	if s == "" {
 		return 0, nil

@@ -132,9 +132,9 @@ func snippet(b []byte) string {
 
 // pool is a contract pool made for a scenario.
 type pool struct {
-	ID               int64
-	Asset, Program   string
-	Hashes           []string
+	ID             int64
+	Asset, Program string
+	Hashes         []string
 }
 
 // newPool mints n UTXOs of amount each on the simulated chain, registers
