@@ -508,5 +508,21 @@ func logCounterexample(t *testing.T, info porcupine.LinearizationInfo, history [
 		for _, op := range longest[max(0, len(longest)-6):] {
 			t.Logf("  [%d..%d] client %d: %s", op.Call, op.Return, op.ClientId, linModel.DescribeOperation(op.Input, op.Output))
 		}
+		// The operation that cannot follow is among the first ones left out.
+		in := make(map[porcupine.Operation]bool, len(longest))
+		for _, op := range longest {
+			in[op] = true
+		}
+		rest := make([]porcupine.Operation, 0, len(parts[pi]))
+		for _, op := range parts[pi] {
+			if !in[op] {
+				rest = append(rest, op)
+			}
+		}
+		sort.Slice(rest, func(i, j int) bool { return rest[i].Call < rest[j].Call })
+		t.Logf("utxo %.12s: the first operations left out:", hash)
+		for _, op := range rest[:min(6, len(rest))] {
+			t.Logf("  [%d..%d] client %d: %s", op.Call, op.Return, op.ClientId, linModel.DescribeOperation(op.Input, op.Output))
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"sort"
@@ -520,6 +521,51 @@ func TestRelease(t *testing.T) {
 	wantError(t, "unknown", status, b, http.StatusNotFound, "reservation_not_found")
 	status, b = f.call(http.MethodDelete, "/v1/reservations/"+strings.ToUpper(r2.ID), "")
 	wantError(t, "upper-case id", status, b, http.StatusNotFound, "reservation_not_found")
+}
+
+// TestConcurrentReleasesOfOneReservation: of several releases of one
+// reservation at once exactly one answers 204, the others 410, and the UTXO
+// is free after them.
+func TestConcurrentReleasesOfOneReservation(t *testing.T) {
+	const (
+		reservations = 30
+		releasers    = 6
+	)
+	amounts := make([]int64, reservations)
+	for i := range amounts {
+		amounts[i] = int64(10 + i)
+	}
+	f := newResFixture(t, amounts...)
+	for i := 0; i < reservations; i++ {
+		r := f.reserveOK(fmt.Sprintf(`{"pool":%d,"count":1}`, f.pool.ID))
+		statuses := make(chan int, releasers)
+		var wg sync.WaitGroup
+		for k := 0; k < releasers; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := f.app.Test(httptest.NewRequest(http.MethodDelete, "/v1/reservations/"+r.ID, nil), -1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = resp.Body.Close()
+				statuses <- resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		close(statuses)
+		counts := map[int]int{}
+		for s := range statuses {
+			counts[s]++
+		}
+		if counts[http.StatusNoContent] != 1 || counts[http.StatusGone] != releasers-1 {
+			t.Fatalf("reservation %d: %d concurrent releases answered %v, want one 204 and %d 410", i, releasers, counts, releasers-1)
+		}
+		if _, held := f.heldFor(f.pool.ID, r.UTXOs[0].Hash); held {
+			t.Fatalf("reservation %d: UTXO still held after the releases", i)
+		}
+	}
 }
 
 // TestReservationBadInputChangesNothing: every malformed field is a 400 and

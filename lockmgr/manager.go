@@ -287,6 +287,10 @@ func (m *Manager) Submit(ctx context.Context, pool int64, id, txID string) (*Res
 // Release ends a live reservation; its UTXOs are free at once. The journal
 // learns first, so a failure of the database leaves the UTXOs held (never
 // free in Redis while the journal says held); a retry finishes the job.
+//
+// Of concurrent releases of one reservation exactly one succeeds: the one
+// whose journal write ended it. The others fail with ErrNotFound, also when
+// their Redis step is the one that freed the UTXOs.
 func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
 	cur, err := m.Get(ctx, pool, id)
 	if err != nil {
@@ -298,17 +302,21 @@ func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservat
 	if jerr != nil && !errors.Is(jerr, ErrEnded) {
 		return nil, jerr
 	}
-	// Also when the journal says it ended already (an earlier attempt whose
-	// Redis step failed): Redis must follow.
+	// Also when the journal says it ended already (another release, or an
+	// earlier attempt whose Redis step failed): Redis must follow.
 	k := m.keys(pool)
 	res, err := m.run(ctx, pool, releaseScript, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.loaded, k.res(id)}, id)
-	if jerr == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrEnded)) {
+	switch {
+	case jerr != nil && (err == nil || errors.Is(err, ErrNotFound)):
+		// Ended by someone else: this call only made Redis follow.
+		return nil, fmt.Errorf("%w: ended before this release (%w)", ErrNotFound, jerr)
+	case errors.Is(err, ErrNotFound):
 		// This call ended it in the journal and the hold is gone from Redis:
-		// the script ran but its answer was lost and the client's retry
-		// found nothing left to release. The release took effect.
+		// a concurrent release that lost in the journal made Redis follow,
+		// or the script ran but its answer was lost and go-redis's retry
+		// found nothing left. The release took effect.
 		return &ended, nil
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
 	res.State = StateReleased
