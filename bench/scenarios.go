@@ -1,0 +1,416 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// cycleTTL is the TTL of reservations that are released at once.
+	cycleTTL = 60
+	// expirySlack is taken off a reservation's expiry for the end of its
+	// certain hold (the expiry is on the server's clock).
+	expirySlack = 100 * time.Millisecond
+	// legacyMinHold is the shortest a legacy hold can last: list-utxos may
+	// cut the oldest one to a minute when the pool has nothing free.
+	legacyMinHold = 60 * time.Second
+	// dappPrice is what each DApp cycle pays out of the pool UTXO it spends.
+	dappPrice = 1000
+	// pollEvery is how often a DApp client tries to reserve the change.
+	pollEvery = 5 * time.Millisecond
+	// reservableTimeout is how long a DApp client waits for its change.
+	reservableTimeout = 10 * time.Second
+	// memoryTTL keeps the memory scenario's reservations live for its measurement.
+	memoryTTL = 600
+	// memoryTimeout bounds the memory scenario's reserves.
+	memoryTimeout = 10 * time.Minute
+)
+
+// Operation names in the report.
+const (
+	opReserve     = "reserve"
+	opReserveSvc  = "reserve (service time)"
+	opRelease     = "release"
+	opSpend       = "sim spend"
+	opSubmit      = "submit"
+	opPoll        = "reserve change (poll)"
+	opReservable  = "submit -> change reservable"
+	opList        = "list-utxos"
+	opUpdate      = "update-utxo"
+	opFloor       = "floor EVALSHA"
+	reasonTimeout = "timeout"
+)
+
+// grantAll remembers each UTXO of res as a grant whose answer arrived at got.
+func (c *client) grantAll(scenario string, res *reservation, got time.Time) []*Grant {
+	gs := make([]*Grant, len(res.UTXOs))
+	for i, u := range res.UTXOs {
+		gs[i] = &Grant{Scenario: scenario, Client: c.id, Pool: res.Pool, Hash: u.Hash, ID: res.ID, Fence: res.Fence,
+			From: got, Until: res.ExpiresAt.Add(-expirySlack)}
+		c.rec.grant(gs[i])
+	}
+	return gs
+}
+
+// reserve sends one reserve; the reservation is nil when it was refused or
+// failed (already recorded under op). The latency counts from scheduled when
+// it is set (an open loop's planned start), else from the request.
+func (c *client) reserve(ctx context.Context, scenario, op string, body reserveBody, scheduled time.Time) (*reservation, []*Grant, answer) {
+	t0 := time.Now()
+	from := scheduled
+	if from.IsZero() {
+		from = t0
+	}
+	a, err := c.api.call(ctx, http.MethodPost, "/v1/reservations", body)
+	got := time.Now()
+	switch {
+	case err != nil:
+		c.rec.failed(op, from, errReason(err))
+		return nil, nil, a
+	case a.status == http.StatusConflict || a.status == http.StatusNotFound && a.code() == "404 utxo_not_found":
+		c.rec.rejected(op, from, a.code())
+		return nil, nil, a
+	case a.status != http.StatusCreated:
+		c.rec.failed(op, from, a.code())
+		return nil, nil, a
+	}
+	var res reservation
+	if err := a.decode(&res); err != nil {
+		c.rec.failed(op, from, "bad answer")
+		return nil, nil, a
+	}
+	c.rec.ok(op, from, got.Sub(from))
+	if !scheduled.IsZero() {
+		c.rec.ok(opReserveSvc, from, got.Sub(t0))
+	}
+	return &res, c.grantAll(scenario, &res, got), a
+}
+
+// release ends res, first marking the end of its grants' certain hold.
+func (c *client) release(ctx context.Context, res *reservation, gs []*Grant, from time.Time) {
+	t0 := time.Now()
+	for _, g := range gs {
+		g.endBy(t0)
+	}
+	if from.IsZero() {
+		from = t0
+	}
+	a, err := c.api.call(ctx, http.MethodDelete, "/v1/reservations/"+res.ID, nil)
+	switch {
+	case err != nil:
+		c.rec.failed(opRelease, from, errReason(err))
+	case a.status != http.StatusNoContent:
+		c.rec.failed(opRelease, from, a.code())
+	default:
+		c.rec.ok(opRelease, from, time.Since(t0))
+	}
+}
+
+// newResult starts the result of a scenario.
+func (r *runner) newResult(name, title string, clients int) *Result {
+	res := &Result{Name: name, Title: title, Clients: clients}
+	r.rep.Results = append(r.rep.Results, res)
+	return res
+}
+
+// finish fills res from the merged outcomes and checks its grants.
+func (r *runner) finish(res *Result, rec *recorder, w window) {
+	res.Window, res.CPU, r.cpu = w.length(), r.cpu, nil
+	res.Ops = rec.ops
+	res.Cycles = rec.cycles
+	res.Grants = len(rec.grants)
+	res.ClientDuplicates = CheckGrants(rec.grants)
+	r.log.Info("scenario done", "scenario", res.Name, "cycles", res.Cycles, "per_second", fmt.Sprintf("%.0f", res.CycleRate()),
+		"requests_per_second", fmt.Sprintf("%.0f", res.RequestRate()), "duplicates", len(res.ClientDuplicates))
+}
+
+// scenarioFloor is e: one EVALSHA of SET NX PX per request, 64 clients.
+func (r *runner) scenarioFloor(ctx context.Context) error {
+	res := r.newResult("e", "floor: fiber + go-redis, one EVALSHA (SET NX PX) per request", clientsE)
+	res.Unit = "request"
+	if r.floor == nil {
+		res.Notes = append(res.Notes, "skipped: no floor server (give --floor, or --redis-url to start one)")
+		return nil
+	}
+	r.log.Info("scenario e: floor", "clients", clientsE, "duration", r.o.Duration)
+	rec, w := r.closedLoop(ctx, clientsE, func(ctx context.Context, c *client) bool {
+		t0 := time.Now()
+		a, err := r.floor.call(ctx, http.MethodPost, FloorPath, nil)
+		switch {
+		case err != nil:
+			c.rec.failed(opFloor, t0, errReason(err))
+		case a.status != http.StatusCreated:
+			c.rec.failed(opFloor, t0, a.code())
+		default:
+			c.rec.ok(opFloor, t0, time.Since(t0))
+			c.rec.cycle(t0)
+		}
+		return true
+	})
+	r.finish(res, rec, w)
+	return nil
+}
+
+// scenarioCycles is a (closed loop) and half (open loop at half of a's
+// throughput) on one large pool.
+func (r *runner) scenarioCycles(ctx context.Context) error {
+	p, err := r.newPool(ctx, amountsFrom(r.o.PoolSize, 1000))
+	if err != nil {
+		return err
+	}
+	defer r.retire(ctx, p)
+	var maxRate float64
+	if r.want("a") {
+		res := r.newResult("a", fmt.Sprintf("reserve + release cycles, closed loop, pool of %d UTXOs", r.o.PoolSize), clientsA)
+		res.Pools, res.Unit = []int64{p.ID}, "cycle"
+		r.log.Info("scenario a: reserve+release", "clients", clientsA, "duration", r.o.Duration)
+		rec, w := r.closedLoop(ctx, clientsA, func(ctx context.Context, c *client) bool {
+			r.cycle(ctx, c, "a", reserveBody{Pool: p.ID, Count: 1, TTLSeconds: cycleTTL}, time.Time{})
+			return true
+		})
+		r.finish(res, rec, w)
+		maxRate = res.CycleRate()
+	}
+	if !r.want("half") {
+		return nil
+	}
+	rate := r.o.Rate
+	if rate <= 0 {
+		rate = maxRate / 2
+	}
+	res := r.newResult("half", "reserve + release cycles, open loop at half of a's throughput", clientsHalf)
+	res.Pools, res.Unit, res.Rate = []int64{p.ID}, "cycle", rate
+	if rate <= 0 {
+		res.Notes = append(res.Notes, "skipped: no rate (run a, or give --rate)")
+		return nil
+	}
+	r.log.Info("scenario half: open loop", "rate", fmt.Sprintf("%.0f/s", rate), "duration", r.o.Duration)
+	rec, w := r.openLoop(ctx, rate, clientsHalf, func(ctx context.Context, c *client, at time.Time) {
+		r.cycle(ctx, c, "half", reserveBody{Pool: p.ID, Count: 1, TTLSeconds: cycleTTL}, at)
+	})
+	r.finish(res, rec, w)
+	res.Notes = append(res.Notes, "latencies are measured from each cycle's scheduled start, so waiting for a free worker counts; "+
+		"\"reserve (service time)\" is from the moment the request was sent")
+	return nil
+}
+
+// cycle reserves and releases at once; scheduled is an open loop's planned
+// start (zero in a closed loop).
+func (r *runner) cycle(ctx context.Context, c *client, scenario string, body reserveBody, scheduled time.Time) bool {
+	from := scheduled
+	if from.IsZero() {
+		from = time.Now()
+	}
+	res, gs, _ := c.reserve(ctx, scenario, opReserve, body, scheduled)
+	if res == nil {
+		return false
+	}
+	c.release(ctx, res, gs, from)
+	c.rec.cycle(from)
+	return true
+}
+
+// scenarioContention is b: 200 clients for 10 UTXOs.
+func (r *runner) scenarioContention(ctx context.Context) error {
+	p, err := r.newPool(ctx, amountsFrom(utxosB, 1000))
+	if err != nil {
+		return err
+	}
+	res := r.newResult("b", fmt.Sprintf("contention: %d clients, %d UTXOs, reserve + release", clientsB, utxosB), clientsB)
+	res.Pools, res.Unit = []int64{p.ID}, "cycle"
+	wait := int((r.o.ContentionWait + time.Second - 1) / time.Second)
+	if wait > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("reserves wait up to %d s for a free UTXO (wait_seconds)", wait))
+	} else {
+		res.Notes = append(res.Notes, "a refused client tries again after a random pause of 1-5 ms")
+	}
+	r.log.Info("scenario b: contention", "clients", clientsB, "utxos", utxosB, "duration", r.o.Duration)
+	rec, w := r.closedLoop(ctx, clientsB, func(ctx context.Context, c *client) bool {
+		if !r.cycle(ctx, c, "b", reserveBody{Pool: p.ID, Count: 1, TTLSeconds: cycleTTL, Wait: wait}, time.Time{}) && wait == 0 {
+			pause(ctx, time.Millisecond+time.Duration(c.rng.Int64N(int64(4*time.Millisecond))))
+		}
+		return true
+	})
+	r.finish(res, rec, w)
+	return nil
+}
+
+// scenarioDApp is c: reserve by amount, spend with change, submit, and the
+// change is reserved by the next client.
+func (r *runner) scenarioDApp(ctx context.Context) error {
+	amounts := make([]int64, 2*clientsC)
+	for i := range amounts {
+		amounts[i] = 1_000_000_000_000
+	}
+	p, err := r.newPool(ctx, amounts)
+	if err != nil {
+		return err
+	}
+	res := r.newResult("c", "DApp flow: reserve by amount, spend with change, submit; the change reserved again", clientsC)
+	res.Pools, res.Unit = []int64{p.ID}, "cycle"
+	res.Notes = append(res.Notes,
+		fmt.Sprintf("the pool starts with %d UTXOs; a block is mined every second", len(amounts)),
+		fmt.Sprintf("after its submit a client tries to reserve the change every %s: the latency is from the submit's answer "+
+			"to the first grant of the change (its own, or another client's reserve by amount that took it first)", pollEvery))
+	payee := randomProgram()
+	mctx, stopMining := context.WithCancel(ctx)
+	var mining sync.WaitGroup
+	mining.Go(func() {
+		for mctx.Err() == nil {
+			pause(mctx, time.Second)
+			_, _ = r.chain.call(mctx, http.MethodPost, "/sim/mine", map[string]int{"blocks": 1})
+		}
+	})
+	r.log.Info("scenario c: DApp flow", "clients", clientsC, "duration", r.o.Duration)
+	rec, w := r.closedLoop(ctx, clientsC, func(ctx context.Context, c *client) bool {
+		r.dappCycle(ctx, c, p, payee)
+		return true
+	})
+	stopMining()
+	mining.Wait()
+	r.finish(res, rec, w)
+	return nil
+}
+
+func (r *runner) dappCycle(ctx context.Context, c *client, p *pool, payee string) {
+	t0 := time.Now()
+	res, gs, _ := c.reserve(ctx, "c", opReserve, reserveBody{Pool: p.ID, Amount: dappPrice, TTLSeconds: cycleTTL}, time.Time{})
+	if res == nil {
+		pause(ctx, pollEvery)
+		return
+	}
+	in := res.UTXOs[0]
+	t1 := time.Now()
+	a, err := r.chain.call(ctx, http.MethodPost, "/sim/spend", map[string]any{
+		"hashes": []string{in.Hash},
+		"outputs": []map[string]any{
+			{"asset": p.Asset, "program": p.Program, "amount": in.Amount - dappPrice},
+			{"asset": p.Asset, "program": payee, "amount": dappPrice},
+		}})
+	var spent struct {
+		TxID    string   `json:"tx_id"`
+		Outputs []string `json:"outputs"`
+	}
+	if err == nil && a.status != http.StatusOK {
+		err = fmt.Errorf("%s", a.code())
+	}
+	if err == nil {
+		err = a.decode(&spent)
+	}
+	if err != nil || len(spent.Outputs) == 0 {
+		c.rec.failed(opSpend, t1, fmt.Sprint(err))
+		c.release(ctx, res, gs, time.Time{})
+		return
+	}
+	c.rec.ok(opSpend, t1, time.Since(t1))
+
+	t2 := time.Now()
+	a, err = c.api.call(ctx, http.MethodPost, "/v1/reservations/"+res.ID+"/submit", map[string]string{"tx_id": spent.TxID})
+	submitted := time.Now()
+	switch {
+	case err != nil:
+		c.rec.failed(opSubmit, t2, errReason(err))
+		return
+	case a.status != http.StatusOK:
+		c.rec.failed(opSubmit, t2, a.code())
+		return
+	}
+	c.rec.ok(opSubmit, t2, submitted.Sub(t2))
+	var after reservation
+	if a.decode(&after) == nil {
+		for _, g := range gs { // a submitted reservation holds until it is settled
+			g.Until = after.ExpiresAt.Add(-expirySlack)
+		}
+	}
+
+	change := spent.Outputs[0]
+	for {
+		if time.Since(submitted) > reservableTimeout {
+			c.rec.failed(opReservable, submitted, reasonTimeout)
+			return
+		}
+		next, ngs, a := c.reserve(ctx, "c", opPoll, reserveBody{Pool: p.ID, Hashes: []string{change}, TTLSeconds: cycleTTL}, time.Time{})
+		if next != nil || a.status == http.StatusConflict {
+			// Reserved by this client, or already by another: reservable.
+			c.rec.ok(opReservable, submitted, time.Since(submitted))
+			if next != nil {
+				c.release(ctx, next, ngs, time.Time{})
+			}
+			c.rec.cycle(t0)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		pause(ctx, pollEvery)
+	}
+}
+
+// scenarioLegacy is d: list-utxos, pick one at random, update-utxo.
+func (r *runner) scenarioLegacy(ctx context.Context) error {
+	p, err := r.newPool(ctx, amountsFrom(r.o.PoolSize, 1000))
+	if err != nil {
+		return err
+	}
+	defer r.retire(ctx, p)
+	res := r.newResult("d", "legacy frontend: list-utxos (100, by amount), pick one at random, update-utxo", clientsD)
+	res.Pools, res.Unit = []int64{p.ID}, "grant"
+	res.Notes = append(res.Notes, "legacy holds are never released (the legacy API has no release): each grant takes a UTXO out of the pool")
+	var drained atomic.Bool
+	list := map[string]any{"asset": p.Asset, "program": p.Program}
+	r.log.Info("scenario d: legacy flow", "clients", clientsD, "duration", r.o.Duration)
+	rec, w := r.closedLoop(ctx, clientsD, func(ctx context.Context, c *client) bool {
+		t0 := time.Now()
+		a, err := c.api.call(ctx, http.MethodPost, "/dapp/list-utxos?limit=100", list)
+		var env legacyList
+		if err == nil {
+			err = a.decode(&env)
+		}
+		switch {
+		case err != nil:
+			c.rec.failed(opList, t0, errReason(err))
+			return true
+		case env.Code != 200:
+			c.rec.failed(opList, t0, fmt.Sprintf("code %d: %s", env.Code, env.Msg))
+			return true
+		}
+		c.rec.ok(opList, t0, time.Since(t0))
+		if len(env.Result.Data) == 0 {
+			drained.Store(true)
+			return false
+		}
+		hash := env.Result.Data[c.rng.IntN(len(env.Result.Data))].Hash
+		t1 := time.Now()
+		a, err = c.api.call(ctx, http.MethodPost, "/dapp/update-utxo", map[string]string{"hash": hash})
+		got := time.Now()
+		var up struct {
+			Code int    `json:"code"`
+			Msg  string `json:"msg"`
+		}
+		if err == nil {
+			err = a.decode(&up)
+		}
+		switch {
+		case err != nil:
+			c.rec.failed(opUpdate, t1, errReason(err))
+		case up.Code == 200:
+			c.rec.ok(opUpdate, t1, got.Sub(t1))
+			c.rec.grant(&Grant{Scenario: "d", Client: c.id, Pool: p.ID, Hash: hash, From: got, Until: t1.Add(legacyMinHold - expirySlack)})
+			c.rec.cycle(t0)
+		case up.Msg == "utxo is locked":
+			c.rec.rejected(opUpdate, t1, up.Msg)
+		default:
+			c.rec.failed(opUpdate, t1, fmt.Sprintf("code %d: %s", up.Code, up.Msg))
+		}
+		return true
+	})
+	r.finish(res, rec, w)
+	if drained.Load() {
+		res.Notes = append(res.Notes, "the pool ran out of free UTXOs before the end: raise --pool-size")
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Summary describes a set of latencies.
+type Summary struct {
+	Count                int
+	Mean, P50, P99, P999 time.Duration
+	Min, Max             time.Duration
+}
+
+// Summarize returns the summary of ds (which it sorts).
+func Summarize(ds []time.Duration) Summary {
+	if len(ds) == 0 {
+		return Summary{}
+	}
+	slices.Sort(ds)
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return Summary{
+		Count: len(ds),
+		Mean:  sum / time.Duration(len(ds)),
+		P50:   Percentile(ds, 0.50),
+		P99:   Percentile(ds, 0.99),
+		P999:  Percentile(ds, 0.999),
+		Min:   ds[0],
+		Max:   ds[len(ds)-1],
+	}
+}
+
+// Percentile returns the q-quantile (0 < q <= 1) of sorted by the
+// nearest-rank method: the smallest value at least a fraction q of the
+// values are not above. It returns 0 for no values.
+func Percentile(sorted []time.Duration, q float64) time.Duration {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(n))) - 1
+	return sorted[min(max(i, 0), n-1)]
+}
+
+// OpStats are the outcomes of one kind of request in one scenario.
+type OpStats struct {
+	// Latencies of the successful requests.
+	Latencies []time.Duration
+	// Rejected counts expected refusals by reason (409 no_utxo_available,
+	// utxo_locked...): the service said no, correctly.
+	Rejected map[string]int
+	// Errors counts failures by reason (unexpected status, transport error).
+	Errors map[string]int
+}
+
+// OK is the number of successful requests.
+func (o *OpStats) OK() int { return len(o.Latencies) }
+
+// ErrorCount is the number of failed requests.
+func (o *OpStats) ErrorCount() int { return sum(o.Errors) }
+
+// RejectedCount is the number of expected refusals.
+func (o *OpStats) RejectedCount() int { return sum(o.Rejected) }
+
+// Total is every request counted, whatever its outcome.
+func (o *OpStats) Total() int { return o.OK() + o.ErrorCount() + o.RejectedCount() }
+
+func (o *OpStats) merge(p *OpStats) {
+	o.Latencies = append(o.Latencies, p.Latencies...)
+	o.Rejected = mergeCounts(o.Rejected, p.Rejected)
+	o.Errors = mergeCounts(o.Errors, p.Errors)
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func mergeCounts(dst, src map[string]int) map[string]int {
+	if len(src) == 0 {
+		return dst
+	}
+	if dst == nil {
+		dst = map[string]int{}
+	}
+	for k, v := range src {
+		dst[k] += v
+	}
+	return dst
+}
+
+// topReasons lists the reasons of m, most frequent first, as "reason ×n".
+func topReasons(m map[string]int, k int) []string {
+	keys := make([]string, 0, len(m))
+	for r := range m {
+		keys = append(keys, r)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	out := make([]string, 0, min(k, len(keys)))
+	for _, r := range keys[:min(k, len(keys))] {
+		out = append(out, r+" ×"+strconv.Itoa(m[r]))
+	}
+	return out
+}
+
+// recorder collects one client's outcomes without locks; the scenario merges
+// the recorders of its clients at the end. Requests that started before
+// from or at or after until are not counted (warm-up and wind-down), but
+// grants always are: every grant takes part in the duplicate checks.
+type recorder struct {
+	from, until time.Time
+	ops         map[string]*OpStats
+	grants      []*Grant
+	cycles      int
+}
+
+func newRecorder(from, until time.Time) *recorder {
+	return &recorder{from: from, until: until, ops: map[string]*OpStats{}}
+}
+
+func (r *recorder) counts(start time.Time) bool {
+	return !start.Before(r.from) && start.Before(r.until)
+}
+
+func (r *recorder) op(name string) *OpStats {
+	o := r.ops[name]
+	if o == nil {
+		o = &OpStats{}
+		r.ops[name] = o
+	}
+	return o
+}
+
+// ok records a success of op that started at start and took d.
+func (r *recorder) ok(op string, start time.Time, d time.Duration) {
+	if r.counts(start) {
+		o := r.op(op)
+		o.Latencies = append(o.Latencies, d)
+	}
+}
+
+// rejected records an expected refusal of op.
+func (r *recorder) rejected(op string, start time.Time, reason string) {
+	if r.counts(start) {
+		o := r.op(op)
+		o.Rejected = mergeCounts(o.Rejected, map[string]int{reason: 1})
+	}
+}
+
+// failed records a failure of op.
+func (r *recorder) failed(op string, start time.Time, reason string) {
+	if r.counts(start) {
+		o := r.op(op)
+		o.Errors = mergeCounts(o.Errors, map[string]int{reason: 1})
+	}
+}
+
+// cycle records a completed cycle (a scenario's unit of work) begun at start.
+func (r *recorder) cycle(start time.Time) {
+	if r.counts(start) {
+		r.cycles++
+	}
+}
+
+// grant remembers a grant for the duplicate checks.
+func (r *recorder) grant(g *Grant) { r.grants = append(r.grants, g) }
+
+// merge adds o's outcomes to r.
+func (r *recorder) merge(o *recorder) {
+	for name, s := range o.ops {
+		r.op(name).merge(s)
+	}
+	r.grants = append(r.grants, o.grants...)
+	r.cycles += o.cycles
+}
