@@ -112,6 +112,11 @@ func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
 // states released, expired and invalidated free its UTXOs.
 func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation) error {
 	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt}
+	if u.State == ResReleased || u.State == ResExpired || u.State == ResInvalidated {
+		// Ending keeps the row's expiry and tx id; without them the write
+		// is one of the batch's ended in a constant number of statements.
+		u.TxID, u.ExpiresAt = "", time.Time{}
+	}
 	if err := checkUpdate(r.ID, u); err != nil {
 		return err
 	}

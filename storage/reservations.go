@@ -15,10 +15,11 @@ import (
 // ErrNotLive means a reservation is no longer held or submitted, so it cannot change.
 var ErrNotLive = errors.New("storage: reservation is not live")
 
-// byHash is the pool condition of statements that look UTXOs up by hash: hash
-// is unique, but on a table without fresh statistics the planner prefers the
-// (pool_id, state) index and scans every UTXO of the pool; "+ 0" keeps it
-// (PostgreSQL and SQLite alike) on the hash index.
+// byHash is the pool condition of statements that look rows up by a unique
+// key (a UTXO's hash, a reservation's id): on a table without fresh
+// statistics the planner prefers the (pool_id, state) index and scans every
+// row of the pool; "+ 0" keeps it (PostgreSQL and SQLite alike) on the unique
+// index.
 const byHash = "pool_id + 0 = ?"
 
 // liveStates are the reservation states that hold UTXOs.
@@ -317,7 +318,7 @@ func endLiveHolding(tx *gorm.DB, poolID int64, hashes []string, state string, t 
 	for _, chunk := range chunks(ids) {
 		var rows []Reservation
 		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
-			WHERE pool_id = ? AND state IN ? AND id IN ? RETURNING *`,
+			WHERE `+byHash+` AND state IN ? AND id IN ? RETURNING *`,
 			state, t, poolID, liveStates, chunk).Scan(&rows).Error
 		if err != nil {
 			return nil, err

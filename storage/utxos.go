@@ -50,7 +50,7 @@ type current struct {
 //   - available or reserved rows not seen any more become spent;
 //   - the confirmed flag follows the chain.
 //
-// It reads the pool in one statement and, only if something differs, writes
+// It reads the pool in at most two statements and, only if something differs, writes
 // in one transaction with a fixed number of statements per batchSize changes.
 // Entries for another asset or program, without a hash, with a negative
 // amount, or whose hash already belongs to another pool are skipped and logged.
@@ -63,17 +63,54 @@ func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO)
 	return res, err
 }
 
+// reconcileRows reads the rows reconcile compares with seen: the pool's
+// unspent ones (available or reserved), which may have been spent, and those
+// of seen's other hashes, which are new or spent ones seen again. The pool's
+// spent history, which only grows, is read only when seen has more than
+// batchSize hashes the unspent rows lack (the first sync of a pool): two
+// statements either way.
+func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UTXO) ([]current, error) {
+	var rows []current
+	err := s.db.WithContext(ctx).Model(&UTXO{}).
+		Select("id", "hash", "state", "confirmed", "amount").
+		Where("pool_id = ? AND state IN ?", poolID, []string{StateAvailable, StateReserved}).Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: read pool %d utxos: %w", poolID, err)
+	}
+	live := make(map[string]struct{}, len(rows))
+	for _, r := range rows {
+		live[r.Hash] = struct{}{}
+	}
+	var others []string
+	for _, u := range seen {
+		if _, ok := live[u.Hash]; !ok && u.Hash != "" {
+			others = append(others, u.Hash)
+		}
+	}
+	if len(others) == 0 {
+		return rows, nil
+	}
+	q := s.db.WithContext(ctx).Model(&UTXO{}).Select("id", "hash", "state", "confirmed", "amount")
+	if len(others) <= batchSize {
+		q = q.Where(byHash+" AND hash IN ?", poolID, others)
+	} else {
+		q = q.Where("pool_id = ? AND state NOT IN ?", poolID, []string{StateAvailable, StateReserved})
+	}
+	var ended []current
+	if err := q.Find(&ended).Error; err != nil {
+		return nil, fmt.Errorf("storage: read pool %d utxos: %w", poolID, err)
+	}
+	return append(rows, ended...), nil
+}
+
 func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (SyncResult, error) {
 	var res SyncResult
 	if pool.ID == 0 {
 		return res, fmt.Errorf("%w: pool without id", ErrInvalidArgument)
 	}
-	var rows []current
-	err := s.db.WithContext(ctx).Model(&UTXO{}).
-		Select("id", "hash", "state", "confirmed", "amount").
-		Where("pool_id = ?", pool.ID).Find(&rows).Error
+	rows, err := s.reconcileRows(ctx, pool.ID, seen)
 	if err != nil {
-		return res, fmt.Errorf("storage: read pool %d utxos: %w", pool.ID, err)
+		return res, err
 	}
 	have := make(map[string]current, len(rows))
 	for _, r := range rows {
@@ -140,7 +177,7 @@ func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (Sy
 		res.Added = ins
 		for _, chunk := range chunks(spent) {
 			err := tx.Exec(`UPDATE utxos SET state = ?, spent_at = ?, updated_at = ?
-				WHERE pool_id = ? AND state IN ? AND hash IN ?`,
+				WHERE `+byHash+` AND state IN ? AND hash IN ?`,
 				StateSpent, t, t, pool.ID, []string{StateAvailable, StateReserved}, chunk).Error
 			if err != nil {
 				return fmt.Errorf("storage: mark spent: %w", err)
@@ -148,7 +185,7 @@ func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (Sy
 		}
 		for _, chunk := range chunks(hashesOf(revived)) {
 			err := tx.Exec(`UPDATE utxos SET state = ?, spent_tx = '', spent_at = NULL, updated_at = ?
-				WHERE pool_id = ? AND state IN ? AND hash IN ?`,
+				WHERE `+byHash+` AND state IN ? AND hash IN ?`,
 				StateAvailable, t, pool.ID, []string{StateSpent, StateInvalidated}, chunk).Error
 			if err != nil {
 				return fmt.Errorf("storage: revive: %w", err)
@@ -156,7 +193,7 @@ func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (Sy
 		}
 		for flag, hashes := range map[bool][]string{true: confirm, false: unconfirm} {
 			for _, chunk := range chunks(hashes) {
-				err := tx.Exec(`UPDATE utxos SET confirmed = ?, updated_at = ? WHERE pool_id = ? AND hash IN ?`,
+				err := tx.Exec(`UPDATE utxos SET confirmed = ?, updated_at = ? WHERE `+byHash+` AND hash IN ?`,
 					flag, t, pool.ID, chunk).Error
 				if err != nil {
 					return fmt.Errorf("storage: set confirmed: %w", err)

@@ -92,8 +92,8 @@ func TestReconcile(t *testing.T) {
 		if len(res.Added) != n || len(res.Spent) != 0 || len(res.Revived) != 0 {
 			t.Fatalf("first sync: added %d spent %d revived %d, want %d/0/0", len(res.Added), len(res.Spent), len(res.Revived), n)
 		}
-		if res.Statements != 1+batches { // one read, one insert per 1000 rows
-			t.Errorf("first sync: %d statements, want %d", res.Statements, 1+batches)
+		if res.Statements != 2+batches { // the unspent rows, the others, one insert per 1000 rows
+			t.Errorf("first sync: %d statements, want %d", res.Statements, 2+batches)
 		}
 		for _, u := range res.Added {
 			if u.ID == 0 || u.State != storage.StateAvailable || u.PoolID != p.ID {
@@ -128,8 +128,8 @@ func TestReconcile(t *testing.T) {
 			t.Fatalf("one change: added %v spent %v", res.Added, res.Spent)
 		}
 		stmtsOne := res.Statements
-		if stmtsOne != 3 { // read, insert, mark spent
-			t.Errorf("one change: %d statements, want 3", stmtsOne)
+		if stmtsOne != 4 { // read the unspent rows, look the new hash up, insert, mark spent
+			t.Errorf("one change: %d statements, want 4", stmtsOne)
 		}
 
 		// 100 gone, 100 new: the same number of statements.
@@ -152,8 +152,8 @@ func TestReconcile(t *testing.T) {
 		if len(res.Revived) != 101 || len(res.Added) != 0 || len(res.Spent) != 0 || res.Confirmed != 1 {
 			t.Fatalf("revive: revived %d added %d spent %d confirmed %d", len(res.Revived), len(res.Added), len(res.Spent), res.Confirmed)
 		}
-		if res.Statements != 3 { // read, revive, unconfirm
-			t.Errorf("revive: %d statements, want 3", res.Statements)
+		if res.Statements != 4 { // read the unspent rows, look the spent ones up, revive, unconfirm
+			t.Errorf("revive: %d statements, want 4", res.Statements)
 		}
 		st := statesOf(t, s, seen[0].Hash, seen[100].Hash)
 		if st[seen[0].Hash] != storage.StateAvailable || st[seen[100].Hash] != storage.StateAvailable {
@@ -182,6 +182,17 @@ func TestReconcile(t *testing.T) {
 		}
 		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Spent: int64(n) + 101}) {
 			t.Fatalf("counts after all gone: %+v", c)
+		}
+
+		// More than 1000 spent rows seen again: the spent history is read
+		// in one statement instead of looked up by hash (then one revive per
+		// 1000 rows, and back[0]'s confirmation flips back).
+		res = mustReconcile(t, s, p, hundred)
+		if len(res.Revived) != n || len(res.Added) != 0 || res.Statements != 3+batches {
+			t.Fatalf("mass revive: revived %d added %d in %d statements, want %d, 0 in %d", len(res.Revived), len(res.Added), res.Statements, n, 3+batches)
+		}
+		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Available: int64(n), Spent: 101}) {
+			t.Fatalf("counts after mass revive: %+v", c)
 		}
 	})
 }

@@ -163,15 +163,37 @@ func (p *process) kill() error {
 	}
 	pid, done := p.cmd.Process.Pid, p.done
 	p.mu.Unlock()
+	tree := descendants(pid)
 	if err := signalTree(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("testenv: kill %s: %w", p.name, err)
 	}
+	deadline := time.After(10 * time.Second)
 	select {
 	case <-done:
-		return nil
-	case <-time.After(10 * time.Second):
+	case <-deadline:
 		return fmt.Errorf("testenv: %s (pid %d) did not exit after SIGKILL", p.name, pid)
 	}
+	// The children too: a postgres started again refuses to run while a
+	// backend of the killed one still has its shared memory attached. (At
+	// most 5 s: a pid may be reused by an unrelated process.)
+	children := time.Now().Add(5 * time.Second)
+	for _, c := range tree {
+		for running(c) && time.Now().Before(children) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// running reports whether pid is a process that has not exited (a zombie,
+// which no parent reaped yet, has).
+func running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // signalTree sends sig to the process group led by pid and to every descendant
