@@ -138,7 +138,7 @@ func TestFlaw3SortOrderInjection(t *testing.T) {
 // never went back up. Here list-utxos only ever shortens the oldest legacy hold,
 // to at most 60 s, never touches v1 holds and never lengthens anything.
 func TestFlaw4ListHasNoUnboundedSideEffect(t *testing.T) {
-	f := newFixture(t, 10, 20, 30)
+	f := newResFixture(t, 10, 20, 30)
 	ctx := testCtx(t)
 	v1Hash, legacyOld, legacyNew := f.utxos[0].Hash, f.utxos[1].Hash, f.utxos[2].Hash
 
@@ -188,6 +188,19 @@ func TestFlaw4ListHasNoUnboundedSideEffect(t *testing.T) {
 		if dV1 < 590*time.Second {
 			t.Fatalf("call %d: v1 hold shortened to %v", i, dV1)
 		}
+	}
+	// The journal has the shortened expiry too, so it never says held
+	// while Redis has freed the UTXO.
+	var expires []time.Time
+	if err := f.store.DB().WithContext(ctx).Raw(`SELECT expires_at FROM reservations WHERE pool_id = ? AND hashes IN ? ORDER BY hashes = ? DESC`,
+		f.pool.ID, []string{legacyOld, legacyNew}, legacyOld).Scan(&expires).Error; err != nil || len(expires) != 2 {
+		t.Fatalf("journal rows of the legacy holds: %v %v", expires, err)
+	}
+	if left := time.Until(expires[0]); left > lockmgr.LegacyShortTTL || left <= 0 {
+		t.Errorf("journal: oldest legacy hold ends in %v, want within %v like in Redis", left, lockmgr.LegacyShortTTL)
+	}
+	if left := time.Until(expires[1]); left < 590*time.Second {
+		t.Errorf("journal: newer legacy hold ends in %v, want untouched", left)
 	}
 
 	// A pool whose only hold is a v1 one: listing never shortens it.

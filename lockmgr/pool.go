@@ -34,14 +34,25 @@ func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, star
 // only: when no UTXO of the pool is free, the oldest live legacy hold is cut to
 // end within LegacyShortTTL. It never lengthens a hold and never touches a
 // reservation made through the v1 API. It reports whether a hold was shortened.
+// The journal learns the new expiry after Redis, well before it comes.
 func (m *Manager) ShortenOldestLegacy(ctx context.Context, pool int64) (bool, error) {
 	k := m.keys(pool)
-	n, err := shortenLegacyScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy},
-		LegacyShortTTL.Milliseconds(), k.tag+":res:").Int()
+	raw, err := shortenLegacyScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy},
+		LegacyShortTTL.Milliseconds(), k.tag+":res:").Slice()
 	if err != nil {
 		return false, fmt.Errorf("lockmgr: shorten legacy: %w", err)
 	}
-	return n == 1, nil
+	if len(raw) == 0 {
+		return false, nil
+	}
+	res, err := decodeRes(pool, raw)
+	if err != nil {
+		return true, err
+	}
+	if err := m.journalUpdate(ctx, res); err != nil && !errors.Is(err, ErrEnded) {
+		return true, err
+	}
+	return true, nil
 }
 
 // SyncAvailable applies the chain's changes to a pool: add holds UTXOs new or

@@ -3,19 +3,19 @@
 -- It never lengthens a hold and never touches a hold made through the v1 API.
 -- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 legacy
 -- ARGV: 1 short_ms, 2 key prefix of reservations (the key of id X is prefix .. X)
--- Returns 1 when a hold was shortened, else 0.
+-- Returns the shortened reservation (see read_res), or an empty array.
 local avail, amount, held, holder, legacy = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local short, resprefix = tonumber(ARGV[1]), ARGV[2]
 local now = now_ms()
 reclaim(avail, amount, held, holder, now)
 if redis.call('ZCARD', avail) > 0 then
-  return 0
+  return {}
 end
 local limit = now + short
 for _ = 1, 100 do
   local oldest = redis.call('ZRANGE', legacy, 0, 0)
   if #oldest == 0 then
-    return 0
+    return {}
   end
   local id = oldest[1]
   local reskey = resprefix .. id
@@ -28,7 +28,7 @@ for _ = 1, 100 do
       -- Already over (a server that expires keys late): forget it, look further.
       redis.call('ZREM', legacy, id)
     elseif expires <= limit then
-      return 0
+      return {}
     else
       for h in string.gmatch(hashes, '[^,]+') do
         if redis.call('HGET', holder, h) == id then
@@ -37,8 +37,8 @@ for _ = 1, 100 do
       end
       redis.call('HSET', reskey, 'expires', limit)
       redis.call('PEXPIREAT', reskey, limit)
-      return 1
+      return read_res(reskey, id)
     end
   end
 end
-return 0
+return {}
