@@ -34,7 +34,7 @@ dev: ## Run bufferd dev (simulated chain, local services)
 FUZZTIME ?= 10s
 
 fuzz: ## Explore every fuzz target for FUZZTIME each (their seed corpora run in every test run)
-	@for pkg in ./chain ./handlers; do \
+	@for pkg in ./chain ./handlers ./lockmgr; do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "== $$pkg $$target"; \
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \

@@ -310,9 +310,23 @@ func (s *server) submitReservation(c *fiber.Ctx) error {
 }
 
 // releaseReservation is DELETE /v1/reservations/:id: 204, its UTXOs free at once.
+// A live reservation is released straight from Redis, under the pool its id
+// names; anything else (an ended or unknown id, an id of the older format, a
+// pool being rebuilt) is looked up in the journal first.
 func (s *server) releaseReservation(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
+	id := c.Params("id")
+	if pool, ok := lockmgr.PoolOfID(id); ok {
+		_, err := s.locks.Release(ctx, pool, id)
+		switch {
+		case err == nil:
+			metrics.Outcome(metrics.OutcomeReleased)
+			return c.SendStatus(fiber.StatusNoContent)
+		case !errors.Is(err, lockmgr.ErrNotFound) && !errors.Is(err, lockmgr.ErrRebuilding):
+			return s.lockError(c, err)
+		}
+	}
 	row, pool, ok, err := s.journalRow(ctx, c)
 	if !ok {
 		return err

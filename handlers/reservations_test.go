@@ -568,6 +568,49 @@ func TestConcurrentReleasesOfOneReservation(t *testing.T) {
 	}
 }
 
+// TestReleaseOfAnOlderFormatID: a live reservation whose id does not name
+// its pool (minted before ids did, put back into Redis by a rebuild) is
+// released through the journal.
+func TestReleaseOfAnOlderFormatID(t *testing.T) {
+	f := newResFixture(t, 10, 20)
+	ctx := testCtx(t)
+	id := randHex(t, 16)
+	for _, ok := lockmgr.PoolOfID(id); ok; _, ok = lockmgr.PoolOfID(id) {
+		id = randHex(t, 16)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	old := &lockmgr.Reservation{ID: id, PoolID: f.pool.ID, Fence: 1, Owner: "old-client", State: lockmgr.StateHeld,
+		Items: []lockmgr.Item{{Hash: f.utxos[0].Hash, Amount: f.utxos[0].Amount}}, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+	j := storage.NewJournal(f.store, storage.JournalOptions{})
+	defer j.Close()
+	if err := j.Record(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := f.locks.SyncGeneration(ctx, f.pool.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []lockmgr.Item{{Hash: f.utxos[0].Hash, Amount: f.utxos[0].Amount}, {Hash: f.utxos[1].Hash, Amount: f.utxos[1].Amount}}
+	if err := f.locks.Rebuild(ctx, f.pool.ID, lockmgr.Snapshot{Available: all, Live: []*lockmgr.Reservation{old}, FenceFloor: 1, SyncGen: gen}); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := f.heldFor(f.pool.ID, f.utxos[0].Hash); !held {
+		t.Fatal("the rebuilt reservation holds nothing")
+	}
+	status, b := f.call(http.MethodDelete, "/v1/reservations/"+id, "")
+	if status != http.StatusNoContent {
+		t.Fatalf("release: %d %s", status, b)
+	}
+	if _, held := f.heldFor(f.pool.ID, f.utxos[0].Hash); held {
+		t.Fatal("released UTXO still held")
+	}
+	if g := f.getRes(id); g.State != "released" {
+		t.Fatalf("get after release: %+v", g)
+	}
+	status, b = f.call(http.MethodDelete, "/v1/reservations/"+id, "")
+	wantError(t, "release again", status, b, http.StatusGone, "reservation_ended")
+}
+
 // TestReservationBadInputChangesNothing: every malformed field is a 400 and
 // leaves Redis and PostgreSQL as they were.
 func TestReservationBadInputChangesNothing(t *testing.T) {

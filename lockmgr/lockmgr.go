@@ -109,7 +109,7 @@ type Request struct {
 
 // Reservation is a granted hold.
 type Reservation struct {
-	ID        string // 128-bit random, 32 hex characters
+	ID        string // 32 hex characters naming the pool, the rest random (see PoolOfID)
 	PoolID    int64
 	Fence     int64
 	Owner     string

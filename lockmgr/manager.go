@@ -2,7 +2,6 @@ package lockmgr
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -99,15 +98,6 @@ func (k poolKeys) idem(key string) string {
 // Ping checks that Redis answers.
 func (m *Manager) Ping(ctx context.Context) error { return m.rdb.Ping(ctx).Err() }
 
-// newID returns a 128-bit random reservation id as 32 hex characters.
-func newID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("lockmgr: random id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
-}
-
 // validate checks a request and returns its mode and TTL.
 func (r *Request) validate() (string, time.Duration, error) {
 	ttl := r.TTL
@@ -159,7 +149,7 @@ func (m *Manager) Reserve(ctx context.Context, r Request) (*Reservation, error) 
 	if err != nil {
 		return nil, err
 	}
-	id, err := newID()
+	id, err := newID(r.PoolID)
 	if err != nil {
 		return nil, err
 	}

@@ -115,7 +115,7 @@ func (m *Manager) SyncGeneration(ctx context.Context, pool int64) (int64, error)
 func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 	const batch = 5000
 	k := m.keys(pool)
-	nonce, err := newID()
+	nonce, err := newNonce()
 	if err != nil {
 		return err
 	}
