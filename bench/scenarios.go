@@ -255,7 +255,8 @@ func (r *runner) scenarioDApp(ctx context.Context) error {
 	res.Notes = append(res.Notes,
 		fmt.Sprintf("the pool starts with %d UTXOs; a block is mined every second", len(amounts)),
 		fmt.Sprintf("after its submit a client tries to reserve the change every %s: the latency is from the submit's answer "+
-			"to the first grant of the change (its own, or another client's reserve by amount that took it first)", pollEvery))
+			"to the first grant of the change (its own, or another client's reserve by amount that took it first, "+
+			"also when that client spent it before this one polled again)", pollEvery))
 	payee := randomProgram()
 	mctx, stopMining := context.WithCancel(ctx)
 	var mining sync.WaitGroup
@@ -266,8 +267,9 @@ func (r *runner) scenarioDApp(ctx context.Context) error {
 		}
 	})
 	r.log.Info("scenario c: DApp flow", "clients", clientsC, "duration", r.o.Duration)
+	granted := &grantTimes{first: map[string]time.Time{}}
 	rec, w := r.closedLoop(ctx, clientsC, func(ctx context.Context, c *client) bool {
-		r.dappCycle(ctx, c, p, payee)
+		r.dappCycle(ctx, c, p, payee, granted)
 		return true
 	})
 	stopMining()
@@ -276,13 +278,38 @@ func (r *runner) scenarioDApp(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) dappCycle(ctx context.Context, c *client, p *pool, payee string) {
+// grantTimes is when each UTXO of scenario c was first granted, to any client.
+type grantTimes struct {
+	mu    sync.Mutex
+	first map[string]time.Time
+}
+
+func (g *grantTimes) note(gs []*Grant) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, x := range gs {
+		if _, ok := g.first[x.Hash]; !ok {
+			g.first[x.Hash] = x.From
+		}
+	}
+}
+
+// of returns when hash was first granted, if it was.
+func (g *grantTimes) of(hash string) (time.Time, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t, ok := g.first[hash]
+	return t, ok
+}
+
+func (r *runner) dappCycle(ctx context.Context, c *client, p *pool, payee string, granted *grantTimes) {
 	t0 := time.Now()
 	res, gs, _ := c.reserve(ctx, "c", opReserve, reserveBody{Pool: p.ID, Amount: dappPrice, TTLSeconds: cycleTTL}, time.Time{})
 	if res == nil {
 		pause(ctx, pollEvery)
 		return
 	}
+	granted.note(gs)
 	in := res.UTXOs[0]
 	t1 := time.Now()
 	a, err := r.chain.call(ctx, http.MethodPost, "/sim/spend", map[string]any{
@@ -329,11 +356,19 @@ func (r *runner) dappCycle(ctx context.Context, c *client, p *pool, payee string
 
 	change := spent.Outputs[0]
 	for {
+		// Another client's reserve by amount may have taken the change,
+		// spent it and had it settled between two polls: it was reservable.
+		if at, ok := granted.of(change); ok {
+			c.rec.ok(opReservable, submitted, at.Sub(submitted))
+			c.rec.cycle(t0)
+			return
+		}
 		if time.Since(submitted) > reservableTimeout {
 			c.rec.failed(opReservable, submitted, reasonTimeout)
 			return
 		}
 		next, ngs, a := c.reserve(ctx, "c", opPoll, reserveBody{Pool: p.ID, Hashes: []string{change}, TTLSeconds: cycleTTL}, time.Time{})
+		granted.note(ngs)
 		if next != nil || a.status == http.StatusConflict {
 			// Reserved by this client, or already by another: reservable.
 			c.rec.ok(opReservable, submitted, time.Since(submitted))
