@@ -78,8 +78,9 @@ func (s *Store) FailLineage(ctx context.Context, poolID int64, txID string, outp
 		}
 		var released []Reservation
 		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
-			WHERE pool_id = ? AND tx_id = ? AND state IN ? RETURNING *`,
-			ResReleased, t, poolID, txID, []string{ResSubmitted, ResSpent}).Scan(&released).Error
+			WHERE id IN (SELECT id FROM reservations WHERE pool_id = ? AND tx_id = ? AND state IN ?`+lockInIDOrder(tx)+`)
+			AND state IN ? RETURNING *`,
+			ResReleased, t, poolID, txID, []string{ResSubmitted, ResSpent}, []string{ResSubmitted, ResSpent}).Scan(&released).Error
 		if err != nil {
 			return err
 		}

@@ -232,8 +232,9 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, e
 	var expired int64
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var ended []Reservation
-		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ? WHERE state IN ? AND expires_at <= ?
-			RETURNING id, pool_id, hashes`, ResExpired, now, liveStates, now).Scan(&ended).Error
+		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
+			WHERE id IN (SELECT id FROM reservations WHERE state IN ? AND expires_at <= ?`+lockInIDOrder(tx)+`)
+			AND state IN ? RETURNING id, pool_id, hashes`, ResExpired, now, liveStates, now, liveStates).Scan(&ended).Error
 		if err != nil {
 			return err
 		}
@@ -247,6 +248,19 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, e
 		return 0, fmt.Errorf("storage: expire reservations: %w", err)
 	}
 	return expired, nil
+}
+
+// lockInIDOrder ends a subquery selecting reservation ids so that, on
+// PostgreSQL, it locks the rows in id order, the order every writer of
+// reservations takes their locks in (the journal sorts its updates by id):
+// transactions of the syncer and of the APIs' journals never deadlock on
+// them. Without it an UPDATE locks rows in the order its plan meets them
+// (physical order for a bitmap scan). SQLite has one writer at a time.
+func lockInIDOrder(tx *gorm.DB) string {
+	if tx.Dialector.Name() == "postgres" {
+		return " ORDER BY id FOR UPDATE"
+	}
+	return ""
 }
 
 // inHashes is an SQL condition true when utxos.hash is an element of the
@@ -314,12 +328,14 @@ func endLiveHolding(tx *gorm.DB, poolID int64, hashes []string, state string, t 
 			}
 		}
 	}
+	slices.Sort(ids) // with lockInIDOrder, chunk after chunk: locked in id order
 	var out []Reservation
 	for _, chunk := range chunks(ids) {
 		var rows []Reservation
 		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
-			WHERE `+byHash+` AND state IN ? AND id IN ? RETURNING *`,
-			state, t, poolID, liveStates, chunk).Scan(&rows).Error
+			WHERE id IN (SELECT id FROM reservations WHERE id IN ?`+lockInIDOrder(tx)+`)
+			AND `+byHash+` AND state IN ? RETURNING *`,
+			state, t, chunk, poolID, liveStates).Scan(&rows).Error
 		if err != nil {
 			return nil, err
 		}
