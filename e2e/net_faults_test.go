@@ -85,8 +85,15 @@ func TestAPIKilledMidRequest(t *testing.T) {
 	t.Logf("api killed at %s, back at %s; reserves: %s; releases: %s", faultStart.Round(time.Millisecond),
 		faultEnd.Round(time.Millisecond), statusCounts(w.reserves), statusCounts(w.releases))
 
-	lost := 0
+	lost, dry := 0, 0
 	for _, a := range append(append([]attempt(nil), w.reserves...), w.releases...) {
+		if a.Status == http.StatusConflict && a.Code == "no_utxo_available" {
+			// A normal answer: the grants whose answers died with the
+			// process hold their UTXOs until they expire, and clients whose
+			// releases failed reserved more meanwhile, so the pool can run dry.
+			dry++
+			continue
+		}
 		switch a.Status {
 		case http.StatusCreated, http.StatusNoContent:
 		case 0: // the connection died with the process, or it was down
@@ -102,7 +109,7 @@ func TestAPIKilledMidRequest(t *testing.T) {
 			t.Errorf("call at %s answered %d %s %s", a.Call, a.Status, a.Code, a.Err)
 		}
 	}
-	t.Logf("%d calls lost with the killed process", lost)
+	t.Logf("%d calls lost with the killed process; %d reserves found the pool empty", lost, dry)
 	if lost == 0 {
 		t.Error("no call was lost: the kill hit no request in flight")
 	}
