@@ -100,14 +100,7 @@ func (c *client) release(ctx context.Context, res *reservation, gs []*Grant, fro
 		from = t0
 	}
 	a, err := c.api.call(ctx, http.MethodDelete, "/v1/reservations/"+res.ID, nil)
-	switch {
-	case err != nil:
-		c.rec.failed(opRelease, from, errReason(err))
-	case a.status != http.StatusNoContent:
-		c.rec.failed(opRelease, from, a.code())
-	default:
-		c.rec.ok(opRelease, from, time.Since(t0))
-	}
+	c.rec.answered(opRelease, from, time.Since(t0), a, err, http.StatusNoContent)
 }
 
 // newResult starts the result of a scenario.
@@ -140,13 +133,7 @@ func (r *runner) scenarioFloor(ctx context.Context) error {
 	rec, w := r.closedLoop(ctx, clientsE, func(ctx context.Context, c *client) bool {
 		t0 := time.Now()
 		a, err := r.floor.call(ctx, http.MethodPost, FloorPath, nil)
-		switch {
-		case err != nil:
-			c.rec.failed(opFloor, t0, errReason(err))
-		case a.status != http.StatusCreated:
-			c.rec.failed(opFloor, t0, a.code())
-		default:
-			c.rec.ok(opFloor, t0, time.Since(t0))
+		if c.rec.answered(opFloor, t0, time.Since(t0), a, err, http.StatusCreated) {
 			c.rec.cycle(t0)
 		}
 		return true
@@ -338,15 +325,9 @@ func (r *runner) dappCycle(ctx context.Context, c *client, p *pool, payee string
 	t2 := time.Now()
 	a, err = c.api.call(ctx, http.MethodPost, "/v1/reservations/"+res.ID+"/submit", map[string]string{"tx_id": spent.TxID})
 	submitted := time.Now()
-	switch {
-	case err != nil:
-		c.rec.failed(opSubmit, t2, errReason(err))
-		return
-	case a.status != http.StatusOK:
-		c.rec.failed(opSubmit, t2, a.code())
+	if !c.rec.answered(opSubmit, t2, submitted.Sub(t2), a, err, http.StatusOK) {
 		return
 	}
-	c.rec.ok(opSubmit, t2, submitted.Sub(t2))
 	var after reservation
 	if a.decode(&after) == nil {
 		for _, g := range gs { // a submitted reservation holds until it is settled

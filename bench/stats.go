@@ -169,6 +169,21 @@ func (r *recorder) failed(op string, start time.Time, reason string) {
 	}
 }
 
+// answered records a call of op that started at start: a transport error,
+// an answer other than want, or a success that took d. It reports success.
+func (r *recorder) answered(op string, start time.Time, d time.Duration, a answer, err error, want int) bool {
+	switch {
+	case err != nil:
+		r.failed(op, start, errReason(err))
+	case a.status != want:
+		r.failed(op, start, a.code())
+	default:
+		r.ok(op, start, d)
+		return true
+	}
+	return false
+}
+
 // cycle records a completed cycle (a scenario's unit of work) begun at start.
 func (r *recorder) cycle(start time.Time) {
 	if r.counts(start) {
