@@ -18,7 +18,10 @@ type Blockcenter struct {
 	t transport
 }
 
-var _ Source = (*Blockcenter)(nil)
+var (
+	_ Source = (*Blockcenter)(nil)
+	_ Lister = (*Blockcenter)(nil)
+)
 
 // NewBlockcenter returns a client of the blockcenter at baseURL. A base URL
 // without a path gets BlockcenterPrefix.
@@ -82,10 +85,10 @@ func (b *Blockcenter) call(ctx context.Context, method, path string, q url.Value
 }
 
 type bcUTXO struct {
-	Hash   string  `json:"hash"`
-	Asset  string  `json:"asset"`
-	Amount flexInt `json:"amount"`
-	Script string  `json:"script"`
+	Hash   string   `json:"hash"`
+	Asset  string   `json:"asset"`
+	Amount flexUint `json:"amount"`
+	Script string   `json:"script"`
 }
 
 type bcListRequest struct {
@@ -150,7 +153,7 @@ func (b *Blockcenter) ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error) {
 				asset = f.Asset
 			}
 			out = append(out, UTXO{Hash: it.Hash, Asset: asset, Program: prog,
-				Amount: int64(it.Amount), Confirmed: !f.Unconfirmed})
+				Amount: uint64(it.Amount), Confirmed: !f.Unconfirmed})
 		}
 		pageLimit := limit
 		if res.Limit != nil && *res.Limit > 0 && *res.Limit < limit {
@@ -178,12 +181,12 @@ func samePage(a, b []bcUTXO) bool {
 }
 
 type bcTxIO struct {
-	UTXOID  string  `json:"utxo_id"`
-	Script  string  `json:"script"`
-	Address string  `json:"address"`
-	Asset   string  `json:"asset"`
-	Amount  flexInt `json:"amount"`
-	Type    string  `json:"type"`
+	UTXOID  string   `json:"utxo_id"`
+	Script  string   `json:"script"`
+	Address string   `json:"address"`
+	Asset   string   `json:"asset"`
+	Amount  flexUint `json:"amount"`
+	Type    string   `json:"type"`
 }
 
 type bcTx struct {
@@ -222,7 +225,7 @@ func (b *Blockcenter) GetTransaction(ctx context.Context, txID string) (*Tx, err
 		out := make([]TxIO, 0, len(ios))
 		for _, io := range ios {
 			out = append(out, TxIO{Type: io.Type, UTXO: io.UTXOID, Address: io.Address,
-				Asset: io.Asset, Program: io.Script, Amount: int64(io.Amount)})
+				Asset: io.Asset, Program: io.Script, Amount: uint64(io.Amount)})
 		}
 		return out
 	}

@@ -8,28 +8,32 @@ import (
 	"net/http"
 )
 
-// Bytomd reads a bytomd (v1.1) node through its JSON-RPC API. It implements
-// Source and BlockSource.
+// Bytomd reads a bytomd (v1.1) node through its JSON-RPC API: blocks, the
+// mempool and the tip, which is all the syncer's chain index needs. It does
+// not use the node's wallet: its list-unspent-outputs route is a wallet view
+// (never a P2W output with smart_contract:true, only the wallet's own with
+// false), so it cannot list a pool's outputs.
 type Bytomd struct {
 	t transport
 }
 
-var (
-	_ Source      = (*Bytomd)(nil)
-	_ BlockSource = (*Bytomd)(nil)
-)
+var _ Indexer = (*Bytomd)(nil)
 
 // NewBytomd returns a client of the node whose API listens at baseURL.
 func NewBytomd(baseURL string, opts ...Option) *Bytomd {
 	return &Bytomd{t: newTransport("bytomd", baseURL, newConfig(opts))}
 }
 
+// btmEnvelope is the node's answer. Handler errors carry error_detail;
+// request-decoding errors (HTTP 400) and unknown routes (HTTP 500) carry
+// detail and temporary instead.
 type btmEnvelope struct {
 	Status      string          `json:"status"`
 	Data        json.RawMessage `json:"data"`
 	Code        string          `json:"code"`
 	Msg         string          `json:"msg"`
 	ErrorDetail string          `json:"error_detail"`
+	Detail      string          `json:"detail"`
 }
 
 // call POSTs in to path and decodes data into out. status "fail" is an *APIError.
@@ -45,8 +49,8 @@ func (b *Bytomd) call(ctx context.Context, path string, in, out any) error {
 	decodeErr := json.Unmarshal(r.body, &env)
 	if decodeErr == nil && env.Status == "fail" {
 		msg := env.Msg
-		if env.ErrorDetail != "" {
-			msg += ": " + env.ErrorDetail
+		if d := cmpOr(env.ErrorDetail, env.Detail); d != "" {
+			msg += ": " + d
 		}
 		return &APIError{Source: b.t.source, Path: path, HTTPStatus: r.status, Code: env.Code, Msg: snippet([]byte(msg))}
 	}
@@ -65,42 +69,17 @@ func (b *Bytomd) call(ctx context.Context, path string, in, out any) error {
 	return nil
 }
 
-type btmUTXO struct {
-	ID      string  `json:"id"`
-	AssetID string  `json:"asset_id"`
-	Amount  flexInt `json:"amount"`
-	Program string  `json:"program"`
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
-// ListUTXOs lists the node's contract UTXOs (smart_contract:true) and keeps
-// those of f's asset and program. UTXOs are Confirmed only when f.Unconfirmed
-// is false (the node does not report it per UTXO).
-func (b *Bytomd) ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error) {
-	const path = "/list-unspent-outputs"
-	in := map[string]any{"smart_contract": true, "unconfirmed": f.Unconfirmed}
-	var list []btmUTXO
-	if err := b.call(ctx, path, in, &list); err != nil {
-		return nil, err
-	}
-	var out []UTXO
-	seen := make(map[string]bool)
-	for _, u := range list {
-		if u.AssetID != f.Asset || u.Program != f.Program || seen[u.ID] {
-			continue
-		}
-		if u.ID == "" {
-			return nil, b.t.bad(path, "utxo without id")
-		}
-		seen[u.ID] = true
-		out = append(out, UTXO{Hash: u.ID, Asset: u.AssetID, Program: u.Program,
-			Amount: int64(u.Amount), Confirmed: !f.Unconfirmed})
-	}
-	return out, nil
-}
-
-// ChainStatus returns the tip: /get-block-count, then the hash of that block.
+// ChainStatus returns the tip: /get-block-count (the height of the best
+// block), then the hash of that block.
 func (b *Bytomd) ChainStatus(ctx context.Context) (Status, error) {
-	h, err := b.blockCount(ctx)
+	h, err := b.BlockCount(ctx)
 	if err != nil {
 		return Status{}, err
 	}
@@ -111,35 +90,41 @@ func (b *Bytomd) ChainStatus(ctx context.Context) (Status, error) {
 	return Status{Height: blk.Height, BlockHash: blk.Hash}, nil
 }
 
-func (b *Bytomd) blockCount(ctx context.Context) (uint64, error) {
+// BlockCount returns the height of the node's best block (/get-block-count;
+// despite its name, the genesis block 0 is not counted).
+func (b *Bytomd) BlockCount(ctx context.Context) (uint64, error) {
 	var out struct {
-		BlockCount *flexInt `json:"block_count"`
+		BlockCount *flexUint `json:"block_count"`
 	}
 	if err := b.call(ctx, "/get-block-count", nil, &out); err != nil {
 		return 0, err
 	}
-	if out.BlockCount == nil || *out.BlockCount < 0 {
+	if out.BlockCount == nil {
 		return 0, b.t.bad("/get-block-count", "no block_count")
 	}
 	return uint64(*out.BlockCount), nil
 }
 
+// btmInput is an input: spend (spent_output_id, control_program, and an
+// address only for P2W programs), coinbase (arbitrary) or issue
+// (issuance_program); the last two spend nothing.
 type btmInput struct {
-	Type           string  `json:"type"`
-	AssetID        string  `json:"asset_id"`
-	Amount         flexInt `json:"amount"`
-	ControlProgram string  `json:"control_program"`
-	Address        string  `json:"address"`
-	SpentOutputID  string  `json:"spent_output_id"`
+	Type           string   `json:"type"`
+	AssetID        string   `json:"asset_id"`
+	Amount         flexUint `json:"amount"`
+	ControlProgram string   `json:"control_program"`
+	Address        string   `json:"address"`
+	SpentOutputID  string   `json:"spent_output_id"`
 }
 
+// btmOutput is an output; a non-P2W program's output has no address key.
 type btmOutput struct {
-	Type           string  `json:"type"`
-	ID             string  `json:"id"`
-	AssetID        string  `json:"asset_id"`
-	Amount         flexInt `json:"amount"`
-	ControlProgram string  `json:"control_program"`
-	Address        string  `json:"address"`
+	Type           string   `json:"type"`
+	ID             string   `json:"id"`
+	AssetID        string   `json:"asset_id"`
+	Amount         flexUint `json:"amount"`
+	ControlProgram string   `json:"control_program"`
+	Address        string   `json:"address"`
 }
 
 type btmTx struct {
@@ -150,34 +135,54 @@ type btmTx struct {
 }
 
 func (x *btmTx) toTx() Tx {
-	tx := Tx{ID: x.ID, StatusFail: x.StatusFail}
+	tx := Tx{ID: x.ID, StatusFail: x.StatusFail,
+		Inputs: make([]TxIO, 0, len(x.Inputs)), Outputs: make([]TxIO, 0, len(x.Outputs))}
 	for _, in := range x.Inputs {
 		tx.Inputs = append(tx.Inputs, TxIO{Type: in.Type, UTXO: in.SpentOutputID, Address: in.Address,
-			Asset: in.AssetID, Program: in.ControlProgram, Amount: int64(in.Amount)})
+			Asset: in.AssetID, Program: in.ControlProgram, Amount: uint64(in.Amount)})
 	}
 	for _, o := range x.Outputs {
 		tx.Outputs = append(tx.Outputs, TxIO{Type: o.Type, UTXO: o.ID, Address: o.Address,
-			Asset: o.AssetID, Program: o.ControlProgram, Amount: int64(o.Amount)})
+			Asset: o.AssetID, Program: o.ControlProgram, Amount: uint64(o.Amount)})
 	}
 	return tx
 }
 
-// GetBlock returns the block at height or ErrBlockNotFound. The node's error
-// codes for a missing block vary, so a failed /get-block is ErrBlockNotFound
-// (wrapping the *APIError) when the height is above the node's block count.
+// check reports what makes a decoded transaction unusable.
+func (x *btmTx) check() string {
+	if x.ID == "" {
+		return "transaction without id"
+	}
+	for _, in := range x.Inputs {
+		if in.Type == "spend" && in.SpentOutputID == "" {
+			return "spend input without spent_output_id in transaction " + x.ID
+		}
+	}
+	for _, o := range x.Outputs {
+		if o.Type == "control" && o.ID == "" {
+			return "output without id in transaction " + x.ID
+		}
+	}
+	return ""
+}
+
+// GetBlock returns the block at height (0 is the genesis block) or
+// ErrBlockNotFound. A height beyond the tip is a handler error (HTTP 200,
+// BTM000) like others, so a failed /get-block is ErrBlockNotFound (wrapping
+// the *APIError) when the height is above the node's best block.
 func (b *Bytomd) GetBlock(ctx context.Context, height uint64) (*Block, error) {
 	const path = "/get-block"
 	var x struct {
-		Hash         string  `json:"hash"`
-		Height       flexInt `json:"height"`
-		PreviousHash string  `json:"previous_block_hash"`
-		Timestamp    flexInt `json:"timestamp"`
-		Transactions []btmTx `json:"transactions"`
+		Hash         string   `json:"hash"`
+		Height       *flexInt `json:"height"`
+		PreviousHash string   `json:"previous_block_hash"`
+		Timestamp    flexInt  `json:"timestamp"`
+		Transactions []btmTx  `json:"transactions"`
 	}
 	err := b.call(ctx, path, map[string]uint64{"block_height": height}, &x)
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
-		if n, cerr := b.blockCount(ctx); cerr == nil && height > n {
+		if n, cerr := b.BlockCount(ctx); cerr == nil && height > n {
 			return nil, fmt.Errorf("%w: %w", ErrBlockNotFound, apiErr)
 		}
 	}
@@ -187,39 +192,56 @@ func (b *Bytomd) GetBlock(ctx context.Context, height uint64) (*Block, error) {
 	if x.Hash == "" {
 		return nil, b.t.bad(path, "block without hash")
 	}
-	if uint64(x.Height) != height {
-		return nil, b.t.bad(path, fmt.Sprintf("asked height %d, got %d", height, x.Height))
+	if x.Height == nil || uint64(*x.Height) != height {
+		return nil, b.t.bad(path, fmt.Sprintf("asked height %d, got another", height))
 	}
 	blk := &Block{Hash: x.Hash, PreviousHash: x.PreviousHash, Height: height, Time: unixTime(int64(x.Timestamp))}
 	blk.Txs = make([]Tx, 0, len(x.Transactions))
 	for i := range x.Transactions {
-		tx := x.Transactions[i].toTx()
-		if tx.ID == "" {
-			return nil, b.t.bad(path, "transaction without id")
+		if msg := x.Transactions[i].check(); msg != "" {
+			return nil, b.t.bad(path, msg)
 		}
+		tx := x.Transactions[i].toTx()
 		tx.Height, tx.BlockHash, tx.BlockTime = height, blk.Hash, blk.Time
 		blk.Txs = append(blk.Txs, tx)
 	}
 	return blk, nil
 }
 
-// GetTransaction looks in the mempool first (/get-unconfirmed-transaction),
-// then in the last scan-depth blocks (WithScanDepth); otherwise ErrTxNotFound.
-func (b *Bytomd) GetTransaction(ctx context.Context, txID string) (*Tx, error) {
+// MempoolTx returns a transaction of the mempool
+// (/get-unconfirmed-transaction), or ErrTxNotFound (wrapping the *APIError)
+// when the node answers that it is not there: it was mined or dropped.
+func (b *Bytomd) MempoolTx(ctx context.Context, txID string) (*Tx, error) {
+	const path = "/get-unconfirmed-transaction"
 	var x btmTx
-	err := b.call(ctx, "/get-unconfirmed-transaction", map[string]string{"tx_id": txID}, &x)
+	err := b.call(ctx, path, map[string]string{"tx_id": txID}, &x)
 	var apiErr *APIError
-	switch {
-	case err == nil && x.ID == txID:
-		tx := x.toTx()
-		return &tx, nil
-	case err == nil:
-		return nil, b.t.bad("/get-unconfirmed-transaction", "answered another transaction")
-	case !errors.As(err, &apiErr):
+	if errors.As(err, &apiErr) && apiErr.HTTPStatus == http.StatusOK {
+		return nil, fmt.Errorf("%w: %w", ErrTxNotFound, apiErr)
+	}
+	if err != nil {
 		return nil, err
 	}
-	// Not in the mempool: scan back from the tip.
-	tip, err := b.blockCount(ctx)
+	if msg := x.check(); msg != "" {
+		return nil, b.t.bad(path, msg)
+	}
+	if x.ID != txID {
+		return nil, b.t.bad(path, "answered another transaction")
+	}
+	tx := x.toTx()
+	return &tx, nil
+}
+
+// GetTransaction looks in the mempool first, then in the last scan-depth
+// blocks (WithScanDepth); otherwise ErrTxNotFound. (The node's own
+// /get-transaction is a wallet route: it knows only the wallet's
+// transactions.)
+func (b *Bytomd) GetTransaction(ctx context.Context, txID string) (*Tx, error) {
+	tx, err := b.MempoolTx(ctx, txID)
+	if !errors.Is(err, ErrTxNotFound) {
+		return tx, err
+	}
+	tip, err := b.BlockCount(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -237,5 +259,5 @@ func (b *Bytomd) GetTransaction(ctx context.Context, txID string) (*Tx, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%w: %w", ErrTxNotFound, apiErr)
+	return nil, fmt.Errorf("%w: %s is neither in the mempool nor in the last %d blocks", ErrTxNotFound, txID, b.t.cfg.scanDepth)
 }

@@ -209,6 +209,34 @@ func (n *flexInt) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// flexUint decodes an amount: a non-negative integer up to 2^64-1, sent as
+// a JSON number or a decimal string, exactly (never through a float64).
+type flexUint uint64
+
+func (n *flexUint) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if s == "null" {
+		*n = 0
+		return nil
+	}
+	if len(s) >= 2 && s[0] == '"' {
+		var err error
+		if s, err = strconv.Unquote(s); err != nil {
+			return err
+		}
+		if s == "" {
+			*n = 0
+			return nil
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("not an amount (an integer from 0 to 2^64-1): %.40q", s)
+	}
+	*n = flexUint(v)
+	return nil
+}
+
 // unixTime converts a timestamp in seconds (or milliseconds, when it is too
 // large to be seconds) to a time; 0 is the zero time.
 func unixTime(ts int64) time.Time {

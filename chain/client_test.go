@@ -119,7 +119,8 @@ func TestInvalidJSONIsBadResponse(t *testing.T) {
 		"explorer tx":        func() error { _, err := NewExplorer(srv.URL).GetTransaction(ctx, testTx); return err },
 		"explorer block":     func() error { _, err := NewExplorer(srv.URL).GetBlock(ctx, 1); return err },
 		"explorer status":    func() error { _, err := NewExplorer(srv.URL).ChainStatus(ctx); return err },
-		"bytomd list":        func() error { _, err := NewBytomd(srv.URL).ListUTXOs(ctx, f); return err },
+		"bytomd mempool":     func() error { _, err := NewBytomd(srv.URL).Mempool(ctx); return err },
+		"bytomd mempool tx":  func() error { _, err := NewBytomd(srv.URL).MempoolTx(ctx, testTx); return err },
 		"bytomd status":      func() error { _, err := NewBytomd(srv.URL).ChainStatus(ctx); return err },
 		"bytomd block":       func() error { _, err := NewBytomd(srv.URL).GetBlock(ctx, 1); return err },
 	}
@@ -230,7 +231,7 @@ func TestBlockcenterPaging(t *testing.T) {
 					t.Fatalf("duplicate %s", u.Hash)
 				}
 				seen[u.Hash] = true
-				if u.Amount != int64(i+1) || u.Program != testProgram || u.Asset != testAsset || u.Confirmed {
+				if u.Amount != uint64(i+1) || u.Program != testProgram || u.Asset != testAsset || u.Confirmed {
 					t.Fatalf("utxo %d: %+v", i, u)
 				}
 			}
@@ -343,9 +344,13 @@ func TestBytomdFailEnvelope(t *testing.T) {
 	bt := NewBytomd(srv.URL)
 	ctx := ctxT(t)
 	var apiErr *APIError
-	_, err := bt.ListUTXOs(ctx, Filter{Asset: testAsset, Program: testProgram})
+	_, err := bt.Mempool(ctx)
 	if !errors.As(err, &apiErr) || apiErr.Code != "BTM107" || apiErr.Msg != "Invalid: detail" || apiErr.HTTPStatus != 400 {
-		t.Fatalf("list: %v", err)
+		t.Fatalf("mempool: %v", err)
+	}
+	// Only a handler error (HTTP 200) says the transaction is not in the mempool.
+	if _, err := bt.MempoolTx(ctx, testTx); errors.Is(err, ErrTxNotFound) || !errors.As(err, &apiErr) {
+		t.Fatalf("mempool tx: %v", err)
 	}
 	// Above the block count a failed get-block is ErrBlockNotFound; below it is not.
 	if _, err := bt.GetBlock(ctx, 6); !errors.Is(err, ErrBlockNotFound) || !errors.As(err, &apiErr) {
@@ -381,6 +386,26 @@ func TestFlexInt(t *testing.T) {
 	}
 	for _, in := range []string{`1.5`, `"x"`, `true`, `"99999999999999999999"`} {
 		var n flexInt
+		if err := json.Unmarshal([]byte(in), &n); err == nil {
+			t.Errorf("%s: accepted", in)
+		}
+	}
+}
+
+func TestFlexUint(t *testing.T) {
+	for in, want := range map[string]uint64{
+		`12`: 12, `"12"`: 12, `null`: 0, `""`: 0,
+		`9007199254740993`:     9007199254740993, // 2^53+1: a float64 would round it
+		`140700041250000000`:   140700041250000000,
+		`18446744073709551615`: 18446744073709551615,
+	} {
+		var n flexUint
+		if err := json.Unmarshal([]byte(in), &n); err != nil || uint64(n) != want {
+			t.Errorf("%s: got %d, %v", in, n, err)
+		}
+	}
+	for _, in := range []string{`-1`, `1.5`, `1e3`, `"x"`, `true`, `18446744073709551616`} {
+		var n flexUint
 		if err := json.Unmarshal([]byte(in), &n); err == nil {
 			t.Errorf("%s: accepted", in)
 		}

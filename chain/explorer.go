@@ -35,13 +35,13 @@ func NewExplorer(baseURL string, opts ...Option) *Explorer {
 }
 
 type exIO struct {
-	Direction      string  `json:"direction"`
-	Type           string  `json:"type"`
-	UTXOID         string  `json:"utxo_id"`
-	Address        string  `json:"address"`
-	AssetID        string  `json:"asset_id"`
-	Amount         flexInt `json:"amount"`
-	ControlProgram string  `json:"control_program"`
+	Direction      string   `json:"direction"`
+	Type           string   `json:"type"`
+	UTXOID         string   `json:"utxo_id"`
+	Address        string   `json:"address"`
+	AssetID        string   `json:"asset_id"`
+	Amount         flexUint `json:"amount"`
+	ControlProgram string   `json:"control_program"`
 }
 
 type exTx struct {
@@ -64,7 +64,7 @@ func (x *exTx) toTx() Tx {
 	}
 	for _, d := range x.Detail {
 		io := TxIO{Type: d.Type, UTXO: d.UTXOID, Address: d.Address, Asset: d.AssetID,
-			Program: d.ControlProgram, Amount: int64(d.Amount)}
+			Program: d.ControlProgram, Amount: uint64(d.Amount)}
 		if d.Direction == "input" {
 			tx.Inputs = append(tx.Inputs, io)
 		} else {

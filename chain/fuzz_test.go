@@ -113,20 +113,28 @@ func FuzzBytomdGetBlock(f *testing.F) {
 	})
 }
 
-func FuzzBytomdListUTXOs(f *testing.F) {
-	f.Add([]byte(`{"status":"success","data":[{"id":"` + fuzzHash + `","asset_id":"` + fuzzAsset + `","amount":9,"program":"0014aa"}]}`))
-	f.Add([]byte(`{"status":"success","data":[{"id":"","amount":"-1"}]}`))
+func FuzzBytomdMempoolTx(f *testing.F) {
+	f.Add([]byte(`{"status":"success","data":{"id":"` + fuzzHash + `","version":1,"size":332,"time_range":0,
+		"inputs":[{"type":"spend","asset_id":"` + fuzzAsset + `","asset_definition":{},"amount":41250000000,"control_program":"0014aa",
+		"address":"sm1q","spent_output_id":"` + fuzzHash + `","input_id":"` + fuzzHash + `","witness_arguments":null,"sign_data":"` + fuzzHash + `"}],
+		"outputs":[{"type":"control","id":"` + fuzzHash + `","position":0,"asset_id":"` + fuzzAsset + `","asset_definition":{},
+		"amount":18446744073709551615,"control_program":"5151"}],"status_fail":false,"mux_id":"` + fuzzHash + `"}}`))
+	f.Add([]byte(`{"status":"fail","code":"BTM000","msg":"Bytom API Error","error_detail":"transaction are not existed in the mempool"}`))
+	f.Add([]byte(`{"status":"success","data":{"id":"` + fuzzHash + `","inputs":[{"type":"spend","amount":-1}]}}`))
 	u, set := fuzzServer(f)
 	c := NewBytomd(u)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		set(body)
-		utxos, err := c.ListUTXOs(fuzzCtx(t), Filter{Asset: fuzzAsset, Program: "0014aa"})
+		tx, err := c.MempoolTx(fuzzCtx(t), fuzzHash)
 		if err != nil {
 			return
 		}
-		for _, u := range utxos {
-			if u.Asset != fuzzAsset || u.Program != "0014aa" {
-				t.Fatalf("kept a UTXO of another pool: %+v", u)
+		if tx.ID != fuzzHash || tx.Confirmed() {
+			t.Fatalf("asked pending transaction %s, got %+v", fuzzHash, tx)
+		}
+		for _, in := range tx.Inputs {
+			if in.Type == "spend" && in.UTXO == "" {
+				t.Fatalf("a spend input without the output it spends: %+v", tx)
 			}
 		}
 	})

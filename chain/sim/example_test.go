@@ -9,11 +9,11 @@ import (
 
 func ExampleChain() {
 	c := sim.New()
-	asset := strings.Repeat("ff", 32)
+	asset := strings.Repeat("ee", 32)
 	program := "0014" + strings.Repeat("ab", 20)
 
-	// Fund the contract with two UTXOs (mined at once in block 1).
-	funded, _ := c.AddUTXOs(asset, program, []int64{500, 300})
+	// Fund the contract with two UTXOs (mined at once in block 1, after its coinbase).
+	funded, _ := c.AddUTXOs(asset, program, []uint64{500, 300})
 
 	// A user spends the first one, locking the change back into the contract.
 	txID, change, _ := c.Spend(funded[:1], []sim.Output{{Asset: asset, Program: program, Amount: 450}}, false)
@@ -22,14 +22,15 @@ func ExampleChain() {
 
 	tip, _ := c.Mine(1)
 	tx, _ := c.Tx(txID)
-	fmt.Println("tip height:", tip.Height, "tx confirmed:", tx.Confirmed(), "at", tx.Height)
+	blk, _ := c.Block(tip.Height)
+	fmt.Println("tip height:", tip.Height, "tx confirmed:", tx.Confirmed(), "at", tx.Height, "after the coinbase:", blk.Txs[0].Coinbase())
 	for _, u := range c.UTXOs(asset, program, false) {
 		fmt.Println(u.Amount, u.Confirmed)
 	}
 	// Output:
 	// pending view: 2 utxos, change is true
 	// confirmed view: 2 utxos
-	// tip height: 2 tx confirmed: true at 2
+	// tip height: 2 tx confirmed: true at 2 after the coinbase: true
 	// 300 true
 	// 450 true
 }

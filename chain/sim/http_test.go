@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"reflect"
@@ -57,9 +58,9 @@ func (cc *countingClient) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// post sends a JSON body and decodes the JSON answer into out; it returns the
-// HTTP status.
-func post(t *testing.T, url string, body any, out any) int {
+// postRaw sends a JSON body (a string is sent as it is) and returns the HTTP
+// status and the answer.
+func postRaw(t *testing.T, url string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -76,20 +77,30 @@ func post(t *testing.T, url string, body any, out any) int {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, raw
+}
+
+// post is postRaw decoding the JSON answer into out.
+func post(t *testing.T, url string, body any, out any) int {
+	t.Helper()
+	status, raw := postRaw(t, url, body)
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s: %v: %s", url, err, raw)
 		}
 	}
-	return resp.StatusCode
+	return status
 }
 
 func TestBlockcenterClientAgainstSim(t *testing.T) {
 	c := sim.New()
-	amounts := make([]int64, 2500)
+	amounts := make([]uint64, 2500)
 	for i := range amounts {
-		amounts[i] = int64(i + 1)
+		amounts[i] = uint64(i + 1)
 	}
 	funding := mustAdd(t, c, amounts...)
 	base := serve(t, c)
@@ -107,7 +118,7 @@ func TestBlockcenterClientAgainstSim(t *testing.T) {
 			t.Fatalf("page size %d: %d utxos", pageSize, len(got))
 		}
 		seen := map[string]bool{}
-		var sum int64
+		var sum uint64
 		for _, u := range got {
 			if seen[u.Hash] {
 				t.Fatalf("duplicate %s", u.Hash)
@@ -127,8 +138,8 @@ func TestBlockcenterClientAgainstSim(t *testing.T) {
 	}
 
 	bc := chain.NewBlockcenter(base)
-	spent, spentOut := mustSpend(t, c, funding[:2], false, sim.Output{Asset: asset, Program: program, Amount: 3})
-	failing, _ := mustSpend(t, c, funding[2:3], true, sim.Output{Asset: asset, Program: program, Amount: 3})
+	spent, spentOut := mustSpend(t, c, funding[:2], false, out(asset, program, 3))
+	failing, _ := mustSpend(t, c, funding[2:3], true, out(asset, program, 3))
 
 	got, err := bc.ListUTXOs(ctx, f)
 	if err != nil {
@@ -190,7 +201,7 @@ func TestBlockcenterRawListing(t *testing.T) {
 			Data []struct {
 				Hash   string `json:"hash"`
 				Asset  string `json:"asset"`
-				Amount int64  `json:"amount"`
+				Amount uint64 `json:"amount"`
 			} `json:"data"`
 			Start int `json:"start"`
 			Limit int `json:"limit"`
@@ -221,14 +232,16 @@ func TestBlockcenterRawListing(t *testing.T) {
 func TestExplorerClientAgainstSim(t *testing.T) {
 	c := sim.New()
 	funding := mustAdd(t, c, 10, 20)
-	mined, _ := mustSpend(t, c, funding[:1], false, sim.Output{Asset: asset, Program: program, Amount: 10})
-	failed, _ := mustSpend(t, c, funding[1:], true, sim.Output{Asset: asset, Program: other, Amount: 20})
+	mined, _ := mustSpend(t, c, funding[:1], false, out(asset, program, 10))
+	failed, _ := mustSpend(t, c, funding[1:], true, out(asset, other, 20))
 	mustMine(t, c, 2)
-	pending, _ := mustSpend(t, c, funding[1:], false, sim.Output{Asset: asset, Program: program, Amount: 20})
+	pending, _ := mustSpend(t, c, funding[1:], false, out(asset, program, 20))
+	block1 := mustBlock(t, c, 1).Txs
+	coinbase, fundingTx := block1[0].ID, block1[1].ID
 	ex := chain.NewExplorer(serve(t, c))
 	ctx := testCtx(t)
 
-	for _, id := range []string{mined, failed, pending} {
+	for _, id := range []string{mined, failed, pending, coinbase, fundingTx} {
 		got, err := ex.GetTransaction(ctx, id)
 		if err != nil {
 			t.Fatal(err)
@@ -259,91 +272,6 @@ func TestExplorerClientAgainstSim(t *testing.T) {
 	}
 }
 
-func TestBytomdClientAgainstSim(t *testing.T) {
-	c := sim.New()
-	funding := mustAdd(t, c, 10, 20, 30)
-	if _, err := c.AddUTXOs(asset2, program, []int64{7}); err != nil {
-		t.Fatal(err)
-	}
-	old, _ := mustSpend(t, c, funding[:1], false, sim.Output{Asset: asset, Program: program, Amount: 10})
-	mustMine(t, c, 3)
-	recent, _ := mustSpend(t, c, funding[1:2], true, sim.Output{Asset: asset, Program: program, Amount: 20})
-	mustMine(t, c, 1)
-	pending, pout := mustSpend(t, c, funding[2:], false, sim.Output{Asset: asset, Program: other, Amount: 30})
-	base := serve(t, c)
-	bt := chain.NewBytomd(base)
-	ctx := testCtx(t)
-
-	if st, err := bt.ChainStatus(ctx); err != nil || st != c.Tip() {
-		t.Fatalf("status %+v, %v; tip %+v", st, err, c.Tip())
-	}
-	for h := uint64(0); h <= c.Tip().Height; h++ {
-		got, err := bt.GetBlock(ctx, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _ := c.Block(h)
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("block %d:\n got  %+v\n want %+v", h, got, want)
-		}
-	}
-	if _, err := bt.GetBlock(ctx, c.Tip().Height+1); !errors.Is(err, chain.ErrBlockNotFound) {
-		t.Fatalf("block above tip: %v", err)
-	}
-
-	for _, id := range []string{pending, recent, old} {
-		got, err := bt.GetTransaction(ctx, id)
-		if err != nil {
-			t.Fatalf("tx %s: %v", id, err)
-		}
-		want, _ := c.Tx(id)
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("tx %s:\n got  %+v\n want %+v", id, got, want)
-		}
-	}
-	// old is 5 blocks deep: a scan of 2 blocks misses it.
-	if _, err := chain.NewBytomd(base, chain.WithScanDepth(2)).GetTransaction(ctx, old); !errors.Is(err, chain.ErrTxNotFound) {
-		t.Fatalf("shallow scan: %v", err)
-	}
-	if _, err := bt.GetTransaction(ctx, strings.Repeat("9", 64)); !errors.Is(err, chain.ErrTxNotFound) {
-		t.Fatalf("unknown tx: %v", err)
-	}
-
-	for _, unconf := range []bool{true, false} {
-		for _, prog := range []string{program, other} {
-			got, err := bt.ListUTXOs(ctx, chain.Filter{Asset: asset, Program: prog, Unconfirmed: unconf})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameSet(t, "bytomd listing", hashes(got), hashes(c.UTXOs(asset, prog, unconf)))
-		}
-	}
-	if got, _ := bt.ListUTXOs(ctx, chain.Filter{Asset: asset, Program: other, Unconfirmed: true}); len(got) != 1 || got[0].Hash != pout[0] || got[0].Amount != 30 {
-		t.Fatalf("pending output listing %+v", got)
-	}
-
-	var mem struct {
-		Status string `json:"status"`
-		Data   struct {
-			Total int      `json:"total"`
-			TxIDs []string `json:"tx_ids"`
-		} `json:"data"`
-	}
-	if post(t, base+"/list-unconfirmed-transactions", "{}", &mem); mem.Status != "success" || mem.Data.Total != 1 || !slices.Equal(mem.Data.TxIDs, []string{pending}) {
-		t.Fatalf("mempool %+v", mem)
-	}
-	var blk struct {
-		Status string `json:"status"`
-		Data   struct {
-			Height uint64 `json:"height"`
-		} `json:"data"`
-	}
-	tip := c.Tip()
-	if post(t, base+"/get-block", map[string]string{"block_hash": tip.BlockHash}, &blk); blk.Status != "success" || blk.Data.Height != tip.Height {
-		t.Fatalf("block by hash %+v", blk)
-	}
-}
-
 type errBody struct {
 	Error struct {
 		Code    string `json:"code"`
@@ -358,10 +286,13 @@ func TestControlRoutes(t *testing.T) {
 	var u struct {
 		Hashes []string `json:"hashes"`
 	}
-	if st := post(t, base+"/sim/utxos", map[string]any{"asset": asset, "program": program, "amounts": []int64{5, 6}}, &u); st != 200 || len(u.Hashes) != 2 {
+	if st := post(t, base+"/sim/utxos", `{"asset":"`+asset+`","program":"`+program+`","amounts":[5,18446744073709551615]}`, &u); st != 200 || len(u.Hashes) != 2 {
 		t.Fatalf("utxos: %d %+v", st, u)
 	}
 	sameSet(t, "created", hashes(c.UTXOs(asset, program, true)), u.Hashes)
+	if us := c.UTXOs(asset, program, false); us[1].Amount != math.MaxUint64 {
+		t.Fatalf("amount %d", us[1].Amount)
+	}
 
 	var sp struct {
 		TxID    string   `json:"tx_id"`
@@ -371,13 +302,26 @@ func TestControlRoutes(t *testing.T) {
 	if st := post(t, base+"/sim/spend", spend, &sp); st != 200 || !sim.IsHash(sp.TxID) || len(sp.Outputs) != 1 {
 		t.Fatalf("spend: %d %+v", st, sp)
 	}
-	var e errBody
-	if st := post(t, base+"/sim/spend", spend, &e); st != http.StatusConflict || e.Error.Code != "already_spent" {
-		t.Fatalf("double spend: %d %+v", st, e)
+	// The mempool takes a second spend of the same output, as bytomd's does.
+	var sp2 struct {
+		TxID string `json:"tx_id"`
 	}
+	if st := post(t, base+"/sim/spend", spend, &sp2); st != 200 || sp2.TxID == sp.TxID {
+		t.Fatalf("double spend: %d %+v", st, sp2)
+	}
+	var e errBody
 	unknown := map[string]any{"hashes": []string{strings.Repeat("7", 64)}, "outputs": spend["outputs"]}
 	if st := post(t, base+"/sim/spend", unknown, &e); st != http.StatusNotFound || e.Error.Code != "unknown_output" {
 		t.Fatalf("unknown input: %d %+v", st, e)
+	}
+	reward := mustBlock(t, c, 1).Txs[0].Outputs[0].UTXO
+	immature := map[string]any{"hashes": []string{reward}, "outputs": []map[string]any{{"asset": btm, "program": program, "amount": 5}}}
+	if st := post(t, base+"/sim/spend", immature, &e); st != http.StatusConflict || e.Error.Code != "immature" {
+		t.Fatalf("immature coinbase: %d %+v", st, e)
+	}
+	toContract := map[string]any{"asset": btm, "program": contract, "amounts": []int{5}}
+	if st := post(t, base+"/sim/utxos", toContract, &e); st != http.StatusBadRequest || e.Error.Code != "not_standard" {
+		t.Fatalf("BTM to a contract: %d %+v", st, e)
 	}
 
 	var tip struct {
@@ -390,6 +334,7 @@ func TestControlRoutes(t *testing.T) {
 	if tx, _ := c.Tx(sp.TxID); tx.Height != 2 {
 		t.Fatalf("spend mined at %d", tx.Height)
 	}
+	gone(t, c, sp2.TxID)
 	old := tip.Hash
 	if st := post(t, base+"/sim/reorg", map[string]any{"depth": 2}, &tip); st != 200 || tip.Height != 4 || tip.Hash == old {
 		t.Fatalf("reorg: %d %+v", st, tip)
@@ -398,7 +343,7 @@ func TestControlRoutes(t *testing.T) {
 		t.Fatalf("mine with no body: %d %+v", st, tip)
 	}
 
-	p, _ := mustSpend(t, c, u.Hashes[1:], false, sim.Output{Asset: asset, Program: program, Amount: 6})
+	p, _ := mustSpend(t, c, u.Hashes[1:], false, out(asset, program, 6))
 	if st := post(t, base+"/sim/drop", map[string]string{"tx_id": p}, nil); st != 200 || len(c.Pending()) != 0 {
 		t.Fatalf("drop: %d, mempool %v", st, c.Pending())
 	}
@@ -414,7 +359,7 @@ func TestControlRoutesRejectBadInput(t *testing.T) {
 	c := sim.New()
 	hs := mustAdd(t, c, 5)
 	base := serve(t, c)
-	out := []map[string]any{{"asset": asset, "program": program, "amount": 1}}
+	outs := []map[string]any{{"asset": asset, "program": program, "amount": 1}}
 	bad := []struct {
 		route string
 		body  any
@@ -429,10 +374,11 @@ func TestControlRoutesRejectBadInput(t *testing.T) {
 		{"/sim/utxos", map[string]any{"asset": asset, "program": program, "amounts": []int{-1}}},
 		{"/sim/utxos", map[string]any{"asset": asset, "program": program, "amounts": []int{}}},
 		{"/sim/utxos", `{"asset":"` + asset + `","program":"` + program + `","amounts":[1.5]}`},
-		{"/sim/spend", map[string]any{"hashes": []string{"xyz"}, "outputs": out}},
-		{"/sim/spend", map[string]any{"hashes": []string{}, "outputs": out}},
+		{"/sim/utxos", `{"asset":"` + asset + `","program":"` + program + `","amounts":[18446744073709551616]}`},
+		{"/sim/spend", map[string]any{"hashes": []string{"xyz"}, "outputs": outs}},
+		{"/sim/spend", map[string]any{"hashes": []string{}, "outputs": outs}},
 		{"/sim/spend", map[string]any{"hashes": hs, "outputs": []map[string]any{{"asset": asset, "program": program, "amount": 0}}}},
-		{"/sim/spend", map[string]any{"hashes": []string{hs[0], hs[0]}, "outputs": out}},
+		{"/sim/spend", map[string]any{"hashes": []string{hs[0], hs[0]}, "outputs": outs}},
 		{"/sim/mine", map[string]any{"blocks": 0}},
 		{"/sim/mine", map[string]any{"blocks": sim.MaxBlocks + 1}},
 		{"/sim/mine", `{"blocks":"2"}`},
@@ -450,10 +396,6 @@ func TestControlRoutesRejectBadInput(t *testing.T) {
 	}
 	if c.Tip() != tip || !slices.Equal(hashes(c.UTXOs(asset, program, true)), utxos) || len(c.Pending()) != 0 {
 		t.Fatal("rejected input changed the chain")
-	}
-	var e errBody
-	if st := post(t, base+"/nope", "{}", &e); st != http.StatusNotFound || e.Error.Code != "not_found" {
-		t.Fatalf("unknown route: %d %+v", st, e)
 	}
 }
 

@@ -2,30 +2,42 @@
 //
 // It keeps blocks, a mempool and the UTXO set, and serves them over HTTP with
 // the same routes and JSON shapes as the real blockcenter, block explorer and
-// bytomd node (see Handler), plus control routes under /sim/ to create UTXOs,
-// spend them, mine blocks, reorganise the chain and drop pending transactions.
+// bytomd v1.1 node (see Handler), plus control routes under /sim/ to create
+// UTXOs, spend them, mine blocks, reorganise the chain and drop pending
+// transactions.
 //
-// The genesis block is at height 0 and holds no transaction, so every
-// transaction in a block has a height of at least 1 (chain.Tx.Confirmed).
+// It behaves like a real bytomd v1.1 node where bufferd can tell:
+//
+//   - Every block starts with a coinbase transaction paying CoinbaseReward BTM
+//     to MinerProgram; the genesis block (height 0) pays GenesisAmount, above
+//     2^53, to a program nobody owns. A coinbase output can be spent once the
+//     tip is chain.CoinbaseMaturity blocks above its block (ErrImmature before).
+//   - A transaction mined with status_fail stays in its block, but only its
+//     BTM inputs are spent and only its BTM outputs created (chain.Tx.Moves).
+//   - BTM can only be locked in P2W programs (ErrNotStandard otherwise).
+//   - The mempool accepts transactions spending the same output. Mining takes
+//     it in order: a transaction with an input already spent (or immature)
+//     vanishes without a status, and so do the transactions spending its
+//     outputs.
+//
+// Funding transactions (AddUTXOs) have one issue input per output, for any
+// asset, BTM included (which a real chain cannot issue).
+//
 // Hashes are deterministic: lowercase hex sha256 over the content (a
-// transaction: a per-chain sequence number, its inputs and outputs; an output:
-// its transaction id and position; a block: previous hash, height, branch salt
-// and transaction ids), so the same sequence of calls always yields the same
-// hashes. Block timestamps come from the wall clock and do not enter hashes.
+// transaction: a per-chain sequence number, its inputs and outputs; a
+// coinbase: its height and output; an output: its transaction id and
+// position; a block: previous hash, height, branch salt and transaction ids),
+// so the same sequence of calls always yields the same hashes. Block
+// timestamps come from the wall clock and do not enter hashes.
 //
-// The simulator checks that inputs exist and are spent once; it does not check
-// that amounts balance or that anybody signed anything.
+// The simulator does not check that amounts balance or that anybody signed
+// anything.
 package sim
 
 import (
-	"cmp"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -39,14 +51,36 @@ const (
 	MaxProgramLen = 20_000  // hex characters of a control program
 )
 
+// The simulator's miner.
+const (
+	// MinerProgram is the P2WPKH program every coinbase pays; it is the one
+	// program of the node's wallet (see /list-unspent-outputs).
+	MinerProgram = "0014b1704bff155858a74505bde5a5dd4af2e19f9e83"
+	// MinerAccountID and MinerAccountAlias name the wallet account owning
+	// MinerProgram.
+	MinerAccountID    = "0SIMMINER0001"
+	MinerAccountAlias = "miner"
+	// CoinbaseReward is the BTM (in neu) each block's coinbase pays.
+	CoinbaseReward uint64 = 41_250_000_000
+	// GenesisAmount is the BTM (in neu) of the genesis block's coinbase.
+	GenesisAmount uint64 = 140_700_041_250_000_000
+)
+
+// genesisProgram locks the genesis coinbase: a P2WPKH program nobody owns.
+const genesisProgram = "0014694971666077422d0c6163f4b082f8298b845a43"
+
 // Sentinel errors.
 var (
-	// ErrInvalid means an argument is malformed (bad hex, amount <= 0, ...).
+	// ErrInvalid means an argument is malformed (bad hex, amount 0, ...).
 	ErrInvalid = errors.New("sim: invalid argument")
 	// ErrUnknownOutput means an input names no confirmed or pending output.
 	ErrUnknownOutput = errors.New("sim: unknown output")
-	// ErrSpent means an input is already spent by a pending transaction.
-	ErrSpent = errors.New("sim: output already spent")
+	// ErrImmature means an input is a coinbase output the tip has not yet
+	// made spendable.
+	ErrImmature = errors.New("sim: immature coinbase output")
+	// ErrNotStandard means an output locks BTM in a program that is not P2W
+	// (bytomd's BTM733 "Not standard transaction").
+	ErrNotStandard = errors.New("sim: not standard transaction")
 	// ErrNotPending means the transaction is in a block, not in the mempool.
 	ErrNotPending = errors.New("sim: transaction is not pending")
 )
@@ -55,37 +89,52 @@ var (
 type Output struct {
 	Asset   string `json:"asset"`
 	Program string `json:"program"`
-	Amount  int64  `json:"amount"`
+	Amount  uint64 `json:"amount"`
 }
 
 // utxo is an output; immutable once created.
 type utxo struct {
-	hash    string
-	asset   string
-	program string
-	address string
-	amount  int64
-	txID    string
-	pos     int
-	seq     uint64 // creation order, for stable listings
+	hash        string
+	asset       string
+	program     string
+	address     string
+	amount      uint64
+	txID        string
+	pos         int
+	seq         uint64 // creation order, for stable listings
+	validHeight uint64 // coinbase outputs: the first tip that may spend them; else 0
 }
 
-// tx is a transaction; height and block change as it is mined or reorganised.
+// txKind tells how a transaction's inputs are made.
+type txKind uint8
+
+const (
+	spendTx    txKind = iota // spends outputs
+	issueTx                  // funding: one issue input per output
+	coinbaseTx               // a block's first transaction
+)
+
+// tx is a transaction; its block changes as it is mined or reorganised.
 type tx struct {
 	id        string
-	inputs    []*utxo
+	kind      txKind
+	inputs    []*utxo // the outputs a spend transaction spends
 	outputs   []*utxo
 	fail      bool
 	submitted time.Time
 	block     *block // nil while pending
 }
 
+// moves reports whether t, once in a block, spends and creates outputs of
+// asset (see chain.Tx.Moves).
+func (t *tx) moves(asset string) bool { return !t.fail || asset == chain.BTMAsset }
+
 type block struct {
 	hash   string
 	prev   string
 	height uint64
 	time   time.Time
-	txs    []*tx
+	txs    []*tx // the coinbase first
 }
 
 // Chain is a simulated chain. It is safe for concurrent use.
@@ -102,14 +151,18 @@ type Chain struct {
 	unspent map[string]*utxo            // the confirmed UTXO set
 	pools   map[string]map[string]*utxo // unspent by asset+program
 	pending map[string]*utxo            // outputs of mempool transactions
-	spentBy map[string]*tx              // output hash -> mempool transaction spending it
+	spentBy map[string]*tx              // output hash -> a mempool transaction spending it
 	// lists caches listLocked's answers until the UTXO set or the mempool
 	// changes, so paging through a large pool does not sort it per page.
 	lists map[string][]utxoView
 }
 
 // New returns a chain holding only the genesis block (height 0).
-func New() *Chain {
+func New() *Chain { return NewNetwork("") }
+
+// NewNetwork returns a chain of another network: the same calls give other
+// block hashes from the genesis block on (a node on another chain).
+func NewNetwork(network string) *Chain {
 	c := &Chain{
 		now:     time.Now,
 		byHash:  make(map[string]*block),
@@ -120,16 +173,18 @@ func New() *Chain {
 		spentBy: make(map[string]*tx),
 		lists:   make(map[string][]utxoView),
 	}
-	g := &block{hash: blockHash("", 0, 0, nil), height: 0, time: c.now().UTC().Truncate(time.Second)}
-	c.blocks = []*block{g}
-	c.byHash[g.hash] = g
+	if network != "" {
+		c.salt = binary.BigEndian.Uint64([]byte(hashOf("network", network))[:8])
+	}
+	c.seal(&block{prev: zeroHash, height: 0, time: c.clock()}, nil)
 	return c
 }
 
-// AddUTXOs creates a funding transaction (without inputs) with one output of
-// asset and program per amount and mines it at once, alone in a new block; the
-// mempool is left as it is. It returns the new output hashes.
-func (c *Chain) AddUTXOs(asset, program string, amounts []int64) ([]string, error) {
+// AddUTXOs creates a funding transaction (one issue input per output) with
+// one output of asset and program per amount and mines it at once, after the
+// coinbase of a new block; the mempool is left as it is. It returns the new
+// output hashes.
+func (c *Chain) AddUTXOs(asset, program string, amounts []uint64) ([]string, error) {
 	if len(amounts) == 0 || len(amounts) > MaxOutputs {
 		return nil, fmt.Errorf("%w: need 1 to %d amounts", ErrInvalid, MaxOutputs)
 	}
@@ -142,32 +197,23 @@ func (c *Chain) AddUTXOs(asset, program string, amounts []int64) ([]string, erro
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := c.newTx(nil, outs, false)
+	t := c.newTx(issueTx, nil, outs, false)
 	c.txs[t.id] = t
 	c.mine([]*tx{t})
 	return outputHashes(t), nil
 }
 
 // Spend adds a pending transaction spending the outputs named by hashes
-// (confirmed UTXOs or outputs of pending transactions) into outputs. With fail
-// set it is mined with status_fail: its outputs never become UTXOs and its
-// inputs stay unspent. It returns the transaction id and the output hashes.
+// (confirmed UTXOs or outputs of pending transactions, also ones another
+// pending transaction spends) into outputs. With fail set it is mined with
+// status_fail: only its BTM inputs are spent and its BTM outputs created. It
+// returns the transaction id and the output hashes.
 func (c *Chain) Spend(hashes []string, outputs []Output, fail bool) (string, []string, error) {
-	if len(hashes) == 0 || len(hashes) > MaxOutputs {
-		return "", nil, fmt.Errorf("%w: need 1 to %d inputs", ErrInvalid, MaxOutputs)
+	if err := validInputs(hashes); err != nil {
+		return "", nil, err
 	}
 	if len(outputs) == 0 || len(outputs) > MaxOutputs {
 		return "", nil, fmt.Errorf("%w: need 1 to %d outputs", ErrInvalid, MaxOutputs)
-	}
-	seen := make(map[string]bool, len(hashes))
-	for _, h := range hashes {
-		if !IsHash(h) {
-			return "", nil, fmt.Errorf("%w: input %.80q is not 64 lowercase hex", ErrInvalid, h)
-		}
-		if seen[h] {
-			return "", nil, fmt.Errorf("%w: input %s listed twice", ErrInvalid, h)
-		}
-		seen[h] = true
 	}
 	if err := validOutputs(outputs); err != nil {
 		return "", nil, err
@@ -175,21 +221,11 @@ func (c *Chain) Spend(hashes []string, outputs []Output, fail bool) (string, []s
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	inputs := make([]*utxo, len(hashes))
-	for i, h := range hashes {
-		u := c.unspent[h]
-		if u == nil {
-			u = c.pending[h]
-		}
-		if u == nil {
-			return "", nil, fmt.Errorf("%w: %s", ErrUnknownOutput, h)
-		}
-		if by := c.spentBy[h]; by != nil {
-			return "", nil, fmt.Errorf("%w: %s by pending transaction %s", ErrSpent, h, by.id)
-		}
-		inputs[i] = u
+	inputs, err := c.spendable(hashes)
+	if err != nil {
+		return "", nil, err
 	}
-	t := c.newTx(inputs, outputs, fail)
+	t := c.newTx(spendTx, inputs, outputs, fail)
 	c.txs[t.id] = t
 	c.mempool = append(c.mempool, t)
 	c.indexPending(t)
@@ -209,37 +245,17 @@ func (c *Chain) Mine(n int) (chain.Status, error) {
 }
 
 // Reorg removes the last depth blocks (1 to MaxBlocks, never the genesis).
-// Their transactions go back to the front of the mempool, or vanish with drop.
-// Then depth+1 blocks are mined on a new branch (new block hashes); the first
-// takes the mempool. It returns the new tip.
+// Their coinbase transactions vanish; the others go back to the front of the
+// mempool, or vanish too with drop. Then depth+1 blocks are mined on a new
+// branch (new block hashes); the first takes the mempool. It returns the new
+// tip.
 func (c *Chain) Reorg(depth int, drop bool) (chain.Status, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if depth < 1 || depth > MaxBlocks || depth > len(c.blocks)-1 {
 		return chain.Status{}, fmt.Errorf("%w: depth must be 1 to %d", ErrInvalid, min(MaxBlocks, len(c.blocks)-1))
 	}
-	removed := c.blocks[len(c.blocks)-depth:]
-	c.blocks = c.blocks[:len(c.blocks)-depth]
-	for i := len(removed) - 1; i >= 0; i-- {
-		b := removed[i]
-		delete(c.byHash, b.hash)
-		for j := len(b.txs) - 1; j >= 0; j-- {
-			t := b.txs[j]
-			if !t.fail {
-				for _, o := range t.outputs {
-					c.removeUnspent(o)
-				}
-				for _, in := range t.inputs {
-					c.addUnspent(in)
-				}
-			}
-			t.block = nil
-		}
-	}
-	var back []*tx
-	for _, b := range removed {
-		back = append(back, b.txs...)
-	}
+	back := c.unwind(depth)
 	if drop {
 		for _, t := range back {
 			delete(c.txs, t.id)
@@ -254,7 +270,7 @@ func (c *Chain) Reorg(depth int, drop bool) (chain.Status, error) {
 }
 
 // Drop removes a pending transaction from the mempool, with every pending
-// transaction spending its outputs; their inputs are free again.
+// transaction spending its outputs.
 func (c *Chain) Drop(txID string) error {
 	if !IsHash(txID) {
 		return fmt.Errorf("%w: tx id %.80q is not 64 lowercase hex", ErrInvalid, txID)
@@ -271,15 +287,8 @@ func (c *Chain) Drop(txID string) error {
 	gone := map[string]bool{txID: true}
 	kept := c.mempool[:0:0]
 	for _, m := range c.mempool {
-		if !gone[m.id] {
-			for _, in := range m.inputs {
-				if gone[in.txID] {
-					gone[m.id] = true
-					break
-				}
-			}
-		}
-		if gone[m.id] {
+		if gone[m.id] || spendsAny(m, gone) {
+			gone[m.id] = true
 			delete(c.txs, m.id)
 			continue
 		}
@@ -299,9 +308,9 @@ func (c *Chain) Tip() chain.Status {
 
 // UTXOs lists the UTXOs of asset and program in creation order, like
 // blockcenter: with unconfirmed, the confirmed UTXOs no pending transaction
-// spends plus the unspent outputs of pending transactions (also of those that
-// will fail); without, only confirmed UTXOs (also those a pending transaction
-// spends).
+// spends plus the outputs of pending transactions that no pending transaction
+// spends (also of those that will fail); without, only confirmed UTXOs (also
+// those a pending transaction spends). Immature coinbase outputs are listed.
 func (c *Chain) UTXOs(asset, program string, unconfirmed bool) []chain.UTXO {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -314,7 +323,8 @@ func (c *Chain) UTXOs(asset, program string, unconfirmed bool) []chain.UTXO {
 	return out
 }
 
-// Tx returns a transaction in the mempool or in a block, or chain.ErrTxNotFound.
+// Tx returns a transaction in the mempool or in a block, or chain.ErrTxNotFound
+// (also for a transaction that vanished).
 func (c *Chain) Tx(id string) (*chain.Tx, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -322,8 +332,7 @@ func (c *Chain) Tx(id string) (*chain.Tx, error) {
 	if t == nil {
 		return nil, fmt.Errorf("%w: %s", chain.ErrTxNotFound, id)
 	}
-	v := snapshotTx(t)
-	return v.toChain(), nil
+	return snapshotTx(t).toChain(), nil
 }
 
 // Block returns the block at height, or chain.ErrBlockNotFound.
@@ -346,322 +355,4 @@ func (c *Chain) Pending() []string {
 		ids[i] = t.id
 	}
 	return ids
-}
-
-// ---- internals (c.mu held) ----
-
-func (c *Chain) tipLocked() chain.Status {
-	b := c.blocks[len(c.blocks)-1]
-	return chain.Status{Height: b.height, BlockHash: b.hash}
-}
-
-// newTx builds a transaction with the next sequence number; not yet indexed.
-func (c *Chain) newTx(inputs []*utxo, outs []Output, fail bool) *tx {
-	c.txSeq++
-	t := &tx{inputs: inputs, fail: fail, submitted: c.now().UTC().Truncate(time.Second)}
-	t.id = txHash(c.txSeq, inputs, outs, fail)
-	t.outputs = make([]*utxo, len(outs))
-	for i, o := range outs {
-		c.outSeq++
-		t.outputs[i] = &utxo{hash: outputHash(t.id, i), asset: o.Asset, program: o.Program,
-			address: Address(o.Program), amount: o.Amount, txID: t.id, pos: i, seq: c.outSeq}
-	}
-	return t
-}
-
-// mineN mines n blocks, the first with the whole mempool.
-func (c *Chain) mineN(n int) {
-	txs := c.mempool
-	c.mempool = nil
-	c.reindexMempool()
-	c.mine(txs)
-	for i := 1; i < n; i++ {
-		c.mine(nil)
-	}
-}
-
-// mine appends one block with txs, applying them in order. A transaction whose
-// inputs are no longer unspent (its parent failed or vanished) is discarded.
-func (c *Chain) mine(txs []*tx) {
-	prev := c.blocks[len(c.blocks)-1]
-	height := prev.height + 1
-	var in []*tx
-	for _, t := range txs {
-		ok := true
-		for _, u := range t.inputs {
-			if c.unspent[u.hash] == nil {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			delete(c.txs, t.id)
-			continue
-		}
-		if !t.fail {
-			for _, u := range t.inputs {
-				c.removeUnspent(u)
-			}
-			for _, o := range t.outputs {
-				c.addUnspent(o)
-			}
-		}
-		in = append(in, t)
-	}
-	ids := make([]string, len(in))
-	for i, t := range in {
-		ids[i] = t.id
-	}
-	ts := c.now().UTC().Truncate(time.Second)
-	if ts.Before(prev.time) {
-		ts = prev.time
-	}
-	b := &block{hash: blockHash(prev.hash, height, c.salt, ids), prev: prev.hash, height: height, time: ts, txs: in}
-	for _, t := range in {
-		t.block = b
-	}
-	c.blocks = append(c.blocks, b)
-	c.byHash[b.hash] = b
-}
-
-func poolKey(asset, program string) string { return asset + "/" + program }
-
-func (c *Chain) addUnspent(u *utxo) {
-	clear(c.lists)
-	c.unspent[u.hash] = u
-	k := poolKey(u.asset, u.program)
-	p := c.pools[k]
-	if p == nil {
-		p = make(map[string]*utxo)
-		c.pools[k] = p
-	}
-	p[u.hash] = u
-}
-
-func (c *Chain) removeUnspent(u *utxo) {
-	clear(c.lists)
-	delete(c.unspent, u.hash)
-	k := poolKey(u.asset, u.program)
-	if p := c.pools[k]; p != nil {
-		delete(p, u.hash)
-		if len(p) == 0 {
-			delete(c.pools, k)
-		}
-	}
-}
-
-// indexPending records a mempool transaction's outputs and spent inputs.
-func (c *Chain) indexPending(t *tx) {
-	clear(c.lists)
-	for _, o := range t.outputs {
-		c.pending[o.hash] = o
-	}
-	for _, in := range t.inputs {
-		c.spentBy[in.hash] = t
-	}
-}
-
-// reindexMempool rebuilds pending and spentBy from the mempool.
-func (c *Chain) reindexMempool() {
-	clear(c.lists)
-	clear(c.pending)
-	clear(c.spentBy)
-	for _, t := range c.mempool {
-		c.indexPending(t)
-	}
-}
-
-// utxoView is a UTXO as a view lists it.
-type utxoView struct {
-	*utxo
-	confirmed bool
-}
-
-// listLocked lists the UTXOs of a pool (or of every pool when asset and
-// program are both empty) in creation order. The answer is shared: callers
-// must not change it.
-func (c *Chain) listLocked(asset, program string, unconfirmed bool) []utxoView {
-	key := poolKey(asset, program) + "/" + strconv.FormatBool(unconfirmed)
-	if out, ok := c.lists[key]; ok {
-		return out
-	}
-	out := c.listSorted(asset, program, unconfirmed)
-	c.lists[key] = out
-	return out
-}
-
-func (c *Chain) listSorted(asset, program string, unconfirmed bool) []utxoView {
-	all := asset == "" && program == ""
-	var out []utxoView
-	confirmed := c.unspent
-	if !all {
-		confirmed = c.pools[poolKey(asset, program)]
-	}
-	for h, u := range confirmed {
-		if unconfirmed && c.spentBy[h] != nil {
-			continue
-		}
-		out = append(out, utxoView{u, true})
-	}
-	if unconfirmed {
-		for h, u := range c.pending {
-			if c.spentBy[h] != nil || (!all && (u.asset != asset || u.program != program)) {
-				continue
-			}
-			out = append(out, utxoView{u, false})
-		}
-	}
-	slices.SortFunc(out, func(a, b utxoView) int { return cmp.Compare(a.seq, b.seq) })
-	return out
-}
-
-// txView is a consistent copy of a transaction.
-type txView struct {
-	id        string
-	fail      bool
-	height    uint64
-	blockHash string
-	blockTime time.Time
-	submitted time.Time
-	inputs    []*utxo
-	outputs   []*utxo
-}
-
-func snapshotTx(t *tx) txView {
-	v := txView{id: t.id, fail: t.fail, submitted: t.submitted, inputs: t.inputs, outputs: t.outputs}
-	if t.block != nil {
-		v.height, v.blockHash, v.blockTime = t.block.height, t.block.hash, t.block.time
-	}
-	return v
-}
-
-// size is a made-up serialized size in bytes.
-func (v txView) size() int { return 120 + 90*len(v.inputs) + 70*len(v.outputs) }
-
-func (v txView) toChain() *chain.Tx {
-	t := &chain.Tx{ID: v.id, StatusFail: v.fail, Height: v.height, BlockHash: v.blockHash, BlockTime: v.blockTime}
-	for _, u := range v.inputs {
-		t.Inputs = append(t.Inputs, chain.TxIO{Type: "spend", UTXO: u.hash, Address: u.address,
-			Asset: u.asset, Program: u.program, Amount: u.amount})
-	}
-	for _, u := range v.outputs {
-		t.Outputs = append(t.Outputs, chain.TxIO{Type: "control", UTXO: u.hash, Address: u.address,
-			Asset: u.asset, Program: u.program, Amount: u.amount})
-	}
-	return t
-}
-
-// blockView is a consistent copy of a block.
-type blockView struct {
-	hash   string
-	prev   string
-	height uint64
-	time   time.Time
-	txs    []txView
-}
-
-// blockLocked finds a block by hash when hash is not empty, else by height.
-func (c *Chain) blockLocked(height uint64, hash string) (blockView, bool) {
-	var b *block
-	if hash != "" {
-		b = c.byHash[hash]
-	} else if height < uint64(len(c.blocks)) {
-		b = c.blocks[height]
-	}
-	if b == nil {
-		return blockView{}, false
-	}
-	v := blockView{hash: b.hash, prev: b.prev, height: b.height, time: b.time, txs: make([]txView, len(b.txs))}
-	for i, t := range b.txs {
-		v.txs[i] = snapshotTx(t)
-	}
-	return v, true
-}
-
-func (v blockView) toChain() *chain.Block {
-	b := &chain.Block{Hash: v.hash, PreviousHash: v.prev, Height: v.height, Time: v.time, Txs: make([]chain.Tx, len(v.txs))}
-	for i, t := range v.txs {
-		b.Txs[i] = *t.toChain()
-	}
-	return b
-}
-
-// ---- hashing and validation ----
-
-// hashOf is sha256 over length-prefixed parts, as lowercase hex.
-func hashOf(parts ...string) string {
-	h := sha256.New()
-	var n [binary.MaxVarintLen64]byte
-	for _, p := range parts {
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
-		h.Write([]byte(p))
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func txHash(seq uint64, inputs []*utxo, outs []Output, fail bool) string {
-	parts := []string{"tx", strconv.FormatUint(seq, 10), strconv.FormatBool(fail), strconv.Itoa(len(inputs))}
-	for _, in := range inputs {
-		parts = append(parts, in.hash)
-	}
-	for _, o := range outs {
-		parts = append(parts, o.Asset, o.Program, strconv.FormatInt(o.Amount, 10))
-	}
-	return hashOf(parts...)
-}
-
-func outputHash(txID string, pos int) string { return hashOf("output", txID, strconv.Itoa(pos)) }
-
-func blockHash(prev string, height, salt uint64, txIDs []string) string {
-	parts := append([]string{"block", prev, strconv.FormatUint(height, 10), strconv.FormatUint(salt, 10)}, txIDs...)
-	return hashOf(parts...)
-}
-
-func outputHashes(t *tx) []string {
-	hs := make([]string, len(t.outputs))
-	for i, o := range t.outputs {
-		hs[i] = o.hash
-	}
-	return hs
-}
-
-// Address derives the simulator's fake address of a control program:
-// "bm1q" followed by the first 38 hex characters of sha256(program).
-func Address(program string) string {
-	s := sha256.Sum256([]byte(program))
-	return "bm1q" + hex.EncodeToString(s[:])[:38]
-}
-
-// IsHash reports whether s is 64 lowercase hex characters (an asset id, output
-// hash or transaction id).
-func IsHash(s string) bool { return len(s) == 64 && isHex(s) }
-
-// IsProgram reports whether s is a non-empty, even-length lowercase hex control
-// program of at most MaxProgramLen characters.
-func IsProgram(s string) bool {
-	return len(s) > 0 && len(s)%2 == 0 && len(s) <= MaxProgramLen && isHex(s)
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func validOutputs(outs []Output) error {
-	for i, o := range outs {
-		switch {
-		case !IsHash(o.Asset):
-			return fmt.Errorf("%w: output %d: asset %.80q is not 64 lowercase hex", ErrInvalid, i, o.Asset)
-		case !IsProgram(o.Program):
-			return fmt.Errorf("%w: output %d: program must be even-length lowercase hex (max %d)", ErrInvalid, i, MaxProgramLen)
-		case o.Amount <= 0:
-			return fmt.Errorf("%w: output %d: amount must be > 0", ErrInvalid, i)
-		}
-	}
-	return nil
 }

@@ -1,25 +1,20 @@
 -- List free UTXOs of a pool by amount.
--- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 loaded
+-- KEYS: the pool's keys (see the prelude)
 -- ARGV: 1 desc (0|1), 2 start, 3 stop
--- Returns {hash1, amount1, hash2, amount2, ...} or an error NOTLOADED.
-local avail, amount, held, holder = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local err = require_loaded(KEYS[5])
+-- Returns {hash1, amount1, hash2, amount2, ...} (amounts as 20 digits) or an
+-- error NOTLOADED.
+local err = require_ready()
 if err then return err end
-local now = now_ms()
-reclaim(avail, amount, held, holder, now)
-local r
+reclaim(now_ms())
+local ms
 if ARGV[1] == '1' then
-  r = redis.call('ZRANGE', avail, ARGV[2], ARGV[3], 'REV')
+  ms = redis.call('ZRANGE', P.free, ARGV[2], ARGV[3], 'REV')
 else
-  r = redis.call('ZRANGE', avail, ARGV[2], ARGV[3])
+  ms = redis.call('ZRANGE', P.free, ARGV[2], ARGV[3])
 end
 local out = {}
-if #r == 0 then
-  return out
-end
-local amounts = redis.call('HMGET', amount, unpack(r))
-for i, h in ipairs(r) do
-  out[#out + 1] = h
-  out[#out + 1] = amounts[i]
+for _, m in ipairs(ms) do
+  out[#out + 1] = string.sub(m, 22)
+  out[#out + 1] = string.sub(m, 1, 20)
 end
 return out

@@ -1,57 +1,64 @@
--- Shared prelude of every script that reads or changes a pool's holds: the
--- Redis clock in milliseconds, the lazy reclaim of expired holds, the check
--- that the pool's state is present, and the reading of a reservation.
+-- The prelude of every script: the pool's keys, the Redis clock, and the one
+-- way a hold or a reservation ends (see the lifecycle in lockmgr's package
+-- doc). Every script receives the pool's keys first, in this order:
+--
+--   KEYS[1]  free      ZSET, every score 0, members "<amount>:<hash>" with the
+--                      amount as 20 decimal digits: free UTXOs in exact amount
+--                      order (ZRANGEBYLEX), never a float
+--   KEYS[2]  utxo      HASH hash -> amount (20 digits): the UTXOs the chain
+--                      offers (unspent, mature, not spent in the mempool)
+--   KEYS[3]  held      ZSET hash -> expiry in ms on the Redis clock
+--   KEYS[4]  holder    HASH hash -> the id of the reservation holding it
+--   KEYS[5]  legacy    ZSET id -> fence: live legacy reservations, oldest first
+--   KEYS[6]  fence     STRING the pool's fencing counter
+--   KEYS[7]  ready     STRING set once the pool's state is in Redis
+--   KEYS[8]  syncgen   STRING counts the syncer's writes to the pool
+--   KEYS[9]  epoch     STRING the newest leadership epoch that wrote
+--   KEYS[10] res       the prefix of reservation keys: res .. id is a HASH
+--                      (fence, owner, state, created, expires, hashes,
+--                      amounts, txid), a key that expires with the hold
+--   KEYS[11] freed     pub/sub channel: UTXOs were freed
+--   KEYS[12] submitted pub/sub channel: a reservation was submitted
+--   KEYS[13] idem      the prefix of idempotency keys
+--
+-- and its own keys after them.
+local P = {
+  free = KEYS[1], utxo = KEYS[2], held = KEYS[3], holder = KEYS[4], legacy = KEYS[5],
+  fence = KEYS[6], ready = KEYS[7], syncgen = KEYS[8], epoch = KEYS[9], res = KEYS[10],
+  freed = KEYS[11], submitted = KEYS[12], idem = KEYS[13],
+}
+
+-- The least time a reservation key outlives its creation, so that a script
+-- run twice (go-redis resends one after a lost connection) finds the first
+-- run's reservation even when its hold was very short.
+local RERUN_GRACE_MS = 10000
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- notify wakes reservers waiting on the pool (its channel is <tag>:freed).
-local function notify(avail)
-  redis.call('PUBLISH', string.sub(avail, 1, #avail - 6) .. ':freed', '1')
+-- member is a free-set member: the 20-digit amount, ':', the hash.
+local function member(amount, h)
+  return amount .. ':' .. h
 end
 
--- unhold ends the hold on h; the UTXO is offered again when back is true and
--- the chain still has it.
-local function unhold(avail, amount, held, holder, h, back)
-  redis.call('ZREM', held, h)
-  redis.call('HDEL', holder, h)
-  if back then
-    local a = redis.call('HGET', amount, h)
-    if a then
-      redis.call('ZADD', avail, a, h)
-    end
+-- offer makes h free if the chain offers it and nobody holds it.
+local function offer(h)
+  local a = redis.call('HGET', P.utxo, h)
+  if a and redis.call('HEXISTS', P.holder, h) == 0 then
+    redis.call('ZADD', P.free, 0, member(a, h))
+    return 1
   end
+  return 0
 end
 
--- reclaim frees the holds that ended before now; it returns how many.
-local function reclaim(avail, amount, held, holder, now)
-  local expired = redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, 1000)
-  for _, h in ipairs(expired) do
-    unhold(avail, amount, held, holder, h, true)
+-- unoffer takes h out of the free set.
+local function unoffer(h)
+  local a = redis.call('HGET', P.utxo, h)
+  if a then
+    redis.call('ZREM', P.free, member(a, h))
   end
-  if #expired > 0 then
-    notify(avail)
-  end
-  return #expired
-end
-
--- require_loaded fails the script when Redis lost the pool (restart, flush,
--- failover to a stale replica): nothing may be granted until it is rebuilt.
-local function require_loaded(loaded)
-  if redis.call('EXISTS', loaded) == 0 then
-    return redis.error_reply('NOTLOADED')
-  end
-  return nil
-end
-
--- read_res returns a reservation as a flat reply, or nil when it is gone.
-local function read_res(reskey, id)
-  local f = redis.call('HMGET', reskey, 'fence', 'owner', 'state', 'created', 'expires', 'hashes', 'amounts', 'txid')
-  if not f[1] then
-    return nil
-  end
-  return {id, f[1], f[2] or '', f[3], f[4], f[5], f[6], f[7], f[8] or ''}
 end
 
 -- split turns a comma-separated string into a table.
@@ -63,44 +70,151 @@ local function split(s)
   return out
 end
 
+-- read_res returns reservation id as a flat list of field names and values
+-- (Go decodes it by name), or nil when Redis has no such reservation.
+local function read_res(id)
+  local f = redis.call('HMGET', P.res .. id, 'fence', 'owner', 'state', 'created', 'expires', 'hashes', 'amounts', 'txid')
+  if not f[1] then
+    return nil
+  end
+  return {'id', id, 'fence', f[1], 'owner', f[2] or '', 'state', f[3], 'created', f[4], 'expires', f[5],
+    'hashes', f[6] or '', 'amounts', f[7] or '', 'txid', f[8] or ''}
+end
+
+-- field returns the value of name in a flat list read_res returned.
+local function field(r, name)
+  for i = 1, #r, 2 do
+    if r[i] == name then
+      return r[i + 1]
+    end
+  end
+  return nil
+end
+
+-- set_field changes the value of name in a flat list read_res returned.
+local function set_field(r, name, v)
+  for i = 1, #r, 2 do
+    if r[i] == name then
+      r[i + 1] = v
+      return
+    end
+  end
+  r[#r + 1] = name
+  r[#r + 1] = v
+end
+
+-- end_res is the one way a reservation ends in Redis, whatever ends it (a
+-- release, its expiry, the chain, an undone grant): each UTXO it still holds
+-- is let go and offered again if, and only if, the chain still offers it.
+-- Its key is deleted, except that one which ran out within RERUN_GRACE_MS of
+-- its creation stays until then, marked ended, for a rerun of its reserve
+-- script to find. It returns how many UTXOs became free.
+local function end_res(id, now)
+  local key = P.res .. id
+  local f = redis.call('HMGET', key, 'hashes', 'created', 'expires')
+  local freed = 0
+  for _, h in ipairs(split(f[1])) do
+    if redis.call('HGET', P.holder, h) == id then
+      redis.call('ZREM', P.held, h)
+      redis.call('HDEL', P.holder, h)
+      freed = freed + offer(h)
+    end
+  end
+  if f[2] and tonumber(f[3]) <= now and tonumber(f[2]) + RERUN_GRACE_MS > now then
+    redis.call('HSET', key, 'state', 'ended')
+  else
+    redis.call('DEL', key)
+  end
+  redis.call('ZREM', P.legacy, id)
+  if freed > 0 then
+    redis.call('PUBLISH', P.freed, '1')
+  end
+  return freed
+end
+
+-- reclaim ends the reservations whose hold ran out before now (at most 1000
+-- holds a call; the next script goes on).
+local function reclaim(now)
+  local expired = redis.call('ZRANGEBYSCORE', P.held, '-inf', now, 'LIMIT', 0, 1000)
+  for _, h in ipairs(expired) do
+    local id = redis.call('HGET', P.holder, h)
+    if id and redis.call('EXISTS', P.res .. id) == 1 then
+      end_res(id, now)
+    end
+    -- What is left of the hold (its reservation's key expired first).
+    if redis.call('HGET', P.holder, h) == id then
+      redis.call('ZREM', P.held, h)
+      redis.call('HDEL', P.holder, h)
+      if offer(h) > 0 then
+        redis.call('PUBLISH', P.freed, '1')
+      end
+    end
+  end
+  return #expired
+end
+
+-- require_ready fails the script when Redis lost the pool (restart, flush,
+-- failover to a stale replica): nothing may be granted until it is rebuilt.
+local function require_ready()
+  if redis.call('EXISTS', P.ready) == 0 then
+    return redis.error_reply('NOTLOADED')
+  end
+  return nil
+end
+
 -- holds_all reports whether reservation id holds every one of hashes.
-local function holds_all(holder, hashes, id)
+local function holds_all(hashes, id)
   for _, h in ipairs(hashes) do
-    if redis.call('HGET', holder, h) ~= id then
+    if redis.call('HGET', P.holder, h) ~= id then
       return false
     end
   end
   return true
 end
 
--- live_res reads a reservation that must be live and hold all its UTXOs; it
--- returns the reservation and its hashes, or nil and an error reply.
-local function live_res(holder, reskey, id)
-  local r = read_res(reskey, id)
-  if not r then
+-- live_res reads a reservation that must be live: it exists, has not run
+-- out, and holds all its UTXOs. It returns the reservation and its hashes,
+-- or nil and an error reply.
+local function live_res(id, now)
+  local r = read_res(id)
+  if not r or tonumber(field(r, 'expires')) <= now then
     return nil, nil, redis.error_reply('NOTFOUND')
   end
-  local hashes = split(r[7])
-  if not holds_all(holder, hashes, id) then
+  local hashes = split(field(r, 'hashes'))
+  if not holds_all(hashes, id) then
     return nil, nil, redis.error_reply('NOTFOUND')
   end
   return r, hashes, nil
 end
 
+-- set_expiry makes reservation id end at expires: its holds and its key
+-- (which lives at least RERUN_GRACE_MS from its creation).
+local function set_expiry(id, hashes, created, expires)
+  for _, h in ipairs(hashes) do
+    redis.call('ZADD', P.held, 'XX', expires, h)
+  end
+  redis.call('HSET', P.res .. id, 'expires', expires)
+  redis.call('PEXPIREAT', P.res .. id, math.max(expires, created + RERUN_GRACE_MS))
+end
+
 -- epoch_current admits a sync job's write made in leadership term epoch unless
 -- a newer term already wrote to the pool (its key remembers the highest
 -- epoch). Epoch 0 is a write outside any term and is always admitted.
-local function epoch_current(key, epoch)
+local function epoch_current(epoch)
   epoch = tonumber(epoch)
   if epoch == 0 then
     return true
   end
-  local cur = tonumber(redis.call('GET', key) or '0')
+  local cur = tonumber(redis.call('GET', P.epoch) or '0')
   if epoch < cur then
     return false
   end
   if epoch > cur then
-    redis.call('SET', key, epoch)
+    redis.call('SET', P.epoch, epoch)
   end
   return true
+end
+
+local function stale_epoch(epoch)
+  return redis.error_reply('STALEEPOCH epoch ' .. epoch .. ' is older than the pool\'s')
 end

@@ -1,98 +1,154 @@
 -- Reserve UTXOs of one pool atomically.
--- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 legacy, 6 fence, 7 loaded,
---       8 the new reservation's key, 9 the idempotency key, 10 the freed channel (unused here)
+-- KEYS: the pool's keys (see the prelude), then
+--   14 the reservation's idempotency key (any key of the pool when unused)
 -- ARGV: 1 id, 2 owner, 3 ttl_ms, 4 legacy (0|1), 5 mode (hashes|count|amount|combine),
---       6 count, 7 amount, 8 use idempotency (0|1), 9 node budget of combine, 10.. hashes
--- Returns {'NEW'|'REPLAY', id, fence, owner, state, created, expires, hashes, amounts, txid}
--- or an error reply NOTLOADED | LOCKED <hash> | UNKNOWN <hash> | UNAVAILABLE.
-local avail, amount, held, holder, legacy, fence, loaded, reskey, idem =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+--       6 count, 7 amount (20 decimal digits), 8 request fingerprint ('' without
+--       an idempotency key), 9 idempotency window ms, 10 node budget of combine,
+--       11.. hashes
+-- Returns the flat list {'result', R, <fields>} where R is
+--   'new'    a reservation was granted; the fields are the reservation's;
+--   'rerun'  this id was reserved before (the script ran twice); the fields
+--            are that reservation's as it is now;
+--   'replay' the idempotency key names an earlier reservation with the same
+--            fingerprint: fields 'id', 'age' (ms since its grant) and, while
+--            Redis has it, the reservation's;
+-- or an error NOTLOADED | LOCKED <hash> | UNKNOWN <hash> | UNAVAILABLE | IDEMMISMATCH.
+local idemkey = KEYS[14]
 local id, owner, ttl, is_legacy, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local count, want, use_idem, budget = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local count, want, fingerprint = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local window, budget = tonumber(ARGV[9]), tonumber(ARGV[10])
 
-local err = require_loaded(loaded)
+local err = require_ready()
 if err then return err end
-local now = now_ms()
-reclaim(avail, amount, held, holder, now)
 
-if use_idem == '1' then
-  local prev = redis.call('GET', idem)
-  if prev then
-    local r = read_res(string.sub(reskey, 1, #reskey - #id) .. prev, prev)
-    if r then
-      table.insert(r, 1, 'REPLAY')
-      return r
+local function result(kind, r)
+  local out = {'result', kind}
+  for _, x in ipairs(r) do
+    out[#out + 1] = x
+  end
+  return out
+end
+
+local prev = read_res(id)
+if prev then
+  return result('rerun', prev)
+end
+
+local now = now_ms()
+reclaim(now)
+
+if fingerprint ~= '' then
+  local rec = redis.call('GET', idemkey)
+  if rec then
+    local pid, pfp, pat = string.match(rec, '^(%S+) (%S+) (%d+)$')
+    if pfp ~= fingerprint then
+      return redis.error_reply('IDEMMISMATCH')
     end
+    local out = {'id', pid, 'age', tostring(now - tonumber(pat))}
+    local r = read_res(pid)
+    if r then
+      for _, x in ipairs(r) do
+        out[#out + 1] = x
+      end
+    end
+    return result('replay', out)
   end
 end
 
--- combine_pick returns the fewest free UTXOs whose amounts sum to at least
--- want, with the least excess among those; nil when the pool cannot cover it.
+-- Exact arithmetic on 20-digit amounts: a value is a pair of numbers (h, l)
+-- worth h * 1e10 + l, each part well inside a double's exact range.
+local E = 10000000000
+local function limbs(a)
+  return tonumber(string.sub(a, 1, 10)), tonumber(string.sub(a, 11, 20))
+end
+local function norm(h, l)
+  local c = math.floor(l / E)
+  local r = l - c * E
+  if r < 0 then
+    c, r = c - 1, r + E
+  elseif r >= E then
+    c, r = c + 1, r - E
+  end
+  return h + c, r
+end
+local function less(h1, l1, h2, l2)
+  h1, l1 = norm(h1, l1)
+  h2, l2 = norm(h2, l2)
+  return h1 < h2 or (h1 == h2 and l1 < l2)
+end
+
+-- combine_pick returns the members of the fewest free UTXOs whose amounts
+-- sum to at least want, with the least excess among those; nil when the
+-- pool cannot cover it. Past budget nodes it keeps the best found so far.
 local function combine_pick()
-  local single = redis.call('ZRANGEBYSCORE', avail, want, '+inf', 'LIMIT', 0, 1)
+  local single = redis.call('ZRANGEBYLEX', P.free, '[' .. want, '+', 'LIMIT', 0, 1)
   if #single == 1 then
     return single
   end
-  local raw = redis.call('ZRANGE', avail, 0, -1, 'REV', 'WITHSCORES')
-  local hs, as = {}, {}
-  for i = 1, #raw, 2 do
-    hs[#hs + 1] = raw[i]
-    as[#as + 1] = tonumber(raw[i + 1])
+  local ms = redis.call('ZRANGE', P.free, 0, -1, 'REV')
+  local n = #ms
+  local ah, al = {}, {}
+  for i = 1, n do
+    ah[i], al[i] = limbs(ms[i])
   end
-  local n = #as
-  local k, s = 0, 0
-  while s < want and k < n do
+  local wh, wl = limbs(want)
+  -- k: how many of the largest it takes to reach want
+  local k, sh, sl = 0, 0, 0
+  while k < n and less(sh, sl, wh, wl) do
     k = k + 1
-    s = s + as[k]
+    sh, sl = sh + ah[k], sl + al[k]
   end
-  if s < want then
+  if less(sh, sl, wh, wl) then
     return nil
   end
-  -- prefix[i] = sum of as[1..i] (largest first); the r smallest of as[i..n] sum
-  -- to prefix[n] - prefix[n-r].
-  local prefix = {[0] = 0}
+  -- prefix sums, largest first: the r smallest of items i..n sum to
+  -- prefix[n] - prefix[n-r].
+  local ph, pl = {[0] = 0}, {[0] = 0}
   for i = 1, n do
-    prefix[i] = prefix[i - 1] + as[i]
+    ph[i], pl[i] = ph[i - 1] + ah[i], pl[i - 1] + al[i]
   end
-  local best_sum, best = s, {}
+  local bh, bl = sh, sl
+  local best = {}
   for i = 1, k do best[i] = i end
-  local chosen, nodes = {}, 0
-  local function dfs(start, depth, sum)
+  local chosen, nodes, exact = {}, 0, false
+  local function dfs(start, depth, h, l)
     nodes = nodes + 1
     if nodes > budget then return end
     local left = k - depth
     if left == 0 then
-      if sum >= want and sum < best_sum then
-        best_sum = sum
+      if not less(h, l, wh, wl) and less(h, l, bh, bl) then
+        bh, bl = norm(h, l)
         for i = 1, k do best[i] = chosen[i] end
+        exact = not less(wh, wl, bh, bl)
       end
       return
     end
     for i = start, n - left + 1 do
       -- the largest `left` items from i on cannot reach want: neither can later ones
-      if sum + prefix[i + left - 1] - prefix[i - 1] < want then return end
-      -- lower bound of any completion that takes as[i]: it plus the smallest left-1 items
-      if sum + as[i] + prefix[n] - prefix[n - left + 1] < best_sum then
+      if less(h + ph[i + left - 1] - ph[i - 1], l + pl[i + left - 1] - pl[i - 1], wh, wl) then return end
+      -- a lower bound of any completion taking item i: it plus the smallest left-1 items
+      if less(h + ah[i] + ph[n] - ph[n - left + 1], l + al[i] + pl[n] - pl[n - left + 1], bh, bl) then
         chosen[depth + 1] = i
-        dfs(i + 1, depth + 1, sum + as[i])
-        if nodes > budget or best_sum == want then return end
+        dfs(i + 1, depth + 1, h + ah[i], l + al[i])
+        if nodes > budget or exact then return end
       end
     end
   end
-  dfs(1, 0, 0)
+  dfs(1, 0, 0, 0)
   local out = {}
-  for i = 1, k do out[i] = hs[best[i]] end
+  for i = 1, k do out[i] = ms[best[i]] end
   return out
 end
 
-local picked = {}
+-- picked holds free-set members ("<amount>:<hash>").
+local picked
 if mode == 'count' then
-  picked = redis.call('ZRANGE', avail, 0, count - 1)
+  picked = redis.call('ZRANGE', P.free, 0, count - 1)
   if #picked < count then
     return redis.error_reply('UNAVAILABLE')
   end
 elseif mode == 'amount' then
-  picked = redis.call('ZRANGEBYSCORE', avail, want, '+inf', 'LIMIT', 0, 1)
+  picked = redis.call('ZRANGEBYLEX', P.free, '[' .. want, '+', 'LIMIT', 0, 1)
   if #picked == 0 then
     return redis.error_reply('UNAVAILABLE')
   end
@@ -102,35 +158,40 @@ elseif mode == 'combine' then
     return redis.error_reply('UNAVAILABLE')
   end
 else
-  for i = 10, #ARGV do
+  picked = {}
+  for i = 11, #ARGV do
     local h = ARGV[i]
-    if not redis.call('ZSCORE', avail, h) then
-      if redis.call('HEXISTS', holder, h) == 1 then
-        return redis.error_reply('LOCKED ' .. h)
-      end
+    local a = redis.call('HGET', P.utxo, h)
+    if not a then
       return redis.error_reply('UNKNOWN ' .. h)
     end
-    picked[#picked + 1] = h
+    if redis.call('HEXISTS', P.holder, h) == 1 then
+      return redis.error_reply('LOCKED ' .. h)
+    end
+    picked[#picked + 1] = member(a, h)
   end
 end
 
 local expires = now + ttl
-local f = redis.call('INCR', fence)
-local amounts = {}
-for _, h in ipairs(picked) do
-  amounts[#amounts + 1] = redis.call('HGET', amount, h)
-  redis.call('ZREM', avail, h)
-  redis.call('ZADD', held, expires, h)
-  redis.call('HSET', holder, h, id)
+local f = redis.call('INCR', P.fence)
+local hashes, amounts = {}, {}
+for i, m in ipairs(picked) do
+  local a, h = string.sub(m, 1, 20), string.sub(m, 22)
+  hashes[i], amounts[i] = h, a
+  redis.call('ZREM', P.free, m)
+  redis.call('ZADD', P.held, expires, h)
+  redis.call('HSET', P.holder, h, id)
 end
-local hashes, amts = table.concat(picked, ','), table.concat(amounts, ',')
-redis.call('HSET', reskey, 'fence', f, 'owner', owner, 'state', 'held', 'created', now,
-  'expires', expires, 'hashes', hashes, 'amounts', amts)
-redis.call('PEXPIREAT', reskey, expires)
+local hs, as = table.concat(hashes, ','), table.concat(amounts, ',')
+local key = P.res .. id
+redis.call('HSET', key, 'fence', f, 'owner', owner, 'state', 'held', 'created', now,
+  'expires', expires, 'hashes', hs, 'amounts', as)
+redis.call('PEXPIREAT', key, math.max(expires, now + RERUN_GRACE_MS))
 if is_legacy == '1' then
-  redis.call('ZADD', legacy, f, id)
+  redis.call('ZADD', P.legacy, f, id)
 end
-if use_idem == '1' then
-  redis.call('SET', idem, id, 'PX', ttl)
+if fingerprint ~= '' then
+  redis.call('SET', idemkey, id .. ' ' .. fingerprint .. ' ' .. now, 'PX', window)
 end
-return {'NEW', id, tostring(f), owner, 'held', tostring(now), tostring(expires), hashes, amts, ''}
+return result('new', {'id', id, 'fence', tostring(f), 'owner', owner, 'state', 'held', 'created', tostring(now),
+  'expires', tostring(expires), 'hashes', hs, 'amounts', as, 'txid', ''})

@@ -1,19 +1,18 @@
--- Undo a grant the journal refused: free what reservation id still holds.
--- KEYS: 1 avail, 2 amount, 3 held, 4 holder, 5 legacy, 6 the reservation's key
--- ARGV: 1 id, 2.. hashes
-local avail, amount, held, holder, legacy, reskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- Undo a grant the journal refused: the reservation ends at once, and its
+-- idempotency key is forgotten when it names it.
+-- KEYS: the pool's keys (see the prelude), then 14 the idempotency key (any key
+-- of the pool when unused)
+-- ARGV: 1 id
+-- Returns how many UTXOs became free.
 local id = ARGV[1]
-local freed = 0
-for i = 2, #ARGV do
-  local h = ARGV[i]
-  if redis.call('HGET', holder, h) == id then
-    unhold(avail, amount, held, holder, h, true)
-    freed = freed + 1
-  end
+local rec = redis.call('GET', KEYS[14])
+if rec and string.sub(rec, 1, #id + 1) == id .. ' ' then
+  redis.call('DEL', KEYS[14])
 end
-redis.call('DEL', reskey)
-redis.call('ZREM', legacy, id)
-if freed > 0 then
-  notify(avail)
+if redis.call('EXISTS', P.res .. id) == 0 then
+  return 0
 end
+local now = now_ms()
+local freed = end_res(id, now)
+redis.call('DEL', P.res .. id)
 return freed

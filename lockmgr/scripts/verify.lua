@@ -1,12 +1,16 @@
 -- After the journal write: is the grant still in Redis? (Redis may have lost it
 -- in between; then the client must not be told it holds anything.)
--- KEYS: 1 holder, 2 loaded, 3 the reservation's key; ARGV: 1 id, 2.. hashes
-if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[3]) == 0 then
+-- KEYS: the pool's keys (see the prelude)
+-- ARGV: 1 id
+-- Returns 1 when the reservation is there and holds all its UTXOs, else 0.
+if redis.call('EXISTS', P.ready) == 0 then
   return 0
 end
-for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[1] then
-    return 0
-  end
+local hashes = redis.call('HGET', P.res .. ARGV[1], 'hashes')
+if not hashes or redis.call('HGET', P.res .. ARGV[1], 'state') == 'ended' then
+  return 0
 end
-return 1
+if holds_all(split(hashes), ARGV[1]) then
+  return 1
+end
+return 0
