@@ -22,7 +22,7 @@ func load(t *testing.T, m *lockmgr.Manager, pool int64, its []lockmgr.Item) {
 	}
 }
 
-func withAmounts(amounts ...int64) []lockmgr.Item {
+func withAmounts(amounts ...uint64) []lockmgr.Item {
 	out := make([]lockmgr.Item, len(amounts))
 	for i, a := range amounts {
 		out[i] = lockmgr.Item{Hash: hashOf(i), Amount: a}
@@ -30,8 +30,8 @@ func withAmounts(amounts ...int64) []lockmgr.Item {
 	return out
 }
 
-func sum(its []lockmgr.Item) int64 {
-	var s int64
+func sum(its []lockmgr.Item) uint64 {
+	var s uint64
 	for _, it := range its {
 		s += it.Amount
 	}
@@ -43,7 +43,7 @@ func TestReserveByAmountIsBestFit(t *testing.T) {
 	m := newManager(t, lockmgr.Options{})
 	load(t, m, 1, withAmounts(50, 120, 100, 300, 99))
 	for _, c := range []struct {
-		want, got int64
+		want, got uint64
 	}{{100, 100}, {101, 120}, {1, 50}, {121, 300}} {
 		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Amount: c.want})
 		if err != nil {
@@ -60,10 +60,10 @@ func TestReserveByAmountIsBestFit(t *testing.T) {
 
 // bruteCombine returns the fewest items whose sum covers want and, among
 // those, the least sum; ok is false when nothing covers it.
-func bruteCombine(amounts []int64, want int64) (count int, total int64, ok bool) {
+func bruteCombine(amounts []uint64, want uint64) (count int, total uint64, ok bool) {
 	n := len(amounts)
 	for mask := 1; mask < 1<<n; mask++ {
-		c, s := 0, int64(0)
+		c, s := 0, uint64(0)
 		for i := 0; i < n; i++ {
 			if mask&(1<<i) != 0 {
 				c++
@@ -87,13 +87,13 @@ func TestCombineMatchesBruteForce(t *testing.T) {
 	for c := 0; c < 300; c++ {
 		pool := int64(1000 + c)
 		n := 1 + rng.IntN(10)
-		amounts := make([]int64, n)
-		var total int64
+		amounts := make([]uint64, n)
+		var total uint64
 		for i := range amounts {
-			amounts[i] = 1 + rng.Int64N(100)
+			amounts[i] = 1 + rng.Uint64N(100)
 			total += amounts[i]
 		}
-		want := 1 + rng.Int64N(total+20)
+		want := 1 + rng.Uint64N(total+20)
 		load(t, m, pool, withAmounts(amounts...))
 		count, best, ok := bruteCombine(amounts, want)
 		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: pool, Amount: want, Combine: true})
@@ -146,17 +146,39 @@ func TestExtendSubmitRelease(t *testing.T) {
 	if err != nil || g.State != lockmgr.StateSubmitted || g.Items[0] != r.Items[0] {
 		t.Fatalf("get: %+v %v", g, err)
 	}
-	if _, err := m.Release(ctx, 1, r.ID); err != nil {
+	// A submitted reservation is not released: its transaction may be mined.
+	if _, err := m.Release(ctx, 1, r.ID); !errors.Is(err, lockmgr.ErrNotHeld) {
+		t.Fatalf("release after submit: %v", err)
+	}
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}}); !errors.Is(err, lockmgr.ErrLocked) {
+		t.Fatalf("reserve of a submitted reservation's UTXO: %v", err)
+	}
+	// The chain settles it; Redis follows.
+	if err := m.EndReservations(ctx, 1, []string{r.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Release(ctx, 1, r.ID); !errors.Is(err, lockmgr.ErrNotFound) {
-		t.Fatalf("second release: %v", err)
+		t.Fatalf("release of an ended reservation: %v", err)
 	}
 	if _, err := m.Get(ctx, 1, r.ID); !errors.Is(err, lockmgr.ErrNotFound) {
-		t.Fatalf("get after release: %v", err)
+		t.Fatalf("get after it ended: %v", err)
+	}
+	// Its UTXOs are free again (the chain still offers them).
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}}); err != nil {
+		t.Fatalf("reserve after it ended: %v", err)
+	}
+	h, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Release(ctx, 1, h.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Release(ctx, 1, h.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("second release: %v", err)
 	}
 	// Released UTXOs are free at once.
-	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}}); err != nil {
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(2)}}); err != nil {
 		t.Fatalf("reserve after release: %v", err)
 	}
 	// An expired reservation cannot be extended, submitted or released.
@@ -183,18 +205,22 @@ func TestIdempotencyKeyReturnsTheSameReservation(t *testing.T) {
 	a := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
 	b := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
 	load(t, a, 1, items(5))
-	first, err := a.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k1"})
+	first, err := a.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k1", Fingerprint: "f1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := b.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k1"})
+	again, err := b.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k1", Fingerprint: "f1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if again.ID != first.ID || !again.Replayed || first.Replayed || again.Fence != first.Fence {
 		t.Fatalf("retry: %+v, first %+v", again, first)
 	}
-	other, err := b.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k2"})
+	// The same key with another request is refused, whatever it asks.
+	if r, err := b.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1, IdempotencyKey: "k1", Fingerprint: "f2"}); !errors.Is(err, lockmgr.ErrKeyReused) {
+		t.Fatalf("same key, another request: %+v %v", r, err)
+	}
+	other, err := b.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 2, IdempotencyKey: "k2", Fingerprint: "f1"})
 	if err != nil || other.ID == first.ID {
 		t.Fatalf("another key: %+v %v", other, err)
 	}
@@ -202,32 +228,52 @@ func TestIdempotencyKeyReturnsTheSameReservation(t *testing.T) {
 	if free != 1 {
 		t.Fatalf("free = %d, want 1", free)
 	}
+	if _, err := a.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1, IdempotencyKey: "k3"}); !errors.Is(err, lockmgr.ErrBadRequest) {
+		t.Fatalf("a key without a fingerprint: %v", err)
+	}
 }
 
-func TestSettle(t *testing.T) {
+// Case 1 of issue 13 at the Redis level: when one UTXO of a reservation
+// leaves the chain and the reservation ends, its other UTXOs are offered
+// again at once, the gone one never.
+func TestEndingOffersOnlyWhatTheChainStillOffers(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(t, lockmgr.Options{})
-	load(t, m, 1, items(2))
-	spent, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}})
+	load(t, m, 1, items(5))
+	r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	failed, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(1)}})
-	if err != nil {
+	gone := r.Items[1].Hash
+	if err := m.ApplyChain(ctx, 1, nil, []string{gone}); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Settle(ctx, 1, spent.ID, lockmgr.StateSpent); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Settle(ctx, 1, failed.ID, lockmgr.StateReleased); err != nil {
+	if err := m.EndReservations(ctx, 1, []string{r.ID}); err != nil {
 		t.Fatal(err)
 	}
 	free, err := m.ListAvailable(ctx, 1, false, 0, 10)
-	if err != nil || len(free) != 1 || free[0].Hash != hashOf(1) {
-		t.Fatalf("after settling: %v %v", free, err)
+	if err != nil || len(free) != 4 {
+		t.Fatalf("after ending: %v %v; want the 4 UTXOs the chain still has", free, err)
 	}
-	if _, err := m.Get(ctx, 1, spent.ID); !errors.Is(err, lockmgr.ErrNotFound) {
-		t.Fatalf("settled reservation still live: %v", err)
+	for _, it := range free {
+		if it.Hash == gone {
+			t.Fatalf("the UTXO that left the chain is offered again: %v", free)
+		}
+	}
+	if _, err := m.Get(ctx, 1, r.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+		t.Fatalf("ended reservation still live: %v", err)
+	}
+	// And the same when the hold runs out instead.
+	x, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 4, TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ApplyChain(ctx, 1, nil, []string{x.Items[0].Hash}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if free, err := m.ListAvailable(ctx, 1, false, 0, 10); err != nil || len(free) != 3 {
+		t.Fatalf("after expiry: %v %v; want 3", free, err)
 	}
 }
 
@@ -293,11 +339,19 @@ func (j *flushingJournal) Record(context.Context, *lockmgr.Reservation) error {
 	return nil
 }
 
-func (j *flushingJournal) Update(_ context.Context, r *lockmgr.Reservation) error {
+func (j *flushingJournal) Update(_ context.Context, r *lockmgr.Reservation, _ ...string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.updates = append(j.updates, r.State)
 	return nil
+}
+
+func (j *flushingJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, lockmgr.ErrNotFound
+}
+
+func (j *flushingJournal) LookupKey(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, lockmgr.ErrNotFound
 }
 
 func TestGrantLostDuringTheJournalWriteIsNotAcknowledged(t *testing.T) {
@@ -379,21 +433,21 @@ func TestBestFitMatchesBruteForce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for c := 0; c < 300; c++ {
 		pool := int64(5000 + c)
-		amounts := make([]int64, 1+rng.IntN(12))
+		amounts := make([]uint64, 1+rng.IntN(12))
 		for i := range amounts {
-			amounts[i] = 1 + rng.Int64N(50)
+			amounts[i] = 1 + rng.Uint64N(50)
 		}
-		want := 1 + rng.Int64N(60)
+		want := 1 + rng.Uint64N(60)
 		load(t, m, pool, withAmounts(amounts...))
 		// The frontend's rule: an exact match, else the smallest amount >= want.
-		best := int64(-1)
+		best, found := uint64(0), false
 		for _, a := range amounts {
-			if a >= want && (best < 0 || a < best) {
-				best = a
+			if a >= want && (!found || a < best) {
+				best, found = a, true
 			}
 		}
 		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: pool, Amount: want})
-		if best < 0 {
+		if !found {
 			if !errors.Is(err, lockmgr.ErrUnavailable) {
 				t.Fatalf("case %d %v want %d: got %v, %v; want ErrUnavailable", c, amounts, want, r, err)
 			}
@@ -415,7 +469,7 @@ func TestRebuildRefusesASnapshotOlderThanASync(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The syncer applies new UTXOs after the rebuilder read its snapshot (empty).
-	if err := m.SyncAvailable(ctx, 1, items(2), nil); err != nil {
+	if err := m.ApplyChain(ctx, 1, items(2), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Rebuild(ctx, 1, lockmgr.Snapshot{SyncGen: gen}); !errors.Is(err, lockmgr.ErrStaleSnapshot) {

@@ -18,14 +18,14 @@ func TestSyncWritesOfAnOlderTermAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	old, cur := m.Fenced(4), m.Fenced(5)
-	if err := old.SyncAvailable(ctx, 1, all[2:3], nil); err != nil {
+	if err := old.ApplyChain(ctx, 1, all[2:3], nil); err != nil {
 		t.Fatalf("first term's write: %v", err)
 	}
 	res, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cur.SyncAvailable(ctx, 1, nil, []string{hashOf(1)}); err != nil {
+	if err := cur.ApplyChain(ctx, 1, nil, []string{hashOf(1)}); err != nil {
 		t.Fatalf("newer term's write: %v", err)
 	}
 	gen, err := m.SyncGeneration(ctx, 1)
@@ -34,10 +34,10 @@ func TestSyncWritesOfAnOlderTermAreRefused(t *testing.T) {
 	}
 
 	// The deposed leader would bring hash 1 back and drop hash 2.
-	if err := old.SyncAvailable(ctx, 1, all[1:2], []string{hashOf(2)}); !errors.Is(err, lockmgr.ErrStaleEpoch) {
+	if err := old.ApplyChain(ctx, 1, all[1:2], []string{hashOf(2)}); !errors.Is(err, lockmgr.ErrStaleEpoch) {
 		t.Fatalf("older term's sync: err = %v, want ErrStaleEpoch", err)
 	}
-	if err := old.Settle(ctx, 1, res.ID, lockmgr.StateSpent); !errors.Is(err, lockmgr.ErrStaleEpoch) {
+	if err := old.EndReservations(ctx, 1, []string{res.ID}); !errors.Is(err, lockmgr.ErrStaleEpoch) {
 		t.Fatalf("older term's settle: err = %v, want ErrStaleEpoch", err)
 	}
 	if g, _ := m.SyncGeneration(ctx, 1); g != gen {
@@ -55,10 +55,10 @@ func TestSyncWritesOfAnOlderTermAreRefused(t *testing.T) {
 	}
 
 	// The current term and writes outside any term go through.
-	if err := cur.Settle(ctx, 1, res.ID, lockmgr.StateSpent); err != nil {
+	if err := cur.EndReservations(ctx, 1, []string{res.ID}); err != nil {
 		t.Fatalf("current term's settle: %v", err)
 	}
-	if err := m.SyncAvailable(ctx, 1, all[3:], nil); err != nil {
+	if err := m.ApplyChain(ctx, 1, all[3:], nil); err != nil {
 		t.Fatalf("unfenced sync: %v", err)
 	}
 }

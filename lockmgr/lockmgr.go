@@ -1,19 +1,56 @@
 // Package lockmgr hands out contract UTXOs through reservations kept in Redis:
 // every operation is one Lua script over keys sharing the pool's hash tag, so a
 // UTXO is never held by two reservations, whatever the number of API replicas,
-// and the layout also works on Redis Cluster.
+// and the layout also works on Redis Cluster. The key layout is documented at
+// the top of scripts/prelude.lua; amounts are kept as 20-digit decimal
+// strings and the free set is ordered by them lexically, so selection by
+// amount is exact up to 2^64-1.
 //
-// Key layout for pool 7 under prefix P (all in hash slot "{p7}"):
+// # The reservation lifecycle
 //
-//	P{p7}:avail       ZSET hash -> amount   free and on chain, not held
-//	P{p7}:amount      HASH hash -> amount   every UTXO the chain has for the pool
-//	P{p7}:held        ZSET hash -> expiry   held UTXOs, scored by expiry (ms, Redis clock)
-//	P{p7}:holder      HASH hash -> id       which reservation holds a UTXO
-//	P{p7}:res:<id>    HASH                  the reservation, a TTL key
-//	P{p7}:legacy      ZSET id -> fence      reservations made by the legacy API, oldest first
-//	P{p7}:fence       STRING                the pool's fencing counter
+// This is the one state machine of a reservation; every path that ends one
+// goes through the same Redis function (end_res in scripts/prelude.lua) and
+// the journal's conditional update (Journal.Update).
 //
-// Expired holds are reclaimed lazily by the next script that touches the pool.
+// A UTXO's chain state, as the syncer keeps it in PostgreSQL, is one of
+// available (unspent, mature, not spent by a pending transaction), immature
+// (a coinbase output before its maturity), spent (by a transaction in a block
+// or in the mempool) and invalidated (its creating transaction failed, was
+// dropped or was reorganised away). Redis mirrors the available ones: only
+// they are offered. "Reserved" is not a chain state: an available UTXO is
+// reserved while a live reservation holds it.
+//
+// A reservation is live while held or submitted, and ends released, expired,
+// spent or invalidated:
+//
+//	event (who)                          from        to           Redis                      journal
+//	reserve (client)                     -           held         take free UTXOs            insert, then verify
+//	extend (client)                      held        held         move the expiry            update expiry
+//	submit tx (client)                   held        submitted    hold until grace           update state, tx
+//	release (client)                     held        released     end: UTXOs offered again   first, then Redis
+//	release (client)                     submitted   submitted    -                          refused: ErrNotHeld
+//	release again (client)               released    released     -                          -: answered as done
+//	TTL passes (clock)                   live        expired      lazily, by the next script the syncer, later
+//	a UTXO spent, by T or unknown (chain) held       spent(T)     end                        first, then Redis
+//	a UTXO spent by T (chain)            submitted T spent        end                        first, then Redis
+//	a UTXO spent by X != T (chain)       submitted T invalidated  end                        first, then Redis
+//	a UTXO invalidated (chain)           live        invalidated  end                        first, then Redis
+//	its spend vanished or failed (chain) spent       released     -                          update
+//	... and a UTXO of it invalidated     spent       invalidated  -                          update
+//
+// "End" lets go of every UTXO the reservation still holds and offers again
+// exactly those the chain still offers: the others of a reservation whose one
+// UTXO was spent come back at once, a spent or invalidated one never does. A
+// reservation that ran out before the chain event was seen ends expired, not
+// spent. The syncer settles reservations from the chain state of their UTXOs
+// (storage.Store.Settle decides, with NextState), so the same rules hold
+// whether a spend is learnt from a block, the mempool or a listing, and a
+// missed event is caught by the next sweep.
+//
+// Writes are ordered so that a failure never lets a UTXO be held twice: a
+// grant is journalled before it is acknowledged (and undone if the journal
+// refuses it), a release is journalled before Redis frees the UTXOs, and when
+// the journal says a reservation ended, Redis is made to follow (EndReservations).
 package lockmgr
 
 import (
@@ -43,7 +80,8 @@ var (
 	ErrStaleEpoch = errors.New("lockmgr: stale leadership epoch")
 	// ErrLifetime means an extension would keep a reservation past MaxLifetime.
 	ErrLifetime = errors.New("lockmgr: reservation lifetime exceeded")
-	// ErrNotHeld means the operation needs a held reservation but it was submitted.
+	// ErrNotHeld means the operation needs a held reservation but it was
+	// submitted: it can no longer be extended or released; the chain settles it.
 	ErrNotHeld = errors.New("lockmgr: reservation is not held")
 	// ErrTxMismatch means the reservation was already submitted with another transaction.
 	ErrTxMismatch = errors.New("lockmgr: reservation submitted with another transaction")
@@ -53,6 +91,15 @@ var (
 	// ErrRebuilding means Redis lost the pool's state and it is being rebuilt
 	// from the journal; retry shortly.
 	ErrRebuilding = errors.New("lockmgr: pool state is being rebuilt")
+	// ErrKeyReused means an idempotency key was sent again with another
+	// request (another body or owner) within IdempotencyWindow.
+	ErrKeyReused = errors.New("lockmgr: idempotency key reused with another request")
+	// ErrKeyInFlight means the first request with this idempotency key has not
+	// finished yet; retry shortly.
+	ErrKeyInFlight = errors.New("lockmgr: a request with this idempotency key is in progress")
+	// ErrKeyTaken is what a Journal's Record returns (wrapped) when another
+	// reservation already has the idempotency key.
+	ErrKeyTaken = errors.New("lockmgr: idempotency key already recorded")
 )
 
 // Default and limits of a reservation's time to live.
@@ -74,6 +121,16 @@ const MaxLifetime = 24 * time.Hour
 // the chain settles the transaction.
 const DefaultSubmitGrace = 30 * time.Minute
 
+// IdempotencyWindow is how long an idempotency key is remembered: a request
+// repeating it within the window gets the first reservation back (or
+// ErrKeyReused when its request differs); after it, the key is new again.
+const IdempotencyWindow = 24 * time.Hour
+
+// keyInFlightLimit is how long a grant may stay unjournalled: an idempotency
+// key naming a reservation the journal still lacks after that belongs to a
+// grant that failed without being undone, and is forgotten.
+const keyInFlightLimit = 30 * time.Second
+
 // Reservation states as clients see them.
 const (
 	StateHeld        = "held"
@@ -84,10 +141,13 @@ const (
 	StateInvalidated = "invalidated"
 )
 
+// Live reports whether a reservation in state holds its UTXOs.
+func Live(state string) bool { return state == StateHeld || state == StateSubmitted }
+
 // Item is one UTXO of a pool with its amount.
 type Item struct {
 	Hash   string
-	Amount int64
+	Amount uint64
 }
 
 // Request asks for a reservation in one pool, in one of four modes: exactly
@@ -98,13 +158,18 @@ type Request struct {
 	PoolID  int64
 	Hashes  []string
 	Count   int
-	Amount  int64
+	Amount  uint64
 	Combine bool
 	Owner   string
 	TTL     time.Duration // 0 means DefaultTTL
 	// IdempotencyKey makes a retried reserve return the reservation the first
-	// attempt made instead of a second one (any replica).
+	// attempt made instead of a second one (any replica), as long as its
+	// Fingerprint is the same; the same key with another fingerprint fails
+	// with ErrKeyReused.
 	IdempotencyKey string
+	// Fingerprint identifies the request (method, route, body, owner); see
+	// Fingerprint. Required with IdempotencyKey.
+	Fingerprint string
 }
 
 // Reservation is a granted hold.
@@ -115,9 +180,13 @@ type Reservation struct {
 	Owner     string
 	Items     []Item
 	State     string
-	TxID      string // the spending transaction, once submitted
+	TxID      string // the spending transaction, once submitted or settled
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Key is the digest of the idempotency key it was made with ("" if none)
+	// and Fingerprint that request's fingerprint.
+	Key         string
+	Fingerprint string
 	// Replayed is true when an idempotent retry returned an earlier reservation.
 	Replayed bool
 }
@@ -134,12 +203,21 @@ func (r *Reservation) Hashes() []string {
 // Journal durably records every reservation state change before it is
 // acknowledged. If Record fails the Redis hold is undone and the reserve fails.
 type Journal interface {
-	// Record writes a new reservation (state held) and marks its UTXOs reserved.
+	// Record writes a new reservation (state held). Recording the same
+	// reservation again is a no-op; when another one already has its
+	// idempotency key (r.Key) the error wraps ErrKeyTaken.
 	Record(ctx context.Context, r *Reservation) error
-	// Update writes a changed reservation (state, expiry, tx id); the row must
-	// exist with the same fence and still be live, else the error wraps
-	// ErrEnded. Ending states free its UTXOs.
-	Update(ctx context.Context, r *Reservation) error
+	// Update writes a change of a reservation (r.State, r.ExpiresAt, r.TxID)
+	// whose row is in one of the states from (all live ones when empty) with
+	// a fence no newer than r.Fence. A row that ended fails with an error
+	// wrapping ErrEnded; a live row in another state (a submitted one asked
+	// to be released) with ErrNotHeld.
+	Update(ctx context.Context, r *Reservation, from ...string) error
+	// Lookup returns the journal's reservation id, or ErrNotFound.
+	Lookup(ctx context.Context, id string) (*Reservation, error)
+	// LookupKey returns the reservation made with the idempotency key of
+	// digest key, or ErrNotFound.
+	LookupKey(ctx context.Context, key string) (*Reservation, error)
 }
 
 // Options configure a Manager.
@@ -156,9 +234,12 @@ type Options struct {
 
 // Snapshot is the durable state a pool is rebuilt from after Redis lost it.
 type Snapshot struct {
-	Available  []Item         // every UTXO of the pool unspent on chain, held or not
+	Available  []Item         // every UTXO the chain offers for the pool, held or not
 	Live       []*Reservation // live reservations (held or submitted, not expired)
 	FenceFloor int64          // the highest fence the journal knows
+	// Keys are the idempotency keys still remembered (reservations made within
+	// IdempotencyWindow with a key), live or not.
+	Keys []*Reservation
 	// SyncGen is the pool's sync generation read (SyncGeneration) before the
 	// snapshot was taken; the rebuild refuses if the syncer changed the pool since.
 	SyncGen int64

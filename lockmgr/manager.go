@@ -2,8 +2,6 @@ package lockmgr
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -21,6 +19,10 @@ const combineBudget = 20000
 // highest fence the journal knows, so that fences Redis handed out but the
 // journal never saw are not handed out again.
 const FenceGap = 1000
+
+// followTimeout bounds the Redis step that makes Redis follow the journal
+// after the caller's own context may have ended.
+const followTimeout = 5 * time.Second
 
 // Manager reserves, lists and releases the UTXOs of contract pools in Redis.
 // It is safe for concurrent use; any number of Managers on any number of hosts
@@ -50,9 +52,9 @@ func New(rdb redis.UniversalClient, opts Options) *Manager {
 }
 
 // Fenced returns a Manager sharing m's connection whose sync writes
-// (SyncAvailable, Settle) carry the leadership epoch of a sync job: each pool
-// remembers the highest epoch that wrote to it and refuses an older one with
-// ErrStaleEpoch, so a deposed leader's late write cannot undo a newer
+// (ApplyChain, EndReservations) carry the leadership epoch of a sync job: each
+// pool remembers the highest epoch that wrote to it and refuses an older one
+// with ErrStaleEpoch, so a deposed leader's late write cannot undo a newer
 // leader's. Reservation operations are not affected.
 func (m *Manager) Fenced(epoch int64) *Manager {
 	c := *m
@@ -61,38 +63,58 @@ func (m *Manager) Fenced(epoch int64) *Manager {
 }
 
 // poolKeys are the keys of one pool; they all share the hash tag {p<id>}.
+// list holds the ones every script receives first, in the order the
+// prelude of the scripts documents.
 type poolKeys struct {
-	tag, avail, amount, held, holder, legacy, fence, loaded, freed, syncgen, epoch string
+	tag, free, utxo, held, holder, legacy, fence, ready, syncgen, epoch, res, freed, submitted, idem string
+	list                                                                                             []string
 }
 
 func (m *Manager) keys(pool int64) poolKeys {
 	tag := m.prefix + "{p" + strconv.FormatInt(pool, 10) + "}"
-	return poolKeys{
-		tag:     tag,
-		avail:   tag + ":avail",
-		amount:  tag + ":amount",
-		held:    tag + ":held",
-		holder:  tag + ":holder",
-		legacy:  tag + ":legacy",
-		fence:   tag + ":fence",
-		loaded:  tag + ":loaded",
-		freed:   tag + ":freed",
-		syncgen: tag + ":syncgen",
-		epoch:   tag + ":epoch",
+	k := poolKeys{
+		tag:       tag,
+		free:      tag + ":free",
+		utxo:      tag + ":utxo",
+		held:      tag + ":held",
+		holder:    tag + ":holder",
+		legacy:    tag + ":legacy",
+		fence:     tag + ":fence",
+		ready:     tag + ":ready",
+		syncgen:   tag + ":syncgen",
+		epoch:     tag + ":epoch",
+		res:       tag + ":res:",
+		freed:     tag + ":freed",
+		submitted: tag + ":submitted",
+		idem:      tag + ":idem:",
 	}
+	k.list = []string{k.free, k.utxo, k.held, k.holder, k.legacy, k.fence, k.ready, k.syncgen, k.epoch,
+		k.res, k.freed, k.submitted, k.idem}
+	return k
 }
 
-func (k poolKeys) res(id string) string { return k.tag + ":res:" + id }
+// poolKeyCount is how many keys every script receives first.
+const poolKeyCount = 13
 
-// stage names the keys a rebuild builds its new free set in; each rebuild has
+// with returns the pool's keys followed by extra.
+func (k poolKeys) with(extra ...string) []string {
+	out := make([]string, 0, len(k.list)+len(extra))
+	return append(append(out, k.list...), extra...)
+}
+
+// idemKey is the key of an idempotency key's digest; with no key, a key of
+// the pool that no script writes (scripts take a fixed number of keys).
+func (k poolKeys) idemKey(digest string) string {
+	if digest == "" {
+		return k.idem + "-"
+	}
+	return k.idem + digest
+}
+
+// stage names the keys a rebuild builds its new state in; each rebuild has
 // its own, so concurrent rebuilds never mix.
-func (k poolKeys) stage(nonce string) (avail, amount string) {
-	return k.tag + ":stage:" + nonce + ":avail", k.tag + ":stage:" + nonce + ":amount"
-}
-
-func (k poolKeys) idem(key string) string {
-	s := sha256.Sum256([]byte(key))
-	return k.tag + ":idem:" + hex.EncodeToString(s[:16])
+func (k poolKeys) stage(nonce string) (free, utxo string) {
+	return k.tag + ":stage:" + nonce + ":free", k.tag + ":stage:" + nonce + ":utxo"
 }
 
 // Ping checks that Redis answers.
@@ -126,15 +148,17 @@ func (r *Request) validate() (string, time.Duration, error) {
 		return "", 0, fmt.Errorf("%w: pool id must be positive", ErrBadRequest)
 	case ttl < MinTTL || ttl > MaxTTL:
 		return "", 0, fmt.Errorf("%w: ttl must be between %s and %s", ErrBadRequest, MinTTL, MaxTTL)
-	case modes != 1 || r.Count < 0 || r.Amount < 0:
+	case modes != 1 || r.Count < 0:
 		return "", 0, fmt.Errorf("%w: give exactly one of hashes, a positive count or a positive amount", ErrBadRequest)
 	case r.Combine && mode != "combine":
 		return "", 0, fmt.Errorf("%w: combine goes with amount", ErrBadRequest)
+	case r.IdempotencyKey != "" && r.Fingerprint == "":
+		return "", 0, fmt.Errorf("%w: an idempotency key needs the request's fingerprint", ErrBadRequest)
 	}
 	seen := make(map[string]bool, len(r.Hashes))
 	for _, h := range r.Hashes {
-		if seen[h] {
-			return "", 0, fmt.Errorf("%w: hash %s given twice", ErrBadRequest, h)
+		if seen[h] || h == "" || strings.ContainsAny(h, ", ") {
+			return "", 0, fmt.Errorf("%w: hash %q given twice or malformed", ErrBadRequest, h)
 		}
 		seen[h] = true
 	}
@@ -143,8 +167,14 @@ func (r *Request) validate() (string, time.Duration, error) {
 
 // Reserve grants a reservation in one atomic script (see Request for the
 // modes). When a Journal is set the reservation is recorded before Reserve
-// returns; if that fails the hold is undone and Reserve fails.
+// returns; if that fails the hold is undone and Reserve fails. A retry with
+// the same idempotency key and fingerprint returns the first reservation
+// (Replayed), as the journal has it now.
 func (m *Manager) Reserve(ctx context.Context, r Request) (*Reservation, error) {
+	return m.reserve(ctx, r, true)
+}
+
+func (m *Manager) reserve(ctx context.Context, r Request, mayRetry bool) (*Reservation, error) {
 	mode, ttl, err := r.validate()
 	if err != nil {
 		return nil, err
@@ -154,48 +184,56 @@ func (m *Manager) Reserve(ctx context.Context, r Request) (*Reservation, error) 
 		return nil, err
 	}
 	k := m.keys(r.PoolID)
-	legacy, useIdem := "0", "0"
+	digest := KeyDigest(r.IdempotencyKey)
+	fingerprint := ""
+	if digest != "" {
+		fingerprint = r.Fingerprint
+	}
+	legacy := "0"
 	if r.Owner == LegacyOwner {
 		legacy = "1"
 	}
-	if r.IdempotencyKey != "" {
-		useIdem = "1"
-	}
-	args := make([]any, 0, 9+len(r.Hashes))
-	args = append(args, id, r.Owner, ttl.Milliseconds(), legacy, mode, r.Count, r.Amount, useIdem, combineBudget)
+	args := make([]any, 0, 10+len(r.Hashes))
+	args = append(args, id, r.Owner, ttl.Milliseconds(), legacy, mode, r.Count, pad20(r.Amount), fingerprint,
+		IdempotencyWindow.Milliseconds(), combineBudget)
 	for _, h := range r.Hashes {
 		args = append(args, h)
 	}
-	keys := []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.fence, k.loaded, k.res(id), k.idem(r.IdempotencyKey)}
-	raw, err := reserveScript.Run(ctx, m.rdb, keys, args...).Slice()
+	raw, err := reserveScript.Run(ctx, m.rdb, k.with(k.idemKey(digest)), args...).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
-	if len(raw) == 0 {
-		return nil, errors.New("lockmgr: empty reply")
-	}
-	res, err := decodeRes(r.PoolID, raw[1:])
+	f, err := fieldsOf(raw)
 	if err != nil {
 		return nil, err
 	}
-	if raw[0] == "REPLAY" {
-		res.Replayed = true
-		return res, nil
+	if f["result"] == "replay" {
+		return m.replay(ctx, r, f, mayRetry)
 	}
+	res, err := resOf(r.PoolID, f)
+	if err != nil {
+		return nil, err
+	}
+	res.Key, res.Fingerprint = digest, fingerprint
 	if m.journal == nil {
 		return res, nil
 	}
 	if err := m.journal.Record(ctx, res); err != nil {
 		// Undo with a fresh context: the caller's may be what failed.
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), followTimeout)
 		defer cancel()
-		return nil, errors.Join(fmt.Errorf("lockmgr: journal: %w", err), m.undo(uctx, k, res))
+		uerr := m.undo(uctx, k, res)
+		if errors.Is(err, ErrKeyTaken) && uerr == nil {
+			// Redis forgot the key (it was flushed) but the journal has it.
+			return m.replayKey(ctx, r, digest)
+		}
+		return nil, errors.Join(fmt.Errorf("lockmgr: journal: %w", err), uerr)
 	}
 	// Redis may have lost the grant while the journal was written; if so the
 	// client must not be told it holds anything.
-	ok, err := verifyScript.Run(ctx, m.rdb, []string{k.holder, k.loaded, k.res(id)}, append([]any{id}, anySlice(res.Hashes())...)...).Int()
+	ok, err := verifyScript.Run(ctx, m.rdb, k.list, id).Int()
 	if err != nil || ok != 1 {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), followTimeout)
 		defer cancel()
 		ended := *res
 		ended.State = StateReleased
@@ -204,32 +242,79 @@ func (m *Manager) Reserve(ctx context.Context, r Request) (*Reservation, error) 
 	return res, nil
 }
 
+// replay answers a reserve whose idempotency key Redis remembers: the first
+// reservation, once the journal has it.
+func (m *Manager) replay(ctx context.Context, r Request, f map[string]string, mayRetry bool) (*Reservation, error) {
+	id := f["id"]
+	if m.journal == nil {
+		if _, ok := f["fence"]; !ok {
+			return nil, ErrKeyInFlight
+		}
+		res, err := resOf(r.PoolID, f)
+		if err != nil {
+			return nil, err
+		}
+		res.Replayed = true
+		return res, nil
+	}
+	res, err := m.journal.Lookup(ctx, id)
+	if err == nil {
+		if _, ok := f["fence"]; ok && Live(res.State) {
+			// Redis has the newer expiry of a live reservation.
+			if live, err := resOf(r.PoolID, f); err == nil && f["state"] != "ended" {
+				live.Key, live.Fingerprint = res.Key, res.Fingerprint
+				res = live
+			}
+		}
+		res.Replayed = true
+		return res, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	age, _ := strconv.ParseInt(f["age"], 10, 64)
+	if age < keyInFlightLimit.Milliseconds() || !mayRetry {
+		return nil, ErrKeyInFlight
+	}
+	// The first grant never reached the journal and was not undone (its
+	// process died): forget it and grant anew.
+	k := m.keys(r.PoolID)
+	if err := m.undo(ctx, k, &Reservation{ID: id, Key: KeyDigest(r.IdempotencyKey)}); err != nil {
+		return nil, err
+	}
+	return m.reserve(ctx, r, false)
+}
+
+// replayKey answers a reserve whose idempotency key the journal has.
+func (m *Manager) replayKey(ctx context.Context, r Request, digest string) (*Reservation, error) {
+	res, err := m.journal.LookupKey(ctx, digest)
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: journal: %w", err)
+	}
+	if res.Fingerprint != r.Fingerprint {
+		return nil, ErrKeyReused
+	}
+	res.Replayed = true
+	return res, nil
+}
+
 func (m *Manager) undo(ctx context.Context, k poolKeys, res *Reservation) error {
-	args := append([]any{res.ID}, anySlice(res.Hashes())...)
-	if err := undoScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.res(res.ID)}, args...).Err(); err != nil {
+	if err := undoScript.Run(ctx, m.rdb, k.with(k.idemKey(res.Key)), res.ID).Err(); err != nil {
 		return fmt.Errorf("lockmgr: undo: %w", err)
 	}
 	return nil
 }
 
-func anySlice(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 // Get returns a live reservation from Redis, or ErrNotFound when Redis has none
-// with that id (it never existed or it ended; the journal knows the rest), or
+// with that id (it never existed or it ended: the journal knows the rest), or
 // ErrRebuilding when Redis lost the pool and cannot tell.
 func (m *Manager) Get(ctx context.Context, pool int64, id string) (*Reservation, error) {
 	k := m.keys(pool)
 	var fields *redis.SliceCmd
-	var loaded *redis.IntCmd
+	var ready *redis.IntCmd
 	_, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fields = p.HMGet(ctx, k.res(id), "fence", "owner", "state", "created", "expires", "hashes", "amounts", "txid")
-		loaded = p.Exists(ctx, k.loaded)
+		fields = p.HMGet(ctx, k.res+id, resFields...)
+		ready = p.Exists(ctx, k.ready)
 		return nil
 	})
 	if err != nil {
@@ -237,21 +322,28 @@ func (m *Manager) Get(ctx context.Context, pool int64, id string) (*Reservation,
 	}
 	v := fields.Val()
 	if v[0] == nil {
-		if loaded.Val() == 0 {
+		if ready.Val() == 0 {
 			return nil, ErrRebuilding
 		}
 		return nil, ErrNotFound
 	}
-	raw := make([]any, 0, 9)
-	raw = append(raw, id)
-	for _, x := range v {
-		if x == nil {
-			x = ""
-		}
-		raw = append(raw, x)
+	f := map[string]string{"id": id}
+	for i, name := range resFields {
+		s, _ := v[i].(string)
+		f[name] = s
 	}
-	return decodeRes(pool, raw)
+	res, err := resOf(pool, f)
+	if err != nil {
+		return nil, err
+	}
+	if f["state"] == "ended" || !res.ExpiresAt.After(time.Now()) {
+		return nil, ErrNotFound
+	}
+	return res, nil
 }
+
+// resFields are the fields of a reservation's hash in Redis.
+var resFields = []string{"fence", "owner", "state", "created", "expires", "hashes", "amounts", "txid"}
 
 // Extend makes a held reservation end ttl from now (on the Redis clock). It
 // fails with ErrNotFound once the reservation ended, ErrNotHeld once it was
@@ -260,72 +352,95 @@ func (m *Manager) Extend(ctx context.Context, pool int64, id string, ttl time.Du
 	if ttl < MinTTL || ttl > MaxTTL {
 		return nil, fmt.Errorf("%w: ttl must be between %s and %s", ErrBadRequest, MinTTL, MaxTTL)
 	}
-	k := m.keys(pool)
-	return m.change(ctx, pool, extendScript, []string{k.avail, k.amount, k.held, k.holder, k.loaded, k.res(id)},
-		id, ttl.Milliseconds(), m.life.Milliseconds())
+	return m.change(ctx, pool, id, extendScript, []string{StateHeld}, id, ttl.Milliseconds(), m.life.Milliseconds())
 }
 
 // Submit records the transaction that spends a held reservation's UTXOs: the
 // reservation becomes submitted and keeps holding for at least the submit
 // grace, until the syncer settles it. Submitting the same tx again is a no-op.
 func (m *Manager) Submit(ctx context.Context, pool int64, id, txID string) (*Reservation, error) {
-	k := m.keys(pool)
-	return m.change(ctx, pool, submitScript, []string{k.avail, k.amount, k.held, k.holder, k.loaded, k.res(id)},
-		id, txID, m.grace.Milliseconds())
-}
-
-// Release ends a live reservation; its UTXOs are free at once. The journal
-// learns first, so a failure of the database leaves the UTXOs held (never
-// free in Redis while the journal says held); a retry finishes the job.
-//
-// Of concurrent releases of one reservation exactly one succeeds: the one
-// whose journal write ended it. The others fail with ErrNotFound, also when
-// their Redis step is the one that freed the UTXOs.
-func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
-	cur, err := m.Get(ctx, pool, id)
+	res, err := m.change(ctx, pool, id, submitScript, []string{StateHeld, StateSubmitted}, id, txID, m.grace.Milliseconds())
 	if err != nil {
 		return nil, err
 	}
-	ended := *cur
-	ended.State = StateReleased
-	jerr := m.journalUpdate(ctx, &ended)
-	if jerr != nil && !errors.Is(jerr, ErrEnded) {
-		return nil, jerr
-	}
-	// Also when the journal says it ended already (another release, or an
-	// earlier attempt whose Redis step failed): Redis must follow.
-	k := m.keys(pool)
-	res, err := m.run(ctx, pool, releaseScript, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.loaded, k.res(id)}, id)
-	switch {
-	case jerr != nil && (err == nil || errors.Is(err, ErrNotFound)):
-		// Ended by someone else: this call only made Redis follow.
-		return nil, fmt.Errorf("%w: ended before this release (%w)", ErrNotFound, jerr)
-	case errors.Is(err, ErrNotFound):
-		// This call ended it in the journal and the hold is gone from Redis:
-		// a concurrent release that lost in the journal made Redis follow,
-		// or the script ran but its answer was lost and go-redis's retry
-		// found nothing left. The release took effect.
-		return &ended, nil
-	case err != nil:
-		return nil, err
-	}
-	res.State = StateReleased
+	// The leading syncer syncs the pool at once, so the change output is
+	// offered soon; told only now that the journal has the submit, it cannot
+	// settle the reservation before the submit is answered.
+	_ = m.rdb.Publish(context.WithoutCancel(ctx), m.keys(pool).submitted, "1").Err()
 	return res, nil
 }
 
-// change runs a script that changes a live reservation and journals the result.
-func (m *Manager) change(ctx context.Context, pool int64, s *redis.Script, keys []string, args ...any) (*Reservation, error) {
-	res, err := m.run(ctx, pool, s, keys, args...)
+// Release ends a held reservation; its UTXOs are free at once. The journal
+// learns first, so a failure of the database leaves the UTXOs held (never
+// free in Redis while the journal says held). A submitted reservation is not
+// released (ErrNotHeld): its transaction may be mined, so its UTXOs stay
+// withheld until the chain settles it. A reservation that already ended
+// fails with an error wrapping ErrEnded (ask the journal how), and Redis is
+// made to follow the journal.
+func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
+	cur, err := m.Get(ctx, pool, id)
+	if (errors.Is(err, ErrNotFound) || errors.Is(err, ErrRebuilding)) && m.journal != nil {
+		// Redis does not have it (any more): the journal tells. A live row
+		// past its expiry ran out (the syncer marks it expired later).
+		cur, err = m.journal.Lookup(ctx, id)
+		if err == nil && Live(cur.State) && !cur.ExpiresAt.After(time.Now()) {
+			cur.State = StateExpired
+		}
+		if err == nil && !Live(cur.State) {
+			m.follow(ctx, pool, id)
+			return nil, fmt.Errorf("%w: it is %s", ErrEnded, cur.State)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := m.journalUpdate(ctx, res); err != nil {
+	// A submitted reservation is refused by the journal (ErrNotHeld), which
+	// decides: Redis may show a submit whose journal write is still to come.
+	// Without a journal, Redis decides.
+	if m.journal == nil && cur.State == StateSubmitted {
+		return nil, ErrNotHeld
+	}
+	ended := *cur
+	ended.State = StateReleased
+	if err := m.journalUpdate(ctx, &ended, StateHeld); err != nil {
 		if errors.Is(err, ErrEnded) {
-			// A concurrent release or settlement wrote the journal first; its
-			// Redis step comes after ours, which found the reservation live. So
-			// this change took effect just before the reservation ended, and
-			// others may already have seen it: it succeeded.
-			return res, nil
+			m.follow(ctx, pool, id)
+		}
+		return nil, err
+	}
+	// The release took effect; Redis follows. Should this step fail, the
+	// UTXOs stay held until the hold runs out or the syncer's sweep ends it:
+	// later, never twice.
+	k := m.keys(pool)
+	if err := releaseScript.Run(context.WithoutCancel(ctx), m.rdb, k.list, id).Err(); err != nil {
+		if serr := scriptError(err); !errors.Is(serr, ErrNotFound) && !errors.Is(serr, ErrRebuilding) {
+			m.follow(ctx, pool, id)
+		}
+	}
+	return &ended, nil
+}
+
+// follow makes Redis end a reservation the journal says has ended. A failure
+// is left to the hold's expiry and the syncer's sweep.
+func (m *Manager) follow(ctx context.Context, pool int64, id string) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), followTimeout)
+	defer cancel()
+	_ = m.endReservations(fctx, pool, 0, []string{id})
+}
+
+// change runs a script that changes a live reservation, then journals the
+// result. When the journal says the reservation ended meanwhile (a release
+// or the chain got there first), Redis follows and the change fails with
+// ErrNotFound.
+func (m *Manager) change(ctx context.Context, pool int64, id string, s *redis.Script, from []string, args ...any) (*Reservation, error) {
+	res, err := m.run(ctx, pool, s, m.keys(pool).list, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.journalUpdate(ctx, res, from...); err != nil {
+		if errors.Is(err, ErrEnded) {
+			m.follow(ctx, pool, id)
+			return nil, fmt.Errorf("%w (%w)", ErrNotFound, err)
 		}
 		return nil, err
 	}
@@ -337,32 +452,45 @@ func (m *Manager) run(ctx context.Context, pool int64, s *redis.Script, keys []s
 	if err != nil {
 		return nil, scriptError(err)
 	}
-	return decodeRes(pool, raw)
+	f, err := fieldsOf(raw)
+	if err != nil {
+		return nil, err
+	}
+	return resOf(pool, f)
 }
 
-func (m *Manager) journalUpdate(ctx context.Context, res *Reservation) error {
+func (m *Manager) journalUpdate(ctx context.Context, res *Reservation, from ...string) error {
 	if m.journal == nil {
 		return nil
 	}
-	if err := m.journal.Update(ctx, res); err != nil {
+	if err := m.journal.Update(ctx, res, from...); err != nil {
 		return fmt.Errorf("lockmgr: journal: %w", err)
 	}
 	return nil
 }
 
-// Settle ends a reservation as the chain decided (the syncer calls it after
-// journaling the outcome): StateSpent or StateInvalidated drop its holds and the
-// UTXOs are not offered again; StateReleased frees them.
-func (m *Manager) Settle(ctx context.Context, pool int64, id, state string) error {
-	switch state {
-	case StateSpent, StateInvalidated, StateReleased:
-	default:
-		return fmt.Errorf("%w: cannot settle as %q", ErrBadRequest, state)
-	}
+// EndReservations makes Redis end reservations the journal says have ended
+// (the syncer settled them, or the sweep found them ended): the UTXOs they
+// hold are offered again where the chain still offers them. The write
+// carries the Manager's epoch (see Fenced).
+func (m *Manager) EndReservations(ctx context.Context, pool int64, ids []string) error {
+	return m.endReservations(ctx, pool, m.epoch, ids)
+}
+
+func (m *Manager) endReservations(ctx context.Context, pool, epoch int64, ids []string) error {
+	const batch = 1000
 	k := m.keys(pool)
-	err := settleScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.res(id), k.epoch}, id, state, m.epoch).Err()
-	if err != nil {
-		return fmt.Errorf("lockmgr: settle: %w", scriptError(err))
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), batch)]
+		ids = ids[len(chunk):]
+		args := make([]any, 0, 1+len(chunk))
+		args = append(args, epoch)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if err := endScript.Run(ctx, m.rdb, k.list, args...).Err(); err != nil {
+			return fmt.Errorf("lockmgr: end reservations of pool %d: %w", pool, scriptError(err))
+		}
 	}
 	return nil
 }
@@ -391,54 +519,70 @@ func scriptError(err error) error {
 		return ErrTxMismatch
 	case "STALE":
 		return ErrStaleSnapshot
+	case "IDEMMISMATCH":
+		return ErrKeyReused
 	case "STALEEPOCH":
 		return fmt.Errorf("%w: %s", ErrStaleEpoch, rest)
 	}
 	return fmt.Errorf("lockmgr: redis: %w", err)
 }
 
-// decodeRes reads a reservation reply: id, fence, owner, state, created ms,
-// expires ms, comma-separated hashes, comma-separated amounts, tx id.
-func decodeRes(pool int64, raw []any) (*Reservation, error) {
-	if len(raw) < 9 {
-		return nil, fmt.Errorf("lockmgr: unexpected reply of %d values", len(raw))
+// fieldsOf reads a flat {name, value, ...} reply.
+func fieldsOf(raw []any) (map[string]string, error) {
+	if len(raw)%2 != 0 {
+		return nil, fmt.Errorf("lockmgr: reply of %d values is not a list of fields", len(raw))
 	}
-	s := make([]string, 9)
-	for i := range s {
-		switch v := raw[i].(type) {
+	f := make(map[string]string, len(raw)/2)
+	for i := 0; i < len(raw); i += 2 {
+		name, ok := raw[i].(string)
+		if !ok {
+			return nil, fmt.Errorf("lockmgr: bad field name %v in reply", raw[i])
+		}
+		switch v := raw[i+1].(type) {
 		case string:
-			s[i] = v
+			f[name] = v
 		case int64:
-			s[i] = strconv.FormatInt(v, 10)
+			f[name] = strconv.FormatInt(v, 10)
 		default:
-			return nil, fmt.Errorf("lockmgr: unexpected reply value %v", raw[i])
+			return nil, fmt.Errorf("lockmgr: bad value of %s in reply: %v", name, raw[i+1])
 		}
 	}
-	fence, err1 := strconv.ParseInt(s[1], 10, 64)
-	created, err2 := strconv.ParseInt(s[4], 10, 64)
-	expires, err3 := strconv.ParseInt(s[5], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return nil, fmt.Errorf("lockmgr: bad reservation reply: %w", err)
+	return f, nil
+}
+
+// resOf builds a reservation from the fields of a reply.
+func resOf(pool int64, f map[string]string) (*Reservation, error) {
+	fence, err1 := strconv.ParseInt(f["fence"], 10, 64)
+	created, err2 := strconv.ParseInt(f["created"], 10, 64)
+	expires, err3 := strconv.ParseInt(f["expires"], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil || f["id"] == "" {
+		return nil, fmt.Errorf("lockmgr: bad reservation reply: %w", errors.Join(err, errors.New("fields "+fmt.Sprint(f))))
 	}
 	var hashes, amounts []string
-	if s[6] != "" {
-		hashes, amounts = strings.Split(s[6], ","), strings.Split(s[7], ",")
+	if f["hashes"] != "" {
+		hashes, amounts = strings.Split(f["hashes"], ","), strings.Split(f["amounts"], ",")
 	}
 	if len(hashes) != len(amounts) {
 		return nil, errors.New("lockmgr: bad reservation reply: hashes and amounts differ")
 	}
 	items := make([]Item, len(hashes))
 	for i, h := range hashes {
-		a, err := strconv.ParseInt(amounts[i], 10, 64)
+		a, err := strconv.ParseUint(amounts[i], 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("lockmgr: bad amount %q: %w", amounts[i], err)
 		}
 		items[i] = Item{Hash: h, Amount: a}
 	}
 	return &Reservation{
-		ID: s[0], PoolID: pool, Fence: fence, Owner: s[2], State: s[3], TxID: s[8], Items: items,
+		ID: f["id"], PoolID: pool, Fence: fence, Owner: f["owner"], State: f["state"], TxID: f["txid"], Items: items,
 		CreatedAt: time.UnixMilli(created).UTC(), ExpiresAt: time.UnixMilli(expires).UTC(),
 	}, nil
+}
+
+// pad20 writes an amount as the 20 decimal digits the scripts compare.
+func pad20(a uint64) string {
+	s := strconv.FormatUint(a, 10)
+	return strings.Repeat("0", 20-len(s)) + s
 }
 
 // decodeItems reads a flat {hash, amount, ...} reply.
@@ -447,7 +591,7 @@ func decodeItems(raw []any) ([]Item, error) {
 	for i := 0; i+1 < len(raw); i += 2 {
 		h, _ := raw[i].(string)
 		as, _ := raw[i+1].(string)
-		a, err := strconv.ParseInt(as, 10, 64)
+		a, err := strconv.ParseUint(as, 10, 64)
 		if h == "" || err != nil {
 			return nil, fmt.Errorf("lockmgr: bad item in reply: %v %v", raw[i], raw[i+1])
 		}

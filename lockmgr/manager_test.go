@@ -23,7 +23,7 @@ func hashOf(i int) string {
 func items(n int) []lockmgr.Item {
 	out := make([]lockmgr.Item, n)
 	for i := range out {
-		out[i] = lockmgr.Item{Hash: hashOf(i), Amount: int64(1000 + i*10)}
+		out[i] = lockmgr.Item{Hash: hashOf(i), Amount: uint64(1000 + i*10)}
 	}
 	return out
 }
@@ -226,14 +226,14 @@ func TestSyncNeverFreesAHeldUTXO(t *testing.T) {
 	if err := m.LoadAvailable(ctx, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.SyncAvailable(ctx, 1, all, nil); err != nil {
+	if err := m.ApplyChain(ctx, 1, all, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(0)}}); err != nil {
 		t.Fatal(err)
 	}
 	// The syncer sees hash 0 again (it is still unspent on chain): it stays held.
-	if err := m.SyncAvailable(ctx, 1, all[:1], nil); err != nil {
+	if err := m.ApplyChain(ctx, 1, all[:1], nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.LoadAvailable(ctx, 1, all); err != nil {
@@ -243,7 +243,7 @@ func TestSyncNeverFreesAHeldUTXO(t *testing.T) {
 		t.Fatalf("held utxo reservable after sync: %v", err)
 	}
 	// Hash 1 is spent on chain: never offered again.
-	if err := m.SyncAvailable(ctx, 1, nil, []string{hashOf(1)}); err != nil {
+	if err := m.ApplyChain(ctx, 1, nil, []string{hashOf(1)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Hashes: []string{hashOf(1)}}); !errors.Is(err, lockmgr.ErrUnknownUTXO) {
@@ -318,8 +318,16 @@ func (failingJournal) Record(context.Context, *lockmgr.Reservation) error {
 	return errors.New("database is down")
 }
 
-func (failingJournal) Update(context.Context, *lockmgr.Reservation) error {
+func (failingJournal) Update(context.Context, *lockmgr.Reservation, ...string) error {
 	return errors.New("database is down")
+}
+
+func (failingJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, errors.New("database is down")
+}
+
+func (failingJournal) LookupKey(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, errors.New("database is down")
 }
 
 func TestJournalFailureUndoesTheHold(t *testing.T) {

@@ -18,12 +18,11 @@ func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, star
 	if start < 0 || limit <= 0 {
 		return nil, fmt.Errorf("%w: start must be >= 0 and limit > 0", ErrBadRequest)
 	}
-	k := m.keys(pool)
 	d := "0"
 	if desc {
 		d = "1"
 	}
-	raw, err := listScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.loaded}, d, start, start+limit-1).Slice()
+	raw, err := listScript.Run(ctx, m.rdb, m.keys(pool).list, d, start, start+limit-1).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -36,31 +35,33 @@ func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, star
 // reservation made through the v1 API. It reports whether a hold was shortened.
 // The journal learns the new expiry after Redis, well before it comes.
 func (m *Manager) ShortenOldestLegacy(ctx context.Context, pool int64) (bool, error) {
-	k := m.keys(pool)
-	raw, err := shortenLegacyScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.holder, k.legacy},
-		LegacyShortTTL.Milliseconds(), k.tag+":res:").Slice()
+	raw, err := shortenLegacyScript.Run(ctx, m.rdb, m.keys(pool).list, LegacyShortTTL.Milliseconds()).Slice()
 	if err != nil {
-		return false, fmt.Errorf("lockmgr: shorten legacy: %w", err)
+		return false, fmt.Errorf("lockmgr: shorten legacy: %w", scriptError(err))
 	}
 	if len(raw) == 0 {
 		return false, nil
 	}
-	res, err := decodeRes(pool, raw)
+	f, err := fieldsOf(raw)
 	if err != nil {
 		return true, err
 	}
-	if err := m.journalUpdate(ctx, res); err != nil && !errors.Is(err, ErrEnded) {
+	res, err := resOf(pool, f)
+	if err != nil {
+		return true, err
+	}
+	if err := m.journalUpdate(ctx, res, StateHeld); err != nil && !errors.Is(err, ErrEnded) {
 		return true, err
 	}
 	return true, nil
 }
 
-// SyncAvailable applies the chain's changes to a pool: add holds UTXOs new or
-// seen again on chain (free at once unless held), remove those the chain no
-// longer has (never offered again; a hold on one stays until it is settled or
-// runs out). It does not mark a pool loaded: after a loss of Redis data only a
-// Rebuild does.
-func (m *Manager) SyncAvailable(ctx context.Context, pool int64, add []Item, remove []string) error {
+// ApplyChain applies the chain's changes to a pool: add holds UTXOs the chain
+// now offers (free at once unless held), remove those it no longer offers
+// (spent, spent in the mempool, invalidated, immature: never offered again; a
+// hold on one stays until its reservation ends). It does not mark a pool
+// ready: after a loss of Redis data only a Rebuild does.
+func (m *Manager) ApplyChain(ctx context.Context, pool int64, add []Item, remove []string) error {
 	const batch = 5000
 	k := m.keys(pool)
 	for len(add) > 0 || len(remove) > 0 {
@@ -71,20 +72,20 @@ func (m *Manager) SyncAvailable(ctx context.Context, pool int64, add []Item, rem
 		args := make([]any, 0, 2+2*len(a)+len(r))
 		args = append(args, m.epoch, len(a))
 		for _, it := range a {
-			args = append(args, it.Hash, it.Amount)
+			args = append(args, it.Hash, pad20(it.Amount))
 		}
 		for _, h := range r {
 			args = append(args, h)
 		}
-		if err := syncScript.Run(ctx, m.rdb, []string{k.avail, k.amount, k.held, k.syncgen, k.epoch}, args...).Err(); err != nil {
-			return fmt.Errorf("lockmgr: sync pool %d: %w", pool, scriptError(err))
+		if err := chainScript.Run(ctx, m.rdb, k.list, args...).Err(); err != nil {
+			return fmt.Errorf("lockmgr: apply chain to pool %d: %w", pool, scriptError(err))
 		}
 	}
 	return nil
 }
 
 // LoadAvailable is Rebuild with no reservations to restore: the pool's view of
-// the chain becomes all, live holds are kept, and the pool is marked loaded.
+// the chain becomes all, live holds are kept, and the pool is marked ready.
 func (m *Manager) LoadAvailable(ctx context.Context, pool int64, all []Item) error {
 	gen, err := m.SyncGeneration(ctx, pool)
 	if err != nil {
@@ -93,7 +94,7 @@ func (m *Manager) LoadAvailable(ctx context.Context, pool int64, all []Item) err
 	return m.Rebuild(ctx, pool, Snapshot{Available: all, SyncGen: gen})
 }
 
-// SyncGeneration counts the SyncAvailable calls on the pool; read it before
+// SyncGeneration counts the ApplyChain calls on the pool; read it before
 // taking a rebuild's snapshot (Snapshot.SyncGen).
 func (m *Manager) SyncGeneration(ctx context.Context, pool int64) (int64, error) {
 	n, err := m.rdb.Get(ctx, m.keys(pool).syncgen).Int64()
@@ -108,10 +109,11 @@ func (m *Manager) SyncGeneration(ctx context.Context, pool int64) (int64, error)
 
 // Rebuild restores a pool from durable state after Redis lost it (or loads it
 // the first time): the free set becomes s.Available minus every held UTXO, the
-// live reservations of s.Live that Redis lacks are put back, and the fencing
-// counter is raised to at least s.FenceFloor+FenceGap. The new free set is
-// staged and swapped in by one script, so readers never see half a pool. Until
-// a pool is rebuilt, reserving in it fails with ErrRebuilding.
+// live reservations of s.Live that Redis lacks are put back with the
+// idempotency keys of s.Keys, and the fencing counter is raised to at least
+// s.FenceFloor+FenceGap. The new free set is staged and swapped in by one
+// script, so readers never see half a pool. Until a pool is rebuilt,
+// reserving in it fails with ErrRebuilding.
 func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 	const batch = 5000
 	k := m.keys(pool)
@@ -119,38 +121,49 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 	if err != nil {
 		return err
 	}
-	stageAvail, stageAmount := k.stage(nonce)
+	stageFree, stageUTXO := k.stage(nonce)
 	for i := 0; i < len(s.Available); i += batch {
 		chunk := s.Available[i:min(i+batch, len(s.Available))]
 		zs := make([]redis.Z, len(chunk))
 		hs := make([]any, 0, 2*len(chunk))
 		for j, it := range chunk {
-			zs[j] = redis.Z{Score: float64(it.Amount), Member: it.Hash}
-			hs = append(hs, it.Hash, it.Amount)
+			a := pad20(it.Amount)
+			zs[j] = redis.Z{Score: 0, Member: a + ":" + it.Hash}
+			hs = append(hs, it.Hash, a)
 		}
 		_, err := m.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.ZAdd(ctx, stageAvail, zs...)
-			p.HSet(ctx, stageAmount, hs...)
+			p.ZAdd(ctx, stageFree, zs...)
+			p.HSet(ctx, stageUTXO, hs...)
 			// A rebuild that dies half-way leaves nothing for long.
-			p.Expire(ctx, stageAvail, time.Minute)
-			p.Expire(ctx, stageAmount, time.Minute)
+			p.Expire(ctx, stageFree, time.Minute)
+			p.Expire(ctx, stageUTXO, time.Minute)
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("lockmgr: rebuild pool %d: %w", pool, err)
 		}
 	}
-	args := make([]any, 0, 2+9*len(s.Live))
-	args = append(args, s.FenceFloor+FenceGap, nonce, s.SyncGen)
+	args := make([]any, 0, 4+9*len(s.Live)+2*len(s.Keys))
+	args = append(args, s.FenceFloor+FenceGap, nonce, s.SyncGen, len(s.Live))
 	for _, r := range s.Live {
 		amounts := make([]string, len(r.Items))
 		for i, it := range r.Items {
-			amounts[i] = strconv.FormatInt(it.Amount, 10)
+			amounts[i] = pad20(it.Amount)
 		}
 		args = append(args, r.ID, r.Fence, r.Owner, r.State, r.CreatedAt.UnixMilli(), r.ExpiresAt.UnixMilli(),
 			r.TxID, strings.Join(r.Hashes(), ","), strings.Join(amounts, ","))
 	}
-	keys := []string{k.avail, k.amount, k.held, k.holder, k.legacy, k.fence, k.loaded, stageAvail, stageAmount, k.syncgen}
+	old := m.prefix + "{p" + strconv.FormatInt(pool, 10) + "}"
+	keys := k.with(stageFree, stageUTXO, old+":avail", old+":amount", old+":loaded")
+	now := time.Now()
+	for _, r := range s.Keys {
+		if r.Key == "" {
+			continue
+		}
+		left := r.CreatedAt.Add(IdempotencyWindow).Sub(now)
+		keys = append(keys, k.idemKey(r.Key))
+		args = append(args, r.ID+" "+r.Fingerprint+" "+strconv.FormatInt(r.CreatedAt.UnixMilli(), 10), left.Milliseconds())
+	}
 	if err := rebuildCommitScript.Run(ctx, m.rdb, keys, args...).Err(); err != nil {
 		return fmt.Errorf("lockmgr: rebuild pool %d: %w", pool, scriptError(err))
 	}
@@ -161,7 +174,7 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 // its data (restart without persistence, flush, failover to a stale replica),
 // which calls for a Rebuild.
 func (m *Manager) Loaded(ctx context.Context, pool int64) (bool, error) {
-	n, err := m.rdb.Exists(ctx, m.keys(pool).loaded).Result()
+	n, err := m.rdb.Exists(ctx, m.keys(pool).ready).Result()
 	if err != nil {
 		return false, fmt.Errorf("lockmgr: loaded: %w", err)
 	}
@@ -174,7 +187,7 @@ func (m *Manager) PoolCounts(ctx context.Context, pool int64) (free, held int64,
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	var fc, hc *redis.IntCmd
 	_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fc = p.ZCard(ctx, k.avail)
+		fc = p.ZCard(ctx, k.free)
 		hc = p.ZCount(ctx, k.held, "("+now, "+inf")
 		return nil
 	})
@@ -182,4 +195,72 @@ func (m *Manager) PoolCounts(ctx context.Context, pool int64) (free, held int64,
 		return 0, 0, fmt.Errorf("lockmgr: counts: %w", err)
 	}
 	return fc.Val(), hc.Val(), nil
+}
+
+// Offered returns the UTXOs Redis offers for the pool (free or held), with
+// their amounts: what the syncer's sweep compares with the journal's view.
+func (m *Manager) Offered(ctx context.Context, pool int64) (map[string]uint64, error) {
+	all, err := m.rdb.HGetAll(ctx, m.keys(pool).utxo).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: offered utxos of pool %d: %w", pool, err)
+	}
+	out := make(map[string]uint64, len(all))
+	for h, a := range all {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("lockmgr: bad amount %q of %s: %w", a, h, err)
+		}
+		out[h] = n
+	}
+	return out, nil
+}
+
+// Reclaim ends the reservations of the pool whose hold ran out (every
+// script does it in passing); it returns how many holds ran out.
+func (m *Manager) Reclaim(ctx context.Context, pool int64) (int, error) {
+	n, err := reclaimScript.Run(ctx, m.rdb, m.keys(pool).list).Int()
+	if err != nil {
+		return 0, fmt.Errorf("lockmgr: reclaim pool %d: %w", pool, scriptError(err))
+	}
+	return n, nil
+}
+
+// Holds returns the live reservations holding UTXOs of the pool in Redis,
+// with the time each was granted (Redis clock). Holds that ran out are
+// ended first (Reclaim).
+func (m *Manager) Holds(ctx context.Context, pool int64) (map[string]time.Time, error) {
+	if _, err := m.Reclaim(ctx, pool); err != nil {
+		return nil, err
+	}
+	k := m.keys(pool)
+	holders, err := m.rdb.HGetAll(ctx, k.holder).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: holds of pool %d: %w", pool, err)
+	}
+	ids := map[string]struct{}{}
+	for _, id := range holders {
+		ids[id] = struct{}{}
+	}
+	out := make(map[string]time.Time, len(ids))
+	cmds := make(map[string]*redis.StringCmd, len(ids))
+	_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for id := range ids {
+			cmds[id] = p.HGet(ctx, k.res+id, "created")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("lockmgr: holds of pool %d: %w", pool, err)
+	}
+	for id, c := range cmds {
+		ms, err := c.Int64()
+		if errors.Is(err, redis.Nil) {
+			continue // its key expired with the hold: the next script reclaims it
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lockmgr: holds of pool %d: %w", pool, err)
+		}
+		out[id] = time.UnixMilli(ms).UTC()
+	}
+	return out, nil
 }

@@ -118,7 +118,57 @@ var (
 	}, []string{"backend"})
 )
 
+// Chain index (syncer process, node-backed sources).
+var (
+	// IndexBlocks counts blocks the chain index applied (its rate is the
+	// index's speed in blocks/s).
+	IndexBlocks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_index_blocks_total",
+		Help: "Blocks the chain index applied (rate: blocks per second).",
+	})
+	// IndexBatchDuration observes how long applying one batch of blocks took.
+	IndexBatchDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "bufferd_index_batch_duration_seconds",
+		Help:    "Time the chain index took to fetch and apply one batch of blocks.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+	})
+	// IndexReorgs counts reorganisations the index rolled back.
+	IndexReorgs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_index_reorgs_total",
+		Help: "Chain reorganisations the chain index rolled back.",
+	})
+	// ChainTipHeight is the height of the chain's best block as last seen.
+	ChainTipHeight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bufferd_chain_tip_height",
+		Help: "Height of the chain's best block as the syncer last saw it.",
+	})
+	// ChainErrors counts failed passes over the chain source, by reason
+	// (unreachable, other_chain, api_error, bad_response).
+	ChainErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_chain_errors_total",
+		Help: "Failed passes of the syncer over the chain source, by reason (unreachable, other_chain, api_error, bad_response).",
+	}, []string{"reason"})
+	// SweepRepairs counts what the sweep found out of step and repaired, by
+	// kind (unsettled, offered, unoffered, orphan_hold).
+	SweepRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bufferd_sweep_repairs_total",
+		Help: "Things the sweep found out of step and repaired, by kind (unsettled, offered, unoffered, orphan_hold).",
+	}, []string{"kind"})
+)
+
+// Reasons of ChainErrors and kinds of SweepRepairs.
+var (
+	ChainErrorReasons = []string{"unreachable", "other_chain", "api_error", "bad_response"}
+	SweepKinds        = []string{"unsettled", "offered", "unoffered", "orphan_hold"}
+)
+
 func init() {
+	for _, r := range ChainErrorReasons {
+		ChainErrors.WithLabelValues(r)
+	}
+	for _, k := range SweepKinds {
+		SweepRepairs.WithLabelValues(k)
+	}
 	for _, o := range Outcomes {
 		ReservationOutcomes.WithLabelValues(o)
 	}
@@ -136,7 +186,7 @@ func all() []prometheus.Collector {
 		HTTPRequests, HTTPDuration,
 		ReservationOutcomes, FencingRejections, RedisRebuilds,
 		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
-		SyncStaleWrites,
+		SyncStaleWrites, IndexBlocks, IndexBatchDuration, IndexReorgs, ChainTipHeight, ChainErrors, SweepRepairs,
 	}
 }
 

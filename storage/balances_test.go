@@ -97,7 +97,7 @@ func TestCursors(t *testing.T) {
 		if err := save(storage.SyncCursor{PoolID: p.ID, Job: "utxo", Height: 10, Epoch: 1, LastSuccess: &ok}); err != nil {
 			t.Fatal(err)
 		}
-		if err := save(storage.SyncCursor{PoolID: 0, Job: "crawler", Height: 5, Epoch: 1}); err != nil {
+		if err := save(storage.SyncCursor{PoolID: 0, Job: "chain", Height: 5, Epoch: 1}); err != nil {
 			t.Fatal(err)
 		}
 		if err := save(storage.SyncCursor{PoolID: p.ID, Job: "utxo", Height: 11, Epoch: 2, LastError: "boom"}); err != nil {
@@ -114,7 +114,7 @@ func TestCursors(t *testing.T) {
 		if err != nil || len(cs) != 2 {
 			t.Fatalf("Cursors = %+v, %v", cs, err)
 		}
-		if cs[0].Job != "crawler" || cs[1].Height != 11 || cs[1].Epoch != 2 || cs[1].LastError != "boom" || cs[1].LastSuccess != nil {
+		if cs[0].Job != "chain" || cs[1].Height != 11 || cs[1].Epoch != 2 || cs[1].LastError != "boom" || cs[1].LastSuccess != nil {
 			t.Fatalf("Cursors = %+v", cs)
 		}
 	})

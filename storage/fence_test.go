@@ -41,6 +41,11 @@ func TestFencedWritesOfAnEndedTermAreRefused(t *testing.T) {
 		before := snapshotRows(t, s)
 
 		// In an order in which each write changes something when it lands.
+		blk := block(1, 7)
+		blk.Outputs = []storage.IndexedOutput{output(p, hashOf(1, 8), 8, txOf(1, 8), 7)}
+		blk.Outputs[0].State, blk.Outputs[0].ValidHeight = storage.StateImmature, 50
+		blk.Spends = []storage.IndexedSpend{{PoolID: p.ID, Hash: hashOf(1, 1), TxID: txOf(1, 7), Height: 7}}
+		blk.Txs = map[int64][]storage.CrawledTx{p.ID: {{TxID: txOf(1, 7)}}}
 		writes := []struct {
 			name  string
 			write func(st *storage.Store) error
@@ -52,8 +57,8 @@ func TestFencedWritesOfAnEndedTermAreRefused(t *testing.T) {
 				_, err := st.ReconcilePool(ctx, p, chainUTXOs(p, 1, 1, 4))
 				return err
 			}},
-			{"SettleSpent", func(st *storage.Store) error {
-				_, err := st.SettleSpent(ctx, p.ID, []string{hashOf(1, 0)})
+			{"Settle", func(st *storage.Store) error {
+				_, err := st.Settle(ctx, p.ID, []string{hashOf(1, 0)})
 				return err
 			}},
 			{"ExpireReservations", func(st *storage.Store) error {
@@ -66,12 +71,27 @@ func TestFencedWritesOfAnEndedTermAreRefused(t *testing.T) {
 			{"SaveCursor", func(st *storage.Store) error {
 				return st.SaveCursor(ctx, storage.SyncCursor{PoolID: p.ID, Job: "utxo", Height: 9})
 			}},
-			{"ApplyBlock", func(st *storage.Store) error {
-				return st.ApplyBlock(ctx, p.ID, storage.BlockHeader{Height: 7, Hash: strings.Repeat("7", 64), Time: t0},
-					[]storage.CrawledTx{{TxID: strings.Repeat("c", 64), Spends: []string{hashOf(1, 3)}}})
+			{"ChangeUTXOs", func(st *storage.Store) error {
+				return st.ChangeUTXOs(ctx, []storage.IndexedOutput{output(p, hashOf(1, 9), 9, "", 0)},
+					[]storage.UTXOChange{{PoolID: p.ID, Hash: hashOf(1, 3), State: storage.StateSpent, SpentTx: txOf(1, 3)}})
 			}},
-			{"RollbackCrawl", func(st *storage.Store) error {
-				_, err := st.RollbackCrawl(ctx, p.ID, 6, "")
+			{"ApplyBlocks", func(st *storage.Store) error {
+				_, err := st.ApplyBlocks(ctx, []int64{p.ID}, []storage.IndexedBlock{blk})
+				return err
+			}},
+			{"MatureUTXOs", func(st *storage.Store) error {
+				_, err := st.MatureUTXOs(ctx, 100)
+				return err
+			}},
+			{"RollbackIndex", func(st *storage.Store) error {
+				_, err := st.RollbackIndex(ctx, 6, blockHash(1, 6))
+				return err
+			}},
+			{"NoteCreatedTx", func(st *storage.Store) error {
+				return st.NoteCreatedTx(ctx, p.ID, txOf(1, 9), []string{hashOf(1, 9)})
+			}},
+			{"FailLineage", func(st *storage.Store) error {
+				_, err := st.FailLineage(ctx, p.ID, txOf(1, 9), nil)
 				return err
 			}},
 		}
@@ -100,6 +120,15 @@ func TestFencedWritesOfAnEndedTermAreRefused(t *testing.T) {
 				t.Errorf("%s through the current term changed nothing", w.name)
 			}
 		}
+		// What the current term's writes did, in order.
+		if got := mustReservation(t, s, res.ID); got.State != storage.ResSpent {
+			t.Errorf("reservation on the spent utxo is %s, want spent (it was extended first)", got.State)
+		}
+		if got := mustReservation(t, s, res2.ID); got.State != storage.ResExpired {
+			t.Errorf("reservation past its expiry is %s, want expired", got.State)
+		}
+		wantStates(t, "after the current term's writes", statesOf(t, s, hashOf(1, 8), hashOf(1, 9)),
+			map[string]string{hashOf(1, 8): storage.StateAvailable, hashOf(1, 9): storage.StateInvalidated})
 	})
 }
 
@@ -108,10 +137,13 @@ func snapshotRows(t *testing.T, s *storage.Store) string {
 	t.Helper()
 	var b strings.Builder
 	for _, q := range []string{
-		`SELECT hash || ':' || state || ':' || confirmed FROM utxos ORDER BY hash`,
-		`SELECT id || ':' || state FROM reservations ORDER BY id`,
+		`SELECT hash || ':' || state || ':' || confirmed || ':' || height || ':' || valid_height || ':' || spent_height
+			|| ':' || created_tx || ':' || spent_tx FROM utxos ORDER BY hash`,
+		`SELECT id || ':' || state || ':' || tx_id || ':' || fence FROM reservations ORDER BY id`,
 		`SELECT id || ':' || state FROM balances ORDER BY id`,
-		`SELECT pool_id || ':' || job || ':' || height || ':' || epoch FROM sync_cursors ORDER BY pool_id, job`,
+		`SELECT pool_id || ':' || job || ':' || height || ':' || block_hash || ':' || epoch FROM sync_cursors ORDER BY pool_id, job`,
+		`SELECT pool_id || ':' || tx_id || ':' || height FROM transactions ORDER BY pool_id, tx_id`,
+		`SELECT height || ':' || hash FROM chain_blocks ORDER BY height`,
 	} {
 		var rows []string
 		if err := s.DB().Raw(q).Scan(&rows).Error; err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,11 +66,12 @@ const (
 	assetB   = "bda946b3110fa46fd94346ce3f05f0760f1b9de72e238835bc4d19f9d64f1742"
 	programA = "00143a8a3c1aa1e2c7ff8a8e3c7c2a1e0c9c9e2d3b41"
 	programB = "0014ab91fd8e2b9d1b5b0b9d7bfa3e1a2b4c5d6e7f80"
+	programC = "0014c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"
 )
 
-func mustPool(t *testing.T, s *storage.Store, asset, program string) storage.Pool {
+func mustPool(t *testing.T, s *storage.Store, asset, program string, opts ...storage.PoolOptions) storage.Pool {
 	t.Helper()
-	p, _, err := s.EnsurePool(testCtx(t), asset, program)
+	p, _, err := s.EnsurePool(testCtx(t), asset, program, opts...)
 	if err != nil {
 		t.Fatalf("EnsurePool: %v", err)
 	}
@@ -79,13 +81,16 @@ func mustPool(t *testing.T, s *storage.Store, asset, program string) storage.Poo
 // hashOf is a distinct 64-hex hash for (tag, i).
 func hashOf(tag byte, i int) string { return fmt.Sprintf("%02x%062x", tag, i) }
 
+// txOf is a distinct 64-hex transaction id for (tag, i).
+func txOf(tag byte, i int) string { return fmt.Sprintf("%02x%062x", 0x80|tag, i) }
+
 // chainUTXOs makes n confirmed chain UTXOs for pool p, hashes tagged tag, i from start.
 func chainUTXOs(p storage.Pool, tag byte, start, n int) []chain.UTXO {
 	out := make([]chain.UTXO, n)
 	for i := range out {
 		out[i] = chain.UTXO{
 			Hash: hashOf(tag, start+i), Asset: p.Asset, Program: p.Program,
-			Amount: int64(1000 + start + i), Confirmed: true, TxID: fmt.Sprintf("%064x", start+i),
+			Amount: uint64(1000 + start + i), Confirmed: true, TxID: fmt.Sprintf("%064x", start+i),
 		}
 	}
 	return out
@@ -109,6 +114,7 @@ func mustCounts(t *testing.T, s *storage.Store, poolID int64) storage.Counts {
 	return c[poolID]
 }
 
+// statesOf returns the stored chain state of each of hashes.
 func statesOf(t *testing.T, s *storage.Store, hashes ...string) map[string]string {
 	t.Helper()
 	us, err := s.GetUTXOs(testCtx(t), hashes)
@@ -120,4 +126,103 @@ func statesOf(t *testing.T, s *storage.Store, hashes ...string) map[string]strin
 		out[u.Hash] = u.State
 	}
 	return out
+}
+
+// listedStates returns the state ListUTXOs shows for every UTXO of the pool:
+// the chain state, or "reserved" for an available one a live reservation
+// holds (reserved is derived, no longer stored).
+func listedStates(t *testing.T, s *storage.Store, poolID int64) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	after := int64(0)
+	for {
+		us, err := s.ListUTXOs(testCtx(t), poolID, "", after, storage.MaxListLimit)
+		if err != nil {
+			t.Fatalf("ListUTXOs: %v", err)
+		}
+		if len(us) == 0 {
+			return out
+		}
+		for _, u := range us {
+			out[u.Hash] = u.State
+		}
+		after = us[len(us)-1].ID
+	}
+}
+
+// wantStates fails the test unless got has want's states for want's hashes.
+func wantStates(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	for h, st := range want {
+		if got[h] != st {
+			t.Errorf("%s: %s is %q, want %q", what, short(h), got[h], st)
+		}
+	}
+}
+
+// short abbreviates a hash for messages.
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:4] + ".." + strings.TrimLeft(h[4:], "0")
+	}
+	return h
+}
+
+func mustUTXO(t *testing.T, s *storage.Store, hash string) storage.UTXO {
+	t.Helper()
+	us, err := s.GetUTXOs(testCtx(t), []string{hash})
+	if err != nil || len(us) != 1 {
+		t.Fatalf("GetUTXOs(%s) = %+v, %v", short(hash), us, err)
+	}
+	return us[0]
+}
+
+// output is a pool output for ApplyBlocks or ChangeUTXOs (height 0: pending).
+func output(p storage.Pool, hash string, amount uint64, txID string, height int64) storage.IndexedOutput {
+	return storage.IndexedOutput{PoolID: p.ID, Hash: hash, Asset: p.Asset, Amount: amount, TxID: txID, Height: height,
+		State: storage.StateAvailable}
+}
+
+func mustChange(t *testing.T, s *storage.Store, outs []storage.IndexedOutput, changes ...storage.UTXOChange) {
+	t.Helper()
+	if err := s.ChangeUTXOs(testCtx(t), outs, changes); err != nil {
+		t.Fatalf("ChangeUTXOs: %v", err)
+	}
+}
+
+// spend marks hashes of pool spent by txID at height (0: pending).
+func spend(t *testing.T, s *storage.Store, poolID int64, txID string, height int64, hashes ...string) {
+	t.Helper()
+	changes := make([]storage.UTXOChange, len(hashes))
+	for i, h := range hashes {
+		changes[i] = storage.UTXOChange{PoolID: poolID, Hash: h, State: storage.StateSpent, SpentTx: txID, SpentHeight: height}
+	}
+	mustChange(t, s, nil, changes...)
+}
+
+// setState sets the chain state of hashes of pool (available clears the spend).
+func setState(t *testing.T, s *storage.Store, poolID int64, state string, hashes ...string) {
+	t.Helper()
+	changes := make([]storage.UTXOChange, len(hashes))
+	for i, h := range hashes {
+		changes[i] = storage.UTXOChange{PoolID: poolID, Hash: h, State: state}
+	}
+	mustChange(t, s, nil, changes...)
+}
+
+// block is an IndexedBlock at height whose hash is derived from (tag, height).
+func block(tag byte, height int64) storage.IndexedBlock {
+	return storage.IndexedBlock{Header: storage.BlockHeader{Height: height, Hash: blockHash(tag, height),
+		PreviousHash: blockHash(tag, height-1), Time: time.Unix(1_700_000_000+height, 0).UTC()}}
+}
+
+func blockHash(tag byte, height int64) string { return fmt.Sprintf("b%x%062x", tag, height) }
+
+func mustApply(t *testing.T, s *storage.Store, pools []int64, blocks ...storage.IndexedBlock) storage.Touched {
+	t.Helper()
+	touched, err := s.ApplyBlocks(testCtx(t), pools, blocks)
+	if err != nil {
+		t.Fatalf("ApplyBlocks: %v", err)
+	}
+	return touched
 }

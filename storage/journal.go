@@ -95,9 +95,10 @@ func NewJournal(s *Store, opts JournalOptions) *Journal {
 var _ lockmgr.Journal = (*Journal)(nil)
 
 // Record writes a new reservation (state held unless r.State says otherwise)
-// and marks its UTXOs reserved. Recording the same reservation again is a
-// no-op; a fence another reservation of the pool already has fails with
-// ErrStaleFence.
+// and what it holds. Recording the same reservation again is a no-op; a
+// fence another reservation of the pool already has fails with
+// ErrStaleFence, an idempotency key another one has with an error wrapping
+// lockmgr.ErrKeyTaken.
 func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
 	row := JournalRow(r)
 	if _, err := prepareRecord(&row); err != nil {
@@ -107,11 +108,12 @@ func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
 }
 
 // Update writes a changed reservation (state, expiry, tx id, fence) with the
-// semantics of Store.UpdateReservation: the row must be live with a fence no
-// newer than r.Fence, else ErrNotFound, ErrStaleFence or ErrNotLive; ending
-// states released, expired and invalidated free its UTXOs.
-func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation) error {
-	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt}
+// semantics of Store.UpdateReservation: the row must be live, in one of the
+// states from (any live one when empty), with a fence no newer than r.Fence.
+// A row that ended fails wrapping lockmgr.ErrEnded, a live row in another
+// state wrapping lockmgr.ErrNotHeld.
+func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation, from ...string) error {
+	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from}
 	if u.State == ResReleased || u.State == ResExpired || u.State == ResInvalidated {
 		// Ending keeps the row's expiry and tx id; without them the write
 		// is one of the batch's ended in a constant number of statements.
@@ -120,12 +122,40 @@ func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation) error {
 	if err := checkUpdate(r.ID, u); err != nil {
 		return err
 	}
-	err := j.submit(ctx, &journalWrite{id: r.ID, change: u})
-	if errors.Is(err, ErrNotLive) {
-		// lockmgr's contract: an ended reservation is lockmgr.ErrEnded.
+	return lockError(j.submit(ctx, &journalWrite{id: r.ID, change: u}))
+}
+
+// lockError wraps the journal's refusals in lockmgr's vocabulary.
+func lockError(err error) error {
+	switch {
+	case errors.Is(err, ErrNotLive):
 		return fmt.Errorf("%w (%w)", err, lockmgr.ErrEnded)
+	case errors.Is(err, ErrWrongState):
+		return fmt.Errorf("%w (%w)", err, lockmgr.ErrNotHeld)
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w (%w)", err, lockmgr.ErrNotFound)
 	}
 	return err
+}
+
+// Lookup returns the journal's reservation id (lockmgr.ErrNotFound when
+// there is none), its UTXOs with their amounts.
+func (j *Journal) Lookup(ctx context.Context, id string) (*lockmgr.Reservation, error) {
+	row, err := j.store.GetReservation(ctx, id)
+	if err != nil {
+		return nil, lockError(err)
+	}
+	return j.store.lockReservation(ctx, row)
+}
+
+// LookupKey returns the reservation made with the idempotency key of digest
+// key (lockmgr.ErrNotFound when there is none).
+func (j *Journal) LookupKey(ctx context.Context, key string) (*lockmgr.Reservation, error) {
+	row, err := j.store.ReservationByKey(ctx, key)
+	if err != nil {
+		return nil, lockError(err)
+	}
+	return j.store.lockReservation(ctx, row)
 }
 
 // Close commits what is queued, then stops the writer. Later calls fail with
@@ -285,18 +315,19 @@ func (j *Journal) batchContext(batch []*journalWrite) (context.Context, context.
 	}
 }
 
-// journalBatch writes a batch in one transaction: one multi-row INSERT for the
-// new reservations, one UPDATE marking their UTXOs reserved, then the updates
-// by reservation id (in arrival order for one reservation); updates that do not apply are explained with one SELECT. It
-// returns the outcome of each write, or an error if the transaction failed
-// (then nothing was written).
+// journalBatch writes a batch in one transaction: one multi-row INSERT for
+// the new reservations (rows that conflict are explained, not failed), one
+// for what they hold, then the updates by reservation id (in arrival order
+// for one reservation); updates that do not apply are explained with one
+// SELECT. It returns the outcome of each write, or an error if the
+// transaction failed (then nothing was written).
 func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]error, error) {
 	results := make([]error, len(batch))
-	var records []Reservation
-	var updates []int // indexes into batch
+	var records []int // indexes into batch
+	var updates []int
 	for i, w := range batch {
 		if w.record != nil {
-			records = append(records, *w.record)
+			records = append(records, i)
 		} else {
 			updates = append(updates, i)
 		}
@@ -308,10 +339,7 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 	sort.SliceStable(updates, func(a, b int) bool { return batch[updates[a]].id < batch[updates[b]].id })
 	t := now()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := insertReservations(tx, records); err != nil {
-			return err
-		}
-		if err := reserveUTXOs(tx, records, t); err != nil {
+		if err := s.insertReservations(tx, batch, records, results); err != nil {
 			return err
 		}
 		var refused []int
@@ -338,20 +366,79 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 	return results, nil
 }
 
-// insertReservations inserts rows with multi-row INSERTs.
-func insertReservations(tx *gorm.DB, rows []Reservation) error {
-	for start := 0; start < len(rows); start += recordChunk {
-		chunk := rows[start:min(start+recordChunk, len(rows))]
+// insertReservations inserts the records of a batch with multi-row INSERTs
+// that skip conflicting rows, then what the inserted ones hold; a skipped
+// one gets the reason in results (nil for a reservation recorded before).
+func (s *Store) insertReservations(tx *gorm.DB, batch []*journalWrite, records []int, results []error) error {
+	for start := 0; start < len(records); start += recordChunk {
+		chunk := records[start:min(start+recordChunk, len(records))]
 		var sb strings.Builder
-		sb.WriteString(`INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at, updated_at) VALUES `)
-		args := make([]any, 0, len(chunk)*10)
-		for i, r := range chunk {
-			if i > 0 {
+		sb.WriteString(`INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at,
+			updated_at, idempotency_key, fingerprint) VALUES `)
+		args := make([]any, 0, len(chunk)*12)
+		for n, i := range chunk {
+			if n > 0 {
 				sb.WriteString(",")
 			}
-			sb.WriteString("(?,?,?,?,?,?,?,?,?,?)")
-			args = append(args, r.ID, r.PoolID, r.Fence, r.Owner, r.Hashes, r.State, r.TxID, r.CreatedAt, r.ExpiresAt, r.UpdatedAt)
+			sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+			r := batch[i].record
+			args = append(args, r.ID, r.PoolID, r.Fence, r.Owner, r.Hashes, r.State, r.TxID, r.CreatedAt, r.ExpiresAt,
+				r.UpdatedAt, r.IdempotencyKey, r.Fingerprint)
 		}
+		sb.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
+		var ids []string
+		if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+			return err
+		}
+		inserted := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			inserted[id] = true
+		}
+		var rows []ReservationUTXO
+		var skipped []int
+		for _, i := range chunk {
+			r := batch[i].record
+			if !inserted[r.ID] {
+				skipped = append(skipped, i)
+				continue
+			}
+			for _, h := range SplitHashes(r.Hashes) {
+				rows = append(rows, ReservationUTXO{ReservationID: r.ID, Hash: h, PoolID: r.PoolID})
+			}
+		}
+		if err := insertHoldings(tx, rows); err != nil {
+			return err
+		}
+		for _, i := range skipped {
+			err := explainConflict(tx, batch[i].record)
+			if errors.Is(err, errRetry) {
+				return err
+			}
+			results[i] = err
+		}
+	}
+	return nil
+}
+
+// errRetry fails a batch whose conflict could not be explained (the row
+// that conflicted is gone again): its writes are then retried one by one.
+var errRetry = errors.New("storage: journal conflict to retry")
+
+// insertHoldings records what reservations hold, in multi-row INSERTs.
+func insertHoldings(tx *gorm.DB, rows []ReservationUTXO) error {
+	for start := 0; start < len(rows); start += batchSize {
+		chunk := rows[start:min(start+batchSize, len(rows))]
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO reservation_utxos (reservation_id, hash, pool_id) VALUES `)
+		args := make([]any, 0, 3*len(chunk))
+		for n, r := range chunk {
+			if n > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString("(?,?,?)")
+			args = append(args, r.ReservationID, r.Hash, r.PoolID)
+		}
+		sb.WriteString(` ON CONFLICT DO NOTHING`)
 		if err := tx.Exec(sb.String(), args...).Error; err != nil {
 			return err
 		}
@@ -359,50 +446,36 @@ func insertReservations(tx *gorm.DB, rows []Reservation) error {
 	return nil
 }
 
-// reserveUTXOs marks the available UTXOs of live rows reserved, in one
-// statement per batchSize hashes: (pool_id + 0 = ? AND hash IN ?) OR ...
-func reserveUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
-	byPool := map[int64][]string{}
-	for _, r := range rows {
-		if r.State == ResHeld || r.State == ResSubmitted {
-			byPool[r.PoolID] = append(byPool[r.PoolID], SplitHashes(r.Hashes)...)
-		}
-	}
-	pools := make([]int64, 0, len(byPool))
-	for p := range byPool {
-		pools = append(pools, p)
-	}
-	sort.Slice(pools, func(a, b int) bool { return pools[a] < pools[b] })
-
-	var (
-		conds []string
-		args  []any
-		n     int
-	)
-	flush := func() error {
-		if len(conds) == 0 {
-			return nil
-		}
-		q := `UPDATE utxos SET state = ?, updated_at = ? WHERE state = ? AND (` + strings.Join(conds, " OR ") + `)`
-		err := tx.Exec(q, append([]any{StateReserved, t, StateAvailable}, args...)...).Error
-		conds, args, n = nil, nil, 0
+// explainConflict says why a reservation was not inserted: nil when the same
+// reservation is there already (a retried write), ErrStaleFence when its
+// fence is taken, lockmgr.ErrKeyTaken when its idempotency key is.
+func explainConflict(tx *gorm.DB, r *Reservation) error {
+	var same []Reservation
+	if err := tx.Where("id = ?", r.ID).Limit(1).Find(&same).Error; err != nil {
 		return err
 	}
-	for _, p := range pools {
-		hashes := byPool[p]
-		for len(hashes) > 0 {
-			take := min(len(hashes), batchSize-n)
-			conds = append(conds, "("+byHash+" AND hash IN ?)")
-			args = append(args, p, hashes[:take])
-			hashes, n = hashes[take:], n+take
-			if n == batchSize {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+	if len(same) == 1 {
+		if p := same[0]; p.PoolID == r.PoolID && p.Fence == r.Fence && p.Hashes == r.Hashes {
+			return nil
+		}
+		return fmt.Errorf("%w: reservation %s exists with another content", ErrStaleFence, r.ID)
+	}
+	var n int64
+	if err := tx.Model(&Reservation{}).Where("pool_id = ? AND fence = ?", r.PoolID, r.Fence).Count(&n).Error; err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: fence %d of pool %d already used", ErrStaleFence, r.Fence, r.PoolID)
+	}
+	if r.IdempotencyKey != "" {
+		if err := tx.Model(&Reservation{}).Where("idempotency_key = ?", r.IdempotencyKey).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("storage: %w", lockmgr.ErrKeyTaken)
 		}
 	}
-	return flush()
+	return errRetry
 }
 
 // ended reports whether u only ends a reservation (release, expiry,
@@ -413,9 +486,8 @@ func ended(u ReservationUpdate) bool {
 
 // endReservations applies, in a constant number of statements, the updates of
 // the batch that only end a reservation and are the batch's only update of it:
-// the rows are locked in id order, ended with one UPDATE ... FROM (VALUES ...),
-// and their reserved UTXOs that no live reservation holds are freed with one
-// more. It returns the updates left to apply one by one and the indexes of
+// the rows are locked in id order and ended with one UPDATE ... FROM (VALUES
+// ...). It returns the updates left to apply one by one and the indexes of
 // the ending updates that did not apply.
 func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.Time) (rest, refused []int, err error) {
 	perID := map[string]int{}
@@ -437,65 +509,41 @@ func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []in
 		chunk := ending[start:min(start+recordChunk, len(ending))]
 		ids := make([]string, len(chunk))
 		var values strings.Builder
-		args := make([]any, 0, 3*len(chunk)+3)
+		args := make([]any, 0, 4*len(chunk)+1)
 		args = append(args, t)
 		for k, i := range chunk {
 			ids[k] = batch[i].id
 			if k > 0 {
 				values.WriteString(",")
 			}
-			values.WriteString("(?::text, ?::bigint, ?::text)")
-			args = append(args, batch[i].id, batch[i].change.Fence, batch[i].change.State)
+			values.WriteString("(?::text, ?::bigint, ?::text, ?::text)")
+			c := batch[i].change
+			args = append(args, batch[i].id, c.Fence, c.State, strings.Join(c.from(), ","))
 		}
-		args = append(args, liveStates)
 		// Lock in id order, as the one-by-one path does, so that batches of
 		// several replicas do not deadlock.
 		if err := tx.Exec(`SELECT 1 FROM reservations WHERE id IN ? ORDER BY id FOR UPDATE`, ids).Error; err != nil {
 			return nil, nil, err
 		}
-		var done []Reservation
+		var done []string
 		err := tx.Raw(`UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = ?
-			FROM (VALUES `+values.String()+`) AS v(id, fence, state)
-			WHERE r.id = v.id AND r.fence <= v.fence AND r.state IN ?
-			RETURNING r.id, r.pool_id, r.hashes`, args...).Scan(&done).Error
+			FROM (VALUES `+values.String()+`) AS v(id, fence, state, from_states)
+			WHERE r.id = v.id AND r.fence <= v.fence AND r.state = ANY(string_to_array(v.from_states, ','))
+			RETURNING r.id`, args...).Scan(&done).Error
 		if err != nil {
 			return nil, nil, err
 		}
 		applied := make(map[string]bool, len(done))
-		for _, r := range done {
-			applied[r.ID] = true
+		for _, id := range done {
+			applied[id] = true
 		}
 		for _, i := range chunk {
 			if !applied[batch[i].id] {
 				refused = append(refused, i)
 			}
 		}
-		if err := s.freeUTXOs(tx, done, t); err != nil {
-			return nil, nil, err
-		}
 	}
 	return rest, refused, nil
-}
-
-// freeUTXOs makes the reserved UTXOs of the ended rows available again,
-// those no live reservation holds: one statement per batchSize hashes.
-func (s *Store) freeUTXOs(tx *gorm.DB, rows []Reservation, t time.Time) error {
-	byPool := map[int64][]string{}
-	for _, r := range rows {
-		byPool[r.PoolID] = append(byPool[r.PoolID], SplitHashes(r.Hashes)...)
-	}
-	for pool, hashes := range byPool {
-		for _, chunk := range chunks(hashes) {
-			err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE `+byHash+` AND state = ? AND hash IN ?
-				AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
-					AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
-				StateAvailable, t, pool, StateReserved, chunk, liveStates, t).Error
-			if err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // explainRefused sets results[i], for each refused update i, to the error
@@ -527,35 +575,52 @@ func explainRefused(tx *gorm.DB, batch []*journalWrite, refused []int, results [
 // JournalRow converts a lockmgr reservation to its journal row.
 func JournalRow(r *lockmgr.Reservation) Reservation {
 	return Reservation{
-		ID:        r.ID,
-		PoolID:    r.PoolID,
-		Fence:     r.Fence,
-		Owner:     r.Owner,
-		Hashes:    strings.Join(r.Hashes(), ","),
-		State:     r.State,
-		TxID:      r.TxID,
-		CreatedAt: r.CreatedAt,
-		ExpiresAt: r.ExpiresAt,
+		ID:             r.ID,
+		PoolID:         r.PoolID,
+		Fence:          r.Fence,
+		Owner:          r.Owner,
+		Hashes:         strings.Join(r.Hashes(), ","),
+		State:          r.State,
+		TxID:           r.TxID,
+		CreatedAt:      r.CreatedAt,
+		ExpiresAt:      r.ExpiresAt,
+		IdempotencyKey: r.Key,
+		Fingerprint:    r.Fingerprint,
 	}
 }
 
 // LockReservation converts a journal row to a lockmgr reservation, taking
 // each UTXO's amount from amounts (0 when it is not there).
-func (r Reservation) LockReservation(amounts map[string]int64) *lockmgr.Reservation {
+func (r Reservation) LockReservation(amounts map[string]uint64) *lockmgr.Reservation {
 	hashes := SplitHashes(r.Hashes)
 	items := make([]lockmgr.Item, len(hashes))
 	for i, h := range hashes {
 		items[i] = lockmgr.Item{Hash: h, Amount: amounts[h]}
 	}
 	return &lockmgr.Reservation{
-		ID:        r.ID,
-		PoolID:    r.PoolID,
-		Fence:     r.Fence,
-		Owner:     r.Owner,
-		Items:     items,
-		State:     r.State,
-		TxID:      r.TxID,
-		CreatedAt: r.CreatedAt,
-		ExpiresAt: r.ExpiresAt,
+		ID:          r.ID,
+		PoolID:      r.PoolID,
+		Fence:       r.Fence,
+		Owner:       r.Owner,
+		Items:       items,
+		State:       r.State,
+		TxID:        r.TxID,
+		CreatedAt:   r.CreatedAt,
+		ExpiresAt:   r.ExpiresAt,
+		Key:         r.IdempotencyKey,
+		Fingerprint: r.Fingerprint,
 	}
+}
+
+// lockReservation converts a journal row with the amounts of its UTXOs.
+func (s *Store) lockReservation(ctx context.Context, row Reservation) (*lockmgr.Reservation, error) {
+	utxos, err := s.GetUTXOs(ctx, SplitHashes(row.Hashes))
+	if err != nil {
+		return nil, err
+	}
+	amounts := make(map[string]uint64, len(utxos))
+	for _, u := range utxos {
+		amounts[u.Hash] = uint64(u.Amount)
+	}
+	return row.LockReservation(amounts), nil
 }

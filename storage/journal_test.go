@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +49,30 @@ func mustReservation(t *testing.T, s *storage.Store, id string) storage.Reservat
 		t.Fatalf("GetReservation(%s): %v", id, err)
 	}
 	return r
+}
+
+// holdings returns the rows of reservation_utxos, "id:hash:pool" sorted.
+func holdings(t *testing.T, s *storage.Store) []string {
+	t.Helper()
+	var rows []storage.ReservationUTXO
+	if err := s.DB().WithContext(testCtx(t)).Find(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = fmt.Sprintf("%s:%s:%d", r.ReservationID, r.Hash, r.PoolID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// holdingRows is what holdings shows for reservation r of pool.
+func holdingRows(pool int64, r *lockmgr.Reservation) []string {
+	var out []string
+	for _, h := range r.Hashes() {
+		out = append(out, fmt.Sprintf("%s:%s:%d", r.ID, h, pool))
+	}
+	return out
 }
 
 // blockJournal makes the journal's next transaction wait: it locks the
@@ -125,13 +151,16 @@ func TestJournalGroupCommit(t *testing.T) {
 		if batches < 1 || batches > n/4 {
 			t.Errorf("Batches = %d, want between 1 and %d", batches, n/4)
 		}
-		// A record on its own takes two statements; a batch takes two for all.
+		// A record on its own takes two statements (the reservation, what it
+		// holds); a batch takes two for all.
 		if stmts > n/2 {
 			t.Errorf("%d statements for %d records, want at most %d", stmts, n, n/2)
 		}
+		// Reserved is derived from the live reservations' holdings.
 		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Reserved: 2 * n}) {
 			t.Errorf("counts = %+v, want all %d reserved", c, 2*n)
 		}
+		var want []string
 		for _, r := range res {
 			got := mustReservation(t, s, r.ID)
 			if got.Fence != r.Fence || got.State != storage.ResHeld || got.Owner != "o" ||
@@ -139,10 +168,15 @@ func TestJournalGroupCommit(t *testing.T) {
 				!got.CreatedAt.Equal(r.CreatedAt) {
 				t.Fatalf("row %+v does not match %+v", got, r)
 			}
+			want = append(want, holdingRows(p.ID, r)...)
+		}
+		slices.Sort(want)
+		if got := holdings(t, s); !slices.Equal(got, want) {
+			t.Errorf("reservation_utxos has %d rows, want the %d the reservations hold", len(got), len(want))
 		}
 		// Releases as lockmgr writes them (the reservation as it was, state
-		// released) are ended in batches too: on PostgreSQL a few statements
-		// per batch, where one by one each takes two.
+		// released, from held) are ended in batches too: on PostgreSQL a few
+		// statements per batch, where one by one each takes two.
 		stmts0, batches0 := s.StatementCount(), j.Batches()
 		start = make(chan struct{})
 		for i := range res {
@@ -150,7 +184,7 @@ func TestJournalGroupCommit(t *testing.T) {
 				<-start
 				ended := *res[i]
 				ended.State = lockmgr.StateReleased
-				errs[i] = j.Update(ctx, &ended)
+				errs[i] = j.Update(ctx, &ended, lockmgr.StateHeld)
 			})
 		}
 		close(start)
@@ -171,9 +205,17 @@ func TestJournalGroupCommit(t *testing.T) {
 		if got := mustReservation(t, s, res[0].ID); got.State != storage.ResReleased || !got.ExpiresAt.Equal(res[0].ExpiresAt) {
 			t.Errorf("released row %+v: want released with its expiry kept", got)
 		}
+		// What a reservation held stays recorded after it ended (Settle and
+		// FailLineage look spent ones up by UTXO).
+		if got := holdings(t, s); !slices.Equal(got, want) {
+			t.Errorf("reservation_utxos changed by the releases: %d rows, want %d", len(got), len(want))
+		}
 		// Recording the same reservation again is a no-op; a lone write commits.
 		if err := j.Record(ctx, res[0]); err != nil {
 			t.Errorf("Record again: %v", err)
+		}
+		if got := mustReservation(t, s, res[0].ID); got.State != storage.ResReleased {
+			t.Errorf("recording again changed the row: %+v", got)
 		}
 		if err := j.Record(ctx, &lockmgr.Reservation{ID: newID(), PoolID: p.ID, Fence: 999}); !errors.Is(err, storage.ErrInvalidArgument) {
 			t.Errorf("Record without hashes: err = %v, want ErrInvalidArgument", err)
@@ -199,7 +241,7 @@ func TestJournalUpdate(t *testing.T) {
 		// Extend a, and store a newer fence with it.
 		a.ExpiresAt = a.ExpiresAt.Add(time.Hour)
 		a.Fence = 7
-		if err := j.Update(ctx, a); err != nil {
+		if err := j.Update(ctx, a, lockmgr.StateHeld); err != nil {
 			t.Fatalf("extend: %v", err)
 		}
 		if got := mustReservation(t, s, a.ID); !got.ExpiresAt.Equal(a.ExpiresAt) || got.Fence != 7 || got.State != storage.ResHeld {
@@ -207,7 +249,7 @@ func TestJournalUpdate(t *testing.T) {
 		}
 		// Submit b.
 		b.State, b.TxID = lockmgr.StateSubmitted, "ab12"
-		if err := j.Update(ctx, b); err != nil {
+		if err := j.Update(ctx, b, lockmgr.StateHeld); err != nil {
 			t.Fatalf("submit: %v", err)
 		}
 		if got := mustReservation(t, s, b.ID); got.State != storage.ResSubmitted || got.TxID != "ab12" {
@@ -215,19 +257,21 @@ func TestJournalUpdate(t *testing.T) {
 		}
 		// Release c: its UTXOs are free again.
 		c.State = lockmgr.StateReleased
-		if err := j.Update(ctx, c); err != nil {
+		if err := j.Update(ctx, c, lockmgr.StateHeld); err != nil {
 			t.Fatalf("release: %v", err)
 		}
 		if got := mustReservation(t, s, c.ID); got.State != storage.ResReleased {
 			t.Errorf("after release: %+v", got)
 		}
-		if st := statesOf(t, s, hashOf(1, 0), hashOf(1, 2), hashOf(1, 3)); st[hashOf(1, 0)] != storage.StateReserved ||
-			st[hashOf(1, 2)] != storage.StateAvailable || st[hashOf(1, 3)] != storage.StateAvailable {
-			t.Errorf("utxo states after release: %v", st)
-		}
+		// The journal no longer writes utxos.state: reserved is derived.
+		wantStates(t, "stored states", statesOf(t, s, hashOf(1, 0), hashOf(1, 1), hashOf(1, 2)), map[string]string{
+			hashOf(1, 0): storage.StateAvailable, hashOf(1, 1): storage.StateAvailable, hashOf(1, 2): storage.StateAvailable})
+		wantListed := map[string]string{hashOf(1, 0): storage.StateReserved, hashOf(1, 1): storage.StateReserved,
+			hashOf(1, 2): storage.StateAvailable, hashOf(1, 3): storage.StateAvailable}
+		wantStates(t, "after release", listedStates(t, s, p.ID), wantListed)
 
 		// Refused updates fail their caller and change nothing.
-		beforeA, beforeC := mustReservation(t, s, a.ID), mustReservation(t, s, c.ID)
+		beforeA, beforeB, beforeC := mustReservation(t, s, a.ID), mustReservation(t, s, b.ID), mustReservation(t, s, c.ID)
 		old := *a
 		old.Fence, old.State = 1, lockmgr.StateReleased
 		if err := j.Update(ctx, &old); !errors.Is(err, storage.ErrStaleFence) {
@@ -235,25 +279,47 @@ func TestJournalUpdate(t *testing.T) {
 		}
 		ended := *c
 		ended.State, ended.ExpiresAt = lockmgr.StateHeld, c.ExpiresAt.Add(time.Hour)
-		if err := j.Update(ctx, &ended); !errors.Is(err, storage.ErrNotLive) {
-			t.Errorf("update of a released reservation: err = %v, want ErrNotLive", err)
+		if err := j.Update(ctx, &ended); !errors.Is(err, storage.ErrNotLive) || !errors.Is(err, lockmgr.ErrEnded) {
+			t.Errorf("update of a released reservation: err = %v, want ErrNotLive and lockmgr.ErrEnded", err)
+		}
+		// Ending an ended reservation again: ErrEnded (lockmgr answers a
+		// repeated release from it).
+		again := *c
+		again.State = lockmgr.StateReleased
+		if err := j.Update(ctx, &again, lockmgr.StateHeld); !errors.Is(err, lockmgr.ErrEnded) {
+			t.Errorf("releasing a released reservation: err = %v, want lockmgr.ErrEnded", err)
+		}
+		// Releasing (or extending) a submitted reservation: it is live in
+		// another state than the update's from.
+		rel := *b
+		rel.State = lockmgr.StateReleased
+		if err := j.Update(ctx, &rel, lockmgr.StateHeld); !errors.Is(err, storage.ErrWrongState) || !errors.Is(err, lockmgr.ErrNotHeld) {
+			t.Errorf("release of a submitted reservation: err = %v, want ErrWrongState and lockmgr.ErrNotHeld", err)
+		}
+		ext := *b
+		ext.ExpiresAt = b.ExpiresAt.Add(time.Hour)
+		if err := j.Update(ctx, &ext, lockmgr.StateHeld); !errors.Is(err, lockmgr.ErrNotHeld) {
+			t.Errorf("extension of a submitted reservation: err = %v, want lockmgr.ErrNotHeld", err)
 		}
 		unknown := lockRes(p.ID, 50, hashOf(1, 9))
-		if err := j.Update(ctx, unknown); !errors.Is(err, storage.ErrNotFound) {
+		if err := j.Update(ctx, unknown); !errors.Is(err, storage.ErrNotFound) || !errors.Is(err, lockmgr.ErrNotFound) {
 			t.Errorf("update of an unknown reservation: err = %v, want ErrNotFound", err)
 		}
 		if err := j.Update(ctx, &lockmgr.Reservation{ID: a.ID, Fence: 0}); !errors.Is(err, storage.ErrInvalidArgument) {
 			t.Errorf("update without fence: err = %v, want ErrInvalidArgument", err)
 		}
-		if got := mustReservation(t, s, a.ID); got != beforeA {
-			t.Errorf("a refused update changed a: %+v, was %+v", got, beforeA)
+		if err := j.Update(ctx, a, lockmgr.StateReleased); !errors.Is(err, storage.ErrInvalidArgument) {
+			t.Errorf("update from an ended state: err = %v, want ErrInvalidArgument", err)
 		}
-		if got := mustReservation(t, s, c.ID); got != beforeC {
-			t.Errorf("a refused update changed c: %+v, was %+v", got, beforeC)
+		for _, r := range []struct {
+			id     string
+			before storage.Reservation
+		}{{a.ID, beforeA}, {b.ID, beforeB}, {c.ID, beforeC}} {
+			if got := mustReservation(t, s, r.id); got != r.before {
+				t.Errorf("a refused update changed %s: %+v, was %+v", r.id, got, r.before)
+			}
 		}
-		if st := statesOf(t, s, hashOf(1, 0), hashOf(1, 2)); st[hashOf(1, 0)] != storage.StateReserved || st[hashOf(1, 2)] != storage.StateAvailable {
-			t.Errorf("a refused update changed utxo states: %v", st)
-		}
+		wantStates(t, "after refused updates", listedStates(t, s, p.ID), wantListed)
 
 		// Many concurrent releases land together.
 		const n = 60
@@ -270,7 +336,7 @@ func TestJournalUpdate(t *testing.T) {
 		for i, r := range many {
 			wg.Go(func() {
 				r.State = lockmgr.StateReleased
-				errs[i] = j.Update(ctx, r)
+				errs[i] = j.Update(ctx, r, lockmgr.StateHeld)
 			})
 		}
 		wg.Wait()
@@ -290,8 +356,120 @@ func TestJournalUpdate(t *testing.T) {
 	})
 }
 
+// Record is idempotent for the same reservation; a fence or an idempotency
+// key another reservation has is refused; Lookup and LookupKey read the
+// journal back with the UTXOs' amounts; ForgetKeys frees old keys.
+func TestJournalRecordKeysAndLookup(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		p := mustPool(t, s, assetA, programA)
+		mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 10))
+		j := newJournal(t, s, storage.JournalOptions{})
+		key := lockmgr.KeyDigest("client-key-1")
+		a := lockRes(p.ID, 1, hashOf(1, 0), hashOf(1, 1))
+		a.Key, a.Fingerprint = key, "fp-a"
+		if err := j.Record(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		rows := holdings(t, s)
+		if want := holdingRows(p.ID, a); !slices.Equal(rows, want) {
+			t.Errorf("reservation_utxos = %v, want %v", rows, want)
+		}
+		// The same reservation twice: a no-op.
+		if err := j.Record(ctx, a); err != nil {
+			t.Errorf("recording the same reservation again: %v", err)
+		}
+		if got := holdings(t, s); !slices.Equal(got, rows) {
+			t.Errorf("recording again changed reservation_utxos: %v", got)
+		}
+		// The same id with another content, or another id with a's fence.
+		other := *a
+		other.Items = []lockmgr.Item{{Hash: hashOf(1, 5), Amount: 1}}
+		if err := j.Record(ctx, &other); !errors.Is(err, storage.ErrStaleFence) {
+			t.Errorf("same id, other utxos: err = %v, want ErrStaleFence", err)
+		}
+		sameFence := lockRes(p.ID, 1, hashOf(1, 5))
+		if err := j.Record(ctx, sameFence); !errors.Is(err, storage.ErrStaleFence) {
+			t.Errorf("used fence: err = %v, want ErrStaleFence", err)
+		}
+		// a's idempotency key on another reservation.
+		taken := lockRes(p.ID, 2, hashOf(1, 6))
+		taken.Key, taken.Fingerprint = key, "fp-other"
+		if err := j.Record(ctx, taken); !errors.Is(err, lockmgr.ErrKeyTaken) {
+			t.Errorf("taken idempotency key: err = %v, want lockmgr.ErrKeyTaken", err)
+		}
+		for _, id := range []string{sameFence.ID, taken.ID} {
+			if _, err := s.GetReservation(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("a refused record was written: %s: %v", id, err)
+			}
+		}
+		if got := holdings(t, s); !slices.Equal(got, rows) {
+			t.Errorf("refused records wrote reservation_utxos: %v", got)
+		}
+		if st := listedStates(t, s, p.ID); st[hashOf(1, 5)] != storage.StateAvailable || st[hashOf(1, 6)] != storage.StateAvailable {
+			t.Errorf("refused records reserved their utxos: %v", st)
+		}
+
+		// Lookup and LookupKey: the journal's row with the stored amounts.
+		for name, look := range map[string]func() (*lockmgr.Reservation, error){
+			"Lookup":    func() (*lockmgr.Reservation, error) { return j.Lookup(ctx, a.ID) },
+			"LookupKey": func() (*lockmgr.Reservation, error) { return j.LookupKey(ctx, key) },
+		} {
+			got, err := look()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if got.ID != a.ID || got.PoolID != p.ID || got.Fence != 1 || got.Owner != "o" || got.State != lockmgr.StateHeld ||
+				got.Key != key || got.Fingerprint != "fp-a" || !got.ExpiresAt.Equal(a.ExpiresAt) || !got.CreatedAt.Equal(a.CreatedAt) ||
+				!slices.Equal(got.Items, []lockmgr.Item{{Hash: hashOf(1, 0), Amount: 1000}, {Hash: hashOf(1, 1), Amount: 1001}}) {
+				t.Errorf("%s = %+v", name, got)
+			}
+		}
+		if _, err := j.Lookup(ctx, newID()); !errors.Is(err, lockmgr.ErrNotFound) {
+			t.Errorf("Lookup(unknown): err = %v, want lockmgr.ErrNotFound", err)
+		}
+		if _, err := j.LookupKey(ctx, lockmgr.KeyDigest("never used")); !errors.Is(err, lockmgr.ErrNotFound) {
+			t.Errorf("LookupKey(unknown): err = %v, want lockmgr.ErrNotFound", err)
+		}
+		if _, err := j.LookupKey(ctx, ""); !errors.Is(err, lockmgr.ErrNotFound) {
+			t.Errorf("LookupKey(\"\"): err = %v, want lockmgr.ErrNotFound", err)
+		}
+		// An ended reservation is still looked up, in its state.
+		ended := *a
+		ended.State = lockmgr.StateReleased
+		if err := j.Update(ctx, &ended, lockmgr.StateHeld); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := j.LookupKey(ctx, key); err != nil || got.State != lockmgr.StateReleased {
+			t.Errorf("LookupKey of a released reservation = %+v, %v", got, err)
+		}
+
+		// ForgetKeys forgets the keys of reservations made at or before the
+		// cutoff: the key is free for a new reservation.
+		if n, err := s.ForgetKeys(ctx, a.CreatedAt.Add(-time.Second)); err != nil || n != 0 {
+			t.Fatalf("ForgetKeys before a = %d, %v; want 0", n, err)
+		}
+		if n, err := s.ForgetKeys(ctx, a.CreatedAt); err != nil || n != 1 {
+			t.Fatalf("ForgetKeys = %d, %v; want 1", n, err)
+		}
+		if _, err := j.LookupKey(ctx, key); !errors.Is(err, lockmgr.ErrNotFound) {
+			t.Errorf("LookupKey of a forgotten key: err = %v, want lockmgr.ErrNotFound", err)
+		}
+		if got := mustReservation(t, s, a.ID); got.IdempotencyKey != "" || got.Fingerprint != "fp-a" || got.State != storage.ResReleased {
+			t.Errorf("reservation after ForgetKeys: %+v", got)
+		}
+		if err := j.Record(ctx, taken); err != nil {
+			t.Fatalf("record with a forgotten key: %v", err)
+		}
+		if got, err := j.LookupKey(ctx, key); err != nil || got.ID != taken.ID {
+			t.Errorf("LookupKey after reuse = %+v, %v; want %s", got, err, taken.ID)
+		}
+	})
+}
+
 // A batch with a write that fails as a whole is retried write by write, so
-// only the bad write's caller gets an error; refused updates do not fail a batch.
+// only the bad write's caller gets an error; refused writes (a used fence, a
+// taken key, an update that does not apply) do not fail a batch.
 func TestJournalBatchIsolatesBadWrites(t *testing.T) {
 	s := openPostgres(t)
 	ctx := testCtx(t)
@@ -300,6 +478,7 @@ func TestJournalBatchIsolatesBadWrites(t *testing.T) {
 	j := newJournal(t, s, storage.JournalOptions{})
 
 	first := lockRes(p.ID, 1, hashOf(1, 0))
+	first.Key = lockmgr.KeyDigest("first")
 	ended := lockRes(p.ID, 2, hashOf(1, 1))
 	for _, r := range []*lockmgr.Reservation{first, ended} {
 		if err := j.Record(ctx, r); err != nil {
@@ -342,44 +521,60 @@ func TestJournalBatchIsolatesBadWrites(t *testing.T) {
 	}
 	stale := lockRes(p.ID, first.Fence, hashOf(1, 30)) // another reservation with first's fence
 	writes = append(writes, func() error { return j.Record(ctx, stale) })
+	keyed := lockRes(p.ID, 31, hashOf(1, 31)) // another reservation with first's key
+	keyed.Key = first.Key
+	writes = append(writes, func() error { return j.Record(ctx, keyed) })
 	release := *first
 	release.State = lockmgr.StateReleased
-	writes = append(writes, func() error { return j.Update(ctx, &release) })
+	writes = append(writes, func() error { return j.Update(ctx, &release, lockmgr.StateHeld) })
 	again := *ended
 	again.State = lockmgr.StateSubmitted
 	writes = append(writes, func() error { return j.Update(ctx, &again) })
+	// A reservation of a pool that does not exist fails the whole group
+	// transaction (a foreign key): the batch is retried write by write.
+	orphan := lockRes(p.ID+100, 1, hashOf(1, 40))
+	writes = append(writes, func() error { return j.Record(ctx, orphan) })
 
 	errs, batches := run(writes)
+	k := len(good)
 	for i := range good {
 		if errs[i] != nil {
 			t.Errorf("good record %d: %v", i, errs[i])
 		}
 		mustReservation(t, s, good[i].ID)
 	}
-	if err := errs[len(good)]; !errors.Is(err, storage.ErrStaleFence) {
+	if err := errs[k]; !errors.Is(err, storage.ErrStaleFence) {
 		t.Errorf("record with a used fence: err = %v, want ErrStaleFence", err)
 	}
-	if err := errs[len(good)+1]; err != nil {
+	if err := errs[k+1]; !errors.Is(err, lockmgr.ErrKeyTaken) {
+		t.Errorf("record with a taken key: err = %v, want lockmgr.ErrKeyTaken", err)
+	}
+	if err := errs[k+2]; err != nil {
 		t.Errorf("release in the failed batch: %v", err)
 	}
-	if err := errs[len(good)+2]; !errors.Is(err, storage.ErrNotLive) {
-		t.Errorf("update of an ended reservation: err = %v, want ErrNotLive", err)
+	if err := errs[k+3]; !errors.Is(err, storage.ErrNotLive) || !errors.Is(err, lockmgr.ErrEnded) {
+		t.Errorf("update of an ended reservation: err = %v, want ErrNotLive (lockmgr.ErrEnded)", err)
+	}
+	if err := errs[k+4]; !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("record of an unknown pool: err = %v, want ErrNotFound", err)
 	}
 	if batches != 1 { // the blocked one; the failed batch was retried write by write
 		t.Errorf("group transactions = %d, want 1", batches)
 	}
-	if _, err := s.GetReservation(ctx, stale.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the stale record was written: err = %v", err)
+	for _, id := range []string{stale.ID, keyed.ID, orphan.ID} {
+		if _, err := s.GetReservation(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a refused record was written: %s: %v", id, err)
+		}
 	}
-	if st := statesOf(t, s, hashOf(1, 0), hashOf(1, 30), hashOf(1, 10)); st[hashOf(1, 0)] != storage.StateAvailable ||
-		st[hashOf(1, 30)] != storage.StateAvailable || st[hashOf(1, 10)] != storage.StateReserved {
-		t.Errorf("utxo states: %v", st)
-	}
+	wantStates(t, "after the first batch", listedStates(t, s, p.ID), map[string]string{
+		hashOf(1, 0): storage.StateAvailable, hashOf(1, 30): storage.StateAvailable, hashOf(1, 31): storage.StateAvailable,
+		hashOf(1, 10): storage.StateReserved})
 	if got := mustReservation(t, s, ended.ID); got.State != storage.ResReleased {
 		t.Errorf("ended reservation changed: %+v", got)
 	}
 
-	// Refused updates alone do not fail the group transaction.
+	// Refused writes alone do not fail the group transaction: the records
+	// with them commit in it.
 	more := make([]*lockmgr.Reservation, 4)
 	writes = nil
 	for i := range more {
@@ -390,6 +585,10 @@ func TestJournalBatchIsolatesBadWrites(t *testing.T) {
 	old.Fence = 3 // good[0] has fence 10
 	writes = append(writes, func() error { return j.Update(ctx, &old) })
 	writes = append(writes, func() error { return j.Update(ctx, lockRes(p.ID, 60, hashOf(1, 60))) })
+	writes = append(writes, func() error { return j.Record(ctx, lockRes(p.ID, good[1].Fence, hashOf(1, 61))) })
+	taken := lockRes(p.ID, 62, hashOf(1, 62))
+	taken.Key = first.Key
+	writes = append(writes, func() error { return j.Record(ctx, taken) })
 	errs, batches = run(writes)
 	for i := range more {
 		if errs[i] != nil {
@@ -400,8 +599,14 @@ func TestJournalBatchIsolatesBadWrites(t *testing.T) {
 	if !errors.Is(errs[4], storage.ErrStaleFence) || !errors.Is(errs[5], storage.ErrNotFound) {
 		t.Errorf("refused updates: %v, %v; want ErrStaleFence, ErrNotFound", errs[4], errs[5])
 	}
+	if !errors.Is(errs[6], storage.ErrStaleFence) || !errors.Is(errs[7], lockmgr.ErrKeyTaken) {
+		t.Errorf("refused records: %v, %v; want ErrStaleFence, lockmgr.ErrKeyTaken", errs[6], errs[7])
+	}
 	if batches != 2 {
 		t.Errorf("group transactions = %d, want 2 (the blocked one and the rest together)", batches)
+	}
+	if _, err := s.GetReservation(ctx, taken.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the record with a taken key was written: %v", err)
 	}
 }
 

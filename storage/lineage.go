@@ -36,22 +36,22 @@ func (s *Store) NoteCreatedTx(ctx context.Context, poolID int64, txID string, ha
 
 // Lineage is what FailLineage changed.
 type Lineage struct {
-	// Invalidated are the live reservations that held an output of the failed
-	// transaction, now invalidated.
-	Invalidated []Reservation
-	// Released are the reservations whose own spend was the failed
-	// transaction (submitted, or already settled from the mempool), now
-	// released: the UTXOs they spent come back when the chain still has them.
+	// Invalidated are the UTXOs it invalidated: settle them (Settle).
+	Invalidated []string
+	// Released are the submitted reservations whose own transaction failed,
+	// now released: their UTXOs must be freed in Redis too.
 	Released []Reservation
-	// Outputs is the number of UTXOs marked invalidated.
-	Outputs int64
+	// Failed are the failed transactions: txID and its descendants.
+	Failed []string
 }
 
 // FailLineage applies a failed (status_fail, or dropped) transaction txID to
-// the pool: its outputs become invalidated, whatever their state; the live
-// reservations holding one end invalidated; the reservations that submitted
-// txID end released. One transaction; the reservations come back ordered by
-// fence.
+// the pool, for a source that lists UTXOs (a node-backed index sees failures
+// itself): its outputs (outputs, and those recorded as created by it) become
+// invalidated, whatever their state; a transaction that spent one of them
+// (recorded as a reservation's or a UTXO's spender) failed with it, and so
+// on down the lineage; the submitted reservations of the failed transactions
+// are released. One transaction.
 func (s *Store) FailLineage(ctx context.Context, poolID int64, txID string, outputs []string) (Lineage, error) {
 	var out Lineage
 	if txID == "" {
@@ -61,49 +61,59 @@ func (s *Store) FailLineage(ctx context.Context, poolID int64, txID string, outp
 	defer cancel()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		t := now()
-		for _, chunk := range chunks(outputs) {
-			res := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ?, spent_at = COALESCE(spent_at, ?)
-				WHERE pool_id = ? AND state <> ? AND hash IN ?`,
-				StateInvalidated, t, t, poolID, StateInvalidated, chunk)
-			if res.Error != nil {
-				return res.Error
-			}
-			out.Outputs += res.RowsAffected
-		}
-		if len(outputs) > 0 {
-			var err error
-			if out.Invalidated, err = endLiveHolding(tx, poolID, outputs, ResInvalidated, t); err != nil {
+		failed := map[string]bool{txID: true}
+		queue := []string{txID}
+		known := map[string][]string{txID: outputs}
+		for len(queue) > 0 {
+			cur := queue[0]
+			queue = queue[1:]
+			out.Failed = append(out.Failed, cur)
+			var created []string
+			if err := tx.Model(&UTXO{}).Where("pool_id = ? AND created_tx = ?", poolID, cur).Pluck("hash", &created).Error; err != nil {
 				return err
+			}
+			outs := append(slices.Clone(known[cur]), created...)
+			for _, chunk := range chunks(outs) {
+				var hit []string
+				err := tx.Raw(`UPDATE utxos SET state = ?, updated_at = ?, spent_at = COALESCE(spent_at, ?)
+					WHERE pool_id = ? AND state <> ? AND hash IN ? RETURNING hash`,
+					StateInvalidated, t, t, poolID, StateInvalidated, chunk).Scan(&hit).Error
+				if err != nil {
+					return err
+				}
+				out.Invalidated = append(out.Invalidated, hit...)
+				// Whoever spent an output of a failed transaction failed too.
+				var children []string
+				err = tx.Raw(`SELECT DISTINCT r.tx_id FROM reservation_utxos ru JOIN reservations r ON r.id = ru.reservation_id
+					WHERE ru.hash IN ? AND r.pool_id = ? AND r.tx_id <> ''
+					UNION SELECT DISTINCT spent_tx FROM utxos WHERE pool_id = ? AND hash IN ? AND spent_tx <> ''`,
+					chunk, poolID, poolID, chunk).Scan(&children).Error
+				if err != nil {
+					return err
+				}
+				for _, c := range children {
+					if !failed[c] {
+						failed[c] = true
+						queue = append(queue, c)
+					}
+				}
 			}
 		}
 		var released []Reservation
 		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
-			WHERE id IN (SELECT id FROM reservations WHERE pool_id = ? AND tx_id = ? AND state IN ?`+lockInIDOrder(tx)+`)
-			AND state IN ? RETURNING *`,
-			ResReleased, t, poolID, txID, []string{ResSubmitted, ResSpent}, []string{ResSubmitted, ResSpent}).Scan(&released).Error
+			WHERE id IN (SELECT id FROM reservations WHERE pool_id = ? AND tx_id IN ? AND state = ?`+lockInIDOrder(tx)+`)
+			AND state = ? RETURNING *`,
+			ResReleased, t, poolID, out.Failed, ResSubmitted, ResSubmitted).Scan(&released).Error
 		if err != nil {
 			return err
 		}
 		out.Released = released
-		if len(released) > 0 {
-			// Their UTXOs still marked reserved are free again unless another
-			// live reservation holds them.
-			err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE pool_id = ? AND state = ?
-				AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
-					AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
-				StateAvailable, t, poolID, StateReserved, liveStates, t).Error
-			if err != nil {
-				return err
-			}
-		}
 		return s.checkFence(tx)
 	})
 	if err != nil {
 		return Lineage{}, fmt.Errorf("storage: fail lineage of %s: %w", txID, err)
 	}
-	byFence := func(a, b Reservation) int { return cmp.Compare(a.Fence, b.Fence) }
-	slices.SortFunc(out.Invalidated, byFence)
-	slices.SortFunc(out.Released, byFence)
+	slices.SortFunc(out.Released, func(a, b Reservation) int { return cmp.Compare(a.Fence, b.Fence) })
 	return out, nil
 }
 

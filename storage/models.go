@@ -1,13 +1,20 @@
 package storage
 
-import "time"
+import (
+	"time"
 
-// UTXO states. "reserved" mirrors a live reservation; the others follow the chain.
+	"github.com/bufferd/bufferd/lockmgr"
+)
+
+// UTXO states: the chain's view of an output (see the lifecycle in
+// lockmgr's package doc). StateReserved is not stored: it names the
+// available UTXOs a live reservation holds, in counts and listings.
 const (
-	StateAvailable   = "available"
+	StateAvailable   = lockmgr.UTXOAvailable
+	StateImmature    = lockmgr.UTXOImmature
+	StateSpent       = lockmgr.UTXOSpent
+	StateInvalidated = lockmgr.UTXOInvalidated
 	StateReserved    = "reserved"
-	StateSpent       = "spent"
-	StateInvalidated = "invalidated"
 )
 
 // Reservation states as kept in the journal.
@@ -36,6 +43,15 @@ type Pool struct {
 	Program   string    `gorm:"not null;uniqueIndex:pools_asset_program_key,priority:2"`
 	CreatedAt time.Time `gorm:"not null"`
 	UpdatedAt time.Time `gorm:"not null"`
+	// Unconfirmed makes outputs of pending transactions reservable (as the
+	// original bufferserver did); without it they wait for their block.
+	Unconfirmed bool `gorm:"not null;default:true"`
+	// FromHeight is the block a node-backed index starts the pool from.
+	FromHeight int64 `gorm:"not null;default:0"`
+	// SyncedAt is when the syncer first had the pool's whole UTXO set (a
+	// node-backed index: when it caught up with the tip). Until then Redis
+	// is not loaded and nothing is reserved in it.
+	SyncedAt *time.Time
 }
 
 // UTXO is one contract output bufferd knows about.
@@ -44,20 +60,27 @@ type UTXO struct {
 	Hash      string     `gorm:"size:64;not null;uniqueIndex:utxos_hash_key"`
 	PoolID    int64      `gorm:"not null;index:utxos_pool_state_idx,priority:1"`
 	Asset     string     `gorm:"size:64;not null"`
-	Amount    int64      `gorm:"not null;check:utxos_amount_check,amount >= 0"`
-	State     string     `gorm:"size:16;not null;index:utxos_pool_state_idx,priority:2;check:utxos_state_check,state IN ('available', 'reserved', 'spent', 'invalidated')"`
+	Amount    Amount     `gorm:"not null;check:utxos_amount_check,amount >= 0"`
+	State     string     `gorm:"size:16;not null;index:utxos_pool_state_idx,priority:2;check:utxos_state_check,state IN ('available', 'immature', 'spent', 'invalidated')"`
 	Confirmed bool       `gorm:"not null"`
 	CreatedTx string     `gorm:"size:64;not null;default:''"` // transaction that created it, when known
 	SpentTx   string     `gorm:"size:64;not null;default:''"` // transaction that spent it, when known
 	CreatedAt time.Time  `gorm:"not null"`
 	UpdatedAt time.Time  `gorm:"not null"`
 	SpentAt   *time.Time // when the syncer first saw it gone
+	// Height is the block of its creating transaction (0 while pending or
+	// unknown), ValidHeight the tip from which it may be spent (a coinbase
+	// output's height + 100; 0: at once), SpentHeight the block of its
+	// spending transaction (0 while that is pending or unknown).
+	Height      int64 `gorm:"not null;default:0"`
+	ValidHeight int64 `gorm:"not null;default:0"`
+	SpentHeight int64 `gorm:"not null;default:0"`
 }
 
 // Reservation is the durable journal of a reservation: every state change is
 // written here before the client gets its answer.
 type Reservation struct {
-	ID        string    `gorm:"primaryKey;size:32"` // 128-bit random, hex
+	ID        string    `gorm:"primaryKey;size:32"` // names its pool, the rest random (see lockmgr.PoolOfID)
 	PoolID    int64     `gorm:"not null;index:reservations_pool_state_idx,priority:1;uniqueIndex:reservations_pool_fence_key,priority:1"`
 	Fence     int64     `gorm:"not null;uniqueIndex:reservations_pool_fence_key,priority:2;check:reservations_fence_check,fence > 0"` // never reused within a pool
 	Owner     string    `gorm:"not null;default:''"`
@@ -65,8 +88,29 @@ type Reservation struct {
 	State     string    `gorm:"size:16;not null;index:reservations_pool_state_idx,priority:2;check:reservations_state_check,state IN ('held', 'submitted', 'released', 'expired', 'spent', 'invalidated')"`
 	TxID      string    `gorm:"size:64;not null;default:''"`
 	CreatedAt time.Time `gorm:"not null"`
-	ExpiresAt time.Time `gorm:"not null"`
+	ExpiresAt time.Time `gorm:"not null;index:reservations_expires_idx"`
 	UpdatedAt time.Time `gorm:"not null"`
+	// IdempotencyKey is the digest of the key the reservation was made with
+	// ("" when none, and once the key is forgotten); Fingerprint identifies
+	// that request (lockmgr.Fingerprint).
+	IdempotencyKey string `gorm:"not null;default:'';uniqueIndex:reservations_idempotency_key,where:idempotency_key <> ''"`
+	Fingerprint    string `gorm:"not null;default:''"`
+}
+
+// ReservationUTXO is one UTXO a reservation holds (or held): the index from
+// a UTXO to its reservations.
+type ReservationUTXO struct {
+	ReservationID string `gorm:"primaryKey"`
+	Hash          string `gorm:"primaryKey;index:reservation_utxos_hash_idx"`
+	PoolID        int64  `gorm:"not null"`
+}
+
+// ChainBlock is a block the chain index applied: its hash finds the fork
+// point of a reorganisation.
+type ChainBlock struct {
+	Height       int64  `gorm:"primaryKey;autoIncrement:false"`
+	Hash         string `gorm:"not null"`
+	PreviousHash string `gorm:"not null;default:''"`
 }
 
 // Balance is a legacy update-balance row.
@@ -103,15 +147,6 @@ type TransactionAddress struct {
 	Address       string `gorm:"primaryKey;index:transaction_addresses_address_idx,priority:1"`
 }
 
-// CrawledBlock is a block the crawler applied to a pool: its hash finds the
-// fork point of a reorganisation.
-type CrawledBlock struct {
-	PoolID       int64  `gorm:"primaryKey;autoIncrement:false"`
-	Height       int64  `gorm:"primaryKey;autoIncrement:false"`
-	Hash         string `gorm:"not null"`
-	PreviousHash string `gorm:"not null;default:''"`
-}
-
 // SyncCursor is the position of one sync job for one pool.
 type SyncCursor struct {
 	PoolID      int64  `gorm:"primaryKey;autoIncrement:false"`
@@ -135,6 +170,6 @@ type LeaderTerm struct {
 
 // Models lists every model, for AutoMigrate in dev mode and schema checks in tests.
 func Models() []any {
-	return []any{&Pool{}, &UTXO{}, &Reservation{}, &Balance{}, &Transaction{}, &SyncCursor{}, &LeaderTerm{},
-		&TransactionAddress{}, &CrawledBlock{}}
+	return []any{&Pool{}, &UTXO{}, &Reservation{}, &ReservationUTXO{}, &Balance{}, &Transaction{}, &SyncCursor{},
+		&LeaderTerm{}, &TransactionAddress{}, &ChainBlock{}}
 }

@@ -165,6 +165,11 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("storage: sqlite directory: %w", err)
 		}
 	}
+	if !memory {
+		if err := setAsideOldDevFile(ctx, path); err != nil {
+			return nil, err
+		}
+	}
 	// _txlock=immediate takes the write lock at BEGIN, so concurrent write
 	// transactions wait on busy_timeout instead of failing on lock upgrade.
 	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
@@ -188,6 +193,39 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("storage: sqlite schema: %w", err)
 	}
 	return newStore(db, DialectSQLite)
+}
+
+// setAsideOldDevFile renames a development database written by bufferd 1
+// (its utxos table lacks valid_height; its schema cannot be migrated in
+// place on SQLite) to path + ".v1", so that a fresh one is made.
+func setAsideOldDevFile(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return nil // no file yet
+	}
+	db, err := gorm.Open(sqlite.Open(path+"?mode=ro"), &gorm.Config{Logger: slogLogger{}})
+	if err != nil {
+		return fmt.Errorf("storage: open sqlite: %w", err)
+	}
+	var cols []struct{ Name string }
+	err = db.WithContext(ctx).Raw(`SELECT name FROM pragma_table_info('utxos')`).Scan(&cols).Error
+	if sqlDB, e := db.DB(); e == nil {
+		sqlDB.Close()
+	}
+	if err != nil || len(cols) == 0 {
+		return err
+	}
+	for _, c := range cols {
+		if c.Name == "valid_height" {
+			return nil
+		}
+	}
+	slog.Warn("storage: the development database was made by bufferd 1; starting a fresh one", "old", path+".v1")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Rename(path+suffix, path+".v1"+suffix); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("storage: set aside the old development database: %w", err)
+		}
+	}
+	return nil
 }
 
 func gormConfig() *gorm.Config {

@@ -13,21 +13,39 @@ import (
 // pool is never registered twice under different spellings.
 func normHex(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
-// EnsurePool returns the pool of (asset, program), creating it if needed;
-// created tells whether this call inserted it. It is safe to call from many
-// replicas at once: exactly one row results. Asset and program are stored
-// trimmed and lower-case.
-func (s *Store) EnsurePool(ctx context.Context, asset, program string) (Pool, bool, error) {
+// PoolOptions are the settings of a pool chosen when it is registered.
+type PoolOptions struct {
+	// Unconfirmed makes outputs of pending transactions reservable; nil
+	// means true (the original bufferserver offered them).
+	Unconfirmed *bool
+	// FromHeight is the block a node-backed index starts the pool from (0:
+	// the index's default depth below the tip).
+	FromHeight int64
+}
+
+// EnsurePool returns the pool of (asset, program), creating it if needed with
+// opts; created tells whether this call inserted it (an existing pool keeps
+// its settings). It is safe to call from many replicas at once: exactly one
+// row results. Asset and program are stored trimmed and lower-case.
+func (s *Store) EnsurePool(ctx context.Context, asset, program string, opts ...PoolOptions) (Pool, bool, error) {
 	asset, program = normHex(asset), normHex(program)
 	if asset == "" || program == "" {
 		return Pool{}, false, fmt.Errorf("%w: asset and program are required", ErrInvalidArgument)
+	}
+	var o PoolOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	unconfirmed := o.Unconfirmed == nil || *o.Unconfirmed
+	if o.FromHeight < 0 {
+		return Pool{}, false, fmt.Errorf("%w: from_height must not be negative", ErrInvalidArgument)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	t := now()
 	res := s.db.WithContext(ctx).Exec(
-		`INSERT INTO pools (asset, program, created_at, updated_at) VALUES (?, ?, ?, ?)
-		 ON CONFLICT (asset, program) DO NOTHING`, asset, program, t, t)
+		`INSERT INTO pools (asset, program, created_at, updated_at, unconfirmed, from_height) VALUES (?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (asset, program) DO NOTHING`, asset, program, t, t, unconfirmed, o.FromHeight)
 	if res.Error != nil {
 		return Pool{}, false, fmt.Errorf("storage: insert pool: %w", res.Error)
 	}
@@ -72,7 +90,9 @@ func (s *Store) ListPools(ctx context.Context) ([]Pool, error) {
 }
 
 // PoolCounts returns the number of UTXOs in each state for every pool that has
-// any, in one query. A pool without UTXOs is absent (its Counts are zero).
+// any: the chain states, with the available UTXOs a live reservation holds
+// (not run out) counted as reserved. A pool without UTXOs is absent (its
+// Counts are zero). Two queries.
 func (s *Store) PoolCounts(ctx context.Context) (map[int64]Counts, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -86,20 +106,76 @@ func (s *Store) PoolCounts(ctx context.Context) (map[int64]Counts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: pool counts: %w", err)
 	}
+	var held []struct {
+		PoolID int64
+		N      int64
+	}
+	err = s.db.WithContext(ctx).Raw(`SELECT r.pool_id, COUNT(DISTINCT ru.hash) AS n FROM reservations r
+		JOIN reservation_utxos ru ON ru.reservation_id = r.id
+		JOIN utxos u ON u.hash = ru.hash AND u.state = ?
+		WHERE r.state IN ? AND r.expires_at > ? GROUP BY r.pool_id`, StateAvailable, liveStates, now()).Scan(&held).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: pool counts: %w", err)
+	}
 	out := make(map[int64]Counts)
 	for _, r := range rows {
 		c := out[r.PoolID]
 		switch r.State {
 		case StateAvailable:
-			c.Available = r.N
-		case StateReserved:
-			c.Reserved = r.N
+			c.Available += r.N
+		case StateImmature:
+			c.Immature = r.N
 		case StateSpent:
 			c.Spent = r.N
 		case StateInvalidated:
 			c.Invalidated = r.N
 		}
 		out[r.PoolID] = c
+	}
+	for _, h := range held {
+		c := out[h.PoolID]
+		c.Reserved = h.N
+		c.Available -= h.N
+		out[h.PoolID] = c
+	}
+	return out, nil
+}
+
+// MarkSynced records that the syncer has pool's whole UTXO set (once).
+func (s *Store) MarkSynced(ctx context.Context, poolID int64) error {
+	ctx, cancel := s.writeContext(ctx)
+	defer cancel()
+	t := now()
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Exec(`UPDATE pools SET synced_at = ?, updated_at = ? WHERE id = ? AND synced_at IS NULL`, t, t, poolID).Error
+		if err != nil {
+			return err
+		}
+		return s.checkFence(tx)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: mark pool %d synced: %w", poolID, err)
+	}
+	return nil
+}
+
+// AvailableUTXOs returns the pool's available UTXOs by hash, with their
+// amounts: what Redis must offer (held or not).
+func (s *Store) AvailableUTXOs(ctx context.Context, poolID int64) (map[string]uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var rows []struct {
+		Hash   string
+		Amount Amount
+	}
+	err := s.db.WithContext(ctx).Model(&UTXO{}).Select("hash", "amount").
+		Where("pool_id = ? AND state = ?", poolID, StateAvailable).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: available utxos of pool %d: %w", poolID, err)
+	}
+	out := make(map[string]uint64, len(rows))
+	for _, r := range rows {
+		out[r.Hash] = uint64(r.Amount)
 	}
 	return out, nil
 }

@@ -9,11 +9,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
+
+	"github.com/bufferd/bufferd/lockmgr"
 )
 
-// ErrNotLive means a reservation is no longer held or submitted, so it cannot change.
-var ErrNotLive = errors.New("storage: reservation is not live")
+// Refusals of a reservation update.
+var (
+	// ErrNotLive means a reservation is no longer held or submitted, so it cannot change.
+	ErrNotLive = errors.New("storage: reservation is not live")
+	// ErrWrongState means a live reservation is not in a state the update
+	// applies to (a submitted one asked to be released or extended).
+	ErrWrongState = errors.New("storage: reservation is in another state")
+)
 
 // byHash is the pool condition of statements that look rows up by a unique
 // key (a UTXO's hash, a reservation's id): on a table without fresh
@@ -33,43 +42,38 @@ func SplitHashes(hashes string) []string {
 	return strings.Split(hashes, ",")
 }
 
-// RecordReservation journals a granted reservation and, in the same
-// transaction, marks its UTXOs (r.Hashes) reserved where they are available.
-// State defaults to held and times to now. Recording the same reservation again
-// is a no-op; a fence already used by another reservation of the pool is
-// refused with ErrStaleFence.
+// RecordReservation journals a granted reservation and what it holds, in one
+// transaction. State defaults to held and times to now. Recording the same
+// reservation again is a no-op; a fence already used by another reservation
+// of the pool is refused with ErrStaleFence, an idempotency key another
+// reservation has with an error wrapping lockmgr.ErrKeyTaken.
 func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
-	hashes, err := prepareRecord(&r)
-	if err != nil {
+	if _, err := prepareRecord(&r); err != nil {
 		return err
 	}
-	t := now()
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&r).Error; err != nil {
-			return err
-		}
-		if r.State != ResHeld && r.State != ResSubmitted {
-			return nil
-		}
-		return tx.Exec(`UPDATE utxos SET state = ?, updated_at = ? WHERE `+byHash+` AND state = ? AND hash IN ?`,
-			StateReserved, t, r.PoolID, StateAvailable, hashes).Error
+	results := make([]error, 1)
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return s.insertReservations(tx, []*journalWrite{{record: &r}}, []int{0}, results)
 	})
 	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, gorm.ErrDuplicatedKey):
-		prev, gerr := s.GetReservation(ctx, r.ID)
-		if gerr == nil && prev.PoolID == r.PoolID && prev.Fence == r.Fence && prev.Hashes == r.Hashes {
-			return nil // a retry of a write that did commit
-		}
-		return fmt.Errorf("%w: fence %d of pool %d already used", ErrStaleFence, r.Fence, r.PoolID)
-	case errors.Is(err, gorm.ErrForeignKeyViolated):
+	case isForeignKeyViolation(err):
 		return fmt.Errorf("%w: pool %d", ErrNotFound, r.PoolID)
-	default:
+	case errors.Is(err, errRetry):
+		return fmt.Errorf("storage: record reservation %s: it conflicts with a row that is gone; retry", r.ID)
+	case err != nil:
 		return fmt.Errorf("storage: record reservation: %w", err)
 	}
+	return results[0]
+}
+
+// isForeignKeyViolation reports whether err is a foreign key violation (a
+// reservation of a pool that does not exist). gorm translates the errors of
+// the statements it builds, not those of a raw query read with Scan.
+func isForeignKeyViolation(err error) bool {
+	var pg *pgconn.PgError
+	return errors.Is(err, gorm.ErrForeignKeyViolated) || (errors.As(err, &pg) && pg.Code == "23503")
 }
 
 // prepareRecord checks a reservation to record, fills in its defaults (state
@@ -113,19 +117,40 @@ func (s *Store) GetReservation(ctx context.Context, id string) (Reservation, err
 	return r, notFound(err, "reservation")
 }
 
+// ReservationByKey returns the reservation made with the idempotency key of
+// digest key, or ErrNotFound.
+func (s *Store) ReservationByKey(ctx context.Context, key string) (Reservation, error) {
+	if key == "" {
+		return Reservation{}, fmt.Errorf("%w: reservation", ErrNotFound)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var r Reservation
+	err := s.db.WithContext(ctx).Where("idempotency_key = ?", key).Take(&r).Error
+	return r, notFound(err, "reservation")
+}
+
 // ReservationUpdate is a change to a live reservation. Zero fields are kept.
 type ReservationUpdate struct {
 	Fence     int64     // the writer's fence: refused with ErrStaleFence if the stored one is newer; a newer one is stored
 	State     string    // new state
 	TxID      string    // spending transaction (submit)
 	ExpiresAt time.Time // new expiry (extend, submit)
+	From      []string  // the states the row must be in; empty means any live state
 }
 
-// UpdateReservation changes a held or submitted reservation. It returns
-// ErrNotFound for an unknown id, ErrStaleFence when u.Fence is older than the
-// stored fence, and ErrNotLive once the reservation has ended. Moving it to
-// released, expired or invalidated also makes its reserved UTXOs available
-// again (those no other live reservation holds), in the same transaction.
+// from returns the states the update applies to.
+func (u ReservationUpdate) from() []string {
+	if len(u.From) == 0 {
+		return liveStates
+	}
+	return u.From
+}
+
+// UpdateReservation changes a live reservation in one of u's From states.
+// It returns ErrNotFound for an unknown id, ErrStaleFence when u.Fence is
+// older than the stored fence, ErrNotLive once the reservation has ended and
+// ErrWrongState when it is live in another state.
 func (s *Store) UpdateReservation(ctx context.Context, id string, u ReservationUpdate) error {
 	if err := checkUpdate(id, u); err != nil {
 		return err
@@ -162,6 +187,11 @@ func checkUpdate(id string, u ReservationUpdate) error {
 	if u.State != "" && !validResState(u.State) {
 		return fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, u.State)
 	}
+	for _, st := range u.From {
+		if st != ResHeld && st != ResSubmitted {
+			return fmt.Errorf("%w: an update applies to live states only, not %q", ErrInvalidArgument, st)
+		}
+	}
 	if id == "" || u.Fence <= 0 {
 		return fmt.Errorf("%w: update needs the id and a positive fence", ErrInvalidArgument)
 	}
@@ -169,9 +199,8 @@ func checkUpdate(id string, u ReservationUpdate) error {
 }
 
 // updateReservationTx applies u inside tx at time t and reports whether the
-// reservation was live with a fence no newer than u.Fence (and so changed).
-// Moving it to released, expired or invalidated also frees its reserved UTXOs
-// that no other live reservation holds.
+// reservation was in one of u's From states with a fence no newer than
+// u.Fence (and so changed).
 func (s *Store) updateReservationTx(tx *gorm.DB, id string, u ReservationUpdate, t time.Time) (bool, error) {
 	set := map[string]any{"fence": u.Fence, "updated_at": t}
 	if u.State != "" {
@@ -184,27 +213,12 @@ func (s *Store) updateReservationTx(tx *gorm.DB, id string, u ReservationUpdate,
 		set["expires_at"] = dbTime(u.ExpiresAt)
 	}
 	res := tx.Model(&Reservation{}).
-		Where("id = ? AND fence <= ? AND state IN ?", id, u.Fence, liveStates).
+		Where("id = ? AND fence <= ? AND state IN ?", id, u.Fence, u.from()).
 		Updates(set)
 	if res.Error != nil {
 		return false, res.Error
 	}
-	if res.RowsAffected == 0 {
-		return false, nil
-	}
-	switch u.State {
-	case ResReleased, ResExpired, ResInvalidated:
-		err := tx.Exec(`UPDATE utxos SET state = ?, updated_at = ?
-			WHERE state = ? AND pool_id = (SELECT pool_id FROM reservations WHERE id = ?)
-			AND `+s.inHashes("(SELECT hashes FROM reservations WHERE id = ?)")+`
-			AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.state IN ? AND r.expires_at > ?
-				AND r.pool_id = utxos.pool_id AND `+s.inHashes("r.hashes")+`)`,
-			StateAvailable, t, StateReserved, id, id, liveStates, t).Error
-		if err != nil {
-			return false, err
-		}
-	}
-	return true, nil
+	return res.RowsAffected > 0, nil
 }
 
 // refusedUpdate explains why u did not apply to reservation id, whose current
@@ -215,39 +229,59 @@ func refusedUpdate(prev *Reservation, id string, u ReservationUpdate) error {
 		return fmt.Errorf("%w: reservation %s", ErrNotFound, id)
 	case prev.Fence > u.Fence:
 		return fmt.Errorf("%w: reservation %s has fence %d, write carried %d", ErrStaleFence, id, prev.Fence, u.Fence)
-	default:
+	case !lockmgr.Live(prev.State):
 		return fmt.Errorf("%w: reservation %s is %s", ErrNotLive, id, prev.State)
+	default:
+		return fmt.Errorf("%w: reservation %s is %s", ErrWrongState, id, prev.State)
 	}
 }
 
 // ExpireReservations marks held and submitted reservations whose expiry is at
-// or before now as expired, then makes their reserved UTXOs available again,
-// those no live (held or submitted, unexpired) reservation holds. A constant
-// number of statements per batchSize UTXOs, in one transaction; it returns the number
-// of reservations expired.
-func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int64, error) {
-	now = dbTime(now)
+// or before before as expired, in one transaction, and returns how many. The
+// syncer passes a time some way in the past (see syncer.ExpiryMargin): Redis
+// ends a hold on its own clock, and an extension granted at the last moment
+// reaches the journal a little later.
+func (s *Store) ExpireReservations(ctx context.Context, before time.Time) (int64, error) {
+	before = dbTime(before)
 	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
 	var expired int64
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var ended []Reservation
-		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
+		res := tx.Exec(`UPDATE reservations SET state = ?, updated_at = ?
 			WHERE id IN (SELECT id FROM reservations WHERE state IN ? AND expires_at <= ?`+lockInIDOrder(tx)+`)
-			AND state IN ? RETURNING id, pool_id, hashes`, ResExpired, now, liveStates, now, liveStates).Scan(&ended).Error
-		if err != nil {
-			return err
+			AND state IN ?`, ResExpired, now(), liveStates, before, liveStates)
+		if res.Error != nil {
+			return res.Error
 		}
-		expired = int64(len(ended))
-		if err := s.freeUTXOs(tx, ended, now); err != nil {
-			return err
-		}
+		expired = res.RowsAffected
 		return s.checkFence(tx)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("storage: expire reservations: %w", err)
 	}
 	return expired, nil
+}
+
+// ForgetKeys forgets the idempotency keys of reservations made at or before
+// before, so that the keys are new again (lockmgr.IdempotencyWindow). It
+// returns how many it forgot.
+func (s *Store) ForgetKeys(ctx context.Context, before time.Time) (int64, error) {
+	ctx, cancel := s.writeContext(ctx)
+	defer cancel()
+	var n int64
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Exec(`UPDATE reservations SET idempotency_key = '' WHERE idempotency_key <> '' AND created_at <= ?`,
+			dbTime(before))
+		if res.Error != nil {
+			return res.Error
+		}
+		n = res.RowsAffected
+		return s.checkFence(tx)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: forget idempotency keys: %w", err)
+	}
+	return n, nil
 }
 
 // lockInIDOrder ends a subquery selecting reservation ids so that, on
@@ -263,16 +297,6 @@ func lockInIDOrder(tx *gorm.DB) string {
 	return ""
 }
 
-// inHashes is an SQL condition true when utxos.hash is an element of the
-// comma-separated list list (an SQL expression).
-func (s *Store) inHashes(list string) string {
-	pos := "instr"
-	if s.dialect == DialectPostgres {
-		pos = "strpos"
-	}
-	return pos + "(',' || " + list + " || ',', ',' || utxos.hash || ',') > 0"
-}
-
 func validResState(s string) bool {
 	switch s {
 	case ResHeld, ResSubmitted, ResReleased, ResExpired, ResSpent, ResInvalidated:
@@ -281,62 +305,94 @@ func validResState(s string) bool {
 	return false
 }
 
-// SettleSpent ends as spent every live (held or submitted) reservation of the
-// pool that holds any of hashes, UTXOs the chain has seen spent, and returns
-// them (as now stored, by fence) so the caller can settle them in Redis too.
-// One read-only statement plus one UPDATE per batchSize reservations, in one
-// transaction, whatever the number of hashes.
-func (s *Store) SettleSpent(ctx context.Context, poolID int64, hashes []string) ([]Reservation, error) {
+// settleWindow is how long after it was settled spent a reservation is
+// looked at again: its spend may still fail or vanish.
+const settleWindow = 2 * lockmgr.DefaultSubmitGrace
+
+// Settled is a reservation Settle moved, with the state it left.
+type Settled struct {
+	Reservation
+	From string
+}
+
+// Settle applies the chain to the reservations of the pool that hold (or,
+// spent, held) one of hashes: each one's next state is decided from the
+// chain states of all its UTXOs by lockmgr.NextState and written, in one
+// transaction that locks the rows in id order. It returns the reservations
+// it moved, ordered by fence; those whose From is live must end in Redis
+// too (lockmgr.Manager.EndReservations).
+func (s *Store) Settle(ctx context.Context, poolID int64, hashes []string) ([]Settled, error) {
 	if len(hashes) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
-	var out []Reservation
+	var out []Settled
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var err error
-		if out, err = endLiveHolding(tx, poolID, hashes, ResSpent, now()); err != nil {
+		t := now()
+		cands, err := settleCandidates(tx, poolID, hashes, t)
+		if err != nil || len(cands) == 0 {
+			return err
+		}
+		states, err := holdingStates(tx, cands)
+		if err != nil {
+			return err
+		}
+		for _, r := range cands {
+			next, txID := lockmgr.NextState(r.State, r.TxID, r.ExpiresAt, t, states[r.ID])
+			if next == r.State {
+				continue
+			}
+			from := r.State
+			r.State, r.TxID, r.UpdatedAt = next, txID, t
+			out = append(out, Settled{Reservation: r, From: from})
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		if err := writeSettled(tx, out, t); err != nil {
 			return err
 		}
 		return s.checkFence(tx)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("storage: settle spent: %w", err)
+		return nil, fmt.Errorf("storage: settle pool %d: %w", poolID, err)
 	}
-	slices.SortFunc(out, func(a, b Reservation) int { return cmp.Compare(a.Fence, b.Fence) })
+	slices.SortFunc(out, func(a, b Settled) int { return cmp.Compare(a.Fence, b.Fence) })
 	return out, nil
 }
 
-// endLiveHolding ends as state, at t, every live reservation of the pool that
-// holds any of hashes, and returns them: one read plus one UPDATE per
-// batchSize reservations.
-func endLiveHolding(tx *gorm.DB, poolID int64, hashes []string, state string, t time.Time) ([]Reservation, error) {
-	set := make(map[string]struct{}, len(hashes))
-	for _, h := range hashes {
-		set[h] = struct{}{}
-	}
-	var live []Reservation
-	if err := tx.Select("id", "hashes").Where("pool_id = ? AND state IN ?", poolID, liveStates).Find(&live).Error; err != nil {
-		return nil, err
-	}
-	var ids []string
-	for _, r := range live {
-		for _, h := range SplitHashes(r.Hashes) {
-			if _, ok := set[h]; ok {
-				ids = append(ids, r.ID)
-				break
-			}
+// settleCandidates returns the reservations of the pool that may move because
+// of a change of hashes: live ones holding one, and spent ones (settled
+// within settleWindow) that held one, locked in id order.
+func settleCandidates(tx *gorm.DB, poolID int64, hashes []string, t time.Time) ([]Reservation, error) {
+	idSet := map[string]struct{}{}
+	for _, chunk := range chunks(hashes) {
+		var ids []string
+		err := tx.Raw(`SELECT DISTINCT ru.reservation_id FROM reservation_utxos ru
+			JOIN reservations r ON r.id = ru.reservation_id
+			WHERE ru.hash IN ? AND r.pool_id = ? AND (r.state IN ? OR (r.state = ? AND r.updated_at > ?))`,
+			chunk, poolID, liveStates, ResSpent, t.Add(-settleWindow)).Scan(&ids).Error
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			idSet[id] = struct{}{}
 		}
 	}
-	slices.Sort(ids) // with lockInIDOrder, chunk after chunk: locked in id order
+	ids := make([]string, 0, len(idSet))
+	for id := range idSet {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
 	var out []Reservation
 	for _, chunk := range chunks(ids) {
 		var rows []Reservation
-		err := tx.Raw(`UPDATE reservations SET state = ?, updated_at = ?
-			WHERE id IN (SELECT id FROM reservations WHERE id IN ?`+lockInIDOrder(tx)+`)
-			AND `+byHash+` AND state IN ? RETURNING *`,
-			state, t, chunk, poolID, liveStates).Scan(&rows).Error
-		if err != nil {
+		q := `SELECT * FROM reservations WHERE id IN ? ORDER BY id`
+		if tx.Dialector.Name() == "postgres" {
+			q += ` FOR UPDATE`
+		}
+		if err := tx.Raw(q, chunk).Scan(&rows).Error; err != nil {
 			return nil, err
 		}
 		out = append(out, rows...)
@@ -344,9 +400,133 @@ func endLiveHolding(tx *gorm.DB, poolID int64, hashes []string, state string, t 
 	return out, nil
 }
 
-// SubmittedReservations returns up to limit live submitted reservations (their
-// transaction was sent and the hold has not expired), oldest first. limit <= 0
-// means 100; it is capped at MaxListLimit.
+// holdingStates returns the chain states of the UTXOs of each reservation.
+// A UTXO the store does not know counts as available.
+func holdingStates(tx *gorm.DB, rs []Reservation) (map[string][]lockmgr.UTXOState, error) {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	out := make(map[string][]lockmgr.UTXOState, len(rs))
+	for _, chunk := range chunks(ids) {
+		var rows []struct {
+			ReservationID string
+			Hash          string
+			State         *string
+			SpentTx       *string
+		}
+		err := tx.Raw(`SELECT ru.reservation_id, ru.hash, u.state, u.spent_tx FROM reservation_utxos ru
+			LEFT JOIN utxos u ON u.hash = ru.hash WHERE ru.reservation_id IN ?`, chunk).Scan(&rows).Error
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			st := lockmgr.UTXOState{Hash: r.Hash, State: StateAvailable}
+			if r.State != nil {
+				st.State = *r.State
+			}
+			if r.SpentTx != nil {
+				st.SpentTx = *r.SpentTx
+			}
+			out[r.ReservationID] = append(out[r.ReservationID], st)
+		}
+	}
+	return out, nil
+}
+
+// writeSettled writes the new states of settled reservations (already
+// locked) with one UPDATE per recordChunk rows.
+func writeSettled(tx *gorm.DB, rs []Settled, t time.Time) error {
+	for start := 0; start < len(rs); start += recordChunk {
+		chunk := rs[start:min(start+recordChunk, len(rs))]
+		var values strings.Builder
+		args := make([]any, 0, 4*len(chunk)+1)
+		args = append(args, t)
+		for k, r := range chunk {
+			if k > 0 {
+				values.WriteString(",")
+			}
+			values.WriteString("(?, ?, ?, ?)")
+			args = append(args, r.ID, r.From, r.State, r.TxID)
+		}
+		err := tx.Exec(`UPDATE reservations SET state = v.state, tx_id = v.tx_id, updated_at = ?
+			FROM `+valuesTable("v", []string{"id", "from_state", "state", "tx_id"}, values.String())+`
+			WHERE reservations.id = v.id AND reservations.state = v.from_state`, args...).Error
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// valuesTable names the columns of a VALUES list (its rows, as SQL) for
+// UPDATE ... FROM, in a form both PostgreSQL and SQLite read.
+func valuesTable(name string, cols []string, rows string) string {
+	var sb strings.Builder
+	sb.WriteString("(SELECT ")
+	for i, c := range cols {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "column%d AS %s", i+1, c)
+	}
+	sb.WriteString(" FROM (VALUES ")
+	sb.WriteString(rows)
+	sb.WriteString(") AS ")
+	sb.WriteString(name)
+	sb.WriteString("_rows) AS ")
+	sb.WriteString(name)
+	return sb.String()
+}
+
+// UnsettledHashes returns the UTXOs of the pool whose reservations the chain
+// moved without Settle having seen it: those held by live reservations but
+// no longer available, and those of reservations settled spent within
+// settleWindow whose spend vanished (none of their UTXOs is spent any more)
+// or one of whose UTXOs was invalidated. Settle them.
+func (s *Store) UnsettledHashes(ctx context.Context, poolID int64) ([]string, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []string
+	err := s.db.WithContext(ctx).Raw(`SELECT DISTINCT ru.hash FROM reservations r
+		JOIN reservation_utxos ru ON ru.reservation_id = r.id
+		JOIN utxos u ON u.hash = ru.hash
+		WHERE r.pool_id = ? AND (
+			(r.state IN ? AND u.state IN ?)
+			OR (r.state = ? AND r.updated_at > ? AND (u.state = ? OR NOT EXISTS (
+				SELECT 1 FROM reservation_utxos ru2 JOIN utxos u2 ON u2.hash = ru2.hash
+				WHERE ru2.reservation_id = r.id AND u2.state = ?))))`,
+		poolID, liveStates, []string{StateSpent, StateInvalidated},
+		ResSpent, now().Add(-settleWindow), StateInvalidated, StateSpent).
+		Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: unsettled utxos of pool %d: %w", poolID, err)
+	}
+	return out, nil
+}
+
+// LiveReservationIDs returns the ids of the pool's live reservations that
+// have not run out at now, the set Redis's holds must not exceed.
+func (s *Store) LiveReservationIDs(ctx context.Context, poolID int64, at time.Time) (map[string]bool, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var ids []string
+	err := s.db.WithContext(ctx).Model(&Reservation{}).Where("pool_id = ? AND state IN ? AND expires_at > ?",
+		poolID, liveStates, dbTime(at)).Pluck("id", &ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("storage: live reservations of pool %d: %w", poolID, err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// SubmittedReservations returns up to limit reservations whose transaction
+// the chain may still fail: live submitted ones and those settled spent
+// within the submit grace, oldest first. limit <= 0 means 100; it is capped
+// at MaxListLimit.
 func (s *Store) SubmittedReservations(ctx context.Context, limit int) ([]Reservation, error) {
 	if limit <= 0 {
 		limit = 100
@@ -354,8 +534,11 @@ func (s *Store) SubmittedReservations(ctx context.Context, limit int) ([]Reserva
 	limit = min(limit, MaxListLimit)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	t := now()
 	var out []Reservation
-	err := s.db.WithContext(ctx).Where("state = ? AND expires_at > ?", ResSubmitted, now()).
+	err := s.db.WithContext(ctx).
+		Where("(state = ? AND expires_at > ?) OR (state = ? AND tx_id <> '' AND updated_at > ?)",
+			ResSubmitted, t, ResSpent, t.Add(-lockmgr.DefaultSubmitGrace)).
 		Order("created_at, id").Limit(limit).Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("storage: submitted reservations: %w", err)

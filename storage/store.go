@@ -39,4 +39,5 @@ type Counts struct {
 	Reserved    int64 `json:"reserved"`
 	Spent       int64 `json:"spent"`
 	Invalidated int64 `json:"invalidated"`
+	Immature    int64 `json:"immature"`
 }

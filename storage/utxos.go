@@ -34,26 +34,34 @@ func (r SyncResult) Changed() bool {
 	return len(r.Added) > 0 || len(r.Revived) > 0 || len(r.Spent) > 0 || r.Confirmed > 0
 }
 
+// Touched are the hashes whose chain state changed.
+func (r SyncResult) Touched() []string {
+	out := make([]string, 0, len(r.Added)+len(r.Revived)+len(r.Spent))
+	out = append(out, hashesOf(r.Added)...)
+	out = append(out, hashesOf(r.Revived)...)
+	return append(out, r.Spent...)
+}
+
 // current is the part of a stored UTXO that reconciling compares.
 type current struct {
 	ID        int64
 	Hash      string
 	State     string
 	Confirmed bool
-	Amount    int64
+	Amount    Amount
 }
 
 // ReconcilePool makes the stored UTXOs of pool match seen, the complete list
-// of the pool's unspent outputs the chain reports now:
+// of the pool's unspent outputs the chain reports now (a Lister's):
 //   - unknown hashes are inserted as available;
 //   - spent or invalidated rows seen again become available (Revived);
-//   - available or reserved rows not seen any more become spent;
+//   - available rows not seen any more become spent;
 //   - the confirmed flag follows the chain.
 //
 // It reads the pool in at most two statements and, only if something differs, writes
 // in one transaction with a fixed number of statements per batchSize changes.
-// Entries for another asset or program, without a hash, with a negative
-// amount, or whose hash already belongs to another pool are skipped and logged.
+// Entries for another asset or program, without a hash, or whose hash
+// already belongs to another pool are skipped and logged.
 func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO) (SyncResult, error) {
 	var n atomic.Int64
 	ctx, cancel := s.writeContext(countStatements(ctx, &n))
@@ -64,16 +72,16 @@ func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO)
 }
 
 // reconcileRows reads the rows reconcile compares with seen: the pool's
-// unspent ones (available or reserved), which may have been spent, and those
-// of seen's other hashes, which are new or spent ones seen again. The pool's
-// spent history, which only grows, is read only when seen has more than
-// batchSize hashes the unspent rows lack (the first sync of a pool): two
-// statements either way.
+// available ones, which may have been spent, and those of seen's other
+// hashes, which are new or spent ones seen again. The pool's spent history,
+// which only grows, is read only when seen has more than batchSize hashes
+// the available rows lack (the first sync of a pool): two statements either
+// way.
 func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UTXO) ([]current, error) {
 	var rows []current
 	err := s.db.WithContext(ctx).Model(&UTXO{}).
 		Select("id", "hash", "state", "confirmed", "amount").
-		Where("pool_id = ? AND state IN ?", poolID, []string{StateAvailable, StateReserved}).Find(&rows).Error
+		Where("pool_id = ? AND state = ?", poolID, StateAvailable).Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("storage: read pool %d utxos: %w", poolID, err)
 	}
@@ -94,7 +102,7 @@ func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UT
 	if len(others) <= batchSize {
 		q = q.Where(byHash+" AND hash IN ?", poolID, others)
 	} else {
-		q = q.Where("pool_id = ? AND state NOT IN ?", poolID, []string{StateAvailable, StateReserved})
+		q = q.Where("pool_id = ? AND state <> ?", poolID, StateAvailable)
 	}
 	var ended []current
 	if err := q.Find(&ended).Error; err != nil {
@@ -136,8 +144,11 @@ func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (Sy
 		seenSet[u.Hash] = struct{}{}
 		cur, ok := have[u.Hash]
 		if !ok {
+			if !u.Confirmed && !pool.Unconfirmed {
+				continue // waits for its block
+			}
 			added = append(added, UTXO{
-				Hash: u.Hash, PoolID: pool.ID, Asset: pool.Asset, Amount: u.Amount,
+				Hash: u.Hash, PoolID: pool.ID, Asset: pool.Asset, Amount: Amount(u.Amount),
 				State: StateAvailable, Confirmed: u.Confirmed, CreatedTx: u.TxID,
 				CreatedAt: t, UpdatedAt: t,
 			})
@@ -161,7 +172,7 @@ func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (Sy
 		if _, ok := seenSet[r.Hash]; ok {
 			continue
 		}
-		if r.State == StateAvailable || r.State == StateReserved {
+		if r.State == StateAvailable {
 			spent = append(spent, r.Hash)
 		}
 	}
@@ -177,14 +188,14 @@ func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (Sy
 		res.Added = ins
 		for _, chunk := range chunks(spent) {
 			err := tx.Exec(`UPDATE utxos SET state = ?, spent_at = ?, updated_at = ?
-				WHERE `+byHash+` AND state IN ? AND hash IN ?`,
-				StateSpent, t, t, pool.ID, []string{StateAvailable, StateReserved}, chunk).Error
+				WHERE `+byHash+` AND state = ? AND hash IN ?`,
+				StateSpent, t, t, pool.ID, StateAvailable, chunk).Error
 			if err != nil {
 				return fmt.Errorf("storage: mark spent: %w", err)
 			}
 		}
 		for _, chunk := range chunks(hashesOf(revived)) {
-			err := tx.Exec(`UPDATE utxos SET state = ?, spent_tx = '', spent_at = NULL, updated_at = ?
+			err := tx.Exec(`UPDATE utxos SET state = ?, spent_tx = '', spent_at = NULL, spent_height = 0, updated_at = ?
 				WHERE `+byHash+` AND state IN ? AND hash IN ?`,
 				StateAvailable, t, pool.ID, []string{StateSpent, StateInvalidated}, chunk).Error
 			if err != nil {
@@ -216,8 +227,6 @@ func rejectSeen(pool Pool, u chain.UTXO) string {
 	switch {
 	case u.Hash == "":
 		return "empty hash"
-	case u.Amount < 0:
-		return "negative amount"
 	case u.Asset != "" && !strings.EqualFold(u.Asset, pool.Asset):
 		return "asset differs from the pool's"
 	case u.Program != "" && !strings.EqualFold(u.Program, pool.Program):
@@ -234,14 +243,16 @@ func insertUTXOs(tx *gorm.DB, rows []UTXO) ([]UTXO, error) {
 	for start := 0; start < len(rows); start += batchSize {
 		batch := rows[start:min(start+batchSize, len(rows))]
 		var sb strings.Builder
-		sb.WriteString(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx, created_at, updated_at) VALUES `)
-		args := make([]any, 0, len(batch)*10)
+		sb.WriteString(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx, created_at,
+			updated_at, height, valid_height) VALUES `)
+		args := make([]any, 0, len(batch)*12)
 		for i, u := range batch {
 			if i > 0 {
 				sb.WriteString(",")
 			}
-			sb.WriteString("(?,?,?,?,?,?,?,?,?,?)")
-			args = append(args, u.Hash, u.PoolID, u.Asset, u.Amount, u.State, u.Confirmed, u.CreatedTx, "", u.CreatedAt, u.UpdatedAt)
+			sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+			args = append(args, u.Hash, u.PoolID, u.Asset, u.Amount, u.State, u.Confirmed, u.CreatedTx, "", u.CreatedAt,
+				u.UpdatedAt, u.Height, u.ValidHeight)
 		}
 		sb.WriteString(` ON CONFLICT (hash) DO NOTHING RETURNING id, hash`)
 		var ids []struct {
@@ -286,11 +297,18 @@ func chunks(xs []string) [][]string {
 	return out
 }
 
+// heldNow is an SQL condition true when a live reservation that has not run
+// out at ? holds utxos.hash: that available UTXO is reserved.
+const heldNow = `EXISTS (SELECT 1 FROM reservation_utxos ru JOIN reservations r ON r.id = ru.reservation_id
+	WHERE ru.hash = utxos.hash AND r.state IN ('held', 'submitted') AND r.expires_at > ?)`
+
 // ListUTXOs returns up to limit UTXOs of a pool with id > afterID, ordered by
 // id (keyset pagination: pass the last id as the next afterID). state "" means
-// any state. limit <= 0 means 100; it is capped at MaxListLimit.
+// any state; StateReserved selects the available UTXOs a live reservation
+// holds, StateAvailable the others, and a returned row's State says
+// "reserved" for those. limit <= 0 means 100; it is capped at MaxListLimit.
 func (s *Store) ListUTXOs(ctx context.Context, poolID int64, state string, afterID int64, limit int) ([]UTXO, error) {
-	if state != "" && !validUTXOState(state) {
+	if state != "" && !validUTXOState(state) && state != StateReserved {
 		return nil, fmt.Errorf("%w: unknown utxo state %q", ErrInvalidArgument, state)
 	}
 	if limit <= 0 {
@@ -299,13 +317,31 @@ func (s *Store) ListUTXOs(ctx context.Context, poolID int64, state string, after
 	limit = min(limit, MaxListLimit)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	q := s.db.WithContext(ctx).Where("pool_id = ? AND id > ?", poolID, afterID)
-	if state != "" {
+	t := now()
+	q := s.db.WithContext(ctx).Model(&UTXO{}).Select("utxos.*, "+heldNow+" AS held", t).
+		Where("pool_id = ? AND id > ?", poolID, afterID)
+	switch state {
+	case "":
+	case StateReserved:
+		q = q.Where("state = ? AND "+heldNow, StateAvailable, t)
+	case StateAvailable:
+		q = q.Where("state = ? AND NOT "+heldNow, StateAvailable, t)
+	default:
 		q = q.Where("state = ?", state)
 	}
-	var out []UTXO
-	if err := q.Order("id").Limit(limit).Find(&out).Error; err != nil {
+	var rows []struct {
+		UTXO
+		Held bool
+	}
+	if err := q.Order("id").Limit(limit).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("storage: list utxos: %w", err)
+	}
+	out := make([]UTXO, len(rows))
+	for i, r := range rows {
+		out[i] = r.UTXO
+		if r.Held && r.State == StateAvailable {
+			out[i].State = StateReserved
+		}
 	}
 	return out, nil
 }
@@ -358,7 +394,7 @@ func (s *Store) GetUTXOs(ctx context.Context, hashes []string) ([]UTXO, error) {
 
 func validUTXOState(s string) bool {
 	switch s {
-	case StateAvailable, StateReserved, StateSpent, StateInvalidated:
+	case StateAvailable, StateImmature, StateSpent, StateInvalidated:
 		return true
 	}
 	return false

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/storage"
@@ -108,7 +109,7 @@ func TestReconcile(t *testing.T) {
 			t.Fatalf("PoolUTXOsByState = %d rows, %v", len(stored), err)
 		}
 		for i, u := range stored { // inserted in order, so ids follow seen
-			if u.Hash != seen[i].Hash || u.Amount != seen[i].Amount || u.Confirmed != seen[i].Confirmed ||
+			if u.Hash != seen[i].Hash || uint64(u.Amount) != seen[i].Amount || u.Confirmed != seen[i].Confirmed ||
 				u.CreatedTx != seen[i].TxID || u.Asset != p.Asset {
 				t.Fatalf("stored[%d] = %+v, want %+v", i, u, seen[i])
 			}
@@ -126,6 +127,9 @@ func TestReconcile(t *testing.T) {
 		res = mustReconcile(t, s, p, one)
 		if len(res.Added) != 1 || res.Added[0].Hash != hashOf(2, 0) || !slices.Equal(res.Spent, []string{seen[0].Hash}) {
 			t.Fatalf("one change: added %v spent %v", res.Added, res.Spent)
+		}
+		if got := res.Touched(); !slices.Equal(got, []string{hashOf(2, 0), seen[0].Hash}) {
+			t.Errorf("one change: touched %v", got)
 		}
 		stmtsOne := res.Statements
 		if stmtsOne != 4 { // read the unspent rows, look the new hash up, insert, mark spent
@@ -209,7 +213,8 @@ func TestReconcileSkipsForeignAndBadEntries(t *testing.T) {
 		wrongAsset.Program = p2.Program // right program, wrong asset
 		seen = append(seen, foreign, wrongAsset,
 			chain.UTXO{Hash: "", Amount: 1},
-			chain.UTXO{Hash: hashOf(4, 0), Amount: -5},
+			// (A negative amount, skipped before, can no longer be
+			// expressed: amounts are uint64.)
 			seen[0], // duplicate
 		)
 		res := mustReconcile(t, s, p2, seen)
@@ -285,9 +290,227 @@ func TestStateCheckConstraint(t *testing.T) {
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		p := mustPool(t, s, assetA, programA)
 		mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 1))
-		err := s.DB().WithContext(testCtx(t)).Exec(`UPDATE utxos SET state = 'bogus'`).Error
-		if err == nil {
-			t.Fatal("a bogus utxo state was accepted")
+		for _, st := range []string{"bogus", "reserved"} { // reserved is derived, never stored
+			if err := s.DB().WithContext(testCtx(t)).Exec(`UPDATE utxos SET state = ?`, st).Error; err == nil {
+				t.Errorf("utxo state %q was accepted", st)
+			}
+		}
+		if err := s.DB().WithContext(testCtx(t)).Exec(`UPDATE utxos SET state = 'immature'`).Error; err != nil {
+			t.Errorf("utxo state immature refused: %v", err)
 		}
 	})
+}
+
+// A pool's options are set when it is registered; registering it again
+// keeps them.
+func TestEnsurePoolOptions(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		def, created, err := s.EnsurePool(ctx, assetA, programA)
+		if err != nil || !created {
+			t.Fatalf("EnsurePool = %+v, %v, %v", def, created, err)
+		}
+		if !def.Unconfirmed || def.FromHeight != 0 || def.SyncedAt != nil {
+			t.Errorf("default options: %+v; want unconfirmed, from height 0, not synced", def)
+		}
+		no := false
+		p, created, err := s.EnsurePool(ctx, assetA, programB, storage.PoolOptions{Unconfirmed: &no, FromHeight: 1234})
+		if err != nil || !created || p.Unconfirmed || p.FromHeight != 1234 {
+			t.Fatalf("EnsurePool(unconfirmed false, from 1234) = %+v, %v, %v", p, created, err)
+		}
+		yes := true
+		again, created, err := s.EnsurePool(ctx, strings.ToUpper(assetA), programB, storage.PoolOptions{Unconfirmed: &yes, FromHeight: 1})
+		if err != nil || created || again.ID != p.ID || again.Unconfirmed || again.FromHeight != 1234 {
+			t.Errorf("EnsurePool of an existing pool with other options = %+v, %v, %v; want it unchanged", again, created, err)
+		}
+		if got, err := s.GetPool(ctx, p.ID); err != nil || got.Unconfirmed || got.FromHeight != 1234 {
+			t.Errorf("stored pool %+v, %v", got, err)
+		}
+		q, _, err := s.EnsurePool(ctx, assetB, programA, storage.PoolOptions{Unconfirmed: &yes})
+		if err != nil || !q.Unconfirmed {
+			t.Errorf("EnsurePool(unconfirmed true) = %+v, %v", q, err)
+		}
+		if _, _, err := s.EnsurePool(ctx, assetB, programB, storage.PoolOptions{FromHeight: -1}); !errors.Is(err, storage.ErrInvalidArgument) {
+			t.Errorf("EnsurePool(from height -1): err = %v, want ErrInvalidArgument", err)
+		}
+		if _, err := s.FindPool(ctx, assetB, programB); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a refused EnsurePool stored the pool: %v", err)
+		}
+	})
+}
+
+// A pool without Unconfirmed takes a pending output only once it is confirmed.
+func TestReconcileUnconfirmedOption(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		no := false
+		p := mustPool(t, s, assetA, programA, storage.PoolOptions{Unconfirmed: &no})
+		q := mustPool(t, s, assetA, programB)
+		for _, pool := range []storage.Pool{p, q} {
+			seen := chainUTXOs(pool, 1, 0, 3)
+			if pool.ID == q.ID {
+				seen = chainUTXOs(pool, 2, 0, 3)
+			}
+			seen[2].Confirmed = false
+			res := mustReconcile(t, s, pool, seen)
+			want := 3
+			if pool.ID == p.ID {
+				want = 2
+			}
+			if len(res.Added) != want {
+				t.Errorf("pool unconfirmed=%v: added %d, want %d", pool.Unconfirmed, len(res.Added), want)
+			}
+			seen[2].Confirmed = true
+			res = mustReconcile(t, s, pool, seen)
+			if pool.ID == p.ID && (len(res.Added) != 1 || !res.Added[0].Confirmed) {
+				t.Errorf("the output confirmed: added %+v", res.Added)
+			}
+			if c := mustCounts(t, s, pool.ID); c != (storage.Counts{Available: 3}) {
+				t.Errorf("pool unconfirmed=%v counts %+v", pool.Unconfirmed, c)
+			}
+		}
+	})
+}
+
+// Counts derive Reserved from the live reservations: an available UTXO a
+// live, unexpired reservation holds is reserved; a spent one stays spent;
+// UTXOs of ended or run-out reservations are available.
+func TestPoolCountsDerived(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		p := mustPool(t, s, assetA, programA)
+		q := mustPool(t, s, assetA, programB)
+		mustPool(t, s, assetB, programA) // no UTXOs: absent
+		mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 6))
+		mustReconcile(t, s, q, chainUTXOs(q, 2, 0, 2))
+		h := func(i int) string { return hashOf(1, i) }
+		imm := output(p, h(10), 7, txOf(1, 10), 5)
+		imm.State, imm.ValidHeight = storage.StateImmature, 105
+		mustChange(t, s, []storage.IndexedOutput{imm})
+		spend(t, s, p.ID, txOf(1, 0), 0, h(4))
+		setState(t, s, p.ID, storage.StateInvalidated, h(5))
+		later := time.Now().Add(time.Hour)
+
+		mustRecord(t, s, p.ID, 1, storage.ResHeld, later, h(0), h(4))                  // h(0) reserved, h(4) spent
+		mustRecord(t, s, p.ID, 2, storage.ResSubmitted, later, h(1))                   // reserved
+		mustRecord(t, s, p.ID, 3, storage.ResHeld, later, h(0))                        // h(0) again: counted once
+		mustRecord(t, s, p.ID, 4, storage.ResHeld, time.Now().Add(-time.Second), h(2)) // ran out
+		mustRecord(t, s, p.ID, 5, storage.ResReleased, later, h(3))                    // ended
+		mustRecord(t, s, p.ID, 6, storage.ResSpent, later, h(3))                       // ended
+		mustRecord(t, s, q.ID, 1, storage.ResHeld, later, hashOf(2, 0))                // another pool's
+
+		all, err := s.PoolCounts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 2 {
+			t.Errorf("PoolCounts has %d pools, want the 2 with utxos: %v", len(all), all)
+		}
+		if c := all[p.ID]; c != (storage.Counts{Available: 2, Reserved: 2, Spent: 1, Invalidated: 1, Immature: 1}) {
+			t.Errorf("pool counts %+v", c)
+		}
+		if c := all[q.ID]; c != (storage.Counts{Available: 1, Reserved: 1}) {
+			t.Errorf("other pool's counts %+v", c)
+		}
+		// The held spent UTXO's reservation is marked expired: nothing changes
+		// for h(4), h(0) is still held by the third one.
+		if _, err := s.ExpireReservations(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UpdateReservation(ctx, idByFence(t, s, p.ID, 1), storage.ReservationUpdate{Fence: 1,
+			State: storage.ResReleased}); err != nil {
+			t.Fatal(err)
+		}
+		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Available: 2, Reserved: 2, Spent: 1, Invalidated: 1, Immature: 1}) {
+			t.Errorf("pool counts after the first reservation ended: %+v", c)
+		}
+		if _, err := s.MatureUTXOs(ctx, 105); err != nil {
+			t.Fatal(err)
+		}
+		if c := mustCounts(t, s, p.ID); c != (storage.Counts{Available: 3, Reserved: 2, Spent: 1, Invalidated: 1}) {
+			t.Errorf("pool counts after maturity: %+v", c)
+		}
+	})
+}
+
+// ListUTXOs shows an available UTXO held by a live reservation as reserved
+// and filters on it.
+func TestListUTXOsReserved(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		p := mustPool(t, s, assetA, programA)
+		mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 30))
+		h := func(i int) string { return hashOf(1, i) }
+		later := time.Now().Add(time.Hour)
+		var held []string
+		for i := 0; i < 30; i += 3 {
+			held = append(held, h(i))
+		}
+		mustRecord(t, s, p.ID, 1, storage.ResHeld, later, held[:5]...)
+		mustRecord(t, s, p.ID, 2, storage.ResSubmitted, later, held[5:]...)
+		mustRecord(t, s, p.ID, 3, storage.ResHeld, time.Now().Add(-time.Second), h(1)) // ran out
+		mustRecord(t, s, p.ID, 4, storage.ResReleased, later, h(2))
+		mustRecord(t, s, p.ID, 5, storage.ResHeld, later, h(4), h(29)) // h(29) spent below
+		spend(t, s, p.ID, txOf(1, 29), 0, h(29))
+		held = append(held, h(4))
+		slices.Sort(held)
+
+		page := func(state string, limit int) []storage.UTXO {
+			t.Helper()
+			var out []storage.UTXO
+			after := int64(0)
+			for {
+				us, err := s.ListUTXOs(ctx, p.ID, state, after, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(us) == 0 {
+					return out
+				}
+				out = append(out, us...)
+				after = us[len(us)-1].ID
+			}
+		}
+		reserved := page(storage.StateReserved, 4)
+		if got := hashesOfUTXOs(reserved); !slices.Equal(got, held) {
+			t.Errorf("reserved = %v, want %v", got, held)
+		}
+		for _, u := range reserved {
+			if u.State != storage.StateReserved || uint64(u.Amount) < 1000 || u.Asset != p.Asset {
+				t.Errorf("reserved row %+v", u)
+			}
+		}
+		avail := page(storage.StateAvailable, 7)
+		if len(avail) != 30-len(held)-1 {
+			t.Errorf("%d available, want %d", len(avail), 30-len(held)-1)
+		}
+		for _, u := range avail {
+			if u.State != storage.StateAvailable || slices.Contains(held, u.Hash) || u.Hash == h(29) {
+				t.Errorf("available row %+v", u)
+			}
+		}
+		if spent := page(storage.StateSpent, 0); len(spent) != 1 || spent[0].Hash != h(29) || spent[0].State != storage.StateSpent {
+			t.Errorf("spent = %+v: a held spent utxo lists as spent", spent)
+		}
+		all := listedStates(t, s, p.ID)
+		if len(all) != 30 || all[h(0)] != storage.StateReserved || all[h(1)] != storage.StateAvailable ||
+			all[h(2)] != storage.StateAvailable || all[h(29)] != storage.StateSpent {
+			t.Errorf("all states: %v", all)
+		}
+		// The stored state is still available.
+		if st := statesOf(t, s, h(0)); st[h(0)] != storage.StateAvailable {
+			t.Errorf("stored state of a held utxo: %s", st[h(0)])
+		}
+		if _, err := s.PoolUTXOsByState(ctx, p.ID, storage.StateReserved); !errors.Is(err, storage.ErrInvalidArgument) {
+			t.Errorf("PoolUTXOsByState(reserved): err = %v, want ErrInvalidArgument (not a stored state)", err)
+		}
+	})
+}
+
+func hashesOfUTXOs(us []storage.UTXO) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.Hash
+	}
+	slices.Sort(out)
+	return out
 }

@@ -19,8 +19,6 @@ end
 local expires = math.max(tonumber(field(r, 'expires')), now + grace)
 set_expiry(id, hashes, tonumber(field(r, 'created')), expires)
 redis.call('HSET', P.res .. id, 'state', 'submitted', 'txid', txid)
--- The leading syncer syncs the pool at once: the change output is offered soon.
-redis.call('PUBLISH', P.submitted, '1')
 set_field(r, 'state', 'submitted')
 set_field(r, 'expires', tostring(expires))
 set_field(r, 'txid', txid)

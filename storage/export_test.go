@@ -1,0 +1,41 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+)
+
+// MigrateUpTo applies the embedded migrations up to version (a test helper:
+// the migration tests build a database of an older schema).
+func MigrateUpTo(ctx context.Context, databaseURL string, version int64) error {
+	db, err := openSQL(ctx, databaseURL, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p, err := newProvider(db)
+	if err != nil {
+		return err
+	}
+	if _, err := p.UpTo(ctx, version); err != nil {
+		return fmt.Errorf("storage: migrate up to %d: %w", version, err)
+	}
+	return nil
+}
+
+// MigrateDownTo rolls the migrations above version back (a test helper).
+func MigrateDownTo(ctx context.Context, databaseURL string, version int64) error {
+	db, err := openSQL(ctx, databaseURL, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p, err := newProvider(db)
+	if err != nil {
+		return err
+	}
+	if _, err := p.DownTo(ctx, version); err != nil {
+		return fmt.Errorf("storage: migrate down to %d: %w", version, err)
+	}
+	return nil
+}
