@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"time"
 
 	"github.com/bufferd/bufferd/chain"
@@ -97,7 +98,7 @@ func (b *BalanceVerify) Run(ctx context.Context) (BalanceOutcome, error) {
 		for _, r := range byTx[id] {
 			k := keyOf(r)
 			d := decision{storage.BalanceRejected, tx.StatusFail}
-			if !taken[k] && (tx.StatusFail || netAmount(tx, r.Address, r.Asset) == r.Amount) {
+			if !taken[k] && (tx.StatusFail || netAmount(tx, r.Address, r.Asset).Cmp(big.NewInt(r.Amount)) == 0) {
 				d.state = storage.BalanceConfirmed
 				taken[k] = true
 				out.Confirmed++
@@ -121,17 +122,18 @@ type balanceKey struct{ tx, address, asset string }
 func keyOf(r storage.Balance) balanceKey { return balanceKey{r.TxID, r.Address, r.Asset} }
 
 // netAmount is what tx moved to address in asset: its outputs to the address
-// minus its inputs from it.
-func netAmount(tx *chain.Tx, address, asset string) int64 {
-	var n int64
+// minus its inputs from it, exactly (a legacy balance row holds an int64, so
+// a net amount beyond it matches no row).
+func netAmount(tx *chain.Tx, address, asset string) *big.Int {
+	n := new(big.Int)
 	for _, o := range tx.Outputs {
 		if o.Address == address && o.Asset == asset {
-			n += o.Amount
+			n.Add(n, new(big.Int).SetUint64(o.Amount))
 		}
 	}
 	for _, in := range tx.Inputs {
 		if in.Address == address && in.Asset == asset {
-			n -= in.Amount
+			n.Sub(n, new(big.Int).SetUint64(in.Amount))
 		}
 	}
 	return n

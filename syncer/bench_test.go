@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bufferd/bufferd/chain/sim"
+	"github.com/bufferd/bufferd/storage"
 )
 
 // bigPool is the size of the pool the sync benchmarks use.
@@ -63,9 +64,18 @@ func baselineHeap() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// BenchmarkFullSync100k syncs a new pool of 100,000 UTXOs from scratch:
-// every page from the simulator over loopback, the reconcile in PostgreSQL
-// and the load into Redis.
+// above is peak - base in MiB (0 when the GC brought the heap below the
+// baseline).
+func above(peak, base uint64) float64 {
+	if peak < base {
+		return 0
+	}
+	return float64(peak-base) / (1 << 20)
+}
+
+// BenchmarkFullSync100k syncs a new listed pool of 100,000 UTXOs from
+// scratch: every page from the simulator (blockcenter) over loopback, the
+// reconcile in PostgreSQL and the load into Redis.
 //
 //	go test -run '^$' -bench Sync100k -benchtime 3x ./syncer
 func BenchmarkFullSync100k(b *testing.B) {
@@ -90,7 +100,10 @@ func BenchmarkFullSync100k(b *testing.B) {
 		if len(res.Added) != bigPool {
 			b.Fatalf("added %d, want %d", len(res.Added), bigPool)
 		}
-		peakMB = max(peakMB, float64(peak-base)/(1<<20))
+		if free, _, err := f.locks.PoolCounts(ctx, p.ID); err != nil || free != bigPool {
+			b.Fatalf("redis offers %d, %v; want %d", free, err, bigPool)
+		}
+		peakMB = max(peakMB, above(peak, base))
 		stmts = float64(res.Statements)
 	}
 	b.ReportMetric(peakMB, "peak-heap-MB")
@@ -98,9 +111,9 @@ func BenchmarkFullSync100k(b *testing.B) {
 	b.ReportMetric(float64(bigPool)*float64(b.N)/b.Elapsed().Seconds(), "utxos/s")
 }
 
-// BenchmarkIncrementalSync100k syncs a pool of 100,000 UTXOs after 100
-// changes on chain (50 spent with 50 new outputs back into the pool), and
-// fails unless that takes as many statements as a single change.
+// BenchmarkIncrementalSync100k syncs a listed pool of 100,000 UTXOs after
+// 100 changes on chain (50 spent with 50 new outputs back into the pool),
+// and fails unless that takes as many statements as a single change.
 func BenchmarkIncrementalSync100k(b *testing.B) {
 	ctx := context.Background()
 	f := newFixture(b)
@@ -118,7 +131,7 @@ func BenchmarkIncrementalSync100k(b *testing.B) {
 	spend := func(n int) {
 		var outs []sim.Output
 		for j := 0; j < n; j++ {
-			outs = append(outs, sim.Output{Asset: asset, Program: prog, Amount: int64(500 + j)})
+			outs = append(outs, sim.Output{Asset: asset, Program: prog, Amount: uint64(500 + j)})
 		}
 		if _, _, err := f.chain.Spend(hashes[next:next+n], outs, false); err != nil {
 			b.Fatal(err)
@@ -149,8 +162,70 @@ func BenchmarkIncrementalSync100k(b *testing.B) {
 		if res.Statements != one.Statements {
 			b.Fatalf("statements: 1 change -> %d, 100 changes -> %d", one.Statements, res.Statements)
 		}
-		peakMB = max(peakMB, float64(peak-base)/(1<<20))
+		peakMB = max(peakMB, above(peak, base))
 	}
 	b.ReportMetric(float64(one.Statements), "statements")
 	b.ReportMetric(peakMB, "peak-heap-MB")
+}
+
+// indexBlocks is how many blocks the 100,000 UTXOs of the index benchmark
+// are spread over.
+const indexBlocks = 100
+
+// BenchmarkIndex100k indexes a new pool of 100,000 UTXOs created over 100
+// blocks, from its from_height to the tip: every block read from the
+// simulated node (bytomd) over loopback, applied in PostgreSQL in batches,
+// and the pool loaded into Redis once it reached the tip.
+//
+//	go test -run '^$' -bench Index100k -benchtime 3x ./syncer
+func BenchmarkIndex100k(b *testing.B) {
+	ctx := context.Background()
+	f := newFixture(b)
+	var peakMB float64
+	var passes int
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		prog := program(fmt.Sprintf("index-%d", i))
+		from := int64(f.chain.Tip().Height) + 1
+		per := bigPool / indexBlocks
+		for range indexBlocks {
+			if _, err := f.chain.AddUTXOs(asset, prog, amounts(per)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		p, _, err := f.store.EnsurePool(ctx, asset, prog, storage.PoolOptions{FromHeight: from})
+		if err != nil {
+			b.Fatal(err)
+		}
+		x := runnerFor(f, "bytomd").Index
+		base := baselineHeap()
+		b.StartTimer()
+		stop := heapPeak()
+		for passes = 1; ; passes++ {
+			if _, err := x.Pass(ctx); err != nil {
+				b.Fatal(err)
+			}
+			got, err := f.store.GetPool(ctx, p.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got.SyncedAt != nil {
+				break
+			}
+		}
+		peak := stop()
+		b.StopTimer()
+		if c, err := f.store.PoolCounts(ctx); err != nil || c[p.ID].Available != bigPool {
+			b.Fatalf("indexed %+v, %v; want %d available", c[p.ID], err, bigPool)
+		}
+		if free, _, err := f.locks.PoolCounts(ctx, p.ID); err != nil || free != bigPool {
+			b.Fatalf("redis offers %d, %v; want %d", free, err, bigPool)
+		}
+		peakMB = max(peakMB, above(peak, base))
+		b.StartTimer()
+	}
+	b.ReportMetric(peakMB, "peak-heap-MB")
+	b.ReportMetric(float64(passes), "passes")
+	b.ReportMetric(float64(bigPool)*float64(b.N)/b.Elapsed().Seconds(), "utxos/s")
+	b.ReportMetric(float64(indexBlocks)*float64(b.N)/b.Elapsed().Seconds(), "blocks/s")
 }

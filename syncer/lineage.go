@@ -20,13 +20,16 @@ type lineage struct {
 	store *storage.Store
 	locks *lockmgr.Manager
 	chain chain.Source
+	apply *Applier
 	log   *slog.Logger
 }
 
 // failed reports whether the chain's answer for a transaction we saw before
-// means it failed: mined with status_fail, or unknown (dropped).
-func failed(tx *chain.Tx, err error) bool {
-	return errors.Is(err, chain.ErrTxNotFound) || err == nil && tx.Confirmed() && tx.StatusFail
+// means it failed for a pool of asset: unknown (dropped), or mined with
+// status_fail when that leaves asset unmoved (a failed transaction still
+// spends and creates its BTM: see chain.Tx.Moves).
+func failed(tx *chain.Tx, err error, asset string) bool {
+	return errors.Is(err, chain.ErrTxNotFound) || err == nil && tx.Confirmed() && !tx.Moves(asset)
 }
 
 // poolOutputs are the hashes of tx's outputs locked into the pool.
@@ -43,42 +46,32 @@ func poolOutputs(pool storage.Pool, tx *chain.Tx) []string {
 	return out
 }
 
-// sortGone splits UTXOs that disappeared from the chain's list into those
-// spent and those invalidated because the transaction that created them
-// failed; the latter are applied at once (FailLineage). A creator that cannot
-// be looked up leaves its outputs spent.
-func (l *lineage) sortGone(ctx context.Context, pool storage.Pool, gone []string) ([]string, error) {
+// sortGone looks at UTXOs that disappeared from the chain's list: those
+// whose creating transaction failed are invalidated with its lineage
+// (FailLineage), the others stay spent. A creator that cannot be looked up
+// leaves its outputs spent.
+func (l *lineage) sortGone(ctx context.Context, pool storage.Pool, gone []string) error {
 	creators, err := l.store.CreatedTxOf(ctx, pool.ID, gone)
 	if err != nil || len(creators) == 0 {
-		return gone, err
+		return err
 	}
 	byTx := map[string][]string{}
 	for h, txID := range creators {
 		byTx[txID] = append(byTx[txID], h)
 	}
-	invalid := map[string]struct{}{}
 	for txID, hashes := range byTx {
 		tx, err := l.chain.GetTransaction(ctx, txID)
-		if !failed(tx, err) {
+		if !failed(tx, err, pool.Asset) {
 			if err != nil {
 				l.log.Warn("lineage: look up creating transaction", "pool", pool.ID, "tx", txID, "err", err)
 			}
 			continue
 		}
 		if err := l.fail(ctx, pool, txID, append(hashes, poolOutputs(pool, tx)...)); err != nil {
-			return gone, err
-		}
-		for _, h := range hashes {
-			invalid[h] = struct{}{}
+			return err
 		}
 	}
-	spent := gone[:0:0]
-	for _, h := range gone {
-		if _, ok := invalid[h]; !ok {
-			spent = append(spent, h)
-		}
-	}
-	return spent, nil
+	return nil
 }
 
 // follow looks up a transaction that spends pool UTXOs (a submitted or a
@@ -92,39 +85,35 @@ func (l *lineage) follow(ctx context.Context, pool storage.Pool, txID string) (b
 	if err != nil {
 		return false, fmt.Errorf("syncer: get transaction %s: %w", txID, err)
 	}
-	if failed(tx, nil) {
+	if failed(tx, nil, pool.Asset) {
 		return true, l.fail(ctx, pool, txID, poolOutputs(pool, tx))
 	}
 	return false, l.store.NoteCreatedTx(ctx, pool.ID, txID, poolOutputs(pool, tx))
 }
 
-// fail applies a failed transaction to the database, then to Redis.
+// fail applies a failed transaction to the database (its outputs and its
+// descendants' are invalidated, its submitted reservations released), then
+// to Redis and the reservations.
 func (l *lineage) fail(ctx context.Context, pool storage.Pool, txID string, outputs []string) error {
 	lin, err := l.store.FailLineage(ctx, pool.ID, txID, outputs)
 	if err != nil {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx) // the database has it: Redis must follow
-	if len(outputs) > 0 {
-		if err := l.locks.SyncAvailable(ctx, pool.ID, nil, outputs); err != nil {
-			return err
-		}
-	}
-	for _, r := range lin.Invalidated {
-		if err := l.locks.Settle(ctx, pool.ID, r.ID, lockmgr.StateInvalidated); err != nil {
-			return err
-		}
-		metrics.Outcome(metrics.OutcomeInvalidated)
-	}
-	for _, r := range lin.Released {
-		if err := l.locks.Settle(ctx, pool.ID, r.ID, lockmgr.StateReleased); err != nil {
-			return err
-		}
+	ids := make([]string, len(lin.Released))
+	for i, r := range lin.Released {
+		ids[i] = r.ID
 		metrics.Outcome(metrics.OutcomeReleased)
 	}
-	if lin.Outputs+int64(len(lin.Invalidated)+len(lin.Released)) > 0 {
-		l.log.Info("transaction failed: lineage applied", "pool", pool.ID, "tx", txID, "outputs_invalidated", lin.Outputs,
-			"reservations_invalidated", len(lin.Invalidated), "reservations_released", len(lin.Released))
+	if err := l.locks.EndReservations(ctx, pool.ID, ids); err != nil {
+		return err
+	}
+	if _, err := l.apply.Apply(ctx, pool.ID, lin.Invalidated); err != nil {
+		return err
+	}
+	if len(lin.Invalidated)+len(lin.Released) > 0 {
+		l.log.Info("transaction failed: lineage applied", "pool", pool.ID, "tx", txID, "failed_transactions", len(lin.Failed),
+			"outputs_invalidated", len(lin.Invalidated), "reservations_released", len(lin.Released))
 	}
 	return nil
 }

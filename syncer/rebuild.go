@@ -107,6 +107,9 @@ func (r *Rebuilder) Watch(ctx context.Context, interval time.Duration) {
 			r.logger().Warn("rebuild watch: list pools", "err", err)
 		}
 		for _, p := range pools {
+			if p.SyncedAt == nil {
+				continue // the syncer has not the pool's whole UTXO set yet
+			}
 			if _, err := r.RebuildIfLost(ctx, p.ID); err != nil && ctx.Err() == nil {
 				r.logger().Warn("rebuild", "pool", p.ID, "err", err)
 			}

@@ -17,21 +17,32 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// Runner runs the sync jobs every Interval. Pools are synced concurrently; a
-// failing pool is logged, retried with exponential backoff up to MaxBackoff,
-// and never holds up the others.
+// DefaultIndexPoll is how often the chain index asks the node for a new block
+// and the mempool: a block's outputs are reservable within about this.
+const DefaultIndexPoll = 250 * time.Millisecond
+
+// Runner runs the sync jobs of one leadership term. Every Interval it expires
+// reservations in the journal, syncs each pool of a source that lists UTXOs
+// (concurrently; a failing pool is retried with exponential backoff up to
+// MaxBackoff and never holds up the others), follows submitted transactions
+// and verifies legacy balances. With a node it runs the chain Index instead
+// of the UTXO sync, every IndexPoll. Each pool is swept every SweepInterval
+// by the job that writes its chain state.
 type Runner struct {
-	UTXO        *UTXOSync
-	Balances    *BalanceVerify  // optional
-	Submitted   *SubmittedCheck // optional
-	Mempool     *MempoolWatch   // optional: sources that list their mempool
-	Crawl       *Crawler        // optional: sources that serve blocks
-	Interval    time.Duration
-	MaxBackoff  time.Duration
-	Parallelism int // pools synced at once; 0 means 4
-	Log         *slog.Logger
-	// Epoch is the leadership term the runner works in; its cursor writes
-	// carry it and are refused once a newer term began.
+	UTXO          *UTXOSync       // a source that lists UTXOs
+	Index         *Index          // or a node the syncer indexes
+	Sweep         *Sweep          // optional
+	Balances      *BalanceVerify  // optional
+	Submitted     *SubmittedCheck // optional (sources that list UTXOs)
+	Store         *storage.Store
+	Interval      time.Duration
+	IndexPoll     time.Duration // 0 means DefaultIndexPoll
+	SweepInterval time.Duration // 0 means DefaultSweepInterval
+	MaxBackoff    time.Duration
+	Parallelism   int // pools synced at once; 0 means 4
+	Log           *slog.Logger
+	// Epoch is the leadership term the runner works in; its writes carry it
+	// and are refused once a newer term began.
 	Epoch int64
 	// Wake, when set, names pools to sync at once (a reservation in them was
 	// submitted): the change output of the spend is offered without waiting
@@ -43,6 +54,10 @@ type Runner struct {
 	// deposed is set by the first write refused for a stale epoch: a newer
 	// term began, so Run stops.
 	deposed atomic.Bool
+	// chainErr is the last error of the chain source, "" after a success;
+	// lastTip the tip it last showed.
+	chainErr atomic.Pointer[string]
+	lastTip  atomic.Uint64
 }
 
 // ErrDeposed is returned by Run when a write was refused because a newer
@@ -52,46 +67,51 @@ var ErrDeposed = errors.New("syncer: deposed: a newer leadership term began")
 // Jobs are what the sync jobs work with. ForTerm builds the Runner of one
 // leadership term.
 type Jobs struct {
-	Store      *storage.Store
-	Locks      *lockmgr.Manager
-	Chain      chain.Source
-	Rebuild    *Rebuilder
-	Interval   time.Duration
-	MaxBackoff time.Duration
-	// CrawlStart is the height a pool's block crawl starts from (0: the tip
-	// when the pool is first crawled); the crawler runs when Chain serves blocks.
-	CrawlStart uint64
+	Store         *storage.Store
+	Locks         *lockmgr.Manager
+	Chain         chain.Source
+	Rebuild       *Rebuilder
+	Interval      time.Duration
+	MaxBackoff    time.Duration
+	IndexPoll     time.Duration
+	SweepInterval time.Duration
+	// StartDepth is how far below the tip a pool registered without
+	// from_height starts, with a node (0: DefaultStartDepth).
+	StartDepth uint64
 	Log        *slog.Logger
 }
 
 // ForTerm returns the Runner of the leadership term with epoch: each of its
 // writes to PostgreSQL and Redis carries the epoch and is refused once a newer
 // term began, whatever this process believes (epoch 0: no term, no fencing,
-// as in `bufferd dev`).
+// as in `bufferd dev`). A source that is an Indexer (a node) is indexed;
+// one that is a Lister (blockcenter) is listed.
 func (j Jobs) ForTerm(epoch int64) *Runner {
 	store, locks := j.Store, j.Locks
 	if epoch != 0 {
 		store, locks = store.Fenced(LeaderJob, epoch), locks.Fenced(epoch)
 	}
-	var mempool *MempoolWatch
-	if m, ok := j.Chain.(chain.MempoolSource); ok {
-		mempool = &MempoolWatch{Store: store, Mempool: m, Chain: j.Chain}
+	apply := &Applier{Store: store, Locks: locks, Log: j.Log}
+	r := &Runner{
+		Store:         store,
+		Sweep:         &Sweep{Store: store, Locks: locks, Apply: apply, Log: j.Log},
+		Balances:      &BalanceVerify{Store: store, Chain: j.Chain, Log: j.Log},
+		Interval:      j.Interval,
+		IndexPoll:     j.IndexPoll,
+		SweepInterval: j.SweepInterval,
+		MaxBackoff:    j.MaxBackoff,
+		Log:           j.Log,
+		Epoch:         epoch,
 	}
-	var crawl *Crawler
-	if b, ok := j.Chain.(chain.BlockSource); ok {
-		crawl = &Crawler{Store: store, Chain: j.Chain, Blocks: b, StartHeight: j.CrawlStart, Log: j.Log}
+	if node, ok := j.Chain.(chain.Indexer); ok {
+		r.Index = &Index{Store: store, Node: node, Apply: apply, Rebuild: j.Rebuild, StartDepth: j.StartDepth, Log: j.Log}
+		return r
 	}
-	return &Runner{
-		Crawl:      crawl,
-		Mempool:    mempool,
-		UTXO:       &UTXOSync{Store: store, Locks: locks, Chain: j.Chain, Rebuild: j.Rebuild, Log: j.Log},
-		Submitted:  &SubmittedCheck{Store: store, Locks: locks, Chain: j.Chain, Log: j.Log},
-		Balances:   &BalanceVerify{Store: store, Chain: j.Chain, Log: j.Log},
-		Interval:   j.Interval,
-		MaxBackoff: j.MaxBackoff,
-		Log:        j.Log,
-		Epoch:      epoch,
+	if l, ok := j.Chain.(chain.Lister); ok {
+		r.UTXO = &UTXOSync{Store: store, Locks: locks, Chain: j.Chain, Lister: l, Apply: apply, Rebuild: j.Rebuild, Log: j.Log}
+		r.Submitted = &SubmittedCheck{Store: store, Locks: locks, Chain: j.Chain, Apply: apply, Log: j.Log}
 	}
+	return r
 }
 
 // refused reports whether err is a write refused for a stale epoch, counting
@@ -116,6 +136,7 @@ type poolState struct {
 	synced      bool
 	lastSuccess time.Time
 	tip         chain.Status
+	lastSweep   time.Time
 }
 
 // LeaderJob names the leadership term of the sync jobs.
@@ -124,28 +145,175 @@ const LeaderJob = "sync"
 // tipTimeout bounds the chain status call of a tick.
 const tipTimeout = 5 * time.Second
 
-// Run syncs at once and then every Interval until ctx ends, or until a write
-// is refused because a newer term began (ErrDeposed). `bufferd syncer` runs it
-// only while the process leads the sync jobs (see LeaderJob), so while it runs
+// Run runs the jobs until ctx ends, or until a write is refused because a
+// newer term began (ErrDeposed). `bufferd syncer` runs it only while the
+// process leads the sync jobs (see LeaderJob), so while it runs
 // bufferd_sync_leader is 1.
 func (r *Runner) Run(ctx context.Context) error {
 	metrics.SyncLeader.Set(1)
 	metrics.SyncLeaderChanges.Inc()
 	defer metrics.SyncLeader.Set(0)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	if r.Index != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.runIndex(ctx)
+			cancel()
+		}()
+	}
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
 	for {
 		if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
 			r.logger().Error("sync tick", "err", err)
 		}
-		if r.deposed.Load() {
-			return ErrDeposed
+		if r.deposed.Load() || !r.waitTick(ctx, t) || r.deposed.Load() {
+			break
 		}
-		if !r.waitTick(ctx, t) {
-			return nil
+	}
+	cancel()
+	wg.Wait()
+	if r.deposed.Load() {
+		return ErrDeposed
+	}
+	return nil
+}
+
+// runIndex runs the chain index every IndexPoll (backing off while the node
+// fails, up to MaxBackoff) and sweeps its pools, until ctx ends or the term.
+func (r *Runner) runIndex(ctx context.Context) {
+	poll := r.IndexPoll
+	if poll <= 0 {
+		poll = DefaultIndexPoll
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = poll, max(poll, r.MaxBackoff)
+	wait := poll
+	var lastSweep time.Time
+	for ctx.Err() == nil && !r.deposed.Load() {
+		start := now()
+		res, err := r.Index.Pass(ctx)
+		observeJob(storage.JobIndex, err, now().Sub(start))
+		switch {
+		case r.refused(err):
+			return
+		case err != nil && ctx.Err() == nil:
+			wait = b.NextBackOff()
+			r.chainFailed(err, wait)
+		case err == nil:
+			b.Reset()
+			wait = poll
+			r.chainOK(chain.Status{Height: res.Tip, BlockHash: res.TipHash})
+			if res.Blocks+res.Reorgs > 0 {
+				r.logger().Debug("chain indexed", "tip", res.Tip, "blocks", res.Blocks, "reorgs", res.Reorgs,
+					"pending", res.Pending, "utxos_touched", res.Touched)
+			}
+			if now().Sub(lastSweep) >= r.sweepInterval() {
+				lastSweep = now()
+				r.sweepAll(ctx)
+			}
 		}
-		if r.deposed.Load() {
-			return ErrDeposed
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// chainFailed records a failed pass over the chain source.
+func (r *Runner) chainFailed(err error, retry time.Duration) {
+	msg := err.Error()
+	prev := r.chainErr.Swap(&msg)
+	metrics.ChainErrors.WithLabelValues(chainErrorReason(err)).Inc()
+	if prev == nil || *prev != msg {
+		r.logger().Error("chain source failed; retrying", "err", err, "retry_in", retry.Round(time.Millisecond))
+	}
+	r.saveChainCursor(chain.Status{}, msg)
+}
+
+// chainOK records a successful pass over the chain source.
+func (r *Runner) chainOK(tip chain.Status) {
+	empty := ""
+	prev := r.chainErr.Swap(&empty)
+	recovered := prev != nil && *prev != ""
+	if recovered {
+		r.logger().Info("chain source answers again", "tip", tip.Height)
+	}
+	if r.lastTip.Swap(tip.Height) != tip.Height || recovered || prev == nil {
+		r.saveChainCursor(tip, "")
+	}
+}
+
+// ChainError returns the last error of the chain source ("" when its last
+// pass succeeded): readiness fails meanwhile.
+func (r *Runner) ChainError() string {
+	if p := r.chainErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// saveChainCursor keeps the chain source's state where the API reads it
+// (the cursor of pool 0, job "chain").
+func (r *Runner) saveChainCursor(tip chain.Status, lastErr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), tipTimeout)
+	defer cancel()
+	c := storage.SyncCursor{PoolID: 0, Job: JobChain, Height: int64(tip.Height), BlockHash: tip.BlockHash, Epoch: r.Epoch, LastError: lastErr}
+	if lastErr == "" {
+		t := now()
+		c.LastSuccess = &t
+	} else if prev, err := r.Store.Cursor(ctx, 0, JobChain); err == nil {
+		c.Height, c.BlockHash, c.LastSuccess = prev.Height, prev.BlockHash, prev.LastSuccess
+	}
+	if err := r.Store.SaveCursor(ctx, c); err != nil && !r.refused(err) {
+		r.logger().Warn("save chain state", "err", err)
+	}
+}
+
+// JobChain names the chain source's own cursor (pool 0): the tip as last
+// seen and the source's last error.
+const JobChain = "chain"
+
+// chainErrorReason classifies a chain source error for metrics.
+func chainErrorReason(err error) string {
+	var apiErr *chain.APIError
+	switch {
+	case errors.Is(err, ErrOtherChain):
+		return "other_chain"
+	case errors.Is(err, chain.ErrBadResponse):
+		return "bad_response"
+	case errors.As(err, &apiErr):
+		return "api_error"
+	default:
+		return "unreachable"
+	}
+}
+
+func (r *Runner) sweepInterval() time.Duration {
+	if r.SweepInterval > 0 {
+		return r.SweepInterval
+	}
+	return DefaultSweepInterval
+}
+
+// sweepAll sweeps every pool the syncer offers.
+func (r *Runner) sweepAll(ctx context.Context) {
+	if r.Sweep == nil {
+		return
+	}
+	pools, err := r.Store.ListPools(ctx)
+	if err != nil {
+		return
+	}
+	for _, p := range pools {
+		if p.SyncedAt == nil {
+			continue
+		}
+		if _, err := r.Sweep.Pool(ctx, p.ID); err != nil && !r.refused(err) && ctx.Err() == nil {
+			r.logger().Warn("sweep", "pool", p.ID, "err", err)
 		}
 	}
 }
@@ -165,9 +333,13 @@ func (r *Runner) waitTick(ctx context.Context, t *time.Ticker) bool {
 	}
 }
 
-// SyncNow syncs one pool at once, whatever its backoff.
+// SyncNow syncs one pool at once, whatever its backoff (sources that list
+// UTXOs; the index polls often enough).
 func (r *Runner) SyncNow(ctx context.Context, poolID int64) {
-	p, err := r.UTXO.Store.GetPool(ctx, poolID)
+	if r.UTXO == nil {
+		return
+	}
+	p, err := r.Store.GetPool(ctx, poolID)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.logger().Warn("sync now", "pool", poolID, "err", err)
@@ -177,16 +349,16 @@ func (r *Runner) SyncNow(ctx context.Context, poolID int64) {
 	r.syncOne(ctx, p, chain.Status{}, false)
 }
 
-// Tick runs one pass: expire ended reservations in the journal, sync every
-// pool that is not backing off, note the lineage of the mempool's
-// transactions (sources that list it), follow the transactions of submitted
-// reservations (a failed one's lineage is applied), then verify pending legacy
-// balance rows. It returns an error only when the pass could not
-// start (the pool list could not be read); per-pool failures are logged and
-// retried later.
+// Tick runs one pass of the slow jobs: expire ended reservations in the
+// journal and forget old idempotency keys, sync (and sweep) every pool of a
+// source that lists UTXOs that is not backing off, follow the transactions of
+// submitted reservations (a failed one's lineage is applied), then verify
+// pending legacy balance rows. It returns an error only when the pass could
+// not start (the pool list could not be read); per-pool failures are logged
+// and retried later.
 func (r *Runner) Tick(ctx context.Context) error {
-	store := r.UTXO.Store
-	if n, err := store.ExpireReservations(ctx, now()); r.refused(err) {
+	store := r.Store
+	if n, err := store.ExpireReservations(ctx, now().Add(-ExpiryMargin)); r.refused(err) {
 		return nil
 	} else if err != nil {
 		r.logger().Warn("expire reservations", "err", err)
@@ -194,8 +366,38 @@ func (r *Runner) Tick(ctx context.Context) error {
 		metrics.ReservationOutcomes.WithLabelValues(metrics.OutcomeExpired).Add(float64(n))
 		r.logger().Info("expired reservations", "count", n)
 	}
+	if _, err := store.ForgetKeys(ctx, now().Add(-lockmgr.IdempotencyWindow)); r.refused(err) {
+		return nil
+	} else if err != nil {
+		r.logger().Warn("forget idempotency keys", "err", err)
+	}
+	if r.UTXO != nil {
+		if err := r.syncAll(ctx); err != nil {
+			return err
+		}
+	}
+	if r.Submitted != nil {
+		if _, err := r.Submitted.Run(ctx); err != nil && !r.refused(err) && ctx.Err() == nil {
+			r.logger().Warn("submitted check", "err", err)
+		}
+	}
+	if r.Balances != nil {
+		out, err := r.Balances.Run(ctx)
+		if r.refused(err) {
+			return nil
+		} else if err != nil && ctx.Err() == nil {
+			r.logger().Warn("balance verify", "err", err)
+		} else if out.Confirmed+out.Rejected+out.Expired > 0 {
+			r.logger().Info("balances verified", "confirmed", out.Confirmed, "rejected", out.Rejected, "expired", out.Expired)
+		}
+	}
+	return nil
+}
+
+// syncAll syncs every pool of a source that lists UTXOs.
+func (r *Runner) syncAll(ctx context.Context) error {
 	tip, tipOK := r.chainTip(ctx)
-	pools, err := store.ListPools(ctx)
+	pools, err := r.Store.ListPools(ctx)
 	if err != nil {
 		return fmt.Errorf("syncer: list pools: %w", err)
 	}
@@ -221,40 +423,6 @@ func (r *Runner) Tick(ctx context.Context) error {
 	if tipOK {
 		r.observeLag(pools, tip)
 	}
-	if r.Mempool != nil {
-		if _, err := r.Mempool.Run(ctx, pools); r.refused(err) {
-			return nil
-		} else if err != nil && ctx.Err() == nil {
-			r.logger().Warn("mempool watch", "err", err)
-		}
-	}
-	if r.Crawl != nil {
-		start := now()
-		res, err := r.Crawl.Run(ctx)
-		observeJob(storage.JobCrawl, err, now().Sub(start))
-		if r.refused(err) {
-			return nil
-		} else if err != nil && ctx.Err() == nil {
-			r.logger().Warn("block crawl", "err", err)
-		} else if res.Blocks+res.Reorgs > 0 {
-			r.logger().Info("blocks crawled", "blocks", res.Blocks, "transactions", res.Txs, "reorgs", res.Reorgs)
-		}
-	}
-	if r.Submitted != nil {
-		if _, err := r.Submitted.Run(ctx); err != nil && !r.refused(err) && ctx.Err() == nil {
-			r.logger().Warn("submitted check", "err", err)
-		}
-	}
-	if r.Balances != nil {
-		out, err := r.Balances.Run(ctx)
-		if r.refused(err) {
-			return nil
-		} else if err != nil && ctx.Err() == nil {
-			r.logger().Warn("balance verify", "err", err)
-		} else if out.Confirmed+out.Rejected+out.Expired > 0 {
-			r.logger().Info("balances verified", "confirmed", out.Confirmed, "rejected", out.Rejected, "expired", out.Expired)
-		}
-	}
 	return nil
 }
 
@@ -266,10 +434,12 @@ func (r *Runner) chainTip(ctx context.Context) (chain.Status, bool) {
 	st, err := r.UTXO.Chain.ChainStatus(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.logger().Warn("chain status", "err", err)
+			r.chainFailed(err, r.Interval)
 		}
 		return chain.Status{}, false
 	}
+	r.chainOK(st)
+	metrics.ChainTipHeight.Set(float64(st.Height))
 	return st, true
 }
 
@@ -323,13 +493,33 @@ func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, 
 			r.logger().Info("pool synced", "pool", p.ID, "added", len(res.Added), "revived", len(res.Revived),
 				"spent", len(res.Spent), "took", elapsed.Round(time.Millisecond))
 		}
+		if r.sweepDue(p.ID) {
+			if _, err := r.Sweep.Pool(ctx, p.ID); err != nil && !r.refused(err) && ctx.Err() == nil {
+				r.logger().Warn("sweep", "pool", p.ID, "err", err)
+			}
+		}
 	}
-	if err := r.UTXO.Store.SaveCursor(ctx, cur); err != nil && !r.refused(err) {
+	if err := r.Store.SaveCursor(ctx, cur); err != nil && !r.refused(err) {
 		countRefused(err)
 		if ctx.Err() == nil {
 			r.logger().Warn("save sync cursor", "pool", p.ID, "err", err)
 		}
 	}
+}
+
+// sweepDue reports whether the pool is due for a sweep, and if so counts it done.
+func (r *Runner) sweepDue(id int64) bool {
+	if r.Sweep == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.state(id)
+	if now().Sub(s.lastSweep) < r.sweepInterval() {
+		return false
+	}
+	s.lastSweep = now()
+	return true
 }
 
 func (r *Runner) state(id int64) *poolState {

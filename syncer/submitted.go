@@ -9,17 +9,20 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// SubmittedCheck follows the transactions of submitted reservations: the pool
-// outputs of one still pending are noted as its own (so its change can be
-// invalidated should it fail); when one fails on chain, its lineage is
-// applied: the reservation is released at once so its UTXOs come back, and its
-// outputs and the reservations on them are invalidated. A spend is settled by
-// the UTXO sync; a transaction that vanishes before it was seen lets the hold
-// run out at the end of the submit grace.
+// SubmittedCheck follows, for a source that lists UTXOs, the transactions of
+// submitted reservations and of those settled spent within the submit grace:
+// the pool outputs of one still pending are noted as its own (so its change
+// can be invalidated should it fail); when one fails on chain, its lineage is
+// applied: a submitted reservation is released at once so its UTXOs come
+// back, and its outputs, its descendants' and the reservations on them are
+// invalidated. A spend is settled by the UTXO sync; a transaction that
+// vanishes before it was seen lets the hold run out at the end of the submit
+// grace.
 type SubmittedCheck struct {
 	Store *storage.Store
 	Locks *lockmgr.Manager
 	Chain chain.Source
+	Apply *Applier
 	Log   *slog.Logger
 }
 
@@ -30,7 +33,7 @@ func (s *SubmittedCheck) Run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	lin := &lineage{store: s.Store, locks: s.Locks, chain: s.Chain, log: s.logger()}
+	lin := &lineage{store: s.Store, locks: s.Locks, chain: s.Chain, apply: s.Apply, log: s.logger()}
 	pools := map[int64]storage.Pool{}
 	followed := map[string]bool{}
 	released := 0

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -59,6 +60,9 @@ func newFixture(t testing.TB) *fixture {
 	app := ch.Handler()
 	go func() { _ = app.Listener(ln) }()
 	t.Cleanup(func() { _ = app.Shutdown() })
+	// Runs before the shutdown: the server waits for a client's idle
+	// keep-alive connection until its read timeout (30 s) otherwise.
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
 	journal := storage.NewJournal(store, storage.JournalOptions{})
 	t.Cleanup(journal.Close)
 	return &fixture{
@@ -79,14 +83,15 @@ func (f *fixture) pool(t testing.TB, prog string) storage.Pool {
 }
 
 func (f *fixture) job() *syncer.UTXOSync {
-	return &syncer.UTXOSync{Store: f.store, Locks: f.locks, Chain: f.client,
+	return &syncer.UTXOSync{Store: f.store, Locks: f.locks, Chain: f.client, Lister: f.client,
+		Apply:   &syncer.Applier{Store: f.store, Locks: f.locks},
 		Rebuild: syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, nil)}
 }
 
-func amounts(n int) []int64 {
-	out := make([]int64, n)
+func amounts(n int) []uint64 {
+	out := make([]uint64, n)
 	for i := range out {
-		out[i] = int64(1000 + i)
+		out[i] = uint64(1000 + i)
 	}
 	return out
 }
@@ -150,7 +155,7 @@ func TestLargePoolSyncsCompletelyWithConstantStatements(t *testing.T) {
 	var newOuts []sim.Output
 	for i := 100; i < 200; i++ {
 		ins = append(ins, hashes[i])
-		newOuts = append(newOuts, sim.Output{Asset: asset, Program: prog, Amount: int64(9000 + i)})
+		newOuts = append(newOuts, sim.Output{Asset: asset, Program: prog, Amount: uint64(9000 + i)})
 	}
 	if _, _, err := f.chain.Spend(ins, newOuts, false); err != nil {
 		t.Fatal(err)
@@ -179,19 +184,24 @@ func TestLargePoolSyncsCompletelyWithConstantStatements(t *testing.T) {
 	}
 }
 
+// A failed transaction moves no issued asset (status_fail moves only BTM):
+// its outputs go and its inputs come back.
 func TestFailedTransactionOutputsGoAndInputsComeBack(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	prog := program("fail")
-	hashes, err := f.chain.AddUTXOs(asset, prog, amounts(3))
+	prog := contract + "51"
+	hashes, err := f.chain.AddUTXOs(gold, prog, amounts(3))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := f.pool(t, prog)
+	p, _, err := f.store.EnsurePool(ctx, gold, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.job().SyncPool(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	_, outs, err := f.chain.Spend([]string{hashes[0]}, []sim.Output{{Asset: asset, Program: prog, Amount: 5}}, true)
+	_, outs, err := f.chain.Spend([]string{hashes[0]}, []sim.Output{{Asset: gold, Program: prog, Amount: 5}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +222,7 @@ func TestFailedTransactionOutputsGoAndInputsComeBack(t *testing.T) {
 	if len(res.Spent) != 1 || res.Spent[0] != outs[0] || len(res.Revived) != 1 || res.Revived[0].Hash != hashes[0] {
 		t.Fatalf("after the tx failed: %+v", res)
 	}
+
 	if _, err := f.locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: []string{hashes[0]}}); err != nil {
 		t.Fatalf("revived input not reservable: %v", err)
 	}
@@ -248,7 +259,7 @@ func TestRedisLossReloadsThePoolView(t *testing.T) {
 
 // failingSource fails for one program and passes the rest through.
 type failingSource struct {
-	chain.Source
+	*chain.Blockcenter
 	program string
 }
 
@@ -256,7 +267,7 @@ func (s failingSource) ListUTXOs(ctx context.Context, f chain.Filter) ([]chain.U
 	if f.Program == s.program {
 		return nil, errors.New("blockcenter is having a bad day")
 	}
-	return s.Source.ListUTXOs(ctx, f)
+	return s.Blockcenter.ListUTXOs(ctx, f)
 }
 
 // The original aborted the whole tick when one base failed (flaw 8).
@@ -270,8 +281,8 @@ func TestOneFailingPoolDoesNotStopTheOthers(t *testing.T) {
 	pb := f.pool(t, bad)
 	pg := f.pool(t, good)
 	job := f.job()
-	job.Chain = failingSource{Source: f.client, program: bad}
-	r := &syncer.Runner{UTXO: job, Interval: time.Hour, MaxBackoff: 2 * time.Hour}
+	job.Lister = failingSource{Blockcenter: f.client, program: bad}
+	r := &syncer.Runner{UTXO: job, Store: f.store, Interval: time.Hour, MaxBackoff: 2 * time.Hour}
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
