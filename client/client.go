@@ -3,15 +3,22 @@
 // Hold a reservation that a background goroutine keeps extending.
 //
 // Every call is bounded by its context. Calls are retried, a bounded number
-// of times, after a connection error and after a 503 answer (rebuilding or
-// unavailable, waiting as long as its Retry-After says); nothing else is
-// retried. Every v1 call is safe to retry: Reserve sends an Idempotency-Key
-// (generated per call when the request has none) and keeps it across its own
-// retries, so a retried reserve never makes two reservations.
+// of times, after a connection error, after a 503 answer (rebuilding or
+// unavailable) and after a 409 idempotency_key_in_use (an earlier attempt of
+// the same reserve is still being processed), waiting as long as the
+// answer's Retry-After says; nothing else is retried. Every v1 call is safe
+// to retry: Reserve sends an Idempotency-Key (generated per call when the
+// request has none) and keeps it across its own retries, so a retried
+// reserve never makes two reservations; Release answers a reservation it
+// already released with its final state.
+//
+// Amounts are uint64, as the API sends them (exact JSON integers up to
+// 2^64-1).
 //
 // Errors of the API are *APIError values, matched with errors.Is against
-// ErrNoUTXOAvailable, ErrUTXOLocked, ErrEnded, ErrNotFound, ErrUnavailable,
-// ErrRateLimited and ErrBadRequest.
+// ErrNoUTXOAvailable, ErrUTXOLocked, ErrEnded, ErrSubmitted, ErrNotFound,
+// ErrUnavailable, ErrRateLimited, ErrBadRequest, ErrIdempotencyKeyReused and
+// ErrIdempotencyKeyInUse.
 package client
 
 import (
@@ -113,11 +120,11 @@ type call struct {
 
 	// Set by do:
 	respHdr http.Header // headers of the last answer
-	resent  bool        // an earlier attempt failed after it may have reached the server
 }
 
-// do runs cl, retrying connection errors and 503 answers, and returns nil on a
-// 2xx answer, an *APIError on any other answer, or the transport or context error.
+// do runs cl, retrying connection errors, 503 answers and 409
+// idempotency_key_in_use, and returns nil on a 2xx answer, an *APIError on
+// any other answer, or the transport or context error.
 func (c *Client) do(ctx context.Context, cl *call) error {
 	var payload []byte
 	if cl.body != nil {
@@ -155,13 +162,11 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 		var ae *APIError
 		switch {
 		case errors.As(err, &ae):
-			if ae.Status != http.StatusServiceUnavailable {
+			if ae.Status != http.StatusServiceUnavailable && !errors.Is(ae, ErrIdempotencyKeyInUse) {
 				return err
 			}
 		case errors.As(err, new(permanentError)):
 			return err
-		default:
-			cl.resent = true // a connection error: the request may have been handled
 		}
 		if attempt >= c.retries {
 			return last

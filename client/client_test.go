@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,20 +13,21 @@ import (
 
 	"github.com/bufferd/bufferd/client"
 	"github.com/bufferd/bufferd/handlers"
+	"github.com/bufferd/bufferd/lockmgr"
 )
 
 const txA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 const txB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
-func amounts(r *client.Reservation) []int64 {
-	out := make([]int64, len(r.UTXOs))
+func amounts(r *client.Reservation) []uint64 {
+	out := make([]uint64, len(r.UTXOs))
 	for i, u := range r.UTXOs {
 		out[i] = u.Amount
 	}
 	return out
 }
 
-func sameInts(a, b []int64) bool {
+func sameInts(a, b []uint64) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -59,8 +61,9 @@ func TestPoolsReserveGetExtendSubmit(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(pools) != 1 || pools[0].ID != s.Pool.ID || pools[0].Asset != s.Pool.Asset ||
-		pools[0].Program != s.Pool.Program || pools[0].Counts.Available != 4 {
-		t.Fatalf("pools = %+v, want pool %d with 4 available", pools, s.Pool.ID)
+		pools[0].Program != s.Pool.Program || pools[0].Counts != (client.Counts{Available: 4}) ||
+		!pools[0].Synced || !pools[0].Unconfirmed || pools[0].FromHeight != 0 {
+		t.Fatalf("pools = %+v, want pool %d, synced, with 4 available", pools, s.Pool.ID)
 	}
 	if ua := tr.last.Get("User-Agent"); ua != "test-agent/1" {
 		t.Errorf("User-Agent = %q", ua)
@@ -72,7 +75,7 @@ func TestPoolsReserveGetExtendSubmit(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(res.ID) != 32 || res.Fence <= 0 || res.Pool != s.Pool.ID || res.Owner != "alice" ||
-		res.State != client.StateHeld || res.Replayed || !sameInts(amounts(res), []int64{100, 200}) || res.Total() != 300 {
+		res.State != client.StateHeld || res.Replayed || !sameInts(amounts(res), []uint64{100, 200}) || res.Total() != 300 {
 		t.Fatalf("reserve = %+v", res)
 	}
 	if res.UTXOs[0].Hash != s.UTXOs[0].Hash || res.UTXOs[0].Asset != s.Pool.Asset {
@@ -119,6 +122,19 @@ func TestPoolsReserveGetExtendSubmit(t *testing.T) {
 	if got, err = c.Get(ctx, res.ID); err != nil || got.State != client.StateSubmitted || got.TxID != txA {
 		t.Fatalf("get after submit = %+v, %v", got, err)
 	}
+	// A submitted reservation cannot be released: its UTXOs stay held.
+	if rel, err := c.Release(ctx, res.ID); !errors.Is(err, client.ErrSubmitted) || errors.Is(err, client.ErrEnded) || rel != nil {
+		t.Fatalf("release a submitted reservation: %+v, %v", rel, err)
+	}
+	if _, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Hashes: []string{res.UTXOs[0].Hash}}); !errors.Is(err, client.ErrUTXOLocked) {
+		t.Fatalf("reserve a submitted utxo: %v", err)
+	}
+	if n := tr.count("DELETE /v1/reservations/" + res.ID); n != 1 {
+		t.Errorf("%d release requests: a 409 is not retried", n)
+	}
+	if pools, err := c.Pools(ctx); err != nil || pools[0].Counts != (client.Counts{Available: 2, Reserved: 2}) {
+		t.Fatalf("pools after submit = %+v, %v", pools, err)
+	}
 }
 
 func TestReserveModesOwnerAndRelease(t *testing.T) {
@@ -132,7 +148,7 @@ func TestReserveModesOwnerAndRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameInts(amounts(fit), []int64{300}) || fit.Owner != "bob" {
+	if !sameInts(amounts(fit), []uint64{300}) || fit.Owner != "bob" {
 		t.Fatalf("amount 250: %+v", fit)
 	}
 	// Exactly these hashes.
@@ -156,12 +172,22 @@ func TestReserveModesOwnerAndRelease(t *testing.T) {
 	}
 
 	for _, r := range []*client.Reservation{fit, exact, comb} {
-		if err := c.Release(ctx, r.ID); err != nil {
+		rel, err := c.Release(ctx, r.ID)
+		if err != nil {
 			t.Fatalf("release %s: %v", r.ID, err)
+		}
+		if rel.ID != r.ID || rel.State != client.StateReleased || rel.Owner != r.Owner || !sameInts(amounts(rel), amounts(r)) ||
+			rel.UpdatedAt.IsZero() {
+			t.Fatalf("release %s answered %+v", r.ID, rel)
 		}
 		got, err := c.Get(ctx, r.ID)
 		if err != nil || got.State != client.StateReleased {
 			t.Fatalf("after release: %+v, %v", got, err)
+		}
+		// Releasing again answers the same final state.
+		again, err := c.Release(ctx, r.ID)
+		if err != nil || again.State != client.StateReleased || !again.UpdatedAt.Equal(rel.UpdatedAt) {
+			t.Fatalf("release %s again: %+v, %v", r.ID, again, err)
 		}
 	}
 	// Released UTXOs are free again.
@@ -181,7 +207,8 @@ func TestErrorMapping(t *testing.T) {
 	c := client.New(s.URL, client.WithHTTPClient(tr.client()))
 	ctx := testCtx(t)
 	sentinels := []error{client.ErrNoUTXOAvailable, client.ErrUTXOLocked, client.ErrEnded, client.ErrNotFound,
-		client.ErrUnavailable, client.ErrRateLimited, client.ErrBadRequest}
+		client.ErrUnavailable, client.ErrRateLimited, client.ErrBadRequest, client.ErrSubmitted,
+		client.ErrIdempotencyKeyReused, client.ErrIdempotencyKeyInUse}
 	// only checks that err matches want and no other sentinel.
 	only := func(t *testing.T, what string, err error, want error, status int, code string) {
 		t.Helper()
@@ -218,22 +245,59 @@ func TestErrorMapping(t *testing.T) {
 	_, err = c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, TTL: 2 * time.Hour})
 	only(t, "ttl 2h", err, client.ErrBadRequest, 400, "bad_request")
 
-	if err := c.Release(ctx, held.ID); err != nil {
+	keyed, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, IdempotencyKey: "mapping-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Amount: 1, IdempotencyKey: "mapping-1"})
+	only(t, "key reused", err, client.ErrIdempotencyKeyReused, 422, "idempotency_key_reused")
+	if _, err := c.Release(ctx, keyed.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := c.Release(ctx, held.ID); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Extend(ctx, held.ID, time.Minute)
 	only(t, "extend a released reservation", err, client.ErrEnded, 410, "reservation_ended")
-	err = c.Release(ctx, held.ID)
-	only(t, "release twice", err, client.ErrEnded, 410, "reservation_ended")
+	// Releasing twice is not an error any more: the final state again.
+	if again, err := c.Release(ctx, held.ID); err != nil || again.State != client.StateReleased {
+		t.Errorf("release twice: %+v, %v", again, err)
+	}
 	_, err = c.Submit(ctx, held.ID, txA)
 	only(t, "submit a released reservation", err, client.ErrEnded, 410, "reservation_ended")
 
+	// Submitted: it can be neither released nor extended.
+	sub, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit(ctx, sub.ID, txB); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Release(ctx, sub.ID)
+	only(t, "release a submitted reservation", err, client.ErrSubmitted, 409, "reservation_submitted")
+	_, err = c.Extend(ctx, sub.ID, time.Minute)
+	only(t, "extend a submitted reservation", err, client.ErrSubmitted, 409, "reservation_submitted")
+
+	// An expired reservation is ended, not released.
+	short, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Hashes: []string{s.UTXOs[1].Hash}, TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(short.ExpiresAt) + 100*time.Millisecond)
+	_, err = c.Release(ctx, short.ID)
+	only(t, "release an expired reservation", err, client.ErrEnded, 410, "reservation_ended")
+
 	// No request was retried: 4xx answers are final.
-	if n := tr.count("POST /v1/reservations"); n != 6 {
-		t.Errorf("%d reserve requests for 6 calls", n)
+	if n := tr.count("POST /v1/reservations"); n != 10 {
+		t.Errorf("%d reserve requests for 10 calls", n)
 	}
 	if n := tr.count("DELETE /v1/reservations/" + held.ID); n != 2 {
 		t.Errorf("%d release requests for 2 calls", n)
+	}
+	if n := tr.count("DELETE /v1/reservations/" + sub.ID); n != 1 {
+		t.Errorf("%d release requests for 1 call", n)
 	}
 
 	// Local refusals never reach the server.
@@ -282,7 +346,7 @@ func TestRetriesHonourRetryAfterOn503(t *testing.T) {
 			t.Fatalf("idempotency keys %q: want one generated key reused", tr.keys)
 		}
 	}
-	if err := c.Release(ctx, res.ID); err != nil {
+	if _, err := c.Release(ctx, res.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -343,7 +407,7 @@ func TestLostAnswerRetryMakesOneReservation(t *testing.T) {
 	if err := json.Unmarshal(b, &lost); err != nil || tr.dropped[0].StatusCode != http.StatusCreated {
 		t.Fatalf("lost answer %d %s: %v", tr.dropped[0].StatusCode, b, err)
 	}
-	if res.ID != lost.ID || !res.Replayed || !sameInts(amounts(res), []int64{100}) {
+	if res.ID != lost.ID || !res.Replayed || !sameInts(amounts(res), []uint64{100}) {
 		t.Fatalf("retry returned %+v, the lost answer was %s: want the same reservation, replayed", res, lost.ID)
 	}
 
@@ -366,7 +430,7 @@ func TestLostAnswerRetryMakesOneReservation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameInts(amounts(last), []int64{300}) || last.Replayed {
+	if !sameInts(amounts(last), []uint64{300}) || last.Replayed {
 		t.Fatalf("last reserve: %+v", last)
 	}
 	if _, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1}); !errors.Is(err, client.ErrNoUTXOAvailable) {
@@ -417,8 +481,7 @@ func TestConnectionErrorsAreRetried(t *testing.T) {
 	}
 	tr.fail = nil
 
-	// A release whose answer was lost: the retry finds it ended, which is
-	// what was asked.
+	// A release whose answer was lost: the retry answers the final state.
 	res, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -431,11 +494,17 @@ func TestConnectionErrorsAreRetried(t *testing.T) {
 		}
 		return false
 	}
-	if err := c.Release(ctx, res.ID); err != nil {
-		t.Fatalf("release with a lost answer: %v", err)
+	rel, err := c.Release(ctx, res.ID)
+	if err != nil || rel.ID != res.ID || rel.State != client.StateReleased {
+		t.Fatalf("release with a lost answer: %+v, %v", rel, err)
 	}
-	if n := tr.count("DELETE /v1/reservations/" + res.ID); n != 2 || tr.dropped[0].StatusCode != http.StatusNoContent {
+	if n := tr.count("DELETE /v1/reservations/" + res.ID); n != 2 || tr.dropped[0].StatusCode != http.StatusOK {
 		t.Fatalf("%d release attempts (first answered %d)", n, tr.dropped[0].StatusCode)
+	}
+	var lost client.Reservation
+	if b, _ := io.ReadAll(tr.dropped[0].Body); json.Unmarshal(b, &lost) != nil || lost.State != client.StateReleased ||
+		!lost.UpdatedAt.Equal(rel.UpdatedAt) {
+		t.Fatalf("the lost answer %+v, the retry's %+v: want the same final state", lost, rel)
 	}
 	if got, err := c.Get(ctx, res.ID); err != nil || got.State != client.StateReleased {
 		t.Fatalf("after release: %+v, %v", got, err)
@@ -468,5 +537,105 @@ func TestRateLimitIsReportedNotRetried(t *testing.T) {
 	}
 	if n := tr.count("POST /v1/reservations"); n != 2 {
 		t.Errorf("%d reserve requests for 2 calls: a 429 is not retried", n)
+	}
+}
+
+// TestIdempotencyKeyInUseIsRetried: while the first request with a key is
+// still being processed (here: held before its journal write on another
+// replica), a reserve with the key gets 409 idempotency_key_in_use; the
+// client retries it as Retry-After says and gets the first reservation.
+func TestIdempotencyKeyInUseIsRetried(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 100, 200)
+	var gate *gateJournal
+	slow := s.replica(t, func(j lockmgr.Journal) lockmgr.Journal {
+		gate = newGate(j)
+		return gate
+	})
+	t.Cleanup(gate.open)
+	ctx := testCtx(t)
+	req := client.ReserveRequest{Pool: s.Pool.ID, Count: 1, IdempotencyKey: "in-flight-" + randHex(8)}
+
+	first := make(chan *client.Reservation, 1)
+	go func() {
+		res, err := client.New(slow, client.WithRetries(0)).Reserve(ctx, req)
+		if err != nil {
+			t.Errorf("first reserve: %v", err)
+		}
+		first <- res
+	}()
+	gate.waitEntered(t)
+
+	// Without retries: the error, with the server's Retry-After.
+	tr := newTripper()
+	_, err := client.New(s.URL, client.WithHTTPClient(tr.client()), client.WithRetries(0)).Reserve(ctx, req)
+	if !errors.Is(err, client.ErrIdempotencyKeyInUse) || errors.Is(err, client.ErrUTXOLocked) || errors.Is(err, client.ErrNoUTXOAvailable) {
+		t.Fatalf("while the first is in flight: %v", err)
+	}
+	if ae := apiErr(t, err); ae.Status != http.StatusConflict || ae.RetryAfter != time.Second {
+		t.Fatalf("409: %+v", ae)
+	}
+	// With retries: it waits and gets the first reservation once it is done.
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		gate.open()
+	}()
+	res, err := client.New(s.URL, client.WithHTTPClient(tr.client())).Reserve(ctx, req)
+	if err != nil {
+		t.Fatalf("reserve retried past the in-flight request: %v", err)
+	}
+	orig := <-first
+	if orig == nil || res.ID != orig.ID || !res.Replayed || orig.Replayed {
+		t.Fatalf("retried reserve %+v, first %+v: want the first, replayed", res, orig)
+	}
+	if n := tr.count("POST /v1/reservations"); n < 3 {
+		t.Errorf("%d reserve requests: the in-use answer was not retried", n)
+	}
+	// One reservation in all.
+	pools, err := client.New(s.URL).Pools(ctx)
+	if err != nil || pools[0].Counts != (client.Counts{Available: 1, Reserved: 1}) {
+		t.Fatalf("pools = %+v, %v", pools, err)
+	}
+}
+
+// TestExactAmountsAndTotal: amounts past 2^53 and up to 2^64-1 go through
+// the client exactly, and Total saturates instead of wrapping around.
+func TestExactAmountsAndTotal(t *testing.T) {
+	t.Parallel()
+	const odd = 1<<53 + 1
+	s := newServer(t, math.MaxUint64, odd-1, odd, odd+1, 7)
+	c := client.New(s.URL)
+	ctx := testCtx(t)
+
+	res, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Amount: odd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameInts(amounts(res), []uint64{odd}) || res.UTXOs[0].Hash != s.UTXOs[2].Hash || res.Total() != odd {
+		t.Fatalf("amount 2^53+1: %+v", res)
+	}
+	top, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Amount: math.MaxUint64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameInts(amounts(top), []uint64{math.MaxUint64}) || top.Total() != math.MaxUint64 {
+		t.Fatalf("amount 2^64-1: %+v", top)
+	}
+	got, err := c.Get(ctx, top.ID)
+	if err != nil || got.UTXOs[0].Amount != math.MaxUint64 {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	// The sum of the rest passes 2^64 only with the largest; Total of
+	// the largest and another saturates.
+	both := client.Reservation{UTXOs: append(append([]client.UTXO(nil), top.UTXOs...), res.UTXOs...)}
+	if both.Total() != math.MaxUint64 {
+		t.Fatalf("saturated total %d", both.Total())
+	}
+	small := client.Reservation{UTXOs: []client.UTXO{{Amount: odd - 1}, {Amount: odd + 1}, {Amount: 7}}}
+	if small.Total() != 2*odd+7 {
+		t.Fatalf("total %d, want %d", small.Total(), uint64(2*odd+7))
+	}
+	if _, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Amount: odd + 2}); !errors.Is(err, client.ErrNoUTXOAvailable) {
+		t.Fatalf("more than any free utxo: %v", err)
 	}
 }

@@ -23,6 +23,20 @@ var (
 	ErrRateLimited = errors.New("client: rate limited")
 	// ErrBadRequest: 400, the server refused the request as invalid.
 	ErrBadRequest = errors.New("client: bad request")
+	// ErrSubmitted: 409 reservation_submitted, the reservation was submitted:
+	// it can no longer be released or extended, and holds its UTXOs until the
+	// chain settles its transaction.
+	ErrSubmitted = errors.New("client: reservation submitted")
+	// ErrIdempotencyKeyReused: 422 idempotency_key_reused, the idempotency key
+	// was used with another request (another pool, mode, amount, ttl,
+	// owner...) within the server's window; nothing was reserved. Use a new
+	// key for a new request.
+	ErrIdempotencyKeyReused = errors.New("client: idempotency key reused with another request")
+	// ErrIdempotencyKeyInUse: 409 idempotency_key_in_use, the first request
+	// with the idempotency key is still being processed. Reserve retries it
+	// (as Retry-After says) within its retries; the error is returned when
+	// they run out.
+	ErrIdempotencyKeyInUse = errors.New("client: idempotency key in use")
 )
 
 // APIError is an error answer of the API: {"error":{"code","message"}}.
@@ -62,6 +76,12 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusTooManyRequests
 	case ErrBadRequest:
 		return e.Status == http.StatusBadRequest
+	case ErrSubmitted:
+		return e.Status == http.StatusConflict && e.Code == "reservation_submitted"
+	case ErrIdempotencyKeyReused:
+		return e.Status == http.StatusUnprocessableEntity && e.Code == "idempotency_key_reused"
+	case ErrIdempotencyKeyInUse:
+		return e.Status == http.StatusConflict && e.Code == "idempotency_key_in_use"
 	}
 	return false
 }

@@ -36,20 +36,24 @@ func ExampleClient_Reserve() {
 	_, err = c.Reserve(ctx, client.ReserveRequest{Pool: srv.Pool.ID, Amount: 1000})
 	fmt.Println(errors.Is(err, client.ErrNoUTXOAvailable))
 
-	if err := c.Release(ctx, res.ID); err != nil {
-		fmt.Println(err)
-		return
-	}
-	got, err := c.Get(ctx, res.ID)
+	released, err := c.Release(ctx, res.ID)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(got.State)
+	fmt.Println(released.State)
+	// Releasing again is safe: it answers the final state.
+	got, err := c.Release(ctx, res.ID)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(got.State, got.UpdatedAt.Equal(released.UpdatedAt))
 	// Output:
 	// held example 200
 	// true
 	// released
+	// released true
 }
 
 func ExampleClient_Hold() {

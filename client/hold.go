@@ -84,7 +84,7 @@ func (c *Client) Hold(ctx context.Context, req ReserveRequest) (*Lease, error) {
 			l.cancel(ErrLeaseReleased)
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			_ = c.Release(rctx, res.ID)
+			_, _ = c.Release(rctx, res.ID)
 			return nil, fmt.Errorf("client: hold: first extend: %w", err)
 		}
 		l.res, l.lastSent = *ext, sent
@@ -148,9 +148,11 @@ func (l *Lease) Submit(ctx context.Context, txID string) (*Reservation, error) {
 // Release stops extending and releases the reservation; the lease ends with
 // ErrLeaseReleased, before the UTXOs are freed, even if the release call
 // fails (the reservation then runs out at its TTL; call Release again to
-// retry). It returns nil when the reservation had already ended,
-// and does nothing after a successful Submit (releasing would free UTXOs the
-// submitted transaction spends), so `defer lease.Release(ctx)` is safe.
+// retry). It returns nil when the reservation had already ended, and does
+// nothing after a successful Submit (the server would refuse: the submitted
+// transaction spends the UTXOs), so `defer lease.Release(ctx)` is safe. When
+// the server says the reservation was submitted (a Submit whose answer never
+// came back), the lease counts as submitted and Release returns nil too.
 func (l *Lease) Release(ctx context.Context) error {
 	l.opMu.Lock()
 	defer l.opMu.Unlock()
@@ -162,14 +164,25 @@ func (l *Lease) Release(ctx context.Context) error {
 	}
 	l.pause()
 	l.cancel(ErrLeaseReleased)
-	err := l.c.Release(ctx, l.id)
-	if err != nil && !errors.Is(err, ErrEnded) && !errors.Is(err, ErrNotFound) {
-		return err
+	res, err := l.c.Release(ctx, l.id)
+	switch {
+	case err == nil:
+		l.mu.Lock()
+		l.res, l.released = *res, true
+		l.mu.Unlock()
+		return nil
+	case errors.Is(err, ErrSubmitted):
+		l.mu.Lock()
+		l.submitted = true
+		l.mu.Unlock()
+		return nil
+	case errors.Is(err, ErrEnded), errors.Is(err, ErrNotFound):
+		l.mu.Lock()
+		l.released = true
+		l.mu.Unlock()
+		return nil
 	}
-	l.mu.Lock()
-	l.released = true
-	l.mu.Unlock()
-	return nil
+	return err
 }
 
 func (l *Lease) isReleased() bool {

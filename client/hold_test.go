@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,7 +65,7 @@ func TestHoldKeepsAShortReservationAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := lease.Reservation()
-	if first.State != client.StateHeld || !sameInts(amounts(&first), []int64{100}) {
+	if first.State != client.StateHeld || !sameInts(amounts(&first), []uint64{100}) {
 		t.Fatalf("hold: %+v", first)
 	}
 	select {
@@ -278,7 +280,7 @@ func TestHoldWaitsForAFreeUTXO(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(2500 * time.Millisecond) // longer than the TTL of the hold
-		if err := c.Release(context.Background(), other.ID); err != nil {
+		if _, err := c.Release(context.Background(), other.ID); err != nil {
 			t.Errorf("release: %v", err)
 		}
 	}()
@@ -343,5 +345,49 @@ func TestLeasesLeaveNoGoroutines(t *testing.T) {
 		if time.Now().After(wait) {
 			t.Fatalf("%d client goroutines left after every lease ended", leaseGoroutines())
 		}
+	}
+}
+
+// TestLeaseReleaseAfterALostSubmit: a Submit the server carried out but whose
+// answers never came back leaves the lease extending; the extends find the
+// reservation submitted and the lease lost; Release then changes nothing on
+// the server (which refuses to release a submitted reservation) and returns
+// nil, as after a successful Submit.
+func TestLeaseReleaseAfterALostSubmit(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 100, 200)
+	tr := newTripper()
+	tr.drop = func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/submit") }
+	c := client.New(s.URL, client.WithHTTPClient(tr.client()), client.WithRetries(1))
+	ctx := testCtx(t)
+
+	lease, err := c.Hold(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := lease.Reservation().ID
+	if _, err := lease.Submit(ctx, txA); !errors.Is(err, errDropped) {
+		t.Fatalf("submit with lost answers: %v", err)
+	}
+	waitDone(t, lease.Context(), 3*time.Second, "extends of a submitted reservation")
+	if err := lease.Err(); !errors.Is(err, client.ErrLeaseLost) || !errors.Is(err, client.ErrSubmitted) {
+		t.Fatalf("Err = %v, want lost: submitted", err)
+	}
+	if err := lease.Release(ctx); err != nil {
+		t.Fatalf("release after a lost submit: %v", err)
+	}
+	if n := tr.count("DELETE /v1/reservations/" + id); n != 1 {
+		t.Errorf("%d release requests, want 1", n)
+	}
+	got, err := c.Get(ctx, id)
+	if err != nil || got.State != client.StateSubmitted || got.TxID != txA {
+		t.Fatalf("on the server: %+v, %v", got, err)
+	}
+	// Later releases send nothing.
+	if err := lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := tr.count("DELETE /v1/reservations/" + id); n != 1 {
+		t.Errorf("%d release requests after the lease knew it was submitted", n)
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"net/http"
 	"net/url"
 	"time"
@@ -28,7 +29,7 @@ const DefaultTTL = 10 * time.Minute
 // Asset and Program, and exactly one of Hashes (exactly these, all or
 // nothing), Count (any Count UTXOs, smallest first) and Amount (the smallest
 // UTXO worth at least Amount, or with Combine the fewest UTXOs whose sum
-// covers it).
+// covers it; any value up to 2^64-1).
 type ReserveRequest struct {
 	Pool    int64
 	Asset   string
@@ -36,7 +37,7 @@ type ReserveRequest struct {
 
 	Hashes  []string
 	Count   int
-	Amount  int64
+	Amount  uint64
 	Combine bool
 
 	// TTL is how long the reservation lives unless extended, rounded up to
@@ -48,7 +49,9 @@ type ReserveRequest struct {
 	// 30 s) for matching UTXOs to become free instead of failing at once.
 	Wait time.Duration
 	// IdempotencyKey makes retries of the same request return the same
-	// reservation; empty means a key generated for this call.
+	// reservation; empty means a key generated for this call. The server
+	// binds a key to its request for 24 h: sending it again with another
+	// request fails with ErrIdempotencyKeyReused.
 	IdempotencyKey string
 }
 
@@ -59,7 +62,7 @@ type reserveBody struct {
 	Program     string   `json:"program,omitempty"`
 	Hashes      []string `json:"hashes,omitempty"`
 	Count       int      `json:"count,omitempty"`
-	Amount      int64    `json:"amount,omitempty"`
+	Amount      uint64   `json:"amount,omitempty"`
 	Combine     bool     `json:"combine,omitempty"`
 	TTLSeconds  int64    `json:"ttl_seconds,omitempty"`
 	Owner       string   `json:"owner,omitempty"`
@@ -70,7 +73,7 @@ type reserveBody struct {
 type UTXO struct {
 	Hash   string `json:"hash"`
 	Asset  string `json:"asset"`
-	Amount int64  `json:"amount"`
+	Amount uint64 `json:"amount"`
 }
 
 // Reservation is a reservation as the API shows it.
@@ -93,23 +96,34 @@ type Reservation struct {
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// Replayed is true when Reserve returned the reservation an earlier
-	// request with the same idempotency key made.
+	// request with the same idempotency key made, in its current state (it
+	// may have ended since: released, expired...).
 	Replayed bool `json:"-"`
 }
 
-// Total is the sum of the amounts of the reserved UTXOs.
-func (r *Reservation) Total() int64 {
-	var sum int64
+// Total is the sum of the amounts of the reserved UTXOs. Each amount is a
+// uint64, so the sum of several may not fit: Total saturates at
+// math.MaxUint64 instead of wrapping around (a total of math.MaxUint64 means
+// "at least that much").
+func (r *Reservation) Total() uint64 {
+	var sum uint64
 	for _, u := range r.UTXOs {
-		sum += u.Amount
+		s, carry := bits.Add64(sum, u.Amount, 0)
+		if carry != 0 {
+			return math.MaxUint64
+		}
+		sum = s
 	}
 	return sum
 }
 
-// Counts are a pool's UTXOs by state.
+// Counts are a pool's UTXOs by state. Reserved ones (available UTXOs a live
+// reservation holds) are not counted as Available; Immature are coinbase
+// outputs not yet spendable.
 type Counts struct {
 	Available   int64 `json:"available"`
 	Reserved    int64 `json:"reserved"`
+	Immature    int64 `json:"immature"`
 	Spent       int64 `json:"spent"`
 	Invalidated int64 `json:"invalidated"`
 }
@@ -119,7 +133,15 @@ type Pool struct {
 	ID      int64  `json:"id"`
 	Asset   string `json:"asset"`
 	Program string `json:"program"`
-	Counts  Counts `json:"counts"`
+	// Unconfirmed tells whether outputs of pending transactions are offered.
+	Unconfirmed bool `json:"unconfirmed"`
+	// FromHeight is the block a node-backed index started the pool from (0:
+	// the index's default depth below the tip).
+	FromHeight int64 `json:"from_height"`
+	// Synced tells whether the server has the pool's whole UTXO set; until
+	// then reserves fail with ErrUnavailable.
+	Synced bool   `json:"synced"`
+	Counts Counts `json:"counts"`
 }
 
 // seconds rounds d up to whole seconds.
@@ -144,8 +166,12 @@ func resPath(id string) string { return "/v1/reservations/" + url.PathEscape(id)
 
 // Reserve reserves UTXOs (POST /v1/reservations). It fails with
 // ErrNoUTXOAvailable when nothing free matches, ErrUTXOLocked when a
-// requested hash is held, ErrNotFound for an unknown pool or UTXO and
-// ErrUnavailable when the pool stays unavailable through the retries.
+// requested hash is held, ErrNotFound for an unknown pool or UTXO,
+// ErrIdempotencyKeyReused when req.IdempotencyKey was used with another
+// request, and ErrUnavailable (or ErrIdempotencyKeyInUse) when the pool
+// (or the first request with the key) stays busy through the retries.
+// With a key used before for the same request it returns that request's
+// reservation, Replayed, in its current state.
 func (c *Client) Reserve(ctx context.Context, req ReserveRequest) (*Reservation, error) {
 	if req.TTL < 0 || req.Wait < 0 {
 		return nil, fmt.Errorf("%w: negative ttl or wait", ErrBadRequest)
@@ -242,21 +268,23 @@ func (c *Client) Submit(ctx context.Context, id, txID string) (*Reservation, err
 	return &res, nil
 }
 
-// Release ends a reservation at once and frees its UTXOs (DELETE
-// /v1/reservations/{id}). It fails with ErrEnded when the reservation had
-// already ended, except when an earlier attempt of this call may have
-// released it (its answer was lost): then it returns nil. Releasing a
-// submitted reservation frees UTXOs its transaction spends: don't.
-func (c *Client) Release(ctx context.Context, id string) error {
+// Release ends a held reservation at once and frees its UTXOs (DELETE
+// /v1/reservations/{id}), and returns it in its final state (released).
+// Releasing is idempotent: a reservation already released (by an earlier
+// call, or an attempt of this one whose answer was lost) is returned as it
+// is. It fails with ErrSubmitted for a submitted reservation (its
+// transaction may be mined: the server keeps its UTXOs until the chain
+// settles it) and with ErrEnded for one that ended otherwise (expired,
+// spent, invalidated).
+func (c *Client) Release(ctx context.Context, id string) (*Reservation, error) {
 	if id == "" {
-		return errNoID
+		return nil, errNoID
 	}
-	cl := &call{method: http.MethodDelete, path: resPath(id)}
-	err := c.do(ctx, cl)
-	if err != nil && cl.resent && errors.Is(err, ErrEnded) {
-		return nil
+	var res Reservation
+	if err := c.do(ctx, &call{method: http.MethodDelete, path: resPath(id), out: &res}); err != nil {
+		return nil, err
 	}
-	return err
+	return &res, nil
 }
 
 // Pools lists the registered pools with their UTXO counts (GET /v1/pools).

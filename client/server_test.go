@@ -44,12 +44,12 @@ type server struct {
 // startServer starts a server with a pool of UTXOs of the given amounts. It
 // needs no *testing.T, so examples can use it; Close stops it and drops its
 // database and keys.
-func startServer(amounts ...int64) (*server, error) {
+func startServer(amounts ...uint64) (*server, error) {
 	return startServerWith(nil, amounts...)
 }
 
 // startServerWith is startServer with the handlers' configuration adjusted by configure.
-func startServerWith(configure func(*handlers.Config), amounts ...int64) (_ *server, err error) {
+func startServerWith(configure func(*handlers.Config), amounts ...uint64) (_ *server, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s := &server{}
@@ -104,10 +104,21 @@ func startServerWith(configure func(*handlers.Config), amounts ...int64) (_ *ser
 	if configure != nil {
 		configure(&cfg)
 	}
+	if s.URL, err = s.listen(cfg); err != nil {
+		return nil, err
+	}
+	if err := s.addPool(ctx, amounts); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen serves the API of cfg on a loopback port until Close and returns its URL.
+func (s *server) listen(cfg handlers.Config) (string, error) {
 	app := handlers.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	served := make(chan struct{})
 	go func() {
@@ -118,22 +129,38 @@ func startServerWith(configure func(*handlers.Config), amounts ...int64) (_ *ser
 		_ = app.ShutdownWithTimeout(5 * time.Second)
 		<-served
 	})
-	s.URL = "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), nil
+}
 
-	if err := s.addPool(ctx, amounts); err != nil {
-		return nil, err
+// replica starts another API instance on the server's PostgreSQL database
+// and Redis keys, whose journal is wrap's (nil: the plain one), and returns
+// its URL.
+func (s *server) replica(t testing.TB, wrap func(lockmgr.Journal) lockmgr.Journal) string {
+	t.Helper()
+	journal := storage.NewJournal(s.store, storage.JournalOptions{})
+	var j lockmgr.Journal = journal
+	if wrap != nil {
+		j = wrap(journal)
 	}
-	return s, nil
+	locks := lockmgr.New(s.rdb, lockmgr.Options{Prefix: s.prefix, Journal: j})
+	// Registered before listen's: the app stops first, then these.
+	s.defer_(journal.Close)
+	s.defer_(func() { _ = locks.Close() })
+	url, err := s.listen(handlers.Config{Store: s.store, Locks: locks, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
 }
 
 // newServer is startServer for a test, stopped when the test ends.
-func newServer(t testing.TB, amounts ...int64) *server {
+func newServer(t testing.TB, amounts ...uint64) *server {
 	t.Helper()
 	return newServerWith(t, nil, amounts...)
 }
 
 // newServerWith is startServerWith for a test, stopped when the test ends.
-func newServerWith(t testing.TB, configure func(*handlers.Config), amounts ...int64) *server {
+func newServerWith(t testing.TB, configure func(*handlers.Config), amounts ...uint64) *server {
 	t.Helper()
 	s, err := startServerWith(configure, amounts...)
 	if err != nil {
@@ -185,8 +212,8 @@ func (s *server) createDatabase(ctx context.Context) (string, error) {
 }
 
 // addPool registers the pool and syncs UTXOs of the given amounts into
-// PostgreSQL and Redis, as the syncer would.
-func (s *server) addPool(ctx context.Context, amounts []int64) error {
+// PostgreSQL and Redis and marks it synced, as the syncer would.
+func (s *server) addPool(ctx context.Context, amounts []uint64) error {
 	asset, program := randHex(32), "0014"+randHex(20)
 	pool, _, err := s.store.EnsurePool(ctx, asset, program)
 	if err != nil {
@@ -200,7 +227,14 @@ func (s *server) addPool(ctx context.Context, amounts []int64) error {
 	if _, err := s.store.ReconcilePool(ctx, pool, s.UTXOs); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	return s.locks.LoadAvailable(ctx, pool.ID, s.items())
+	if err := s.locks.LoadAvailable(ctx, pool.ID, s.items()); err != nil {
+		return err
+	}
+	if err := s.store.MarkSynced(ctx, pool.ID); err != nil {
+		return err
+	}
+	s.Pool, err = s.store.GetPool(ctx, pool.ID)
+	return err
 }
 
 // items are the pool's UTXOs as lockmgr knows them.
@@ -216,7 +250,7 @@ func (s *server) items() []lockmgr.Item {
 // restart: reserves answer 503 rebuilding until reload.
 func (s *server) unload(t testing.TB) {
 	t.Helper()
-	key := fmt.Sprintf("%s{p%d}:loaded", s.prefix, s.Pool.ID)
+	key := fmt.Sprintf("%s{p%d}:ready", s.prefix, s.Pool.ID)
 	if err := s.rdb.Del(context.Background(), key).Err(); err != nil {
 		t.Fatalf("del %s: %v", key, err)
 	}
@@ -433,9 +467,45 @@ func rawDelete(t testing.TB, base, id string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
+	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("DELETE reservation: %d %s", resp.StatusCode, b)
+	}
+}
+
+// gateJournal is a real journal whose Record waits until the gate opens: a
+// grant stays in flight (made in Redis, not yet journalled) while a test wants.
+type gateJournal struct {
+	lockmgr.Journal
+	entered  chan struct{}
+	gate     chan struct{}
+	openOnce sync.Once
+}
+
+func newGate(j lockmgr.Journal) *gateJournal {
+	return &gateJournal{Journal: j, entered: make(chan struct{}, 100), gate: make(chan struct{})}
+}
+
+func (g *gateJournal) Record(ctx context.Context, r *lockmgr.Reservation) error {
+	g.entered <- struct{}{}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Journal.Record(ctx, r)
+}
+
+// open lets every Record through, now and later.
+func (g *gateJournal) open() { g.openOnce.Do(func() { close(g.gate) }) }
+
+// waitEntered waits until a Record reached the gate.
+func (g *gateJournal) waitEntered(t testing.TB) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no grant reached the journal")
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
 	"github.com/bufferd/bufferd/testenv"
 )
 
@@ -32,6 +33,7 @@ const testToken = "s3cret-admin-token"
 // with one pool whose UTXOs are synced and reservable.
 type fixture struct {
 	t      *testing.T
+	dbURL  string
 	app    *fiber.App
 	store  *storage.Store
 	locks  *lockmgr.Manager
@@ -60,7 +62,7 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -75,26 +77,27 @@ func randHex(t testing.TB, n int) string {
 	return hex.EncodeToString(b)
 }
 
-// newFixture builds the stack with a pool holding UTXOs of the given amounts.
-func newFixture(t *testing.T, amounts ...int64) *fixture {
+// newFixture builds the stack with a pool holding UTXOs of the given amounts,
+// on a fresh database of the shared PostgreSQL and a private prefix of the
+// shared Redis.
+func newFixture(t *testing.T, amounts ...uint64) *fixture {
+	t.Helper()
+	rdb, prefix := testenv.Redis(t)
+	return newFixtureOn(t, testenv.Postgres(t), rdb, prefix, amounts...)
+}
+
+// newFixtureOn is newFixture on the database at dbURL (migrated here) and
+// the keys of rdb under prefix.
+func newFixtureOn(t *testing.T, dbURL string, rdb *redis.Client, prefix string, amounts ...uint64) *fixture {
 	t.Helper()
 	ctx := testCtx(t)
-	url := testenv.Postgres(t)
-	if err := storage.MigrateUp(ctx, url); err != nil {
+	if err := storage.MigrateUp(ctx, dbURL); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	store, err := storage.Open(ctx, url)
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() {
-		if db, err := store.DB().DB(); err == nil {
-			_ = db.Close()
-		}
-	})
-	rdb, prefix := testenv.Redis(t)
+	store := openStore(t, dbURL)
 	f := &fixture{
 		t:      t,
+		dbURL:  dbURL,
 		store:  store,
 		locks:  lockmgr.New(rdb, lockmgr.Options{Prefix: prefix}),
 		rdb:    rdb,
@@ -104,6 +107,50 @@ func newFixture(t *testing.T, amounts ...int64) *fixture {
 	f.app = f.newApp(Config{})
 	f.pool, f.utxos = f.addPool(randHex(t, 32), "0014"+randHex(t, 20), amounts...)
 	return f
+}
+
+// withJournal makes the fixture's lock manager journal into its store, as
+// bufferd wires it, and rebuilds the app on it.
+func (f *fixture) withJournal() *fixture {
+	f.t.Helper()
+	j := storage.NewJournal(f.store, storage.JournalOptions{})
+	f.t.Cleanup(j.Close)
+	m := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
+	f.t.Cleanup(func() { _ = m.Close() })
+	f.locks = m
+	f.app = f.newApp(Config{})
+	return f
+}
+
+// openStore opens a store on dbURL, closed when the test ends.
+func openStore(t testing.TB, dbURL string) *storage.Store {
+	t.Helper()
+	store, err := storage.Open(testCtx(t), dbURL)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() {
+		if db, err := store.DB().DB(); err == nil {
+			_ = db.Close()
+		}
+	})
+	return store
+}
+
+// replica is another API instance on the fixture's PostgreSQL database and
+// Redis keys, as another bufferd process would be: its own store, journal,
+// Redis client and lock manager.
+func (f *fixture) replica() *fiber.App {
+	f.t.Helper()
+	store := openStore(f.t, f.dbURL)
+	j := storage.NewJournal(store, storage.JournalOptions{})
+	f.t.Cleanup(j.Close) // before the store's cleanup, which runs later
+	opt := *f.rdb.Options()
+	rdb := redis.NewClient(&opt)
+	f.t.Cleanup(func() { _ = rdb.Close() })
+	locks := lockmgr.New(rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
+	f.t.Cleanup(func() { _ = locks.Close() })
+	return f.newApp(Config{Store: store, Locks: locks})
 }
 
 // newApp builds an app on the fixture's store and locks, with the test token
@@ -124,8 +171,10 @@ func (f *fixture) newApp(cfg Config) *fiber.App {
 	return New(cfg)
 }
 
-// addPool registers a pool and syncs UTXOs of the given amounts into storage and Redis.
-func (f *fixture) addPool(asset, program string, amounts ...int64) (storage.Pool, []chain.UTXO) {
+// addPool registers a pool and syncs UTXOs of the given amounts into storage
+// and Redis, and marks it synced, as the syncer does once it has the pool's
+// whole UTXO set.
+func (f *fixture) addPool(asset, program string, amounts ...uint64) (storage.Pool, []chain.UTXO) {
 	f.t.Helper()
 	ctx := testCtx(f.t)
 	pool, _, err := f.store.EnsurePool(ctx, asset, program)
@@ -144,6 +193,12 @@ func (f *fixture) addPool(asset, program string, amounts ...int64) (storage.Pool
 	// A pool is served only once loaded (lockmgr refuses an unloaded pool).
 	if err := f.locks.LoadAvailable(ctx, pool.ID, items); err != nil {
 		f.t.Fatalf("load available: %v", err)
+	}
+	if err := f.store.MarkSynced(ctx, pool.ID); err != nil {
+		f.t.Fatalf("mark synced: %v", err)
+	}
+	if pool, err = f.store.GetPool(ctx, pool.ID); err != nil {
+		f.t.Fatalf("get pool: %v", err)
 	}
 	return pool, seen
 }
@@ -292,4 +347,72 @@ func serve(t testing.TB, app *fiber.App) string {
 		<-done
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// withoutHash returns us without the UTXO hash.
+func withoutHash(us []chain.UTXO, hash string) []chain.UTXO {
+	out := make([]chain.UTXO, 0, len(us))
+	for _, u := range us {
+		if u.Hash != hash {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// applyBlock applies one block as the chain index does (storage.ApplyBlocks:
+// its outputs, spends and history, and the index cursor of the pools it
+// touches), then makes Redis and the reservations follow (syncer.Applier).
+func (f *fixture) applyBlock(b storage.IndexedBlock) {
+	f.t.Helper()
+	ctx := testCtx(f.t)
+	pools := map[int64]bool{}
+	for _, o := range b.Outputs {
+		pools[o.PoolID] = true
+	}
+	for _, sp := range b.Spends {
+		pools[sp.PoolID] = true
+	}
+	for p := range b.Txs {
+		pools[p] = true
+	}
+	ids := make([]int64, 0, len(pools))
+	for p := range pools {
+		ids = append(ids, p)
+	}
+	touched, err := f.store.ApplyBlocks(ctx, ids, []storage.IndexedBlock{b})
+	if err != nil {
+		f.t.Fatalf("apply block %d: %v", b.Header.Height, err)
+	}
+	applier := syncer.Applier{Store: f.store, Locks: f.locks, Log: slog.New(slog.NewTextHandler(f.logs, nil))}
+	for p, hashes := range touched {
+		if _, err := applier.Apply(ctx, p, hashes); err != nil {
+			f.t.Fatalf("apply block %d to redis: %v", b.Header.Height, err)
+		}
+	}
+}
+
+// spendBlock is a block at height spending each UTXO of the pool in spends
+// (hash -> spending transaction), with txs as the pool's history.
+func spendBlock(pool int64, height int64, spends map[string]string, txs ...storage.CrawledTx) storage.IndexedBlock {
+	b := storage.IndexedBlock{
+		Header: storage.BlockHeader{Height: height, Hash: fmt.Sprintf("%064x", height), Time: time.Now()},
+		Txs:    map[int64][]storage.CrawledTx{pool: txs},
+	}
+	for hash, tx := range spends {
+		b.Spends = append(b.Spends, storage.IndexedSpend{PoolID: pool, Hash: hash, TxID: tx, Height: height})
+	}
+	return b
 }

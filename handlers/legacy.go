@@ -57,7 +57,7 @@ type legacyLinks struct {
 type legacyUTXO struct {
 	Hash   string `json:"hash"`
 	Asset  string `json:"asset"`
-	Amount int64  `json:"amount"`
+	Amount uint64 `json:"amount"`
 }
 
 // legacyBalance is one entry of list-balances.

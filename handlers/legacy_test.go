@@ -28,7 +28,7 @@ func TestHeadDapp(t *testing.T) {
 // first) and encoding/json escaped "&" as \u0026; these are the bytes it sent.
 func TestLegacyEnvelopeBytes(t *testing.T) {
 	f := newFixture(t, 100, 300, 200)
-	byAmount := map[int64]string{}
+	byAmount := map[uint64]string{}
 	for _, u := range f.utxos {
 		byAmount[u.Amount] = u.Hash
 	}
@@ -159,7 +159,7 @@ func TestUpdateUTXOOutcomes(t *testing.T) {
 	if _, err := f.store.ReconcilePool(ctx, f.pool, f.utxos[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.locks.SyncAvailable(ctx, f.pool.ID, nil, []string{f.utxos[1].Hash}); err != nil {
+	if err := f.locks.ApplyChain(ctx, f.pool.ID, nil, []string{f.utxos[1].Hash}); err != nil {
 		t.Fatal(err)
 	}
 	if r := f.updateUTXO(f.utxos[1].Hash); r.Code != 300 || r.Msg != msgNotFound {
@@ -168,14 +168,14 @@ func TestUpdateUTXOOutcomes(t *testing.T) {
 }
 
 func TestListUTXOsOrderAndPaging(t *testing.T) {
-	amounts := []int64{5, 1, 4, 2, 3}
+	amounts := []uint64{5, 1, 4, 2, 3}
 	f := newFixture(t, amounts...)
 
 	desc := f.listUTXOs("", "desc")
 	asc := f.listUTXOs("", "asc")
 	dflt := f.listUTXOs("", "")
 	for i := range 5 {
-		if desc[i].Amount != int64(5-i) || asc[i].Amount != int64(i+1) || dflt[i].Amount != desc[i].Amount {
+		if desc[i].Amount != uint64(5-i) || asc[i].Amount != uint64(i+1) || dflt[i].Amount != desc[i].Amount {
 			t.Fatalf("desc %v asc %v default %v", desc, asc, dflt)
 		}
 		if desc[i].Asset != f.pool.Asset {
@@ -185,7 +185,7 @@ func TestListUTXOsOrderAndPaging(t *testing.T) {
 
 	// Walk the pages following _links.next.
 	next := "/dapp/list-utxos?limit=2"
-	var walked []int64
+	var walked []uint64
 	body := fmt.Sprintf(`{"asset":%q,"program":%q,"sort":{"by":"amount","order":"asc"}}`, f.pool.Asset, strings.ToUpper(f.pool.Program))
 	for pages := 0; next != ""; pages++ {
 		if pages > 5 {

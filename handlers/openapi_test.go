@@ -24,6 +24,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
 )
 
 // oaChecker sends real requests to an app and validates each request and each
@@ -364,6 +365,15 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 		t.Error("401 without WWW-Authenticate")
 	}
 	c.send(app, exchange{method: "POST", target: "/v1/pools", body: `{"asset":"zz","program":"0"}`, header: auth, status: 400, invalid: true})
+	// The pool's settings: from_height and unconfirmed, and bad values of them.
+	optBody := fmt.Sprintf(`{"asset":%q,"program":"52","from_height":1000,"unconfirmed":false}`, v1Asset)
+	if p := decode[poolJSON](t, c.send(app, exchange{method: "POST", target: "/v1/pools", body: optBody, header: auth, status: 201}).body); p.FromHeight != 1000 || p.Unconfirmed || p.Synced {
+		t.Fatalf("created with options: %+v", p)
+	}
+	for _, bad := range []string{`"from_height":-1`, `"from_height":"1000"`, `"unconfirmed":"no"`, `"start":1`} {
+		c.send(app, exchange{method: "POST", target: "/v1/pools", header: auth, status: 400, invalid: true,
+			body: fmt.Sprintf(`{"asset":%q,"program":"53",%s}`, v1Asset, bad)})
+	}
 	// A valid body padded past the limit: the document allows it, the size does not.
 	c.send(app, exchange{method: "POST", target: "/v1/pools", body: v1Body + strings.Repeat(" ", BodyLimit), header: auth, status: 413, oversized: true})
 
@@ -401,6 +411,42 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	reserve(fmt.Sprintf(`{"pool":%d,"hashes":[%q]}`, pool.ID, unknownHash), 404) // utxo_not_found
 	reserve(`{"pool":999999999,"count":1}`, 404)                                 // pool_not_found
 	reserve(fmt.Sprintf(`{"pool":%d,"amount":1000000}`, pool.ID), 409)           // no_utxo_available
+	// An amount as a decimal string: best fit 40.
+	if r := decode[resBody](t, reserve(fmt.Sprintf(`{"pool":%d,"amount":"35"}`, pool.ID), 201).body); len(r.UTXOs) != 1 || r.UTXOs[0].Amount != 40 {
+		t.Fatalf("amount as a string: %+v", r)
+	}
+	// The same key with another request: 422, nothing reserved.
+	reused := c.send(app, exchange{method: "POST", target: "/v1/reservations", body: fmt.Sprintf(`{"pool":%d,"count":2}`, pool.ID),
+		header: idem, status: 422})
+	if e := decode[apiErr](t, reused.body); e.Error.Code != "idempotency_key_reused" {
+		t.Fatalf("key reused: %s", reused.body)
+	}
+	// The same key while its first request is still in flight: 409 with Retry-After.
+	gate := newGateJournal(t, f.store)
+	t.Cleanup(gate.open)
+	gated := f.newApp(Config{Locks: f.newLocks(gate)})
+	inFlight := []string{"Idempotency-Key", "order-43"}
+	firstDone := make(chan int, 1)
+	go func() {
+		req := newJSONRequest(t, "/v1/reservations", idemBody)
+		req.Header.Set(inFlight[0], inFlight[1])
+		resp, err := gated.Test(req, -1)
+		if err != nil {
+			firstDone <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		firstDone <- resp.StatusCode
+	}()
+	gate.waitEntered(t)
+	inUse := c.send(gated, exchange{method: "POST", target: "/v1/reservations", body: idemBody, header: inFlight, status: 409})
+	if e := decode[apiErr](t, inUse.body); e.Error.Code != "idempotency_key_in_use" || inUse.header.Get("Retry-After") == "" {
+		t.Fatalf("key in use: %v %s", inUse.header, inUse.body)
+	}
+	gate.open()
+	if status := <-firstDone; status != http.StatusCreated {
+		t.Fatalf("the gated first request answered %d", status)
+	}
 	for _, bad := range []string{
 		`{"count":1}`, // no pool
 		fmt.Sprintf(`{"pool":%d,"asset":%q,"program":"51","count":1}`, pool.ID, pool.Asset), // pool twice
@@ -427,7 +473,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 
 	// A pool Redis lost: 503 rebuilding with Retry-After.
 	lost, _ := f.addPool(randHex(t, 32), "52", 5)
-	if err := f.rdb.Del(ctx, fmt.Sprintf("%s{p%d}:loaded", f.prefix, lost.ID)).Err(); err != nil {
+	if err := f.rdb.Del(ctx, fmt.Sprintf("%s{p%d}:ready", f.prefix, lost.ID)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	reserve(fmt.Sprintf(`{"pool":%d,"count":1}`, lost.ID), 503)
@@ -459,23 +505,61 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	extend(byAmount.ID, `{"ttl_seconds":120}`, 409, false) // reservation_submitted
 	c.send(app, exchange{method: "GET", target: resPath(byAmount.ID), status: 200})
 
-	c.send(app, exchange{method: "DELETE", target: resPath(byHash.ID), status: 204})
-	c.send(app, exchange{method: "DELETE", target: resPath(byHash.ID), status: 410})
+	released := c.send(app, exchange{method: "DELETE", target: resPath(byHash.ID), status: 200})
+	if again := c.send(app, exchange{method: "DELETE", target: resPath(byHash.ID), status: 200}); string(again.body) != string(released.body) {
+		t.Fatalf("release again: %s, first %s", again.body, released.body)
+	}
+	c.send(app, exchange{method: "DELETE", target: resPath(byAmount.ID), status: 409}) // reservation_submitted
 	c.send(app, exchange{method: "DELETE", target: resPath(unknownRes), status: 404})
+	c.send(app, exchange{method: "DELETE", target: resPath("not-an-id"), status: 404, invalid: true})
 	c.send(app, exchange{method: "GET", target: resPath(byHash.ID), status: 200}) // released, from the journal
 	extend(byHash.ID, `{"ttl_seconds":120}`, 410, false)
 	submit(byHash.ID, fmt.Sprintf(`{"tx_id":%q}`, tx), 410, false)
 
 	c.send(app, exchange{method: "GET", target: "/v1/status", status: 200})
 
-	// A recorded transaction, listed, filtered by address, and bad queries.
-	err = f.store.ApplyBlock(ctx, pool.ID, storage.BlockHeader{Height: 43, Hash: strings.Repeat("d", 64), Time: last},
-		[]storage.CrawledTx{{TxID: randHex(t, 32), Spends: []string{hash(0)},
+	// A block: it spends the legacy-held UTXO and the submitted reservation's
+	// (which is settled spent), and creates an immature coinbase output and
+	// one of the largest amount. The chain's tip is 7 blocks further.
+	spender := randHex(t, 32)
+	block := spendBlock(pool.ID, 43, map[string]string{hash(0): spender, byAmount.UTXOs[0].Hash: tx},
+		storage.CrawledTx{TxID: spender,
 			Inputs:  []storage.TxIO{{Address: address, Asset: pool.Asset, Amount: 10, UTXO: hash(0)}},
-			Outputs: []storage.TxIO{{Address: address, Asset: pool.Asset, Amount: 9}}}})
-	if err != nil {
+			Outputs: []storage.TxIO{{Address: address, Asset: pool.Asset, Amount: 1<<64 - 1}}})
+	coinbase, big := randHex(t, 32), randHex(t, 32)
+	block.Outputs = []storage.IndexedOutput{
+		{PoolID: pool.ID, Hash: coinbase, Asset: pool.Asset, Amount: 5, TxID: randHex(t, 32), Height: 43, ValidHeight: 143, State: storage.StateImmature},
+		{PoolID: pool.ID, Hash: big, Asset: pool.Asset, Amount: 1<<64 - 1, TxID: spender, Height: 43, State: storage.StateAvailable},
+	}
+	f.applyBlock(block)
+	if err := f.store.SaveCursor(ctx, storage.SyncCursor{PoolID: 0, Job: syncer.JobChain, Height: 50,
+		BlockHash: strings.Repeat("e", 64), LastSuccess: &last}); err != nil {
 		t.Fatal(err)
 	}
+	c.send(app, exchange{method: "DELETE", target: resPath(byAmount.ID), status: 410}) // settled spent
+	if g := decode[resBody](t, c.send(app, exchange{method: "GET", target: resPath(byAmount.ID), status: 200}).body); g.State != "spent" {
+		t.Fatalf("settled reservation: %+v", g)
+	}
+	detail := c.send(app, exchange{method: "GET", target: fmt.Sprintf("/v1/pools/%d", pool.ID), status: 200})
+	if d := decode[poolDetail](t, detail.body); d.Counts.Immature != 1 || d.Sync["index"].BlocksBehind == nil ||
+		*d.Sync["index"].BlocksBehind != 7 || d.Sync["utxo"].BlocksBehind != nil || !d.Synced {
+		t.Fatalf("pool after the block: %s", detail.body)
+	}
+	st := c.send(app, exchange{method: "GET", target: "/v1/status", status: 200})
+	if !strings.Contains(string(st.body), `"chain":{"tip_height":50,`) || !strings.Contains(string(st.body), `"blocks_behind":7`) {
+		t.Fatalf("status after the block: %s", st.body)
+	}
+	imm := c.send(app, exchange{method: "GET", target: fmt.Sprintf("/v1/pools/%d/utxos?state=immature", pool.ID), status: 200})
+	if p := decode[utxoPage](t, imm.body); len(p.UTXOs) != 1 || p.UTXOs[0].Hash != coinbase || p.UTXOs[0].Height != 43 ||
+		p.UTXOs[0].ValidHeight != 143 || !p.UTXOs[0].Confirmed {
+		t.Fatalf("immature utxos: %s", imm.body)
+	}
+	all := c.send(app, exchange{method: "GET", target: fmt.Sprintf("/v1/pools/%d/utxos", pool.ID), status: 200})
+	if !strings.Contains(string(all.body), fmt.Sprintf(`{"hash":%q,"asset":%q,"amount":18446744073709551615,"state":"available","confirmed":true,"height":43,"valid_height":0}`, big, pool.Asset)) {
+		t.Fatalf("utxos: %s", all.body)
+	}
+
+	// The recorded transaction, listed, filtered by address, and bad queries.
 	txPath := fmt.Sprintf("/v1/transactions?pool=%d", pool.ID)
 	c.send(app, exchange{method: "GET", target: txPath, status: 200})
 	c.send(app, exchange{method: "GET", target: txPath + "&address=" + address + "&limit=1", status: 200})
@@ -483,15 +567,18 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	c.send(app, exchange{method: "GET", target: txPath + "&cursor=x", status: 400, invalid: true})
 	c.send(app, exchange{method: "GET", target: "/v1/transactions?pool=999999", status: 404})
 
-	// PostgreSQL gone: the generic 500 and 503 answers.
+	// PostgreSQL gone: every route answers 503 with Retry-After.
 	db, err := f.store.DB().DB()
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = db.Close()
 	c.send(app, exchange{method: "GET", target: "/readyz", status: 503})
-	c.send(app, exchange{method: "GET", target: "/v1/pools", status: 500})
-	c.send(app, exchange{method: "GET", target: fmt.Sprintf("/v1/pools/%d", pool.ID), status: 500})
+	c.send(app, exchange{method: "GET", target: "/v1/pools", status: 503})
+	c.send(app, exchange{method: "GET", target: fmt.Sprintf("/v1/pools/%d", pool.ID), status: 503})
+	c.send(app, exchange{method: "GET", target: fmt.Sprintf("/v1/pools/%d/utxos", pool.ID), status: 503})
+	c.send(app, exchange{method: "GET", target: txPath, status: 503})
+	c.send(app, exchange{method: "POST", target: "/v1/pools", body: v1Body, header: auth, status: 503})
 	c.send(app, exchange{method: "GET", target: "/v1/status", status: 503})
 	c.send(app, exchange{method: "GET", target: resPath(byCount.ID), status: 503})
 	c.send(app, exchange{method: "DELETE", target: resPath(byCount.ID), status: 503})
@@ -524,6 +611,49 @@ func TestOpenAPIValidationCanFail(t *testing.T) {
 	}
 	reserveReq := exchange{method: "POST", target: "/v1/reservations", body: `{"pool":3,"count":1}`}
 	jsonHeader := http.Header{"Content-Type": []string{"application/json"}}
+	releaseReq := exchange{method: "DELETE", target: "/v1/reservations/" + okID}
+	released := func(mutate func(m map[string]any)) []byte {
+		return reservation(func(m map[string]any) {
+			m["state"], m["created_at"], m["updated_at"] = "released", "2030-01-02T03:04:05.000Z", "2030-01-02T03:04:06.000Z"
+			mutate(m)
+		})
+	}
+	poolsReq := exchange{method: "GET", target: "/v1/pools"}
+	poolList := func(mutate func(p map[string]any)) []byte {
+		p := map[string]any{"id": 3, "asset": hash, "program": "51", "unconfirmed": true, "from_height": 0, "synced": true,
+			"counts": map[string]any{"available": 1, "reserved": 0, "immature": 0, "spent": 0, "invalidated": 0}}
+		mutate(p)
+		b, err := json.Marshal(map[string]any{"pools": []any{p}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	utxosReq := exchange{method: "GET", target: "/v1/pools/3/utxos"}
+	utxoPageOf := func(mutate func(u map[string]any)) []byte {
+		u := map[string]any{"hash": hash, "asset": hash, "amount": uint64(1<<64 - 1), "state": "immature", "confirmed": true,
+			"height": 7, "valid_height": 107}
+		mutate(u)
+		b, err := json.Marshal(map[string]any{"utxos": []any{u}, "next_cursor": ""})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	statusReq := exchange{method: "GET", target: "/v1/status"}
+	statusOf := func(mutate func(m map[string]any)) []byte {
+		cur := map[string]any{"height": 5, "block_hash": "", "epoch": 1, "last_success": nil, "last_error": "",
+			"updated_at": "2030-01-02T03:04:05Z", "blocks_behind": 2}
+		m := map[string]any{"leader": nil, "chain": map[string]any{"tip_height": 7, "tip_hash": hash, "last_success": nil,
+			"last_error": "", "updated_at": "2030-01-02T03:04:05Z"}, "pools": []any{map[string]any{"id": 3, "sync": map[string]any{"index": cur}}}}
+		mutate(m)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	errBody := func(code string) []byte { return []byte(`{"error":{"code":"` + code + `","message":"x"}}`) }
 
 	cases := []struct {
 		name string
@@ -551,6 +681,51 @@ func TestOpenAPIValidationCanFail(t *testing.T) {
 			[]byte(`{"error":{"code":"no_utxo_available","message":"retry"}}`)}, false},
 		{"409 with a code of another route", reserveReq, response{409, jsonHeader, []byte(`{"error":{"code":"tx_mismatch","message":"x"}}`)}, false},
 		{"replay without Idempotent-Replayed", reserveReq, response{200, jsonHeader, reservation(func(map[string]any) {})}, false},
+		{"replay of a released reservation", reserveReq, response{200, http.Header{"Content-Type": {"application/json"}, "Idempotent-Replayed": {"true"}},
+			reservation(func(m map[string]any) { m["state"] = "released" })}, true},
+		{"the largest amount", reserveReq, response{201, jsonHeader, reservation(func(m map[string]any) {
+			m["utxos"] = []any{map[string]any{"hash": hash, "asset": hash, "amount": uint64(1<<64 - 1)}}
+		})}, true},
+		{"a negative amount", reserveReq, response{201, jsonHeader, reservation(func(m map[string]any) {
+			m["utxos"] = []any{map[string]any{"hash": hash, "asset": hash, "amount": -1}}
+		})}, false},
+		{"an amount as a string in an answer", reserveReq, response{201, jsonHeader, reservation(func(m map[string]any) {
+			m["utxos"] = []any{map[string]any{"hash": hash, "asset": hash, "amount": "10"}}
+		})}, false},
+		{"422 key reused", reserveReq, response{422, jsonHeader, errBody("idempotency_key_reused")}, true},
+		{"422 with another code", reserveReq, response{422, jsonHeader, errBody("bad_request")}, false},
+		{"409 key in use", reserveReq, response{409, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}},
+			errBody("idempotency_key_in_use")}, true},
+		{"release answered 204", releaseReq, response{204, http.Header{}, nil}, false},
+		{"release answered released", releaseReq, response{200, jsonHeader, released(func(map[string]any) {})}, true},
+		{"release answered held", releaseReq, response{200, jsonHeader, released(func(m map[string]any) { m["state"] = "held" })}, false},
+		{"release answered without times", releaseReq, response{200, jsonHeader, released(func(m map[string]any) { delete(m, "updated_at") })}, false},
+		{"release refused as submitted", releaseReq, response{409, jsonHeader, errBody("reservation_submitted")}, true},
+		{"release refused as locked", releaseReq, response{409, jsonHeader, errBody("utxo_locked")}, false},
+		{"release of an ended reservation", releaseReq, response{410, http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r1"}},
+			errBody("reservation_ended")}, true},
+		{"a pool", poolsReq, response{200, jsonHeader, poolList(func(map[string]any) {})}, true},
+		{"a pool without synced", poolsReq, response{200, jsonHeader, poolList(func(p map[string]any) { delete(p, "synced") })}, false},
+		{"a pool with a negative from_height", poolsReq, response{200, jsonHeader, poolList(func(p map[string]any) { p["from_height"] = -1 })}, false},
+		{"counts without immature", poolsReq, response{200, jsonHeader, poolList(func(p map[string]any) {
+			p["counts"] = map[string]any{"available": 1, "reserved": 0, "spent": 0, "invalidated": 0}
+		})}, false},
+		{"pools 503 without Retry-After", poolsReq, response{503, http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r1"}},
+			errBody("unavailable")}, false},
+		{"pools 503 rebuilding", poolsReq, response{503, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
+			errBody("rebuilding")}, false},
+		{"pools 503", poolsReq, response{503, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
+			errBody("unavailable")}, true},
+		{"an immature utxo", utxosReq, response{200, jsonHeader, utxoPageOf(func(map[string]any) {})}, true},
+		{"a utxo without valid_height", utxosReq, response{200, jsonHeader, utxoPageOf(func(u map[string]any) { delete(u, "valid_height") })}, false},
+		{"a utxo past the largest amount", utxosReq, response{200, jsonHeader, []byte(`{"utxos":[{"hash":"` + hash + `","asset":"` + hash +
+			`","amount":18446744073709551616000,"state":"available","confirmed":true,"height":0,"valid_height":0}],"next_cursor":""}`)}, false},
+		{"a status", statusReq, response{200, jsonHeader, statusOf(func(map[string]any) {})}, true},
+		{"a status before any chain pass", statusReq, response{200, jsonHeader, statusOf(func(m map[string]any) { m["chain"] = nil })}, true},
+		{"a status without chain", statusReq, response{200, jsonHeader, statusOf(func(m map[string]any) { delete(m, "chain") })}, false},
+		{"a negative blocks_behind", statusReq, response{200, jsonHeader, statusOf(func(m map[string]any) {
+			m["pools"].([]any)[0].(map[string]any)["sync"].(map[string]any)["index"].(map[string]any)["blocks_behind"] = -1
+		})}, false},
 		{"legacy envelope with both code 200 and no result",
 			exchange{method: "POST", target: "/dapp/update-utxo", body: fmt.Sprintf(`{"hash":%q}`, hash)},
 			response{200, jsonHeader, []byte(`{"code":200,"msg":""}`)}, false},
@@ -581,12 +756,37 @@ func TestOpenAPIValidationCanFail(t *testing.T) {
 		for _, x := range []exchange{
 			{method: "POST", target: "/v1/reservations", body: `{"pool":3}`},
 			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"count":1,"amount":2}`},
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":0}`},
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":1.5}`},
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":"0"}`},
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":"-5"}`},
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":"x"}`},
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":"1e3"}`},
+			{method: "POST", target: "/v1/pools", header: []string{"Authorization", "Bearer " + testToken},
+				body: fmt.Sprintf(`{"asset":%q,"program":"51","from_height":-1}`, hash)},
+			{method: "POST", target: "/v1/pools", header: []string{"Authorization", "Bearer " + testToken},
+				body: fmt.Sprintf(`{"asset":%q,"program":"51","unconfirmed":"yes"}`, hash)},
+			{method: "POST", target: "/v1/pools", header: []string{"Authorization", "Bearer " + testToken},
+				body: fmt.Sprintf(`{"asset":%q,"program":"51","color":"red"}`, hash)},
 			{method: "POST", target: "/v1/reservations/" + okID + "/submit", body: `{"tx_id":"` + hash + `","x":1}`},
 			{method: "POST", target: "/v1/pools", body: fmt.Sprintf(`{"asset":%q,"program":"51"}`, hash)}, // no token
 			{method: "GET", target: "/v1/pools/0"},
 		} {
 			if err := openapi3filter.ValidateRequest(context.Background(), c.requestInput(x)); err == nil {
 				t.Errorf("%s %s %s: accepted", x.method, x.target, x.body)
+			}
+		}
+	})
+
+	t.Run("valid requests", func(t *testing.T) {
+		for _, x := range []exchange{
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":18446744073709551615}`},
+			{method: "POST", target: "/v1/reservations", body: `{"pool":3,"amount":"18446744073709551615","combine":true}`},
+			{method: "POST", target: "/v1/pools", header: []string{"Authorization", "Bearer " + testToken},
+				body: fmt.Sprintf(`{"asset":%q,"program":"51","from_height":350000,"unconfirmed":false}`, hash)},
+		} {
+			if err := openapi3filter.ValidateRequest(context.Background(), c.requestInput(x)); err != nil {
+				t.Errorf("%s %s %s: refused: %v", x.method, x.target, x.body, err)
 			}
 		}
 	})

@@ -10,9 +10,10 @@ import (
 // maxCachedPools bounds the pool cache; past it the cache starts over.
 const maxCachedPools = 10_000
 
-// poolCache remembers pools by id and by asset and program: a registered pool
+// poolCache remembers pools by id and by asset and program: a synced pool
 // never changes, so reserves and releases need not read it from PostgreSQL
-// each time. Unknown pools are not remembered.
+// each time. Unknown pools are not remembered, nor pools not synced yet
+// (their SyncedAt changes once, when the syncer has their UTXO set).
 type poolCache struct {
 	mu    sync.RWMutex
 	byID  map[int64]storage.Pool
@@ -20,6 +21,9 @@ type poolCache struct {
 }
 
 func (c *poolCache) put(p storage.Pool) {
+	if p.SyncedAt == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byID == nil || len(c.byID) >= maxCachedPools {

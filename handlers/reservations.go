@@ -42,7 +42,7 @@ func (t apiTime) MarshalJSON() ([]byte, error) {
 type resUTXO struct {
 	Hash   string `json:"hash"`
 	Asset  string `json:"asset"`
-	Amount int64  `json:"amount"`
+	Amount uint64 `json:"amount"`
 }
 
 // reservationJSON is a reservation as v1 shows it: the reserve answer, plus
@@ -113,9 +113,17 @@ func (s *server) lockError(c *fiber.Ctx, err error) error {
 	case errors.Is(err, lockmgr.ErrLifetime):
 		return apiError(c, fiber.StatusConflict, "lifetime_exceeded", "the reservation cannot live that long")
 	case errors.Is(err, lockmgr.ErrNotHeld):
-		return apiError(c, fiber.StatusConflict, "reservation_submitted", "the reservation was submitted and can no longer change")
+		return apiError(c, fiber.StatusConflict, "reservation_submitted",
+			"the reservation was submitted: its UTXOs stay withheld until the chain settles its transaction")
 	case errors.Is(err, lockmgr.ErrTxMismatch):
 		return apiError(c, fiber.StatusConflict, "tx_mismatch", "the reservation was submitted with another transaction")
+	case errors.Is(err, lockmgr.ErrKeyReused):
+		return apiError(c, fiber.StatusUnprocessableEntity, "idempotency_key_reused",
+			"this Idempotency-Key was used with another request; use a new key for a new request")
+	case errors.Is(err, lockmgr.ErrKeyInFlight):
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds))
+		return apiError(c, fiber.StatusConflict, "idempotency_key_in_use",
+			"a request with this Idempotency-Key is still being processed; retry shortly")
 	case errors.Is(err, lockmgr.ErrRebuilding):
 		s.log.Warn("pool is being rebuilt", "request_id", requestID(c), "path", c.Path(), "err", err)
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds))
@@ -208,9 +216,9 @@ func (s *server) fromRow(ctx context.Context, row storage.Reservation, pool stor
 	if err != nil {
 		return reservationJSON{}, fmt.Errorf("get utxos: %w", err)
 	}
-	amounts := make(map[string]int64, len(rows))
+	amounts := make(map[string]uint64, len(rows))
 	for _, u := range rows {
-		amounts[u.Hash] = u.Amount
+		amounts[u.Hash] = uint64(u.Amount)
 	}
 	out := reservationJSON{
 		ID:        row.ID,
@@ -231,8 +239,8 @@ func (s *server) fromRow(ctx context.Context, row storage.Reservation, pool stor
 	return out.withTimes(row.CreatedAt, row.UpdatedAt), nil
 }
 
-// getReservation is GET /v1/reservations/:id: from Redis while live, else from
-// the journal.
+// getReservation is GET /v1/reservations/:id, from the journal (a held or
+// submitted reservation past its expiry shows as expired).
 func (s *server) getReservation(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
@@ -240,14 +248,9 @@ func (s *server) getReservation(c *fiber.Ctx) error {
 	if !ok {
 		return err
 	}
-	live, err := s.locks.Get(ctx, pool.ID, row.ID)
-	switch {
-	case err == nil:
-		return c.JSON(fromLock(live, pool.Asset).withTimes(row.CreatedAt, row.UpdatedAt))
-	case !errors.Is(err, lockmgr.ErrNotFound) && !errors.Is(err, lockmgr.ErrRebuilding):
-		return s.lockError(c, err)
-	}
-	// Not live in Redis (or Redis is being rebuilt): the journal tells.
+	// The journal has the reservation as it is: Redis may show a change
+	// whose journal write is still to come (and may yet be refused), or
+	// still hold one the journal ended.
 	out, err := s.fromRow(ctx, row, pool)
 	if err != nil {
 		return s.unavailable(c, "unavailable", err)
@@ -309,33 +312,56 @@ func (s *server) submitReservation(c *fiber.Ctx) error {
 	return s.changed(ctx, c, res, pool)
 }
 
-// releaseReservation is DELETE /v1/reservations/:id: 204, its UTXOs free at once.
-// A live reservation is released straight from Redis, under the pool its id
-// names; anything else (an ended or unknown id, an id of the older format, a
-// pool being rebuilt) is looked up in the journal first.
+// releaseReservation is DELETE /v1/reservations/:id: 200 with the
+// reservation released, its UTXOs free at once. Releasing is idempotent: a
+// reservation already released answers 200 with its final state again. A
+// submitted one answers 409 reservation_submitted (its transaction may be
+// mined; the chain settles it), one that ended otherwise 410. A live
+// reservation is released straight from Redis, under the pool its id names;
+// anything else is looked up in the journal.
 func (s *server) releaseReservation(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
 	id := c.Params("id")
-	if pool, ok := lockmgr.PoolOfID(id); ok {
-		_, err := s.locks.Release(ctx, pool, id)
-		switch {
-		case err == nil:
-			metrics.Outcome(metrics.OutcomeReleased)
-			return c.SendStatus(fiber.StatusNoContent)
-		case !errors.Is(err, lockmgr.ErrNotFound) && !errors.Is(err, lockmgr.ErrRebuilding):
-			return s.lockError(c, err)
+	pool, ok := lockmgr.PoolOfID(id)
+	if !ok {
+		// An id of the older format: the journal names the pool.
+		row, p, ok, err := s.journalRow(ctx, c)
+		if !ok {
+			return err
 		}
+		id, pool = row.ID, p.ID
 	}
-	row, pool, ok, err := s.journalRow(ctx, c)
+	_, err := s.locks.Release(ctx, pool, id)
+	switch {
+	case err == nil:
+		metrics.Outcome(metrics.OutcomeReleased)
+	case errors.Is(err, lockmgr.ErrEnded), errors.Is(err, lockmgr.ErrNotFound) && s.journalHas(ctx, id):
+		// Ended before this call: answered by its final state.
+	default:
+		if errors.Is(err, lockmgr.ErrNotFound) {
+			return reservationNotFound(c)
+		}
+		return s.lockError(c, err)
+	}
+	row, p, ok, err := s.journalRow(ctx, c)
 	if !ok {
 		return err
 	}
-	if _, err := s.locks.Release(ctx, pool.ID, row.ID); err != nil {
-		return s.lockError(c, err)
+	out, err := s.fromRow(ctx, row, p)
+	if err != nil {
+		return s.unavailable(c, "unavailable", err)
 	}
-	metrics.Outcome(metrics.OutcomeReleased)
-	return c.SendStatus(fiber.StatusNoContent)
+	if out.State != lockmgr.StateReleased {
+		return apiError(c, fiber.StatusGone, "reservation_ended", "the reservation has ended: it is "+out.State)
+	}
+	return c.JSON(out)
+}
+
+// journalHas reports whether the journal knows reservation id.
+func (s *server) journalHas(ctx context.Context, id string) bool {
+	_, err := s.store.GetReservation(ctx, id)
+	return err == nil
 }
 
 // statusPool is an entry of GET /v1/status.
@@ -344,10 +370,23 @@ type statusPool struct {
 	Sync map[string]cursorJSON `json:"sync"`
 }
 
-// statusJSON is GET /v1/status. Leader is null until leader election exists.
+// statusJSON is GET /v1/status: the leader of the sync jobs (null when none
+// was ever elected), the chain source as the syncer last saw it (null before
+// it first ran) and each pool's sync position.
 type statusJSON struct {
 	Leader *leaderJSON  `json:"leader"`
+	Chain  *chainJSON   `json:"chain"`
 	Pools  []statusPool `json:"pools"`
+}
+
+// chainJSON is the chain source as the syncer last saw it: its tip, and the
+// error of its last pass ("" when it succeeded).
+type chainJSON struct {
+	TipHeight   int64      `json:"tip_height"`
+	TipHash     string     `json:"tip_hash"`
+	LastSuccess *time.Time `json:"last_success"`
+	LastError   string     `json:"last_error"`
+	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
 // leaderJSON is the current term of the sync jobs.
@@ -357,7 +396,8 @@ type leaderJSON struct {
 	Since time.Time `json:"since"`
 }
 
-// status is GET /v1/status: the leader of the sync jobs and each pool's sync position.
+// status is GET /v1/status: the leader of the sync jobs, the chain source and
+// each pool's sync position.
 func (s *server) status(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
@@ -376,19 +416,48 @@ func (s *server) status(c *fiber.Ctx) error {
 	case !errors.Is(err, storage.ErrNotFound):
 		return s.unavailable(c, "unavailable", fmt.Errorf("current term: %w", err))
 	}
-	index := make(map[int64]int, len(pools))
-	for _, p := range pools {
-		index[p.ID] = len(out.Pools)
-		out.Pools = append(out.Pools, statusPool{ID: p.ID, Sync: map[string]cursorJSON{}})
-	}
 	for _, cur := range cursors {
-		i, ok := index[cur.PoolID]
-		if !ok {
-			continue
+		if cur.PoolID == 0 && cur.Job == syncer.JobChain {
+			out.Chain = &chainJSON{TipHeight: cur.Height, TipHash: cur.BlockHash, LastSuccess: cur.LastSuccess,
+				LastError: cur.LastError, UpdatedAt: cur.UpdatedAt}
 		}
-		out.Pools[i].Sync[cur.Job] = toCursorJSON(cur)
+	}
+	sync := syncOf(cursors)
+	for _, p := range pools {
+		sp := statusPool{ID: p.ID, Sync: sync[p.ID]}
+		if sp.Sync == nil {
+			sp.Sync = map[string]cursorJSON{}
+		}
+		out.Pools = append(out.Pools, sp)
 	}
 	return c.JSON(out)
+}
+
+// syncOf renders every pool's sync positions by pool and job; the chain
+// index's tells how far the tip is ahead.
+func syncOf(cursors []storage.SyncCursor) map[int64]map[string]cursorJSON {
+	tip := int64(-1)
+	for _, cur := range cursors {
+		if cur.PoolID == 0 && cur.Job == syncer.JobChain {
+			tip = cur.Height
+		}
+	}
+	out := map[int64]map[string]cursorJSON{}
+	for _, cur := range cursors {
+		if cur.PoolID == 0 {
+			continue
+		}
+		j := toCursorJSON(cur)
+		if cur.Job == storage.JobIndex && tip >= 0 {
+			behind := max(0, tip-cur.Height)
+			j.BlocksBehind = &behind
+		}
+		if out[cur.PoolID] == nil {
+			out[cur.PoolID] = map[string]cursorJSON{}
+		}
+		out[cur.PoolID][cur.Job] = j
+	}
+	return out
 }
 
 // toCursorJSON renders the position of one sync job.

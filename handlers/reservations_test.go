@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -16,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
 )
 
 // resBody is a reservation as the v1 routes answer it.
@@ -60,14 +63,9 @@ func parseAPITime(t *testing.T, s string) time.Time {
 
 // newResFixture is newFixture with the lock manager journaling into the
 // store (storage.Journal), as bufferd wires it.
-func newResFixture(t *testing.T, amounts ...int64) *fixture {
+func newResFixture(t *testing.T, amounts ...uint64) *fixture {
 	t.Helper()
-	f := newFixture(t, amounts...)
-	j := storage.NewJournal(f.store, storage.JournalOptions{})
-	t.Cleanup(j.Close)
-	f.locks = f.newLocks(j)
-	f.app = f.newApp(Config{})
-	return f
+	return newFixture(t, amounts...).withJournal()
 }
 
 // newLocks returns a lock manager on the fixture's Redis prefix with journal j.
@@ -152,6 +150,18 @@ func (f *fixture) snapshot() state {
 	return s
 }
 
+// withoutFences is s without the pools' fencing counters.
+func (s state) withoutFences() state {
+	out := s
+	out.redis = make(map[string]string, len(s.redis))
+	for k, v := range s.redis {
+		if !strings.HasSuffix(k, ":fence") {
+			out.redis[k] = v
+		}
+	}
+	return out
+}
+
 func (s state) equal(o state) bool {
 	if len(s.redis) != len(o.redis) || len(s.reservations) != len(o.reservations) || len(s.utxos) != len(o.utxos) {
 		return false
@@ -232,12 +242,12 @@ func TestReserveAndGet(t *testing.T) {
 	}
 
 	// By amount: best fit among what is left.
-	left := map[int64]bool{}
+	left := map[uint64]bool{}
 	for _, u := range f.utxos {
 		left[u.Amount] = u.Hash != target.Hash && u.Hash != r.UTXOs[0].Hash
 	}
-	var want int64
-	for _, a := range []int64{10, 20, 30, 40, 50} {
+	var want uint64
+	for _, a := range []uint64{10, 20, 30, 40, 50} {
 		if left[a] && a >= 15 {
 			want = a
 			break
@@ -249,7 +259,7 @@ func TestReserveAndGet(t *testing.T) {
 	}
 
 	// The rest with combine: two UTXOs are left, their sum covers it.
-	var sum int64
+	var sum uint64
 	for _, u := range f.utxos {
 		if u.Hash != target.Hash && u.Hash != r.UTXOs[0].Hash && u.Hash != r3.UTXOs[0].Hash {
 			sum += u.Amount
@@ -281,9 +291,9 @@ func TestReserveAndGet(t *testing.T) {
 
 // TestReserveConcurrent: 100 clients race for a pool of 20 with count=1.
 func TestReserveConcurrent(t *testing.T) {
-	amounts := make([]int64, 20)
+	amounts := make([]uint64, 20)
 	for i := range amounts {
-		amounts[i] = int64(100 + i)
+		amounts[i] = uint64(100 + i)
 	}
 	f := newResFixture(t, amounts...)
 	const clients = 100
@@ -471,17 +481,31 @@ func TestSubmit(t *testing.T) {
 	status, b = f.call(http.MethodPost, "/v1/reservations/"+r.ID+"/extend", `{"ttl_seconds":60}`)
 	wantError(t, "extend submitted", status, b, http.StatusConflict, "reservation_submitted")
 
-	// The syncer settles it as spent: the journal answers.
+	// A submitted reservation cannot be released: 409, nothing changes.
+	before := f.snapshot()
+	status, b = f.call(http.MethodDelete, "/v1/reservations/"+r.ID, "")
+	wantError(t, "release submitted", status, b, http.StatusConflict, "reservation_submitted")
+	if after := f.snapshot(); !before.equal(after) {
+		t.Fatal("a refused release of a submitted reservation changed state")
+	}
+
+	// The chain spends its UTXO (a listing no longer shows it) and the syncer
+	// applies that: the reservation is settled spent and the journal answers.
 	ctx := testCtx(t)
-	if err := f.store.UpdateReservation(ctx, r.ID, storage.ReservationUpdate{Fence: r.Fence, State: storage.ResSpent}); err != nil {
+	synced, err := f.store.ReconcilePool(ctx, f.pool, withoutHash(f.utxos, r.UTXOs[0].Hash))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.locks.Settle(ctx, f.pool.ID, r.ID, lockmgr.StateSpent); err != nil {
+	applier := syncer.Applier{Store: f.store, Locks: f.locks, Log: slog.New(slog.NewTextHandler(f.logs, nil))}
+	if _, err := applier.Apply(ctx, f.pool.ID, synced.Touched()); err != nil {
 		t.Fatal(err)
 	}
 	if g := f.getRes(r.ID); g.State != "spent" || g.TxID != tx || len(g.UTXOs) != 1 || g.UTXOs[0] != r.UTXOs[0] {
 		t.Fatalf("get after settle %+v", g)
 	}
+	// Releasing it now is refused as ended (410), not answered as released.
+	status, b = f.call(http.MethodDelete, "/v1/reservations/"+r.ID, "")
+	wantError(t, "release spent", status, b, http.StatusGone, "reservation_ended")
 	status, b = f.call(http.MethodPost, "/v1/reservations/"+r.ID+"/submit", fmt.Sprintf(`{"tx_id":%q}`, tx))
 	wantError(t, "submit ended", status, b, http.StatusGone, "reservation_ended")
 
@@ -490,13 +514,22 @@ func TestSubmit(t *testing.T) {
 }
 
 func TestRelease(t *testing.T) {
-	f := newResFixture(t, 10)
-	r := f.reserveOK(fmt.Sprintf(`{"pool":%d,"count":1}`, f.pool.ID))
+	f := newResFixture(t, 10, 20)
+	r := f.reserveOK(fmt.Sprintf(`{"pool":%d,"count":1,"owner":"carol"}`, f.pool.ID))
 	hash := r.UTXOs[0].Hash
+	// DELETE answers 200 with the released reservation (it used to be 204
+	// without a body).
 	status, b := f.call(http.MethodDelete, "/v1/reservations/"+r.ID, "")
-	if status != http.StatusNoContent || len(b) != 0 {
+	if status != http.StatusOK {
 		t.Fatalf("release: %d %s", status, b)
 	}
+	rel := decode[resBody](t, b)
+	if rel.ID != r.ID || rel.State != "released" || rel.Fence != r.Fence || rel.Pool != f.pool.ID || rel.Owner != "carol" ||
+		len(rel.UTXOs) != 1 || rel.UTXOs[0] != r.UTXOs[0] {
+		t.Fatalf("release answered %+v, reserved %+v", rel, r)
+	}
+	parseAPITime(t, rel.CreatedAt)
+	parseAPITime(t, rel.UpdatedAt)
 	if _, held := f.heldFor(f.pool.ID, hash); held {
 		t.Fatal("released UTXO still held")
 	}
@@ -506,8 +539,12 @@ func TestRelease(t *testing.T) {
 	if g := f.getRes(r.ID); g.State != "released" || g.UTXOs[0] != r.UTXOs[0] {
 		t.Fatalf("get released %+v", g)
 	}
-	status, b = f.call(http.MethodDelete, "/v1/reservations/"+r.ID, "")
-	wantError(t, "release twice", status, b, http.StatusGone, "reservation_ended")
+	// Releasing again is answered with the final state, unchanged (it used to
+	// be 410): a client whose answer was lost may simply retry.
+	status, again := f.call(http.MethodDelete, "/v1/reservations/"+r.ID, "")
+	if status != http.StatusOK || string(again) != string(b) {
+		t.Fatalf("release twice: %d %s, want 200 %s", status, again, b)
+	}
 	status, b = f.call(http.MethodPost, "/v1/reservations/"+r.ID+"/extend", `{"ttl_seconds":60}`)
 	wantError(t, "extend released", status, b, http.StatusGone, "reservation_ended")
 
@@ -516,54 +553,98 @@ func TestRelease(t *testing.T) {
 	if r2.ID == r.ID || r2.UTXOs[0].Hash != hash || r2.Fence <= r.Fence {
 		t.Fatalf("reserve after release %+v", r2)
 	}
+	// A retried DELETE of the first reservation does not touch the second.
+	if status, b := f.call(http.MethodDelete, "/v1/reservations/"+r.ID, ""); status != http.StatusOK || decode[resBody](t, b).State != "released" {
+		t.Fatalf("release the first again: %d %s", status, b)
+	}
+	if _, held := f.heldFor(f.pool.ID, hash); !held {
+		t.Fatal("a retried release of an old reservation freed the UTXO of a new one")
+	}
+	if g := f.getRes(r2.ID); g.State != "held" {
+		t.Fatalf("second reservation after the retried release: %+v", g)
+	}
 
 	status, b = f.call(http.MethodDelete, "/v1/reservations/"+randHex(t, 16), "")
 	wantError(t, "unknown", status, b, http.StatusNotFound, "reservation_not_found")
 	status, b = f.call(http.MethodDelete, "/v1/reservations/"+strings.ToUpper(r2.ID), "")
 	wantError(t, "upper-case id", status, b, http.StatusNotFound, "reservation_not_found")
+	status, b = f.call(http.MethodDelete, "/v1/reservations/nope", "")
+	wantError(t, "malformed id", status, b, http.StatusNotFound, "reservation_not_found")
+
+	// An expired reservation is not released: 410, and it stays expired.
+	short := f.reserveOK(fmt.Sprintf(`{"pool":%d,"count":1,"ttl_seconds":1}`, f.pool.ID))
+	ends := parseAPITime(t, short.ExpiresAt)
+	waitFor(t, 5*time.Second, "the 1 s reservation to run out", func() bool { return time.Now().After(ends.Add(50 * time.Millisecond)) })
+	status, b = f.call(http.MethodDelete, "/v1/reservations/"+short.ID, "")
+	wantError(t, "release expired", status, b, http.StatusGone, "reservation_ended")
+	if g := f.getRes(short.ID); g.State != "expired" {
+		t.Fatalf("expired reservation after a release: %+v", g)
+	}
 }
 
-// TestConcurrentReleasesOfOneReservation: of several releases of one
-// reservation at once exactly one answers 204, the others 410, and the UTXO
-// is free after them.
+// TestConcurrentReleasesOfOneReservation: several releases of one
+// reservation at once all answer 200 with the same final state (before this
+// version one answered 204 and the others 410); the release was applied
+// once (one updated_at), and the UTXO is free after them.
 func TestConcurrentReleasesOfOneReservation(t *testing.T) {
 	const (
 		reservations = 30
 		releasers    = 6
 	)
-	amounts := make([]int64, reservations)
+	amounts := make([]uint64, reservations)
 	for i := range amounts {
-		amounts[i] = int64(10 + i)
+		amounts[i] = uint64(10 + i)
 	}
 	f := newResFixture(t, amounts...)
+	// Two API instances on the same Redis and PostgreSQL.
+	apps := []*fiber.App{f.app, f.newApp(Config{})}
 	for i := 0; i < reservations; i++ {
 		r := f.reserveOK(fmt.Sprintf(`{"pool":%d,"count":1}`, f.pool.ID))
-		statuses := make(chan int, releasers)
+		type answer struct {
+			status int
+			body   string
+		}
+		answers := make(chan answer, releasers)
 		var wg sync.WaitGroup
 		for k := 0; k < releasers; k++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, err := f.app.Test(httptest.NewRequest(http.MethodDelete, "/v1/reservations/"+r.ID, nil), -1)
+				resp, err := apps[k%len(apps)].Test(httptest.NewRequest(http.MethodDelete, "/v1/reservations/"+r.ID, nil), -1)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				_ = resp.Body.Close()
-				statuses <- resp.StatusCode
+				b, err := readAll(resp)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				answers <- answer{resp.StatusCode, string(b)}
 			}()
 		}
 		wg.Wait()
-		close(statuses)
-		counts := map[int]int{}
-		for s := range statuses {
-			counts[s]++
+		close(answers)
+		bodies := map[string]int{}
+		for a := range answers {
+			if a.status != http.StatusOK {
+				t.Fatalf("reservation %d: a concurrent release answered %d %s, want 200", i, a.status, a.body)
+			}
+			bodies[a.body]++
 		}
-		if counts[http.StatusNoContent] != 1 || counts[http.StatusGone] != releasers-1 {
-			t.Fatalf("reservation %d: %d concurrent releases answered %v, want one 204 and %d 410", i, releasers, counts, releasers-1)
+		if len(bodies) != 1 {
+			t.Fatalf("reservation %d: concurrent releases answered different bodies: %v", i, bodies)
+		}
+		for body := range bodies {
+			if got := decode[resBody](t, []byte(body)); got.ID != r.ID || got.State != "released" {
+				t.Fatalf("reservation %d: released as %+v", i, got)
+			}
 		}
 		if _, held := f.heldFor(f.pool.ID, r.UTXOs[0].Hash); held {
 			t.Fatalf("reservation %d: UTXO still held after the releases", i)
+		}
+		if row := f.journalRow(r.ID); row.State != storage.ResReleased {
+			t.Fatalf("reservation %d: journal %+v", i, row)
 		}
 	}
 }
@@ -598,7 +679,7 @@ func TestReleaseOfAnOlderFormatID(t *testing.T) {
 		t.Fatal("the rebuilt reservation holds nothing")
 	}
 	status, b := f.call(http.MethodDelete, "/v1/reservations/"+id, "")
-	if status != http.StatusNoContent {
+	if got := decode[resBody](t, b); status != http.StatusOK || got.ID != id || got.State != "released" || got.Owner != "old-client" {
 		t.Fatalf("release: %d %s", status, b)
 	}
 	if _, held := f.heldFor(f.pool.ID, f.utxos[0].Hash); held {
@@ -607,8 +688,11 @@ func TestReleaseOfAnOlderFormatID(t *testing.T) {
 	if g := f.getRes(id); g.State != "released" {
 		t.Fatalf("get after release: %+v", g)
 	}
-	status, b = f.call(http.MethodDelete, "/v1/reservations/"+id, "")
-	wantError(t, "release again", status, b, http.StatusGone, "reservation_ended")
+	// Again: the final state, not 410 (before this version it was 410).
+	status, again := f.call(http.MethodDelete, "/v1/reservations/"+id, "")
+	if status != http.StatusOK || string(again) != string(b) {
+		t.Fatalf("release again: %d %s, want 200 %s", status, again, b)
+	}
 }
 
 // TestReservationBadInputChangesNothing: every malformed field is a 400 and
@@ -706,7 +790,7 @@ func TestReserveWait(t *testing.T) {
 		t.Fatalf("waiter answered before the release: %d %s", r.status, r.body)
 	default:
 	}
-	if status, b := f.call(http.MethodDelete, "/v1/reservations/"+first.ID, ""); status != http.StatusNoContent {
+	if status, b := f.call(http.MethodDelete, "/v1/reservations/"+first.ID, ""); status != http.StatusOK {
 		t.Fatalf("release: %d %s", status, b)
 	}
 	released := time.Now()
@@ -761,11 +845,13 @@ func TestReservationUnavailable(t *testing.T) {
 	if resp.Header.Get("Retry-After") == "" || strings.Contains(string(b), "127.0.0.1") || strings.Contains(string(b), "dial") {
 		t.Fatalf("redis down: Retry-After %q body %s", resp.Header.Get("Retry-After"), b)
 	}
-	status, b = do(t, noRedis, http.MethodGet, "/v1/reservations/"+r.ID, "")
-	wantError(t, "get with redis down", status, b, http.StatusServiceUnavailable, "unavailable")
+	// A read needs only the journal.
+	if status, b = do(t, noRedis, http.MethodGet, "/v1/reservations/"+r.ID, ""); status != http.StatusOK {
+		t.Fatalf("get with redis down: %d %s; want 200 from the journal", status, b)
+	}
 
 	// Redis lost the pool: rebuilding.
-	if err := f.rdb.Del(testCtx(t), fmt.Sprintf("%s{p%d}:loaded", f.prefix, f.pool.ID)).Err(); err != nil {
+	if err := f.rdb.Del(testCtx(t), fmt.Sprintf("%s{p%d}:ready", f.prefix, f.pool.ID)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	req = newJSONRequest(t, "/v1/reservations", body)
@@ -778,8 +864,16 @@ func TestReservationUnavailable(t *testing.T) {
 	if resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("rebuilding: Retry-After %q", resp.Header.Get("Retry-After"))
 	}
+	// A release while Redis has lost the pool is decided by the journal: it
+	// is released there at once (200) and Redis follows when the pool is
+	// rebuilt (before this version it answered 503 rebuilding).
 	status, b = f.call(http.MethodDelete, "/v1/reservations/"+r.ID, "")
-	wantError(t, "release while rebuilding", status, b, http.StatusServiceUnavailable, "rebuilding")
+	if got := decode[resBody](t, b); status != http.StatusOK || got.ID != r.ID || got.State != "released" {
+		t.Fatalf("release while rebuilding: %d %s", status, b)
+	}
+	if row := f.journalRow(r.ID); row.State != storage.ResReleased {
+		t.Fatalf("journal after a release while rebuilding: %+v", row)
+	}
 
 	// PostgreSQL gone.
 	db, err := f.store.DB().DB()
@@ -801,8 +895,16 @@ func (failJournal) Record(context.Context, *lockmgr.Reservation) error {
 	return errors.New("disk on fire")
 }
 
-func (failJournal) Update(context.Context, *lockmgr.Reservation) error {
+func (failJournal) Update(context.Context, *lockmgr.Reservation, ...string) error {
 	return errors.New("disk on fire")
+}
+
+func (failJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, errors.New("disk on fire")
+}
+
+func (failJournal) LookupKey(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, errors.New("disk on fire")
 }
 
 func TestStatus(t *testing.T) {
@@ -846,5 +948,53 @@ func TestStatus(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"sync":{}`) {
 		t.Fatalf("a pool without cursors must show sync {}: %s", b)
+	}
+	// No chain pass yet: chain is null, and no cursor says how far behind it is.
+	if !strings.Contains(string(b), `"chain":null`) || strings.Contains(string(b), "blocks_behind") {
+		t.Fatalf("status before any chain pass: %s", b)
+	}
+
+	// The chain index: the chain's own cursor (pool 0, never listed as a
+	// pool) and the pools' index cursors, which tell how far the tip is ahead.
+	ctx := testCtx(t)
+	tipHash := strings.Repeat("f", 64)
+	for _, c := range []storage.SyncCursor{
+		{PoolID: 0, Job: syncer.JobChain, Height: 1000, BlockHash: tipHash, LastSuccess: &now, LastError: "node: timeout"},
+		{PoolID: f.pool.ID, Job: storage.JobIndex, Height: 990, LastSuccess: &now},
+		{PoolID: other.ID, Job: storage.JobIndex, Height: 1000, LastSuccess: &now},
+	} {
+		if err := f.store.SaveCursor(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, b = f.call(http.MethodGet, "/v1/status", "")
+	var withChain struct {
+		Chain *chainJSON `json:"chain"`
+		Pools []struct {
+			ID   int64                 `json:"id"`
+			Sync map[string]cursorJSON `json:"sync"`
+		} `json:"pools"`
+	}
+	if err := json.Unmarshal(b, &withChain); err != nil || status != http.StatusOK {
+		t.Fatalf("status: %d %s", status, b)
+	}
+	if c := withChain.Chain; c == nil || c.TipHeight != 1000 || c.TipHash != tipHash || c.LastError != "node: timeout" ||
+		c.LastSuccess == nil || !c.LastSuccess.Equal(now) || len(withChain.Pools) != 2 {
+		t.Fatalf("status with the chain: %s", b)
+	}
+	for _, p := range withChain.Pools {
+		want := map[int64]int64{f.pool.ID: 10, other.ID: 0}[p.ID]
+		if idx, ok := p.Sync[storage.JobIndex]; !ok || idx.BlocksBehind == nil || *idx.BlocksBehind != want {
+			t.Fatalf("pool %d: index cursor %+v, want %d blocks behind: %s", p.ID, p.Sync, want, b)
+		}
+		if utxo, ok := p.Sync["utxo"]; ok && utxo.BlocksBehind != nil {
+			t.Fatalf("pool %d: the utxo job has blocks_behind: %s", p.ID, b)
+		}
+	}
+	// GET /v1/pools/{id} shows the same.
+	_, b = f.call(http.MethodGet, fmt.Sprintf("/v1/pools/%d", f.pool.ID), "")
+	if d := decode[poolDetail](t, b); d.Sync[storage.JobIndex].BlocksBehind == nil || *d.Sync[storage.JobIndex].BlocksBehind != 10 ||
+		d.Sync["utxo"].Height != 77 {
+		t.Fatalf("pool: %s", b)
 	}
 }

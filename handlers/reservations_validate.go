@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/bufferd/bufferd/lockmgr"
@@ -31,7 +32,7 @@ var (
 	errBadMode       = badInput(`give exactly one of "hashes", "count" or "amount"`)
 	errBadHashes     = badInput("hashes must be a list of 1 to 100 distinct 64-character hex hashes")
 	errBadCount      = badInput("count must be an integer from 1 to 100")
-	errBadReserveAmt = badInput("amount must be a positive integer")
+	errBadReserveAmt = badInput("amount must be a positive integer up to 18446744073709551615 (a JSON number or a decimal string)")
 	errBadCombine    = badInput(`combine must be a boolean and needs "amount"`)
 	errBadTTL        = badInput("ttl_seconds must be an integer from 1 to 3600")
 	errBadWait       = badInput("wait_seconds must be an integer from 0 to 30")
@@ -114,6 +115,29 @@ func intField(obj map[string]json.RawMessage, key string, lo, hi int64, bad erro
 	return n, ok, nil
 }
 
+// amountField decodes an optional amount: an integer from 1 to 2^64-1, as a
+// JSON number or a decimal string, exactly (never through a float64).
+func amountField(obj map[string]json.RawMessage, key string, bad error) (uint64, bool, error) {
+	raw, ok := obj[key]
+	if !ok {
+		return 0, false, nil
+	}
+	s := string(raw)
+	if len(s) >= 2 && s[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, true, bad
+		}
+	}
+	if s == "" || s[0] == '+' || s[0] == '-' {
+		return 0, true, bad
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 {
+		return 0, true, bad
+	}
+	return n, true, nil
+}
+
 // isPrintable reports whether s is only printable ASCII (spaces included).
 func isPrintable(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -126,21 +150,22 @@ func isPrintable(s string) bool {
 
 // reserveReq is a validated POST /v1/reservations body.
 type reserveReq struct {
-	PoolID  int64  // set when the pool was given by id
-	Asset   string // set (with Program) when the pool was given by asset and program
-	Program string
-	Hashes  []string // lower case, distinct
-	Count   int
-	Amount  int64
-	Combine bool
-	Owner   string
-	TTL     time.Duration
-	Wait    time.Duration
+	PoolID  int64         `json:"pool,omitempty"`    // set when the pool was given by id
+	Asset   string        `json:"asset,omitempty"`   // set (with Program) when the pool was given by asset and program
+	Program string        `json:"program,omitempty"` // ...
+	Hashes  []string      `json:"hashes,omitempty"`  // lower case, distinct
+	Count   int           `json:"count,omitempty"`
+	Amount  uint64        `json:"amount,omitempty"`
+	Combine bool          `json:"combine,omitempty"`
+	Owner   string        `json:"owner"`
+	TTL     time.Duration `json:"ttl"`
+	Wait    time.Duration `json:"wait"`
 }
 
-// request is the lockmgr request of r in pool.
+// request is the lockmgr request of r in pool; with an idempotency key it
+// carries r's fingerprint (its canonical form: decoded and encoded again).
 func (r reserveReq) request(pool int64, idemKey string) lockmgr.Request {
-	return lockmgr.Request{
+	lr := lockmgr.Request{
 		PoolID:         pool,
 		Hashes:         r.Hashes,
 		Count:          r.Count,
@@ -150,6 +175,11 @@ func (r reserveReq) request(pool int64, idemKey string) lockmgr.Request {
 		TTL:            r.TTL,
 		IdempotencyKey: idemKey,
 	}
+	if idemKey != "" {
+		canonical, _ := json.Marshal(r) // a struct of plain fields always encodes
+		lr.Fingerprint = lockmgr.Fingerprint("POST", "/v1/reservations", r.Owner, canonical)
+	}
+	return lr
 }
 
 // decodeReserve decodes and validates a POST /v1/reservations body: the pool
@@ -199,7 +229,7 @@ func decodeReserve(body []byte) (reserveReq, error) {
 	if err != nil {
 		return reserveReq{}, err
 	}
-	amount, hasAmount, err := intField(obj, "amount", 1, 1<<63-1, errBadReserveAmt)
+	amount, hasAmount, err := amountField(obj, "amount", errBadReserveAmt)
 	if err != nil {
 		return reserveReq{}, err
 	}

@@ -15,10 +15,10 @@ import (
 type txIOJSON struct {
 	Address string `json:"address"`
 	Asset   string `json:"asset"`
-	Amount  int64  `json:"amount"`
+	Amount  uint64 `json:"amount"`
 }
 
-// transactionJSON is a transaction the block crawler recorded for a pool.
+// transactionJSON is a transaction the chain index recorded for a pool.
 type transactionJSON struct {
 	TxID       string     `json:"tx_id"`
 	Pool       int64      `json:"pool"`
@@ -36,7 +36,7 @@ type transactionPage struct {
 }
 
 // listTransactions is GET /v1/transactions?pool=&address=&limit=&cursor=: the
-// transactions spending the pool's UTXOs that the block crawler recorded,
+// transactions spending the pool's UTXOs that the chain index recorded,
 // newest first; with address, those with an input or output of it.
 func (s *server) listTransactions(c *fiber.Ctx) error {
 	poolID, err := parsePoolID(c.Query("pool"))
@@ -58,12 +58,12 @@ func (s *server) listTransactions(c *fiber.Ctx) error {
 	if _, err := s.cachedPool(ctx, poolID); errors.Is(err, storage.ErrNotFound) {
 		return apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
 	} else if err != nil {
-		return s.internal(c, fmt.Errorf("get pool %d: %w", poolID, err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", poolID, err))
 	}
 	// One extra row tells whether another page follows.
 	rows, err := s.store.ListTransactions(ctx, poolID, address, before, limit+1)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("list transactions: %w", err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("list transactions: %w", err))
 	}
 	page := transactionPage{Transactions: make([]transactionJSON, 0, min(len(rows), limit))}
 	if len(rows) > limit {

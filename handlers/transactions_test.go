@@ -6,14 +6,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bufferd/bufferd/storage"
 )
 
 func TestListTransactionsPagesAndFilters(t *testing.T) {
 	f := newFixture(t, 10, 20, 30, 40, 50)
-	ctx := testCtx(t)
 	pool := f.pool
 	// Five blocks with one spend each; every other one pays alice.
 	var ids []string
@@ -24,13 +22,10 @@ func TestListTransactionsPagesAndFilters(t *testing.T) {
 		}
 		id := fmt.Sprintf("%064x", i+1)
 		ids = append(ids, id)
-		err := f.store.ApplyBlock(ctx, pool.ID, storage.BlockHeader{Height: int64(i + 1), Hash: strings.Repeat(fmt.Sprint(i), 64), Time: time.Now()},
-			[]storage.CrawledTx{{TxID: id, Spends: []string{f.utxos[i].Hash},
+		f.applyBlock(spendBlock(pool.ID, int64(i+1), map[string]string{f.utxos[i].Hash: id},
+			storage.CrawledTx{TxID: id,
 				Inputs:  []storage.TxIO{{Address: "bm1qpool", Asset: pool.Asset, Amount: f.utxos[i].Amount, UTXO: f.utxos[i].Hash}},
-				Outputs: []storage.TxIO{{Address: to, Asset: pool.Asset, Amount: f.utxos[i].Amount}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+				Outputs: []storage.TxIO{{Address: to, Asset: pool.Asset, Amount: f.utxos[i].Amount}}}))
 	}
 	type page struct {
 		Transactions []transactionJSON `json:"transactions"`

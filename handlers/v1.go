@@ -39,6 +39,13 @@ type poolJSON struct {
 	ID      int64  `json:"id"`
 	Asset   string `json:"asset"`
 	Program string `json:"program"`
+	// Unconfirmed tells whether outputs of pending transactions are offered;
+	// FromHeight is where a node-backed index started the pool (0: the
+	// default depth below the tip); Synced whether its whole UTXO set is known
+	// (a pool is offered once it is).
+	Unconfirmed bool  `json:"unconfirmed"`
+	FromHeight  int64 `json:"from_height"`
+	Synced      bool  `json:"synced"`
 }
 
 // poolListItem is an entry of GET /v1/pools.
@@ -62,15 +69,22 @@ type cursorJSON struct {
 	LastSuccess *time.Time `json:"last_success"`
 	LastError   string     `json:"last_error"`
 	UpdatedAt   time.Time  `json:"updated_at"`
+	// BlocksBehind is how far the chain's tip is past Height (the chain
+	// index of a node-backed syncer; absent for the other jobs).
+	BlocksBehind *int64 `json:"blocks_behind,omitempty"`
 }
 
 // utxoJSON is an entry of GET /v1/pools/:id/utxos.
 type utxoJSON struct {
 	Hash      string `json:"hash"`
 	Asset     string `json:"asset"`
-	Amount    int64  `json:"amount"`
+	Amount    uint64 `json:"amount"`
 	State     string `json:"state"`
 	Confirmed bool   `json:"confirmed"`
+	// Height is the block of its creating transaction (0 while pending or
+	// unknown); ValidHeight the tip from which it may be spent (0: at once).
+	Height      int64 `json:"height"`
+	ValidHeight int64 `json:"valid_height"`
 }
 
 type utxoPage struct {
@@ -79,7 +93,8 @@ type utxoPage struct {
 }
 
 func toPoolJSON(p storage.Pool) poolJSON {
-	return poolJSON{ID: p.ID, Asset: p.Asset, Program: p.Program}
+	return poolJSON{ID: p.ID, Asset: p.Asset, Program: p.Program, Unconfirmed: p.Unconfirmed, FromHeight: p.FromHeight,
+		Synced: p.SyncedAt != nil}
 }
 
 // createPool is POST /v1/pools (admin): 201 with the new pool, 200 with the
@@ -89,16 +104,16 @@ func (s *server) createPool(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="bufferd"`)
 		return apiError(c, fiber.StatusUnauthorized, "unauthorized", "a valid admin token is required")
 	}
-	req, err := decodeAssetProgram(c.BodyRaw())
+	req, err := decodeCreatePool(c.BodyRaw())
 	if err != nil {
 		return s.apiBad(c, err)
 	}
 	ctx, cancel := reqContext(c)
 	defer cancel()
 
-	pool, created, err := s.store.EnsurePool(ctx, req.Asset, req.Program)
+	pool, created, err := s.store.EnsurePool(ctx, req.Asset, req.Program, req.Options)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("ensure pool: %w", err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("ensure pool: %w", err))
 	}
 	status := fiber.StatusOK
 	if created {
@@ -115,11 +130,11 @@ func (s *server) listPools(c *fiber.Ctx) error {
 
 	pools, err := s.store.ListPools(ctx)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("list pools: %w", err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("list pools: %w", err))
 	}
 	counts, err := s.store.PoolCounts(ctx)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("pool counts: %w", err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("pool counts: %w", err))
 	}
 	out := make([]poolListItem, 0, len(pools))
 	for _, p := range pools {
@@ -142,7 +157,7 @@ func (s *server) lookupPool(c *fiber.Ctx) (storage.Pool, bool, error) {
 	case errors.Is(err, storage.ErrNotFound):
 		return storage.Pool{}, false, apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
 	case err != nil:
-		return storage.Pool{}, false, s.internal(c, fmt.Errorf("get pool %d: %w", id, err))
+		return storage.Pool{}, false, s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", id, err))
 	}
 	return pool, true, nil
 }
@@ -158,18 +173,15 @@ func (s *server) getPool(c *fiber.Ctx) error {
 
 	counts, err := s.store.PoolCounts(ctx)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("pool counts: %w", err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("pool counts: %w", err))
 	}
 	cursors, err := s.store.Cursors(ctx)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("cursors: %w", err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("cursors: %w", err))
 	}
-	out := poolDetail{poolJSON: toPoolJSON(pool), Counts: counts[pool.ID], Sync: map[string]cursorJSON{}}
-	for _, cur := range cursors {
-		if cur.PoolID != pool.ID {
-			continue
-		}
-		out.Sync[cur.Job] = toCursorJSON(cur)
+	out := poolDetail{poolJSON: toPoolJSON(pool), Counts: counts[pool.ID], Sync: syncOf(cursors)[pool.ID]}
+	if out.Sync == nil {
+		out.Sync = map[string]cursorJSON{}
 	}
 	return c.JSON(out)
 }
@@ -195,7 +207,7 @@ func (s *server) listPoolUTXOs(c *fiber.Ctx) error {
 	// One extra row tells whether another page follows.
 	rows, err := s.store.ListUTXOs(ctx, pool.ID, state, after, limit+1)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("list utxos: %w", err))
+		return s.unavailable(c, "unavailable", fmt.Errorf("list utxos: %w", err))
 	}
 	page := utxoPage{UTXOs: make([]utxoJSON, 0, min(len(rows), limit))}
 	if len(rows) > limit {
@@ -203,7 +215,8 @@ func (s *server) listPoolUTXOs(c *fiber.Ctx) error {
 		page.NextCursor = strconv.FormatInt(rows[limit-1].ID, 10)
 	}
 	for _, u := range rows {
-		page.UTXOs = append(page.UTXOs, utxoJSON{Hash: u.Hash, Asset: u.Asset, Amount: u.Amount, State: u.State, Confirmed: u.Confirmed})
+		page.UTXOs = append(page.UTXOs, utxoJSON{Hash: u.Hash, Asset: u.Asset, Amount: uint64(u.Amount), State: u.State,
+			Confirmed: u.Confirmed, Height: u.Height, ValidHeight: u.ValidHeight})
 	}
 	return c.JSON(page)
 }

@@ -43,7 +43,10 @@ func TestV1CreatePool(t *testing.T) {
 	if created.ID <= 0 || created.Asset != asset || created.Program != program {
 		t.Fatalf("created %+v", created)
 	}
-	if want := fmt.Sprintf(`{"id":%d,"asset":"%s","program":"%s"}`, created.ID, asset, program); string(b) != want {
+	// A new pool offers unconfirmed outputs by default, starts at the index's
+	// default depth (from_height 0) and is not synced until the syncer has it.
+	if want := fmt.Sprintf(`{"id":%d,"asset":"%s","program":"%s","unconfirmed":true,"from_height":0,"synced":false}`,
+		created.ID, asset, program); string(b) != want {
 		t.Fatalf("body %s, want %s", b, want)
 	}
 	status, b2 := do(t, f.app, http.MethodPost, "/v1/pools", body, auth...)
@@ -51,7 +54,9 @@ func TestV1CreatePool(t *testing.T) {
 		t.Fatalf("again: %d %s, want 200 %s", status, b2, b)
 	}
 
-	for _, bad := range []string{`{}`, `{"asset":"zz","program":"00"}`, fmt.Sprintf(`{"asset":%q,"program":"0"}`, asset), `{`} {
+	before := f.poolCount()
+	for _, bad := range []string{`{}`, `{"asset":"zz","program":"00"}`, fmt.Sprintf(`{"asset":%q,"program":"0"}`, asset), `{`,
+		`[]`, fmt.Sprintf(`{"asset":%q,"program":"51"}{}`, asset)} {
 		status, b := do(t, f.app, http.MethodPost, "/v1/pools", bad, auth...)
 		e := decode[apiErr](t, b)
 		if status != http.StatusBadRequest || e.Error.Code != "bad_request" || e.Error.Message == "" {
@@ -61,6 +66,91 @@ func TestV1CreatePool(t *testing.T) {
 	status, b = do(t, f.app, http.MethodPost, "/v1/pools", body)
 	if e := decode[apiErr](t, b); status != http.StatusUnauthorized || e.Error.Code != "unauthorized" {
 		t.Fatalf("no token: %d %s", status, b)
+	}
+	if f.poolCount() != before {
+		t.Fatal("a refused POST /v1/pools created a pool")
+	}
+}
+
+// TestV1CreatePoolOptions: POST /v1/pools takes from_height and unconfirmed,
+// stores them, and shows them; bad values are a 400 that creates nothing.
+// Before this version both fields were ignored.
+func TestV1CreatePoolOptions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := testCtx(t)
+	auth := []string{"Authorization", "Bearer " + testToken}
+	asset, program := randHex(t, 32), "0014"+randHex(t, 20)
+
+	before := f.poolCount()
+	for _, bad := range []string{
+		`"from_height":-1`, `"from_height":"100"`, `"from_height":1.5`, `"from_height":9223372036854775808`, `"from_height":true`,
+		`"unconfirmed":"false"`, `"unconfirmed":0`, `"unconfirmed":[]`,
+		`"from_height":100,"from_height":200`, `"fromHeight":100`, `"start_height":100`,
+	} {
+		body := fmt.Sprintf(`{"asset":%q,"program":%q,%s}`, asset, program, bad)
+		status, b := do(t, f.app, http.MethodPost, "/v1/pools", body, auth...)
+		wantError(t, "create "+body, status, b, http.StatusBadRequest, "bad_request")
+	}
+	if f.poolCount() != before {
+		t.Fatal("a refused POST /v1/pools created a pool")
+	}
+
+	body := fmt.Sprintf(`{"asset":%q,"program":%q,"from_height":123456,"unconfirmed":false}`, asset, program)
+	status, b := do(t, f.app, http.MethodPost, "/v1/pools", body, auth...)
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d %s", status, b)
+	}
+	created := decode[poolJSON](t, b)
+	if created.FromHeight != 123456 || created.Unconfirmed || created.Synced || created.Asset != asset {
+		t.Fatalf("created %s", b)
+	}
+	stored, err := f.store.GetPool(ctx, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.FromHeight != 123456 || stored.Unconfirmed || stored.SyncedAt != nil {
+		t.Fatalf("stored %+v", stored)
+	}
+	// Registering it again keeps its settings, whatever the request says.
+	again := fmt.Sprintf(`{"asset":%q,"program":%q,"from_height":5,"unconfirmed":true}`, asset, program)
+	if status, b2 := do(t, f.app, http.MethodPost, "/v1/pools", again, auth...); status != http.StatusOK || string(b2) != string(b) {
+		t.Fatalf("again: %d %s, want 200 %s", status, b2, b)
+	}
+	// null is absent: the defaults.
+	other := fmt.Sprintf(`{"asset":%q,"program":"51","from_height":null,"unconfirmed":null}`, asset)
+	status, b = do(t, f.app, http.MethodPost, "/v1/pools", other, auth...)
+	if p := decode[poolJSON](t, b); status != http.StatusCreated || p.FromHeight != 0 || !p.Unconfirmed {
+		t.Fatalf("create with nulls: %d %s", status, b)
+	}
+	// The list and the pool show the options, and whether the pool is synced:
+	// a pool read before the syncer had it shows synced once it does.
+	_, b = do(t, f.app, http.MethodGet, fmt.Sprintf("/v1/pools/%d", created.ID), "")
+	if p := decode[poolDetail](t, b); p.FromHeight != 123456 || p.Unconfirmed || p.Synced {
+		t.Fatalf("pool before its sync %s", b)
+	}
+	if err := f.store.MarkSynced(ctx, created.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, b = do(t, f.app, http.MethodGet, "/v1/pools", "")
+	list := decode[struct {
+		Pools []poolListItem `json:"pools"`
+	}](t, b)
+	found := false
+	for _, p := range list.Pools {
+		if p.ID == created.ID {
+			found = true
+			if p.FromHeight != 123456 || p.Unconfirmed || !p.Synced {
+				t.Fatalf("listed %+v", p)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("pool %d not listed: %s", created.ID, b)
+	}
+	_, b = do(t, f.app, http.MethodGet, fmt.Sprintf("/v1/pools/%d", created.ID), "")
+	if p := decode[poolDetail](t, b); p.FromHeight != 123456 || p.Unconfirmed || !p.Synced {
+		t.Fatalf("pool %s", b)
 	}
 }
 
@@ -94,7 +184,7 @@ func TestV1ListAndGetPool(t *testing.T) {
 	for _, p := range list.Pools {
 		switch p.ID {
 		case f.pool.ID:
-			if p.Asset != f.pool.Asset || p.Counts.Available != 3 || p.Counts.Spent != 1 {
+			if p.Asset != f.pool.Asset || p.Counts.Available != 3 || p.Counts.Spent != 1 || !p.Unconfirmed || !p.Synced || p.FromHeight != 0 {
 				t.Errorf("pool %+v", p)
 			}
 		case other.ID:
@@ -126,7 +216,9 @@ func TestV1ListAndGetPool(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != f.pool.ID || got.Program != f.pool.Program || got.Counts != (storage.Counts{Available: 3, Spent: 1}) {
+	if got.ID != f.pool.ID || got.Program != f.pool.Program || got.Counts != (storage.Counts{Available: 3, Spent: 1}) ||
+		!strings.Contains(string(b), `"unconfirmed":true,"from_height":0,"synced":true,`) ||
+		!strings.Contains(string(b), `"counts":{"available":3,"reserved":0,"spent":1,"invalidated":0,"immature":0}`) {
 		t.Fatalf("pool %s", b)
 	}
 	cur, ok := got.Sync["utxo"]
@@ -159,9 +251,9 @@ func TestV1ListAndGetPool(t *testing.T) {
 }
 
 func TestV1PoolUTXOs(t *testing.T) {
-	amounts := make([]int64, 25)
+	amounts := make([]uint64, 25)
 	for i := range amounts {
-		amounts[i] = int64(i + 1)
+		amounts[i] = uint64(i + 1)
 	}
 	f := newFixture(t, amounts...)
 	ctx := testCtx(t)

@@ -41,7 +41,7 @@ var (
 	errBadAddress = badInput("address is required: at most 256 printable characters without spaces")
 	errBadAmount  = badInput("amount must be a non-zero integer")
 	errBadTxID    = badInput("tx_id must be 64 hex characters")
-	errBadState   = badInput(`state must be "available", "reserved", "spent", "invalidated" or empty`)
+	errBadState   = badInput(`state must be "available", "reserved", "spent", "invalidated", "immature" or empty`)
 	errBadCursor  = badInput("cursor is invalid")
 	errBadPoolID  = badInput("pool id must be a positive integer")
 )
@@ -121,6 +121,45 @@ func decodeAssetProgram(body []byte) (assetProgram, error) {
 		return assetProgram{}, err
 	}
 	return req.normalize()
+}
+
+// createPoolReq is a validated POST /v1/pools body.
+type createPoolReq struct {
+	assetProgram
+	Options storage.PoolOptions
+}
+
+var (
+	errBadFromHeight  = badInput("from_height must be an integer from 0 to 2^63-1")
+	errBadUnconfirmed = badInput("unconfirmed must be a boolean")
+)
+
+// decodeCreatePool decodes and validates {"asset","program","from_height"?,"unconfirmed"?}.
+func decodeCreatePool(body []byte) (createPoolReq, error) {
+	obj, err := strictObject(body, "asset", "program", "from_height", "unconfirmed")
+	if err != nil {
+		return createPoolReq{}, err
+	}
+	var req createPoolReq
+	if _, err := field(obj, "asset", &req.Asset, errBadAsset); err != nil {
+		return createPoolReq{}, err
+	}
+	if _, err := field(obj, "program", &req.Program, errBadProgram); err != nil {
+		return createPoolReq{}, err
+	}
+	if req.assetProgram, err = req.normalize(); err != nil {
+		return createPoolReq{}, err
+	}
+	if req.Options.FromHeight, _, err = intField(obj, "from_height", 0, 1<<63-1, errBadFromHeight); err != nil {
+		return createPoolReq{}, err
+	}
+	var unconfirmed bool
+	if ok, err := field(obj, "unconfirmed", &unconfirmed, errBadUnconfirmed); err != nil {
+		return createPoolReq{}, err
+	} else if ok {
+		req.Options.Unconfirmed = &unconfirmed
+	}
+	return req, nil
 }
 
 // listUTXOsReq is the legacy list-utxos body.
@@ -300,7 +339,7 @@ func parseCursor(s string) (int64, error) {
 // checkState accepts the v1 UTXO state filter.
 func checkState(s string) error {
 	switch s {
-	case "", storage.StateAvailable, storage.StateReserved, storage.StateSpent, storage.StateInvalidated:
+	case "", storage.StateAvailable, storage.StateReserved, storage.StateSpent, storage.StateInvalidated, storage.StateImmature:
 		return nil
 	}
 	return errBadState
