@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -127,10 +128,14 @@ func sortDuplicates(dups []Duplicate) {
 
 // JournalRow is a reservation as the PostgreSQL journal recorded it.
 type JournalRow struct {
-	ID        string
-	Pool      int64
-	Fence     int64
-	Hashes    []string
+	ID     string
+	Pool   int64
+	Fence  int64
+	Hashes []string // the row's hashes column
+	// Holdings are the UTXOs reservation_utxos lists for it: what the
+	// service finds a UTXO's holders by (counts, chain settlement). nil when
+	// not read; ReadJournal always reads them.
+	Holdings  []string
 	State     string
 	CreatedAt time.Time // when Redis granted it (Redis clock, milliseconds)
 	ExpiresAt time.Time // its last known expiry
@@ -157,21 +162,35 @@ func (r JournalRow) End() time.Time {
 // once: ordered by fence (the order Redis granted them in), a row created
 // more than tolerance before the End of an earlier row of the same UTXO.
 // The tolerance covers the millisecond resolution of Redis's clock and the
-// skew between Redis's and the API's clocks.
+// skew between Redis's and the API's clocks. A row's UTXOs are those of its
+// hashes column and of reservation_utxos together; a row whose
+// reservation_utxos (when read) disagree with its hashes is returned too,
+// since the service would count or settle it by the wrong UTXOs.
 func CheckJournal(rows []JournalRow, tolerance time.Duration) []Duplicate {
 	type key struct {
 		pool int64
 		hash string
 	}
 	byUTXO := map[key][]*JournalRow{}
+	var dups []Duplicate
 	for i := range rows {
 		r := &rows[i]
-		for _, h := range r.Hashes {
+		held := slices.Clone(r.Hashes)
+		if r.Holdings != nil {
+			a, b := slices.Sorted(slices.Values(r.Hashes)), slices.Sorted(slices.Values(r.Holdings))
+			if !slices.Equal(a, b) {
+				dups = append(dups, Duplicate{Source: "journal", Pool: r.Pool, Hash: strings.Join(a, ","),
+					A: fmt.Sprintf("reservation %s (fence %d, %s)", r.ID, r.Fence, r.State), B: "reservation_utxos",
+					Detail: fmt.Sprintf("reservation_utxos lists %v for it, its hashes are %v", b, a)})
+			}
+			held = append(held, r.Holdings...)
+		}
+		slices.Sort(held)
+		for _, h := range slices.Compact(held) {
 			k := key{r.Pool, h}
 			byUTXO[k] = append(byUTXO[k], r)
 		}
 	}
-	var dups []Duplicate
 	for k, rs := range byUTXO {
 		slices.SortFunc(rs, func(a, b *JournalRow) int { return cmp.Compare(a.Fence, b.Fence) })
 		var longest *JournalRow
@@ -192,23 +211,28 @@ func CheckJournal(rows []JournalRow, tolerance time.Duration) []Duplicate {
 	return dups
 }
 
-// ReadJournal reads the journal rows of pools from the database at url.
+// ReadJournal reads the journal rows of pools from the database at url, with
+// what reservation_utxos lists for each.
 func ReadJournal(ctx context.Context, url string, pools []int64) ([]JournalRow, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("bench: journal: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	rows, err := conn.Query(ctx, `SELECT id, pool_id, fence, hashes, state, created_at, expires_at, updated_at
-		FROM reservations WHERE pool_id = ANY($1)`, pools)
+	rows, err := conn.Query(ctx, `SELECT r.id, r.pool_id, r.fence, r.hashes, r.state, r.created_at, r.expires_at, r.updated_at,
+		ARRAY(SELECT ru.hash FROM reservation_utxos ru WHERE ru.reservation_id = r.id AND ru.pool_id = r.pool_id)
+		FROM reservations r WHERE r.pool_id = ANY($1)`, pools)
 	if err != nil {
 		return nil, fmt.Errorf("bench: journal: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (JournalRow, error) {
 		var r JournalRow
 		var hashes string
-		err := row.Scan(&r.ID, &r.Pool, &r.Fence, &hashes, &r.State, &r.CreatedAt, &r.ExpiresAt, &r.UpdatedAt)
+		err := row.Scan(&r.ID, &r.Pool, &r.Fence, &hashes, &r.State, &r.CreatedAt, &r.ExpiresAt, &r.UpdatedAt, &r.Holdings)
 		r.Hashes = storage.SplitHashes(hashes)
+		if r.Holdings == nil {
+			r.Holdings = []string{} // read, and none
+		}
 		return r, err
 	})
 	if err != nil {

@@ -129,3 +129,33 @@ func TestCheckJournalComparesWithTheLongestEarlierHold(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckJournalFlagsHoldingsThatDisagreeWithTheHashes(t *testing.T) {
+	r1 := row("r1", 1, storage.ResHeld, 0, 60_000, 0, "u1", "u2")
+	r1.Holdings = []string{"u2", "u1"} // the same set, in another order
+	r2 := row("r2", 2, storage.ResHeld, 10, 60_000, 10, "u3")
+	r2.Holdings = []string{} // reservation_utxos has nothing for it
+	r3 := row("r3", 3, storage.ResReleased, 20, 60_000, 30, "u4")
+	r3.Holdings = []string{"u4", "u5"}
+	dups := CheckJournal([]JournalRow{r1, r2, r3}, 5*time.Millisecond)
+	if len(dups) != 2 || !strings.Contains(dups[0].A, "r2") || !strings.Contains(dups[1].A, "r3") {
+		t.Fatalf("CheckJournal = %v, want r2 and r3 flagged", dups)
+	}
+}
+
+func TestCheckJournalFindsAnOverlapThroughTheHoldings(t *testing.T) {
+	r1 := row("r1", 1, storage.ResHeld, 0, 60_000, 0, "u1")
+	r1.Holdings = []string{"u1", "u2"}
+	r2 := row("r2", 2, storage.ResHeld, 10, 60_000, 10, "u2")
+	r2.Holdings = []string{"u2"}
+	dups := CheckJournal([]JournalRow{r1, r2}, 5*time.Millisecond)
+	var overlap bool
+	for _, d := range dups {
+		if d.Hash == "u2" && strings.Contains(d.A, "r1") && strings.Contains(d.B, "r2") {
+			overlap = true
+		}
+	}
+	if len(dups) != 2 || !overlap {
+		t.Fatalf("CheckJournal = %v, want r1's mismatch and r1 and r2 on u2", dups)
+	}
+}

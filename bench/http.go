@@ -122,7 +122,7 @@ type reservation struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	UTXOs     []struct {
 		Hash   string `json:"hash"`
-		Amount int64  `json:"amount"`
+		Amount uint64 `json:"amount"`
 	} `json:"utxos"`
 }
 
@@ -131,7 +131,7 @@ type reservation struct {
 type reserveBody struct {
 	Pool       int64    `json:"pool"`
 	Count      int      `json:"count,omitempty"`
-	Amount     int64    `json:"amount,omitempty"`
+	Amount     uint64   `json:"amount,omitempty"`
 	Hashes     []string `json:"hashes,omitempty"`
 	TTLSeconds int      `json:"ttl_seconds,omitempty"`
 	Wait       int      `json:"wait_seconds,omitempty"`

@@ -31,8 +31,8 @@ type MemoryResult struct {
 	Reservations int
 	// Redis used_memory (INFO memory) before and after, 0 when not read.
 	RedisBefore, RedisAfter int64
-	// Size of the journal's reservations table (with indexes and TOAST)
-	// before and after, 0 when not read.
+	// Size of the journal's tables, reservations and reservation_utxos
+	// (with indexes and TOAST), before and after, 0 when not read.
 	JournalBefore, JournalAfter int64
 	// Took is how long the reserves took.
 	Took time.Duration
@@ -71,18 +71,27 @@ func usedMemory(ctx context.Context, url string) (int64, error) {
 	return 0, errors.New("bench: INFO memory has no used_memory")
 }
 
-// tableBytes is the size of a table of the database at url, indexes and TOAST included.
-func tableBytes(ctx context.Context, url, table string) (int64, error) {
+// journalTables are the tables a reservation writes: its row, and a row per
+// UTXO it holds.
+var journalTables = []string{"reservations", "reservation_utxos"}
+
+// tableBytes is the size of tables of the database at url together, indexes
+// and TOAST included.
+func tableBytes(ctx context.Context, url string, tables ...string) (int64, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return 0, fmt.Errorf("bench: database: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var n int64
-	if err := conn.QueryRow(ctx, "SELECT pg_total_relation_size($1::regclass)", table).Scan(&n); err != nil {
-		return 0, fmt.Errorf("bench: size of %s: %w", table, err)
+	var total int64
+	for _, table := range tables {
+		var n int64
+		if err := conn.QueryRow(ctx, "SELECT pg_total_relation_size($1::regclass)", table).Scan(&n); err != nil {
+			return 0, fmt.Errorf("bench: size of %s: %w", table, err)
+		}
+		total += n
 	}
-	return n, nil
+	return total, nil
 }
 
 // measure reads Redis's and the journal's sizes, where their URLs are known.
@@ -93,7 +102,7 @@ func (r *runner) measure(ctx context.Context) (redisBytes, journalBytes int64, e
 		}
 	}
 	if r.t.DatabaseURL != "" {
-		if journalBytes, err = tableBytes(ctx, r.t.DatabaseURL, "reservations"); err != nil {
+		if journalBytes, err = tableBytes(ctx, r.t.DatabaseURL, journalTables...); err != nil {
 			return 0, 0, err
 		}
 	}

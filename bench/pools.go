@@ -26,7 +26,7 @@ func randomProgram() string { return "0020" + randomHex(32) }
 
 // newPool registers a fresh pool, creates UTXOs of amounts on the simulated
 // chain and waits until the API can hand all of them out.
-func (r *runner) newPool(ctx context.Context, amounts []int64) (*pool, error) {
+func (r *runner) newPool(ctx context.Context, amounts []uint64) (*pool, error) {
 	p := &pool{Asset: randomHex(32), Program: randomProgram()}
 	a, err := r.admin.call(ctx, http.MethodPost, "/v1/pools", map[string]string{"asset": p.Asset, "program": p.Program})
 	if err != nil {
@@ -148,10 +148,10 @@ type legacyList struct {
 }
 
 // amountsFrom returns n amounts base, base+1, ...
-func amountsFrom(n int, base int64) []int64 {
-	out := make([]int64, n)
+func amountsFrom(n int, base uint64) []uint64 {
+	out := make([]uint64, n)
 	for i := range out {
-		out[i] = base + int64(i)
+		out[i] = base + uint64(i)
 	}
 	return out
 }

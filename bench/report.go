@@ -319,7 +319,7 @@ func memoryMarkdown(b *strings.Builder, m *MemoryResult) {
 			mb(m.RedisAfter-m.RedisBefore), m.Per100k(m.RedisBefore, m.RedisAfter)/bytesPerMB, m.Per100k(m.RedisBefore, m.RedisAfter)/memoryPer)
 	}
 	if m.JournalAfter != 0 {
-		p("| journal: reservations table with indexes | %.1f MB | %.1f MB | %.1f MB | %.1f MB (%.0f bytes each) |\n", mb(m.JournalBefore), mb(m.JournalAfter),
+		p("| journal: reservations and reservation_utxos tables with indexes | %.1f MB | %.1f MB | %.1f MB | %.1f MB (%.0f bytes each) |\n", mb(m.JournalBefore), mb(m.JournalAfter),
 			mb(m.JournalAfter-m.JournalBefore), m.Per100k(m.JournalBefore, m.JournalAfter)/bytesPerMB, m.Per100k(m.JournalBefore, m.JournalAfter)/memoryPer)
 	}
 }

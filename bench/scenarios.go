@@ -100,7 +100,15 @@ func (c *client) release(ctx context.Context, res *reservation, gs []*Grant, fro
 		from = t0
 	}
 	a, err := c.api.call(ctx, http.MethodDelete, "/v1/reservations/"+res.ID, nil)
-	c.rec.answered(opRelease, from, time.Since(t0), a, err, http.StatusNoContent)
+	d := time.Since(t0)
+	// A release answers 200 with the reservation, released (it used to
+	// answer 204 without a body).
+	var ended reservation
+	if err == nil && a.status == http.StatusOK && (a.decode(&ended) != nil || ended.ID != res.ID || ended.State != "released") {
+		c.rec.failed(opRelease, from, "200 without the released reservation")
+		return
+	}
+	c.rec.answered(opRelease, from, d, a, err, http.StatusOK)
 }
 
 // newResult starts the result of a scenario.
@@ -229,7 +237,7 @@ func (r *runner) scenarioContention(ctx context.Context) error {
 // scenarioDApp is c: reserve by amount, spend with change, submit, and the
 // change is reserved by the next client.
 func (r *runner) scenarioDApp(ctx context.Context) error {
-	amounts := make([]int64, 2*clientsC)
+	amounts := make([]uint64, 2*clientsC)
 	for i := range amounts {
 		amounts[i] = 1_000_000_000_000
 	}

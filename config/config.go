@@ -28,7 +28,9 @@ type Config struct {
 	SyncBackoff      time.Duration `env:"BUFFERD_SYNC_MAX_BACKOFF" envDefault:"1m" flag:"sync-max-backoff" help:"longest wait before retrying a failing pool"`
 	InstanceID       string        `env:"BUFFERD_INSTANCE_ID" flag:"instance-id" help:"this replica's name in leader election (default <hostname>-<pid>)"`
 	LeaderTTL        time.Duration `env:"BUFFERD_LEADER_TTL" envDefault:"9s" flag:"leader-ttl" help:"lease of the sync jobs' leader, renewed every third of it"`
-	CrawlStart       uint64        `env:"BUFFERD_CRAWL_START_HEIGHT" envDefault:"0" flag:"crawl-start-height" help:"block height a pool's transaction history starts from (0: the tip when the pool is first crawled); the crawler runs with a bytomd chain"`
+	IndexStartDepth  uint64        `env:"BUFFERD_INDEX_START_DEPTH" envDefault:"10000" flag:"index-start-depth" help:"with a bytomd node: how many blocks below the tip the chain index starts a pool registered without from_height"`
+	IndexPoll        time.Duration `env:"BUFFERD_INDEX_POLL" envDefault:"250ms" flag:"index-poll" help:"with a bytomd node: how often the chain index asks for new blocks and the mempool"`
+	SweepInterval    time.Duration `env:"BUFFERD_SWEEP_INTERVAL" envDefault:"30s" flag:"sweep-interval" help:"how often the syncer checks that Redis, the reservations and the chain agree for each pool, and repairs them"`
 	PprofAddr        string        `env:"BUFFERD_PPROF_ADDR" flag:"pprof-addr" help:"listen address of Go's /debug/pprof/ profiles (empty: off); keep it on loopback"`
 	MetricsAddr      string        `env:"BUFFERD_METRICS_ADDR" envDefault:"127.0.0.1:9100" flag:"metrics-addr" help:"listen address of /metrics, /livez and /readyz of the syncer"`
 	ReserveRate      float64       `env:"BUFFERD_RESERVE_RATE" envDefault:"50" flag:"reserve-rate" help:"reserve requests a second per client IP, v1 and legacy together (0: no limit)"`

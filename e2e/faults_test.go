@@ -49,8 +49,11 @@ func TestRedisKillRestartMidWorkload(t *testing.T) {
 		srv.Kill()
 		dark := &window{from: w.now() + settle}
 		// Long enough for the APIs' Redis clients to give up their retries
-		// and answer within the outage.
-		time.Sleep(2 * time.Second)
+		// and answer within the outage, twice: a reserve that fails on a
+		// dead Redis took about 1.8 s to answer 503 here (bufferd 2 also
+		// tries to undo the grant after the script failed), so with 2 s
+		// every reserve sent after the kill could hang until the restart.
+		time.Sleep(3 * time.Second)
 		dark.to = w.now()
 		srv.Restart()
 		return dark
@@ -96,16 +99,16 @@ func redisFault(t *testing.T, fault func(*stack, *testenv.RedisServer, *workload
 }
 
 // checkFaultAnswers fails the test unless every reserve was answered 201 or
-// 503 and every release 204 or 503, every 503 with a Retry-After header (a release refused as unknown would mean an
-// acknowledged reservation was lost; 410 is fine for a retried release, whose
-// failed first try took effect), some reserve sent after the fault began got
+// 503 and every release 200 or 503, every 503 with a Retry-After header (a
+// release refused as unknown would mean an acknowledged reservation was lost;
+// a retried release whose failed first try took effect answers 200 again,
+// since release is idempotent, so 410 is wrong even then: nothing of the
+// workload expires), some reserve sent after the fault began got
 // 503, and, when the fault has a dark window (a server down), every reserve
 // answered within it (at least one) got 503.
 func checkFaultAnswers(t *testing.T, w *workload, faultStart time.Duration, dark *window) {
 	t.Helper()
-	for _, m := range w.malformed {
-		t.Errorf("a count:1 reserve was granted something else: %s", m)
-	}
+	checkGrantsKnown(t, w)
 	after503, inDark, dark503, noRetryAfter := 0, 0, 0, 0
 	for _, a := range append(append([]attempt(nil), w.reserves...), w.releases...) {
 		if a.Status == http.StatusServiceUnavailable && a.RetryAfter == "" {
@@ -130,8 +133,8 @@ func checkFaultAnswers(t *testing.T, w *workload, faultStart time.Duration, dark
 		}
 	}
 	for _, a := range w.releases {
-		if a.Status != http.StatusNoContent && a.Status != http.StatusServiceUnavailable && !(a.Retry && a.Status == http.StatusGone) {
-			t.Errorf("release sent at %s answered %d %s %s, want 204 or 503 (or 410 when retried)", a.Call, a.Status, a.Code, a.Err)
+		if a.Status != http.StatusOK && a.Status != http.StatusServiceUnavailable {
+			t.Errorf("release sent at %s (retry %v) answered %d %s %s, want 200 or 503", a.Call, a.Retry, a.Status, a.Code, a.Err)
 		}
 	}
 	if after503 == 0 {

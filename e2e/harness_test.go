@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -340,7 +341,7 @@ func waitHTTP(t *testing.T, url string, timeout time.Duration, p *proc) {
 type utxo struct {
 	Hash   string `json:"hash"`
 	Asset  string `json:"asset"`
-	Amount int64  `json:"amount"`
+	Amount uint64 `json:"amount"`
 }
 
 // reservation is the v1 reservation body.
@@ -531,8 +532,10 @@ type stack struct {
 	pool    int64
 	asset   string
 	program string
-	hashes  []string        // the pool's UTXOs, as the chain created them
-	known   map[string]bool // the same as a set
+	hashes  []string // the pool's UTXOs, as the chain created them
+
+	knownMu sync.Mutex
+	known   map[string]bool // hashes and the pool UTXOs chain events created since
 }
 
 // startStack migrates the database, starts the simulated chain, mints the
@@ -590,9 +593,9 @@ func startStack(t *testing.T, cfg stackConfig) *stack {
 
 	s.asset = randomHex(32)
 	s.program = "0020" + randomHex(32)
-	amounts := make([]int64, cfg.UTXOs)
+	amounts := make([]uint64, cfg.UTXOs)
 	for i := range amounts {
-		amounts[i] = int64(i+1) * 1000
+		amounts[i] = uint64(i+1) * 1000
 	}
 	var minted struct {
 		Hashes []string `json:"hashes"`
@@ -635,6 +638,7 @@ type poolCounts struct {
 	Reserved    int64 `json:"reserved"`
 	Spent       int64 `json:"spent"`
 	Invalidated int64 `json:"invalidated"`
+	Immature    int64 `json:"immature"`
 }
 
 func (s *stack) counts(ctx context.Context, api string) (poolCounts, error) {
@@ -721,8 +725,22 @@ func (s *stack) waitAvailable(n int, timeout time.Duration) {
 // api returns the i-th API replica's URL, round robin.
 func (s *stack) api(i int) string { return s.apis[i%len(s.apis)] }
 
-// hashSet returns the pool's hashes as a set (do not change it).
-func (s *stack) hashSet() map[string]bool { return s.known }
+// hashSet returns a copy of the pool's UTXOs: the hashes the stack started
+// with and those chain events created since.
+func (s *stack) hashSet() map[string]bool {
+	s.knownMu.Lock()
+	defer s.knownMu.Unlock()
+	return maps.Clone(s.known)
+}
+
+// addKnown records UTXOs of the pool a chain event created.
+func (s *stack) addKnown(hashes ...string) {
+	s.knownMu.Lock()
+	defer s.knownMu.Unlock()
+	for _, h := range hashes {
+		s.known[h] = true
+	}
+}
 
 // ---- the holder process of TestFencingPausedHolder ----
 

@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,8 +36,8 @@ type linInput struct {
 	Tx   string // submit's transaction id
 }
 
-// linOutput is what the operation returned: OK (201, 200 or 204 as the route
-// has it) with the granted ID for reserve, the state for get. Unknown marks an
+// linOutput is what the operation returned: OK (201 for reserve, 200 for the
+// others) with the granted ID for reserve, the state for get. Unknown marks an
 // operation answered 503, which may or may not have taken effect.
 type linOutput struct {
 	OK      bool
@@ -46,11 +48,29 @@ type linOutput struct {
 }
 
 // utxoState is the model's state of one UTXO: free (Holder ""), or held by
-// reservation Holder, submitted with Tx when Submitted.
+// reservation Holder, submitted with Tx when Submitted; Released lists the
+// reservations of it that were released (sorted, comma-separated, so that
+// states compare with ==).
 type utxoState struct {
 	Holder    string
 	Submitted bool
 	Tx        string
+	Released  string
+}
+
+// released reports whether reservation id was released.
+func (s utxoState) released(id string) bool {
+	return id != "" && slices.Contains(strings.Split(s.Released, ","), id)
+}
+
+// withReleased returns Released with id added.
+func (s utxoState) withReleased(id string) string {
+	ids := []string{id}
+	if s.Released != "" {
+		ids = append(strings.Split(s.Released, ","), id)
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ",")
 }
 
 // unknownHolder holds a UTXO in the model after a reserve answered 503 that
@@ -65,7 +85,10 @@ const unknownHolder = "?"
 //   - extend succeeds iff id holds it and has not been submitted;
 //   - submit succeeds iff id holds it and was not submitted with another
 //     transaction (submitting again with the same one is idempotent);
-//   - release succeeds iff id holds it (held or submitted), and frees it;
+//   - release succeeds iff id holds it and has not been submitted, and frees
+//     it; releasing a released reservation succeeds again and changes nothing
+//     (bufferd 2: release is idempotent, and a submitted reservation cannot
+//     be released: 409 reservation_submitted);
 //   - get answers held or submitted while id holds it, released after.
 //
 // An operation with an Unknown outcome may have taken effect or not.
@@ -96,7 +119,7 @@ var reservationModel = porcupine.NondeterministicModel{
 		switch in.Op {
 		case opReserve:
 			ok = st.Holder == ""
-			next = utxoState{Holder: out.ID}
+			next = utxoState{Holder: out.ID, Released: st.Released}
 			if out.Unknown {
 				next.Holder = unknownHolder
 			}
@@ -104,21 +127,28 @@ var reservationModel = porcupine.NondeterministicModel{
 			ok, next = holds && !st.Submitted, st
 		case opSubmit:
 			ok = holds && (!st.Submitted || st.Tx == in.Tx)
-			next = utxoState{Holder: st.Holder, Submitted: true, Tx: in.Tx}
+			next = utxoState{Holder: st.Holder, Submitted: true, Tx: in.Tx, Released: st.Released}
 		case opRelease:
-			ok, next = holds, utxoState{}
+			switch {
+			case holds && !st.Submitted:
+				ok, next = true, utxoState{Released: st.withReleased(in.ID)}
+			case st.released(in.ID):
+				ok, next = true, st
+			}
 		case opGet:
 			if out.Unknown {
 				return []any{st}
 			}
-			want := "released"
-			if holds {
+			want := ""
+			switch {
+			case holds && st.Submitted:
+				want = "submitted"
+			case holds:
 				want = "held"
-				if st.Submitted {
-					want = "submitted"
-				}
+			case st.released(in.ID):
+				want = "released"
 			}
-			if out.State == want {
+			if want != "" && out.State == want {
 				return []any{st}
 			}
 			return nil
@@ -211,7 +241,16 @@ func TestLinearizable(t *testing.T) {
 		opsPerClient = 60
 		ttlSeconds   = 600 // nothing expires during the run
 	)
-	s := startStack(t, stackConfig{APIs: 2, UTXOs: 4})
+	// bufferd 2 refuses to release a submitted reservation, and nothing else
+	// ends one here: a submitted UTXO stays taken for the rest of the run.
+	// Only half the UTXOs are ever submitted, so the other half keep being
+	// reserved, extended and released to the end (with 4 UTXOs all of them
+	// submitted, the history used to end in refusals only).
+	s := startStack(t, stackConfig{APIs: 2, UTXOs: 8})
+	submittable := map[string]bool{}
+	for _, h := range s.hashes[:len(s.hashes)/2] {
+		submittable[h] = true
+	}
 	// Only the clients change reservations while the history is recorded: the
 	// syncer has loaded the pool and is stopped, so it cannot settle submitted
 	// reservations against a chain that never saw their transactions.
@@ -245,7 +284,7 @@ func TestLinearizable(t *testing.T) {
 					if id, hash, ok := reg.pick(rng, s.hashes); ok {
 						in = linInput{ID: id, Hash: hash}
 						switch {
-						case p < 50:
+						case p < 50, p < 65 && !submittable[hash]:
 							in.Op = opExtend
 						case p < 65:
 							in.Op = opSubmit
@@ -384,11 +423,45 @@ func TestLinearizabilityModel(t *testing.T) {
 			op(0, linInput{Op: opSubmit, Hash: h, ID: "a", Tx: "u"}, linOutput{OK: false}, 6, 7),
 			op(0, linInput{Op: opGet, Hash: h, ID: "a"}, linOutput{OK: true, State: "submitted"}, 8, 9),
 		}, true},
+		// bufferd 2: release is idempotent (it used to fail the second time).
 		{"release after release", []porcupine.Operation{
 			reserveOK(0, "a", 0, 1),
 			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 2, 3),
 			op(1, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 4, 5),
+		}, true},
+		{"release after release refused", []porcupine.Operation{
+			reserveOK(0, "a", 0, 1),
+			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 2, 3),
+			op(1, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{}, 4, 5),
 		}, false},
+		{"a repeated release does not free the next holder's utxo", []porcupine.Operation{
+			reserveOK(0, "a", 0, 1),
+			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 2, 3),
+			reserveOK(1, "b", 4, 5),
+			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 6, 7),
+			reserveOK(2, "c", 8, 9),
+		}, false},
+		{"a repeated release leaves the next holder holding", []porcupine.Operation{
+			reserveOK(0, "a", 0, 1),
+			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 2, 3),
+			reserveOK(1, "b", 4, 5),
+			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 6, 7),
+			op(2, linInput{Op: opReserve, Hash: h}, linOutput{}, 8, 9),
+			op(1, linInput{Op: opGet, Hash: h, ID: "b"}, linOutput{OK: true, State: "held"}, 10, 11),
+			op(0, linInput{Op: opGet, Hash: h, ID: "a"}, linOutput{OK: true, State: "released"}, 12, 13),
+		}, true},
+		{"release of a submitted reservation", []porcupine.Operation{
+			reserveOK(0, "a", 0, 1),
+			op(0, linInput{Op: opSubmit, Hash: h, ID: "a", Tx: "t"}, linOutput{OK: true}, 2, 3),
+			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{OK: true}, 4, 5),
+		}, false},
+		{"release of a submitted reservation refused", []porcupine.Operation{
+			reserveOK(0, "a", 0, 1),
+			op(0, linInput{Op: opSubmit, Hash: h, ID: "a", Tx: "t"}, linOutput{OK: true}, 2, 3),
+			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{}, 4, 5),
+			op(1, linInput{Op: opReserve, Hash: h}, linOutput{}, 6, 7),
+			op(0, linInput{Op: opGet, Hash: h, ID: "a"}, linOutput{OK: true, State: "submitted"}, 8, 9),
+		}, true},
 		{"release that may have happened", []porcupine.Operation{
 			reserveOK(0, "a", 0, 1),
 			op(0, linInput{Op: opRelease, Hash: h, ID: "a"}, linOutput{Unknown: true}, 2, 3),
@@ -446,14 +519,19 @@ func linResult(in linInput, r reply) (linOutput, error) {
 			return out, fmt.Errorf("unexpected answer %s", r)
 		}
 	case opExtend, opSubmit, opRelease:
-		want := http.StatusOK
-		if in.Op == opRelease {
-			want = http.StatusNoContent
-		}
 		switch r.Status {
-		case want:
+		case http.StatusOK:
+			// Every one answers the reservation (a release since bufferd 2,
+			// in state released; it used to answer 204 without a body).
+			if r.Res.ID != in.ID || (in.Op == opRelease && r.Res.State != "released") {
+				return out, fmt.Errorf("%s of %s answered %s", in.Op, in.ID, r)
+			}
 			out.OK = true
-		case http.StatusNotFound, http.StatusConflict, http.StatusGone:
+		case http.StatusConflict:
+			if in.Op == opRelease && r.Code != "reservation_submitted" {
+				return out, fmt.Errorf("release answered %s, want 409 only for a submitted reservation", r)
+			}
+		case http.StatusNotFound, http.StatusGone:
 		default:
 			return out, fmt.Errorf("unexpected answer %s", r)
 		}

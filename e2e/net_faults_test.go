@@ -14,7 +14,7 @@ import (
 // latency, drops every connection several times and refuses connections for
 // a while, under a reserve/release workload: nothing is granted twice,
 // fences grow, every acknowledged reservation is in the journal and reads
-// back, answers are 201/204 or a clean 503, and service resumes by itself.
+// back, answers are 201/200 or a clean 503, and service resumes by itself.
 func TestRedisLatencyAndDroppedConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a workload across network faults")
@@ -95,15 +95,14 @@ func TestAPIKilledMidRequest(t *testing.T) {
 			continue
 		}
 		switch a.Status {
-		case http.StatusCreated, http.StatusNoContent:
+		// A release answers 200, also when retried after its first try
+		// died with the process and took effect (release is idempotent);
+		// 410 would mean it ended otherwise, and nothing here expires.
+		case http.StatusCreated, http.StatusOK:
 		case 0: // the connection died with the process, or it was down
 			lost++
 			if a.Ret < faultStart || a.Call > faultEnd {
 				t.Errorf("transport error outside the crash window: call %s: %s", a.Call, a.Err)
-			}
-		case http.StatusGone:
-			if !a.Retry {
-				t.Errorf("first release answered 410 at %s", a.Call)
 			}
 		default:
 			t.Errorf("call at %s answered %d %s %s", a.Call, a.Status, a.Code, a.Err)
@@ -113,6 +112,7 @@ func TestAPIKilledMidRequest(t *testing.T) {
 	if lost == 0 {
 		t.Error("no call was lost: the kill hit no request in flight")
 	}
+	checkGrantsKnown(t, w)
 	checkOneHolder(t, w.grants)
 	checkFences(t, w.grants, faultStart, faultEnd)
 	checkLiveAfter(t, s, w.grants)

@@ -19,6 +19,7 @@ type Proxy struct {
 	target  string
 	latency atomic.Int64 // nanoseconds
 	refuse  atomic.Bool
+	lose    atomic.Int64 // replies still to lose
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -49,6 +50,12 @@ func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
 // Refuse makes the proxy close new connections at once (true) or forward
 // them again (false).
 func (p *Proxy) Refuse(on bool) { p.refuse.Store(on) }
+
+// LoseReplies makes the proxy lose the next n replies of the target: the
+// request reached the server and was carried out, but its answer is
+// discarded and the connection closed, so the client sees a broken
+// connection (and a client that retries sends the request again).
+func (p *Proxy) LoseReplies(n int) { p.lose.Store(int64(n)) }
 
 // DropAll closes every open connection, both ends, and returns how many.
 func (p *Proxy) DropAll() int {
@@ -92,8 +99,8 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		go p.pipe(in, out, false)
+		go p.pipe(out, in, true)
 	}
 }
 
@@ -111,8 +118,9 @@ func (p *Proxy) track(a, b net.Conn) bool {
 }
 
 // pipe copies from src to dst, each chunk after the current latency; when
-// either side ends, both are closed.
-func (p *Proxy) pipe(src, dst net.Conn) {
+// either side ends, both are closed. replies marks the target's direction,
+// whose chunks LoseReplies discards.
+func (p *Proxy) pipe(src, dst net.Conn, replies bool) {
 	defer p.wg.Done()
 	defer func() {
 		_ = src.Close()
@@ -128,6 +136,9 @@ func (p *Proxy) pipe(src, dst net.Conn) {
 		if n > 0 {
 			if d := time.Duration(p.latency.Load()); d > 0 {
 				time.Sleep(d)
+			}
+			if replies && p.lose.Load() > 0 && p.lose.Add(-1) >= 0 {
+				return // the answer is lost with the connection
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return

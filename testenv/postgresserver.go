@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,11 +24,15 @@ const postgresReadyTimeout = 30 * time.Second
 
 // PostgresServer is a private PostgreSQL server (its own initdb'd data
 // directory and postmaster on a loopback port) owned by one test. Its methods
-// call t.Fatal on failure, so call them from the test's goroutine.
+// call t.Fatal on failure, so call them from the test's goroutine. A server
+// from LaunchPostgres has no test: use its methods that return errors
+// (Crash, Shutdown, Pause, Resume, Relaunch, Close).
 type PostgresServer struct {
 	t    testing.TB
 	port int
 	proc *process
+	// owned is the directory Close removes (LaunchPostgres's servers only).
+	owned string
 }
 
 // StartPostgres initialises a data directory in a fresh temporary directory and
@@ -40,38 +45,80 @@ type PostgresServer struct {
 // skipped when TESTENV_ALLOW_SKIP=1.
 func StartPostgres(t testing.TB) *PostgresServer {
 	t.Helper()
+	s, err := launchPostgres(func(d string) {
+		t.Cleanup(func() {
+			if err := os.RemoveAll(d); err != nil {
+				t.Errorf("testenv: remove %s: %v", d, err)
+			}
+		})
+	}, func(s *PostgresServer) {
+		t.Cleanup(func() {
+			if err := s.proc.kill(); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	if err != nil {
+		fatalOrUnavailable(t, err)
+		return nil
+	}
+	s.t = t
+	return s
+}
+
+// LaunchPostgres is StartPostgres for code that runs outside a test (the
+// chaos checker): the same server, returned once it accepts queries. The
+// caller ends it with Close, which also removes its directory.
+func LaunchPostgres() (*PostgresServer, error) {
+	var dir string
+	s, err := launchPostgres(func(d string) { dir = d }, func(*PostgresServer) {})
+	if err != nil {
+		if dir != "" {
+			_ = os.RemoveAll(dir)
+		}
+		return nil, err
+	}
+	s.owned = dir
+	return s, nil
+}
+
+// launchPostgres initialises a data directory and starts postgres on it,
+// trying a few ports; made is called with the directory once created,
+// started with each server process started.
+func launchPostgres(made func(dir string), started func(*PostgresServer)) (*PostgresServer, error) {
 	binDir, ok := postgresBinDir()
 	if !ok {
-		unavailable(t, "PostgreSQL server binaries (initdb, postgres) not found on PATH or in /usr/lib/postgresql/*/bin")
+		return nil, &missingError{msg: "PostgreSQL server binaries (initdb, postgres) not found on PATH or in /usr/lib/postgresql/*/bin"}
 	}
 	cred, ok := postgresCredential()
 	if !ok {
-		unavailable(t, "running as root and there is no postgres OS user to run initdb and postgres as")
+		return nil, &missingError{msg: "running as root and there is no postgres OS user to run initdb and postgres as"}
 	}
 
 	dir, err := os.MkdirTemp(tempBase(cred != nil), "testenv-pg-")
 	if err != nil {
-		t.Fatalf("testenv: postgres temp dir: %v", err)
+		return nil, fmt.Errorf("testenv: postgres temp dir: %w", err)
 	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("testenv: remove %s: %v", dir, err)
-		}
-	})
+	made(dir)
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			t.Fatalf("testenv: chown %s: %v", dir, err)
+			return nil, fmt.Errorf("testenv: chown %s: %w", dir, err)
 		}
 	}
 	data := filepath.Join(dir, "data")
-	initdb(t, filepath.Join(binDir, "initdb"), data, dir, cred)
+	if err := initdb(filepath.Join(binDir, "initdb"), data, dir, cred); err != nil {
+		return nil, err
+	}
 
 	var lastErr error
 	// A port chosen by FreePort may be taken before postgres binds it; try a
 	// few ports before giving up.
 	for attempt := 0; attempt < 3; attempt++ {
-		port := FreePort(t)
-		s := &PostgresServer{t: t, port: port, proc: &process{
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &PostgresServer{port: port, proc: &process{
 			name: fmt.Sprintf("postgres :%d", port),
 			bin:  filepath.Join(binDir, "postgres"),
 			args: []string{
@@ -88,16 +135,12 @@ func StartPostgres(t testing.TB) *PostgresServer {
 			cred:    cred,
 		}}
 		if err := s.proc.start(); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		t.Cleanup(func() {
-			if err := s.proc.kill(); err != nil {
-				t.Error(err)
-			}
-		})
-		err := s.waitReady()
+		started(s)
+		err = s.waitReady()
 		if err == nil {
-			return s
+			return s, nil
 		}
 		lastErr = err
 		_ = s.proc.kill()
@@ -105,12 +148,10 @@ func StartPostgres(t testing.TB) *PostgresServer {
 			break
 		}
 	}
-	t.Fatal(lastErr)
-	return nil
+	return nil, lastErr
 }
 
-func initdb(t testing.TB, bin, data, cwd string, cred *syscall.Credential) {
-	t.Helper()
+func initdb(bin, data, cwd string, cred *syscall.Credential) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin,
@@ -119,8 +160,9 @@ func initdb(t testing.TB, bin, data, cwd string, cred *syscall.Credential) {
 	cmd.Dir = cwd
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("testenv: initdb: %v\n%s", err, out)
+		return fmt.Errorf("testenv: initdb: %w\n%s", err, out)
 	}
+	return nil
 }
 
 // postgresBinDir returns a directory holding both initdb and postgres: that of
@@ -233,7 +275,7 @@ func (s *PostgresServer) Pid() int { return s.proc.pid() }
 // postmaster has exited; killing a server that is not running does nothing.
 func (s *PostgresServer) Kill() {
 	s.t.Helper()
-	if err := s.proc.kill(); err != nil {
+	if err := s.Crash(); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -242,7 +284,7 @@ func (s *PostgresServer) Kill() {
 // accepted by the kernel but nothing answers until Cont.
 func (s *PostgresServer) Stop() {
 	s.t.Helper()
-	if err := s.proc.signal(syscall.SIGSTOP); err != nil {
+	if err := s.Pause(); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -250,7 +292,7 @@ func (s *PostgresServer) Stop() {
 // Cont resumes a server paused by Stop with SIGCONT.
 func (s *PostgresServer) Cont() {
 	s.t.Helper()
-	if err := s.proc.signal(syscall.SIGCONT); err != nil {
+	if err := s.Resume(); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -261,11 +303,49 @@ func (s *PostgresServer) Cont() {
 // off, the last commits before a Kill may not.
 func (s *PostgresServer) Restart() {
 	s.t.Helper()
-	s.Kill()
+	if err := s.Relaunch(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Crash is Kill returning its error.
+func (s *PostgresServer) Crash() error { return s.proc.kill() }
+
+// shutdownTimeout bounds a fast shutdown.
+const shutdownTimeout = 30 * time.Second
+
+// Shutdown stops the server cleanly, as pg_ctl stop -m fast does: SIGINT to
+// the postmaster, which rolls back open transactions, disconnects every
+// client and writes a checkpoint, so every committed transaction survives.
+// It waits until the postmaster exited; Relaunch starts it again.
+func (s *PostgresServer) Shutdown() error { return s.proc.interrupt(syscall.SIGINT, shutdownTimeout) }
+
+// Pause is Stop returning its error.
+func (s *PostgresServer) Pause() error { return s.proc.signal(syscall.SIGSTOP) }
+
+// Resume is Cont returning its error.
+func (s *PostgresServer) Resume() error { return s.proc.signal(syscall.SIGCONT) }
+
+// Relaunch is Restart returning its error; after Shutdown it starts the
+// server again without a crash recovery.
+func (s *PostgresServer) Relaunch() error {
+	if err := s.proc.kill(); err != nil {
+		return err
+	}
 	if err := s.proc.start(); err != nil {
-		s.t.Fatal(err)
+		return err
 	}
-	if err := s.waitReady(); err != nil {
-		s.t.Fatal(err)
+	return s.waitReady()
+}
+
+// Running reports whether the postmaster runs (paused or not).
+func (s *PostgresServer) Running() bool { return s.proc.running() }
+
+// Close kills a server from LaunchPostgres and removes its directory.
+func (s *PostgresServer) Close() error {
+	err := s.proc.kill()
+	if s.owned != "" {
+		err = errors.Join(err, os.RemoveAll(s.owned))
 	}
+	return err
 }

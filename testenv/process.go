@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,15 +24,24 @@ const AllowSkipEnv = "TESTENV_ALLOW_SKIP"
 // listens on port 0, closes the listener and returns the port the kernel chose.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// freePort is FreePort without a testing.TB.
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+		return 0, fmt.Errorf("testenv: free port: %w", err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	if err := l.Close(); err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+		return 0, fmt.Errorf("testenv: free port: %w", err)
 	}
-	return port
+	return port, nil
 }
 
 // portFree reports whether 127.0.0.1:port can be listened on right now.
@@ -56,6 +66,24 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Fatalf("testenv: %s; run scripts/ensure-services.sh to install it, or set %s=1 to skip", msg, AllowSkipEnv)
 }
 
+// missingError is what the launchers without a testing.TB return when a
+// server binary is not installed; the test wrappers turn it into unavailable.
+type missingError struct{ msg string }
+
+func (e *missingError) Error() string { return "testenv: " + e.msg }
+
+// fatalOrUnavailable ends the test with err: a skip or failure through
+// unavailable when a binary is missing, a failure otherwise.
+func fatalOrUnavailable(t testing.TB, err error) {
+	t.Helper()
+	var missing *missingError
+	if errors.As(err, &missing) {
+		unavailable(t, "%s", missing.msg)
+		return
+	}
+	t.Fatal(err)
+}
+
 // process is one server process, run in its own process group so that signals
 // reach its children too (PostgreSQL backends), with its output in a log file.
 type process struct {
@@ -65,6 +93,7 @@ type process struct {
 	dir     string              // working directory
 	logPath string              // stdout and stderr, appended across restarts
 	cred    *syscall.Credential // nil: run as the current user
+	env     []string            // nil: the current environment
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -84,6 +113,7 @@ func (p *process) start() error {
 	}
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Dir = p.dir
+	cmd.Env = p.env
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -256,6 +286,28 @@ func descendants(pid int) []int {
 		queue = append(queue, children[p]...)
 	}
 	return out
+}
+
+// interrupt sends sig to the process alone (not its group or children) and
+// waits up to timeout for it to exit: PostgreSQL's postmaster shuts down its
+// backends itself on SIGINT.
+func (p *process) interrupt(sig syscall.Signal, timeout time.Duration) error {
+	p.mu.Lock()
+	if p.cmd == nil || closed(p.done) {
+		p.mu.Unlock()
+		return nil
+	}
+	pid, done := p.cmd.Process.Pid, p.done
+	p.mu.Unlock()
+	if err := ignoreGone(syscall.Kill(pid, sig)); err != nil {
+		return fmt.Errorf("testenv: signal %v to %s: %w", sig, p.name, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("testenv: %s (pid %d) did not exit within %s of %v", p.name, pid, timeout, sig)
+	}
 }
 
 // logTail returns the last few lines of the process's log, for error messages.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -21,11 +22,14 @@ const redisReadyTimeout = 15 * time.Second
 // RedisServer is a private redis-server process on a loopback port, owned by one
 // test: it can be killed, paused and restarted without touching the shared
 // Redis. Its methods call t.Fatal on failure, so call them from the test's
-// goroutine.
+// goroutine. A server from LaunchRedis has no test: use its methods that
+// return errors (Crash, Pause, Resume, Relaunch, Close).
 type RedisServer struct {
 	t    testing.TB
 	port int
 	proc *process
+	// owned is the directory Close removes (LaunchRedis's servers only).
+	owned string
 }
 
 // StartRedis starts a private redis-server on a free 127.0.0.1 port with its own
@@ -40,17 +44,55 @@ func StartRedis(t testing.TB, args ...string) *RedisServer {
 
 func startRedis(t testing.TB, pickPort func() int, args []string) *RedisServer {
 	t.Helper()
+	s, err := launchRedis(t.TempDir(), func() (int, error) { return pickPort(), nil }, args,
+		func(s *RedisServer) {
+			t.Cleanup(func() {
+				if err := s.proc.kill(); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+	if err != nil {
+		fatalOrUnavailable(t, err)
+		return nil
+	}
+	s.t = t
+	return s
+}
+
+// LaunchRedis is StartRedis for code that runs outside a test (the chaos
+// checker): it starts a private redis-server in a temporary directory of its
+// own and returns it once it answers PING. The caller ends it with Close.
+func LaunchRedis(args ...string) (*RedisServer, error) {
+	dir, err := os.MkdirTemp("", "testenv-redis-")
+	if err != nil {
+		return nil, fmt.Errorf("testenv: redis temp dir: %w", err)
+	}
+	s, err := launchRedis(dir, freePort, args, func(*RedisServer) {})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	s.owned = dir
+	return s, nil
+}
+
+// launchRedis starts redis-server in dir on a port from pickPort, trying a
+// few ports; started is called with each server process started.
+func launchRedis(dir string, pickPort func() (int, error), args []string, started func(*RedisServer)) (*RedisServer, error) {
 	bin, ok := lookBinary("redis-server")
 	if !ok {
-		unavailable(t, "redis-server not found on PATH")
+		return nil, &missingError{msg: "redis-server not found on PATH"}
 	}
-	dir := t.TempDir()
 	var lastErr error
 	// A port chosen by FreePort may be taken before redis-server binds it;
 	// try a few ports before giving up.
 	for attempt := 0; attempt < 3; attempt++ {
-		port := pickPort()
-		s := &RedisServer{t: t, port: port, proc: &process{
+		port, err := pickPort()
+		if err != nil {
+			return nil, err
+		}
+		s := &RedisServer{port: port, proc: &process{
 			name:    fmt.Sprintf("redis-server :%d", port),
 			bin:     bin,
 			args:    redisArgs(port, dir, args),
@@ -58,16 +100,12 @@ func startRedis(t testing.TB, pickPort func() int, args []string) *RedisServer {
 			logPath: filepath.Join(dir, "redis.log"),
 		}}
 		if err := s.proc.start(); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		t.Cleanup(func() {
-			if err := s.proc.kill(); err != nil {
-				t.Error(err)
-			}
-		})
-		err := s.waitReady()
+		started(s)
+		err = s.waitReady()
 		if err == nil {
-			return s
+			return s, nil
 		}
 		lastErr = err
 		_ = s.proc.kill()
@@ -75,8 +113,7 @@ func startRedis(t testing.TB, pickPort func() int, args []string) *RedisServer {
 			break
 		}
 	}
-	t.Fatal(lastErr)
-	return nil
+	return nil, lastErr
 }
 
 func redisArgs(port int, dir string, extra []string) []string {
@@ -154,7 +191,7 @@ func (s *RedisServer) Pid() int { return s.proc.pid() }
 // server that is not running does nothing.
 func (s *RedisServer) Kill() {
 	s.t.Helper()
-	if err := s.proc.kill(); err != nil {
+	if err := s.Crash(); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -163,7 +200,7 @@ func (s *RedisServer) Kill() {
 // kernel but nothing answers until Cont.
 func (s *RedisServer) Stop() {
 	s.t.Helper()
-	if err := s.proc.signal(syscall.SIGSTOP); err != nil {
+	if err := s.Pause(); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -171,7 +208,7 @@ func (s *RedisServer) Stop() {
 // Cont resumes a server paused by Stop with SIGCONT.
 func (s *RedisServer) Cont() {
 	s.t.Helper()
-	if err := s.proc.signal(syscall.SIGCONT); err != nil {
+	if err := s.Resume(); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -181,13 +218,41 @@ func (s *RedisServer) Cont() {
 // gone unless persistence was turned on through StartRedis's args.
 func (s *RedisServer) Restart() {
 	s.t.Helper()
-	s.Kill()
+	if err := s.Relaunch(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Crash is Kill returning its error: SIGKILL, then wait for the exit.
+func (s *RedisServer) Crash() error { return s.proc.kill() }
+
+// Pause is Stop returning its error.
+func (s *RedisServer) Pause() error { return s.proc.signal(syscall.SIGSTOP) }
+
+// Resume is Cont returning its error.
+func (s *RedisServer) Resume() error { return s.proc.signal(syscall.SIGCONT) }
+
+// Relaunch is Restart returning its error.
+func (s *RedisServer) Relaunch() error {
+	if err := s.proc.kill(); err != nil {
+		return err
+	}
 	if err := s.proc.start(); err != nil {
-		s.t.Fatal(err)
+		return err
 	}
-	if err := s.waitReady(); err != nil {
-		s.t.Fatal(err)
+	return s.waitReady()
+}
+
+// Running reports whether the server process runs (paused or not).
+func (s *RedisServer) Running() bool { return s.proc.running() }
+
+// Close kills a server from LaunchRedis and removes its directory.
+func (s *RedisServer) Close() error {
+	err := s.proc.kill()
+	if s.owned != "" {
+		err = errors.Join(err, os.RemoveAll(s.owned))
 	}
+	return err
 }
 
 // RedisCluster is a private Redis Cluster of masters only, each a RedisServer.

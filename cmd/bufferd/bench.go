@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bufferd/bufferd/bench"
+	"github.com/bufferd/bufferd/bench/chaos"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -111,7 +112,58 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 		}
 		return err
 	}
-	cmd.AddCommand(newBenchFloorCmd())
+	cmd.AddCommand(newBenchFloorCmd(), newBenchChaosCmd(), newBenchIndexCmd())
+	return cmd
+}
+
+// newBenchChaosCmd is `bench chaos`: the randomized lifecycle checker (see
+// package bench/chaos), run for as long as asked.
+func newBenchChaosCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "chaos",
+		Short: "Randomized lifecycle checker: clients, chain events and faults against a local deployment, checked at every quiet point",
+		Long: `chaos starts private redis-server and PostgreSQL processes on free loopback
+ports (their binaries must be installed) and a deployment of this bufferd on
+them (simulated chain, 3 APIs, 2 syncers), then runs rounds of client
+operations, chain events and faults drawn from --seed until --duration
+passed, checking at each quiet point that no UTXO was lost or doubled, that
+the pool counts equal what can be reserved, that fences only grow and that
+every acknowledged reservation is in the journal. On a violation it prints the
+seed and the shortest failing history it found within --shrink, and exits
+non-zero.`,
+		Args: cobra.NoArgs,
+	}
+	c := loadConfig(cmd)
+	var o chaos.Options
+	f := cmd.Flags()
+	f.Uint64Var(&o.Seed, "seed", 1, "seed of every random choice")
+	f.DurationVar(&o.Duration, "duration", time.Minute, "how long to start new rounds for")
+	f.IntVar(&o.Clients, "clients", chaos.DefaultClients, "clients running at once")
+	f.IntVar(&o.Pools, "pools", chaos.DefaultPools, "contract pools")
+	f.IntVar(&o.UTXOs, "utxos", chaos.DefaultUTXOs, "UTXOs each pool starts with")
+	f.DurationVar(&o.Round, "round", chaos.DefaultRound, "activity between two quiet points")
+	f.DurationVar(&o.SweepInterval, "sweep-interval", chaos.DefaultSweepInterval, "the syncers' sweep interval")
+	f.DurationVar(&o.ShrinkBudget, "shrink", 10*time.Minute, "time to look for a shorter failing history after a violation (0: none)")
+	f.BoolVar(&o.NoFaults, "no-faults", false, "leave out the faults")
+	f.StringVar(&o.WorkDir, "work-dir", "", "keep the processes' logs and the histories there (default: a temporary directory, kept on failure)")
+	f.StringVar(&o.ProcessLogLevel, "process-log-level", "warn", "log level of the bufferd processes it starts")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, err := newLogger(c)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signalContext()
+		defer stop()
+		if o.Executable, err = os.Executable(); err != nil {
+			return err
+		}
+		o.Log = log
+		rep, err := chaos.Run(ctx, o)
+		if rep != nil {
+			rep.Write(cmd.OutOrStdout())
+		}
+		return err
+	}
 	return cmd
 }
 

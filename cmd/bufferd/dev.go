@@ -35,10 +35,10 @@ var (
 )
 
 // demoAmounts are 24 different amounts, from 0.5 to 12 BTM (in neu).
-func demoAmounts() []int64 {
-	out := make([]int64, 24)
+func demoAmounts() []uint64 {
+	out := make([]uint64, 24)
 	for i := range out {
-		out[i] = int64(i+1) * 50_000_000
+		out[i] = uint64(i+1) * 50_000_000
 	}
 	return out
 }
@@ -152,7 +152,8 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := chain.NewBlockcenter(d.chainURL)
+	// The syncer indexes the simulated node as it would a real bytomd.
+	src := chain.NewBytomd(d.chainURL)
 	rebuilder := syncer.NewRebuilder(store, locks, d.rdb, "bufferd:", o.log)
 	registerPools(o.log, d.rdb, store)
 	// One process, no election: the jobs run unfenced (epoch 0).
@@ -160,6 +161,9 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 		Store: store, Locks: locks, Chain: src, Rebuild: rebuilder,
 		Interval: o.interval, MaxBackoff: time.Minute, Log: o.log,
 	}.ForTerm(0)
+	if _, err := runner.Index.Pass(ctx); err != nil {
+		return nil, err
+	}
 	if err := runner.Tick(ctx); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +36,17 @@ func wantSeries(t *testing.T, what, exposition string, prefixes ...string) {
 			t.Errorf("%s /metrics lacks %q", what, p)
 		}
 	}
+}
+
+// hasSeries reports whether the exposition has a sample of metric whose
+// labels include label.
+func hasSeries(exposition, metric, label string) bool {
+	for _, l := range strings.Split(exposition, "\n") {
+		if strings.HasPrefix(l, metric+"{") && strings.Contains(l[:strings.IndexByte(l, '}')+1], label) {
+			return true
+		}
+	}
+	return false
 }
 
 // The dev process wires the protections from its flags, serves the metrics
@@ -78,12 +90,19 @@ func TestDevServesMetricsAndAppliesProtections(t *testing.T) {
 		`bufferd_http_requests_total{code="429",method="POST",route="/v1/reservations"} 1`,
 		`bufferd_reservation_outcomes_total{outcome="granted"} 2`,
 		`bufferd_sync_leader 1`,
-		`bufferd_sync_last_success_timestamp_seconds{job="utxo",pool="1"}`,
+		// bufferd 2: dev indexes the simulated node (job "index") instead of
+		// listing its UTXOs through blockcenter (job "utxo").
+		`bufferd_sync_runs_total{job="index",result="success"}`,
 		`bufferd_sync_blocks_behind{pool="1"} 0`,
 		`bufferd_redis_pool_connections{state="total"}`,
 		`go_sql_open_connections{db_name="bufferd"}`,
 		`process_cpu_seconds_total`,
 	)
+	// The pool's freshness, which the README says to alert on, whichever job
+	// keeps the pool in step with the chain.
+	if !hasSeries(m, "bufferd_sync_last_success_timestamp_seconds", `pool="1"`) {
+		t.Errorf("dev /metrics has no bufferd_sync_last_success_timestamp_seconds of pool 1")
+	}
 	p.stop(t)
 
 	// A bad origin stops the process at start.
@@ -115,8 +134,9 @@ func TestSyncerServesMetrics(t *testing.T) {
 		t.Fatalf("migrate: %v %s", err, out)
 	}
 	p := start(t, env, "syncer")
-	waitHTTP(t, "http://"+ops+"/readyz", 20*time.Second)
-	// Ready comes before leading: the syncer campaigns for the sync jobs first.
+	waitHTTP(t, "http://"+ops+"/livez", 20*time.Second)
+	// bufferd 2: a syncer whose chain source fails is not ready, and says why.
+	waitNotReady(t, "http://"+ops+"/readyz", "chain source", 20*time.Second)
 	m := scrapeMetrics(t, "http://"+ops)
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m, "\nbufferd_sync_leader 1") && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
@@ -132,4 +152,32 @@ func TestSyncerServesMetrics(t *testing.T) {
 		`go_sql_max_open_connections{db_name="bufferd"}`,
 	)
 	p.stop(t)
+}
+
+// waitNotReady waits until url answers 503 with a JSON reason containing
+// reason.
+func waitNotReady(t *testing.T, url, reason string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var body struct {
+				Status string `json:"status"`
+				Reason string `json:"reason"`
+			}
+			if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(b, &body) == nil &&
+				body.Status == "unavailable" && strings.Contains(body.Reason, reason) {
+				return
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer 503 naming %q within %s; last: %s", url, reason, timeout, last)
 }

@@ -22,10 +22,15 @@ func newPoolCmd() *cobra.Command {
 	}
 	asset := add.Flags().String("asset", "", "asset id (64 hex characters)")
 	program := add.Flags().String("program", "", "control program of the contract (hex)")
+	fromHeight := add.Flags().Int64("from-height", 0, "with a bytomd node: the block the chain index starts the pool from (0: BUFFERD_INDEX_START_DEPTH blocks below the tip)")
+	unconfirmed := add.Flags().Bool("unconfirmed", true, "offer outputs of pending transactions (false: wait for their block)")
 	c := loadConfig(add, "database-url")
 	add.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkPoolArgs(*asset, *program); err != nil {
 			return err
+		}
+		if *fromHeight < 0 {
+			return errors.New("--from-height must not be negative")
 		}
 		ctx, stop := signalContext()
 		defer stop()
@@ -34,7 +39,8 @@ func newPoolCmd() *cobra.Command {
 			return err
 		}
 		defer store.Close()
-		p, created, err := store.EnsurePool(ctx, *asset, *program)
+		p, created, err := store.EnsurePool(ctx, *asset, *program,
+			storage.PoolOptions{FromHeight: *fromHeight, Unconfirmed: unconfirmed})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/testenv"
 )
 
@@ -36,6 +38,16 @@ func TestAPIDrainsInFlightRequestsOnSIGTERM(t *testing.T) {
 	raw := postJSON(t, api+"/v1/pools", map[string]string{"asset": demoAsset, "program": demoProgram}, "Authorization", "Bearer s3cret")
 	if !bytes.Contains(raw, []byte(`"id":1`)) {
 		t.Fatalf("create pool: %s", raw)
+	}
+	// bufferd 2 loads only pools the syncer has the whole UTXO set of, and no
+	// syncer runs here: mark the pool synced as the syncer would, with no UTXO.
+	store, err := storage.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.MarkSynced(context.Background(), 1); err != nil {
+		t.Fatal(err)
 	}
 	// The pool has no UTXO: a reserve with wait_seconds waits its full time.
 	type answer struct {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -21,7 +23,8 @@ func newSyncerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	c := loadConfig(cmd, "database-url", "database-max-conns", "redis-url", "redis-prefix", "chain-url", "chain-kind", "chain-timeout",
-		"sync-interval", "sync-max-backoff", "metrics-addr", "instance-id", "leader-ttl", "crawl-start-height")
+		"sync-interval", "sync-max-backoff", "metrics-addr", "instance-id", "leader-ttl", "index-start-depth",
+		"index-poll", "sweep-interval")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(c)
 		if err != nil {
@@ -50,10 +53,18 @@ func newSyncerCmd() *cobra.Command {
 		rebuilder.Mutexes = b.redis.Mutexes()
 		jobs := syncer.Jobs{
 			Store: store, Locks: locks, Chain: src, Rebuild: rebuilder,
-			Interval: c.SyncInterval, MaxBackoff: c.SyncBackoff, CrawlStart: c.CrawlStart, Log: log,
+			Interval: c.SyncInterval, MaxBackoff: c.SyncBackoff, StartDepth: c.IndexStartDepth,
+			IndexPoll: c.IndexPoll, SweepInterval: c.SweepInterval, Log: log,
 		}
+		// The runner of the term this process leads, if any: not ready while
+		// its chain source fails.
+		var leading atomic.Pointer[syncer.Runner]
 		ready := func(ctx context.Context) error {
-			return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx))
+			var chainErr error
+			if r := leading.Load(); r != nil && r.ChainError() != "" {
+				chainErr = fmt.Errorf("chain source: %s", r.ChainError())
+			}
+			return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx), chainErr)
 		}
 		log.Info("syncer starting", "chain", c.ChainURL, "kind", c.ChainKind, "interval", c.SyncInterval)
 		g, gctx := errgroup.WithContext(ctx)
@@ -69,6 +80,8 @@ func newSyncerCmd() *cobra.Command {
 				// Every write of the term carries its epoch.
 				runner := jobs.ForTerm(t.Epoch)
 				runner.Wake = locks.WatchSubmits(ctx)
+				leading.Store(runner)
+				defer leading.Store(nil)
 				if err := runner.Run(ctx); err != nil {
 					log.Warn("sync jobs stopped", "epoch", t.Epoch, "err", err)
 				}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -160,7 +161,7 @@ func serveOps(ctx context.Context, addr string, ready func(context.Context) erro
 		if err := ready(r.Context()); err != nil {
 			log.Warn("not ready", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"unavailable"}`))
+			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "reason": err.Error()})
 			return
 		}
 		_, _ = w.Write([]byte(`{"status":"ok"}`))

@@ -1,0 +1,372 @@
+// Package index measures the chain index of a node-backed syncer: how many
+// blocks a second it applies (the backfill rate) and how long a block's
+// outputs take to become reservable once the block appears (the steady-state
+// latency), against the simulated chain serving the bytomd routes over HTTP
+// on loopback, with PostgreSQL and Redis as in production.
+//
+// The simulated chain runs in this process; the index runs in this process
+// too, with the code `bufferd syncer` runs (syncer.Jobs.ForTerm), so the
+// measure is of the index and its stores, not of the leader election. All of
+// them share the machine's CPUs with PostgreSQL and Redis.
+package index
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/chain/sim"
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
+)
+
+// Defaults of Options.
+const (
+	DefaultPools        = 10
+	DefaultTxsPerBlock  = 100
+	DefaultBlocks       = 2000
+	DefaultLatencyRuns  = 100
+	DefaultBlockEvery   = 300 * time.Millisecond
+	DefaultUTXOsPerPool = 1000
+)
+
+// ErrTimeout means the index did not catch up in time.
+var ErrTimeout = errors.New("index: the index did not reach the tip in time")
+
+// Options describe a run.
+type Options struct {
+	// DatabaseURL names a PostgreSQL server; the run gets a fresh database
+	// there, dropped at the end. RedisURL is the Redis it uses, under a key
+	// prefix of its own.
+	DatabaseURL, RedisURL string
+	// Pools registered (each a BTM pool on a P2WSH program), transactions per
+	// block, blocks of the backfill, and blocks mined one by one for the
+	// latency, one every BlockEvery.
+	Pools, TxsPerBlock, Blocks, LatencyRuns int
+	BlockEvery                              time.Duration
+	// Poll is the index's poll interval (0: syncer.DefaultIndexPoll).
+	Poll time.Duration
+	Log  *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Pools <= 0 {
+		o.Pools = DefaultPools
+	}
+	if o.TxsPerBlock <= 0 {
+		o.TxsPerBlock = DefaultTxsPerBlock
+	}
+	if o.Blocks <= 0 {
+		o.Blocks = DefaultBlocks
+	}
+	if o.LatencyRuns <= 0 {
+		o.LatencyRuns = DefaultLatencyRuns
+	}
+	if o.BlockEvery <= 0 {
+		o.BlockEvery = DefaultBlockEvery
+	}
+	if o.Poll <= 0 {
+		o.Poll = syncer.DefaultIndexPoll
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// Report is what a run measured.
+type Report struct {
+	Pools, TxsPerBlock int
+	// Backfill: Blocks applied in BackfillTime.
+	Blocks       int
+	BackfillTime time.Duration
+	// Latency of each block mined one by one: from the block's appearance to
+	// the first of its outputs being reservable, sorted.
+	Latency []time.Duration
+	Poll    time.Duration
+}
+
+// BlocksPerSecond is the backfill rate.
+func (r *Report) BlocksPerSecond() float64 { return float64(r.Blocks) / r.BackfillTime.Seconds() }
+
+// Percentile returns the q-quantile of the latencies (0 <= q <= 1).
+func (r *Report) Percentile(q float64) time.Duration {
+	if len(r.Latency) == 0 {
+		return 0
+	}
+	return r.Latency[int(q*float64(len(r.Latency)-1)+0.5)]
+}
+
+// MainnetYear is how long a backfill of a year of Bytom mainnet (a block
+// about every 150 s) would take at the backfill rate.
+func (r *Report) MainnetYear() time.Duration {
+	blocks := 365 * 24 * 3600 / 150.0
+	return time.Duration(blocks / r.BlocksPerSecond() * float64(time.Second))
+}
+
+// Markdown renders the report.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
+	fmt.Fprintf(&b, "| pools registered | %d |\n", r.Pools)
+	fmt.Fprintf(&b, "| transactions per block | %d |\n", r.TxsPerBlock)
+	fmt.Fprintf(&b, "| backfill | %d blocks in %s = **%.0f blocks/s** (%.0f transactions/s) |\n",
+		r.Blocks, r.BackfillTime.Round(time.Millisecond), r.BlocksPerSecond(), r.BlocksPerSecond()*float64(r.TxsPerBlock))
+	fmt.Fprintf(&b, "| a year of mainnet (~210,000 blocks) at that rate | %s |\n", r.MainnetYear().Round(time.Second))
+	fmt.Fprintf(&b, "| block -> reservable, %d blocks, poll %s | p50 %s, p99 **%s**, max %s |\n", len(r.Latency), r.Poll,
+		r.Percentile(0.5).Round(time.Millisecond), r.Percentile(0.99).Round(time.Millisecond),
+		r.Percentile(1).Round(time.Millisecond))
+	return b.String()
+}
+
+// Run builds the chain, backfills it and measures the latency.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	db, drop, err := freshDatabase(ctx, o.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	if err := storage.MigrateUp(ctx, db); err != nil {
+		return nil, err
+	}
+	store, err := storage.Open(ctx, db, storage.WithMaxConns(8))
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	ropt, err := redis.ParseURL(o.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	prefix := "benchindex" + randomHex(4) + ":"
+	defer deleteKeys(rdb, prefix)
+	journal := storage.NewJournal(store, storage.JournalOptions{})
+	defer journal.Close()
+	locks := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: journal})
+
+	ch := sim.New()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	app := ch.Handler()
+	go func() { _ = app.Listener(ln) }()
+	defer func() { _ = app.Shutdown() }()
+
+	programs := make([]string, o.Pools)
+	for i := range programs {
+		s := sha256.Sum256([]byte(fmt.Sprintf("bench index pool %d", i)))
+		programs[i] = "0020" + hex.EncodeToString(s[:])
+	}
+	b := &builder{ch: ch, programs: programs, txs: o.TxsPerBlock}
+	if err := b.fund(DefaultUTXOsPerPool); err != nil {
+		return nil, err
+	}
+	o.Log.Info("building the chain", "blocks", o.Blocks, "transactions_per_block", o.TxsPerBlock, "pools", o.Pools)
+	for i := 0; i < o.Blocks; i++ {
+		if err := b.block(); err != nil {
+			return nil, err
+		}
+	}
+	pools := make([]storage.Pool, len(programs))
+	for i, p := range programs {
+		if pools[i], _, err = store.EnsurePool(ctx, chain.BTMAsset, p, storage.PoolOptions{FromHeight: 1}); err != nil {
+			return nil, err
+		}
+	}
+	runner := syncer.Jobs{Store: store, Locks: locks, Chain: chain.NewBytomd("http://" + ln.Addr().String()),
+		Rebuild: syncer.NewRebuilder(store, locks, rdb, prefix, o.Log), Interval: time.Hour, MaxBackoff: time.Second,
+		IndexPoll: o.Poll, SweepInterval: time.Hour, Log: o.Log}.ForTerm(0)
+
+	rep := &Report{Pools: o.Pools, TxsPerBlock: o.TxsPerBlock, Poll: o.Poll}
+	tip := ch.Tip().Height
+	start := time.Now()
+	for {
+		if _, err := runner.Index.Pass(ctx); err != nil {
+			return nil, err
+		}
+		done, err := caughtUp(ctx, store, tip)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			return nil, ErrTimeout
+		}
+	}
+	rep.Blocks, rep.BackfillTime = int(tip), time.Since(start)
+	o.Log.Info("backfill done", "blocks", rep.Blocks, "took", rep.BackfillTime.Round(time.Millisecond),
+		"blocks_per_second", int(rep.BlocksPerSecond()))
+
+	// Steady state: the index polls as in production; a block appears every
+	// BlockEvery and a client waits for its first pool output.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = runner.Run(rctx) }()
+	for i := 0; i < o.LatencyRuns; i++ {
+		if err := b.block(); err != nil {
+			return nil, err
+		}
+		out, pool := b.lastOutput, pools[slices.Index(programs, b.lastProgram)]
+		appeared := time.Now()
+		for {
+			r, err := locks.Reserve(ctx, lockmgr.Request{PoolID: pool.ID, Hashes: []string{out}, TTL: time.Second})
+			if err == nil {
+				rep.Latency = append(rep.Latency, time.Since(appeared))
+				if _, err := locks.Release(ctx, pool.ID, r.ID); err != nil {
+					return nil, err
+				}
+				break
+			}
+			if !errors.Is(err, lockmgr.ErrUnknownUTXO) && !errors.Is(err, lockmgr.ErrRebuilding) {
+				return nil, err
+			}
+			if time.Since(appeared) > time.Minute {
+				return nil, fmt.Errorf("%w: block %d", ErrTimeout, ch.Tip().Height)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(max(0, o.BlockEvery-time.Since(appeared))):
+		}
+	}
+	slices.Sort(rep.Latency)
+	return rep, nil
+}
+
+// caughtUp reports whether every pool's index reached tip.
+func caughtUp(ctx context.Context, store *storage.Store, tip uint64) (bool, error) {
+	cur, err := store.IndexCursors(ctx)
+	if err != nil {
+		return false, err
+	}
+	pools, err := store.ListPools(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range pools {
+		if c, ok := cur[p.ID]; !ok || uint64(c.Height) < tip {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// builder makes the blocks: each transaction spends a UTXO of a pool and
+// pays most of it back to the pool (a DApp's state moving on), so every
+// transaction touches a pool.
+type builder struct {
+	ch          *sim.Chain
+	programs    []string
+	txs         int
+	free        [][]string // unspent pool UTXOs, per pool
+	amounts     map[string]uint64
+	next        int
+	lastOutput  string
+	lastProgram string
+}
+
+func (b *builder) fund(n int) error {
+	b.free = make([][]string, len(b.programs))
+	b.amounts = map[string]uint64{}
+	amounts := make([]uint64, n)
+	for i := range amounts {
+		amounts[i] = 1_000_000_000 + uint64(i)
+	}
+	for i, p := range b.programs {
+		hs, err := b.ch.AddUTXOs(chain.BTMAsset, p, amounts)
+		if err != nil {
+			return err
+		}
+		b.free[i] = hs
+		for j, h := range hs {
+			b.amounts[h] = amounts[j]
+		}
+	}
+	return nil
+}
+
+// block mines one block of b.txs pool transactions.
+func (b *builder) block() error {
+	for t := 0; t < b.txs; t++ {
+		i := b.next % len(b.programs)
+		b.next++
+		in := b.free[i][0]
+		b.free[i] = b.free[i][1:]
+		a := b.amounts[in]
+		delete(b.amounts, in)
+		_, outs, err := b.ch.Spend([]string{in}, []sim.Output{{Asset: chain.BTMAsset, Program: b.programs[i], Amount: a - 1}}, false)
+		if err != nil {
+			return err
+		}
+		b.free[i] = append(b.free[i], outs[0])
+		b.amounts[outs[0]] = a - 1
+		b.lastOutput, b.lastProgram = outs[0], b.programs[i]
+	}
+	_, err := b.ch.Mine(1)
+	return err
+}
+
+// freshDatabase creates a database on the server adminURL names and returns
+// its URL and a function dropping it.
+func freshDatabase(ctx context.Context, adminURL string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("index: postgres: %w", err)
+	}
+	defer conn.Close(context.Background())
+	name := "bufferd_bench_index_" + randomHex(4)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("index: create database: %w", err)
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, adminURL)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	}, nil
+}
+
+func deleteKeys(rdb *redis.Client, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
