@@ -66,3 +66,6 @@ func newNonce() (string, error) {
 	}
 	return hex.EncodeToString(b[:]), nil
 }
+
+// NewLoadID names a new load of a pool into Redis (Snapshot.Load).
+func NewLoadID() (string, error) { return newNonce() }

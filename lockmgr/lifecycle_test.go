@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,6 +189,7 @@ func TestReserveScriptRunTwiceHoldsOnce(t *testing.T) {
 		t.Fatalf("free %d held %d (%v): the script ran twice and held more", free, held, err)
 	}
 	keys, err := rdb.Keys(ctx, prefix+"{p1}:res:*").Result()
+	keys = slices.DeleteFunc(keys, func(k string) bool { return k == prefix+"{p1}:res:"+warm.ID }) // released
 	if err != nil || len(keys) != 1 || keys[0] != prefix+"{p1}:res:"+r.ID {
 		t.Fatalf("reservation keys %v (%v), want only %s", keys, err, r.ID)
 	}
@@ -205,4 +207,62 @@ func redisAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return opt.Addr
+}
+
+// releaseRecorder is a journal that accepts everything and notes the
+// releases it is told of.
+type releaseRecorder struct {
+	mu       sync.Mutex
+	released []string
+}
+
+func (j *releaseRecorder) Record(context.Context, *lockmgr.Reservation) error { return nil }
+func (j *releaseRecorder) Update(context.Context, *lockmgr.Reservation, ...string) error {
+	return nil
+}
+func (j *releaseRecorder) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, lockmgr.ErrNotFound
+}
+func (j *releaseRecorder) LookupKey(context.Context, string) (*lockmgr.Reservation, error) {
+	return nil, lockmgr.ErrNotFound
+}
+func (j *releaseRecorder) Released(r *lockmgr.Reservation, _ time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.released = append(j.released, r.ID)
+}
+
+// A release script that ran twice (its first reply lost, go-redis sent it
+// again) answers "released before" the second time: the journal must still
+// learn the release.
+func TestReleaseScriptRunTwiceStillReachesTheJournal(t *testing.T) {
+	ctx := context.Background()
+	proxy := testenv.StartProxy(t, redisAddr(t))
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: 3, MinRetryBackoff: time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	_, prefix := testenv.Redis(t)
+	j := &releaseRecorder{}
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: j})
+	load(t, m, 1, items(2))
+	warm, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}) // loads the scripts
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Release(ctx, 1, warm.ID); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.LoseReplies(1)
+	got, err := m.Release(ctx, 1, r.ID)
+	if err != nil || got.State != lockmgr.StateReleased {
+		t.Fatalf("release: %+v, %v", got, err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !slices.Contains(j.released, r.ID) {
+		t.Fatalf("the journal was told of releases %v, not of %s", j.released, r.ID)
+	}
 }

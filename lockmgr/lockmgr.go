@@ -24,10 +24,10 @@
 // spent or invalidated:
 //
 //	event (who)                          from        to           Redis                      journal
-//	reserve (client)                     -           held         take free UTXOs            insert, then verify
+//	reserve (client)                     -           held         take free UTXOs            insert (in the same load)
 //	extend (client)                      held        held         move the expiry            update expiry
 //	submit tx (client)                   held        submitted    hold until grace           update state, tx
-//	release (client)                     held        released     end: UTXOs offered again   first, then Redis
+//	release (client)                     held        released     end: UTXOs offered again   after Redis, not waited for
 //	release (client)                     submitted   submitted    -                          refused: ErrNotHeld
 //	release again (client)               released    released     -                          -: answered as done
 //	TTL passes (clock)                   live        expired      lazily, by the next script the syncer, later
@@ -47,10 +47,28 @@
 // whether a spend is learnt from a block, the mempool or a listing, and a
 // missed event is caught by the next sweep.
 //
-// Writes are ordered so that a failure never lets a UTXO be held twice: a
-// grant is journalled before it is acknowledged (and undone if the journal
-// refuses it), a release is journalled before Redis frees the UTXOs, and when
-// the journal says a reservation ended, Redis is made to follow (EndReservations).
+// Writes are ordered so that a failure never lets a UTXO be held twice:
+//
+//   - A grant is journalled before it is acknowledged, and undone if the
+//     journal refuses it. The journal refuses a grant made in a load of the
+//     pool into Redis that a rebuild has replaced (Reservation.Load,
+//     Snapshot.Load): the rebuild records its new load before it takes its
+//     snapshot, so an acknowledged grant is either in the snapshot or was
+//     never lost.
+//   - A release takes effect in Redis, is answered, and reaches the journal
+//     afterwards (Journal.Released). Until it does, the journal still counts
+//     the reservation live; if Redis is lost meanwhile, the rebuild restores
+//     live reservations newest fence first and skips one whose UTXO a newer
+//     reservation holds, so a release the journal has not learnt can only
+//     keep its UTXOs held until its expiry, never hand them out twice. The
+//     chain's settlement does not overtake a release: the syncer takes a
+//     UTXO the chain took away out of Redis first, then writes the releases
+//     Redis recorded of the reservations holding it (Manager.ReleasesOf),
+//     then settles; a release after the first step finds the UTXO gone and
+//     is decided by the journal, where the settlement orders it.
+//   - Every other change (extend, submit, the chain's endings) is journalled
+//     before it is acknowledged; when the journal says a reservation ended,
+//     Redis is made to follow (EndReservations).
 package lockmgr
 
 import (
@@ -187,8 +205,15 @@ type Reservation struct {
 	// and Fingerprint that request's fingerprint.
 	Key         string
 	Fingerprint string
-	// Replayed is true when an idempotent retry returned an earlier reservation.
+	// Replayed is true when an idempotent retry returned an earlier
+	// reservation, or a repeated Release one it had released.
 	Replayed bool
+	// Load names the pool's load into Redis the grant was made in (see
+	// Snapshot.Load); set by Reserve for the journal.
+	Load string
+	// UpdatedAt is when it last changed, set by the calls that change it
+	// (Release and Released: the Redis clock); zero otherwise.
+	UpdatedAt time.Time
 }
 
 // Hashes returns the hashes of the reserved UTXOs.
@@ -205,7 +230,10 @@ func (r *Reservation) Hashes() []string {
 type Journal interface {
 	// Record writes a new reservation (state held). Recording the same
 	// reservation again is a no-op; when another one already has its
-	// idempotency key (r.Key) the error wraps ErrKeyTaken.
+	// idempotency key (r.Key) the error wraps ErrKeyTaken. A grant made in a
+	// load of the pool that a rebuild has since replaced (r.Load) must be
+	// refused with an error wrapping ErrRebuilding: Redis may have lost it
+	// before the rebuild's snapshot, which then lacks it.
 	Record(ctx context.Context, r *Reservation) error
 	// Update writes a change of a reservation (r.State, r.ExpiresAt, r.TxID)
 	// whose row is in one of the states from (all live ones when empty) with
@@ -213,6 +241,10 @@ type Journal interface {
 	// wrapping ErrEnded; a live row in another state (a submitted one asked
 	// to be released) with ErrNotHeld.
 	Update(ctx context.Context, r *Reservation, from ...string) error
+	// Released records, without being waited for, that r was released at
+	// at: the release took effect in Redis and was answered. It is retried
+	// while the journal's store fails, for a while past r's expiry.
+	Released(r *Reservation, at time.Time)
 	// Lookup returns the journal's reservation id, or ErrNotFound.
 	Lookup(ctx context.Context, id string) (*Reservation, error)
 	// LookupKey returns the reservation made with the idempotency key of
@@ -243,4 +275,8 @@ type Snapshot struct {
 	// SyncGen is the pool's sync generation read (SyncGeneration) before the
 	// snapshot was taken; the rebuild refuses if the syncer changed the pool since.
 	SyncGen int64
+	// Load names the new load of the pool into Redis (NewLoadID), recorded
+	// in the journal before the snapshot was taken, so that the journal
+	// refuses grants made in the load being replaced; empty: a new one.
+	Load string
 }

@@ -93,6 +93,9 @@ func (m *Manager) keys(pool int64) poolKeys {
 	return k
 }
 
+// releases is the key of the pool's releases kept for the sweep.
+func (k poolKeys) releases() string { return k.tag + ":releases" }
+
 // poolKeyCount is how many keys every script receives first.
 const poolKeyCount = 13
 
@@ -229,16 +232,6 @@ func (m *Manager) reserve(ctx context.Context, r Request, mayRetry bool) (*Reser
 		}
 		return nil, errors.Join(fmt.Errorf("lockmgr: journal: %w", err), uerr)
 	}
-	// Redis may have lost the grant while the journal was written; if so the
-	// client must not be told it holds anything.
-	ok, err := verifyScript.Run(ctx, m.rdb, k.list, id).Int()
-	if err != nil || ok != 1 {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), followTimeout)
-		defer cancel()
-		ended := *res
-		ended.State = StateReleased
-		return nil, errors.Join(ErrRebuilding, err, m.journal.Update(uctx, &ended), m.undo(uctx, k, res))
-	}
 	return res, nil
 }
 
@@ -336,7 +329,7 @@ func (m *Manager) Get(ctx context.Context, pool int64, id string) (*Reservation,
 	if err != nil {
 		return nil, err
 	}
-	if f["state"] == "ended" || !res.ExpiresAt.After(time.Now()) {
+	if !Live(f["state"]) || !res.ExpiresAt.After(time.Now()) {
 		return nil, ErrNotFound
 	}
 	return res, nil
@@ -370,38 +363,67 @@ func (m *Manager) Submit(ctx context.Context, pool int64, id, txID string) (*Res
 	return res, nil
 }
 
-// Release ends a held reservation; its UTXOs are free at once. The journal
-// learns first, so a failure of the database leaves the UTXOs held (never
-// free in Redis while the journal says held). A submitted reservation is not
-// released (ErrNotHeld): its transaction may be mined, so its UTXOs stay
-// withheld until the chain settles it. A reservation that already ended
-// fails with an error wrapping ErrEnded (ask the journal how), and Redis is
-// made to follow the journal.
+// ReleasedMemory is how long Redis remembers a release: a repeated release
+// and Released find it there while its journal write may be on its way.
+const ReleasedMemory = 10 * time.Second
+
+// releasesKept is how long a pool's list of releases keeps one for the
+// syncer's sweep (RecentReleases), should the sweep not have run since.
+const releasesKept = 10 * time.Minute
+
+// Release ends a held reservation; its UTXOs are free at once. Redis decides
+// and the journal learns afterwards without being waited for (see the
+// package doc for why that is safe); a release repeated within
+// ReleasedMemory returns the same released reservation. A submitted
+// reservation is not released (ErrNotHeld): its transaction may be mined, so
+// its UTXOs stay withheld until the chain settles it. When Redis does not
+// have the reservation live (it ran out, the chain ended it, Redis lost the
+// pool) the journal decides: a reservation that already ended fails with an
+// error wrapping ErrEnded (ask the journal how) and Redis is made to follow;
+// a live one is released in the journal first, then in Redis.
 func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
-	cur, err := m.Get(ctx, pool, id)
-	if (errors.Is(err, ErrNotFound) || errors.Is(err, ErrRebuilding)) && m.journal != nil {
-		// Redis does not have it (any more): the journal tells. A live row
-		// past its expiry ran out (the syncer marks it expired later).
-		cur, err = m.journal.Lookup(ctx, id)
-		if err == nil && Live(cur.State) && !cur.ExpiresAt.After(time.Now()) {
-			cur.State = StateExpired
+	k := m.keys(pool)
+	raw, err := releaseScript.Run(ctx, m.rdb, k.with(k.releases()), id, ReleasedMemory.Milliseconds(),
+		releasesKept.Milliseconds()).Slice()
+	if err == nil {
+		f, err := fieldsOf(raw)
+		if err != nil {
+			return nil, err
 		}
-		if err == nil && !Live(cur.State) {
-			m.follow(ctx, pool, id)
-			return nil, fmt.Errorf("%w: it is %s", ErrEnded, cur.State)
+		res, err := resOf(pool, f)
+		if err != nil {
+			return nil, err
 		}
+		res.Replayed = f["result"] == "again"
+		if m.journal != nil {
+			// Also when Redis had released it already: that may have been
+			// this call's own script, run twice (go-redis resends a script
+			// after a lost connection) and answered only the second time.
+			// The journal takes a release it has once.
+			m.journal.Released(res, res.UpdatedAt)
+		}
+		return res, nil
 	}
+	err = scriptError(err)
+	if m.journal == nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, ErrRebuilding)) {
+		return nil, err
+	}
+	// Redis does not have it live (any more): the journal tells. A live row
+	// past its expiry ran out (the syncer marks it expired later).
+	cur, err := m.journal.Lookup(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	// A submitted reservation is refused by the journal (ErrNotHeld), which
-	// decides: Redis may show a submit whose journal write is still to come.
-	// Without a journal, Redis decides.
-	if m.journal == nil && cur.State == StateSubmitted {
-		return nil, ErrNotHeld
+	if Live(cur.State) && !cur.ExpiresAt.After(time.Now()) {
+		cur.State = StateExpired
+	}
+	if !Live(cur.State) {
+		m.follow(ctx, pool, id)
+		return nil, fmt.Errorf("%w: it is %s", ErrEnded, cur.State)
 	}
 	ended := *cur
 	ended.State = StateReleased
+	ended.UpdatedAt = time.Now()
 	if err := m.journalUpdate(ctx, &ended, StateHeld); err != nil {
 		if errors.Is(err, ErrEnded) {
 			m.follow(ctx, pool, id)
@@ -411,13 +433,112 @@ func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservat
 	// The release took effect; Redis follows. Should this step fail, the
 	// UTXOs stay held until the hold runs out or the syncer's sweep ends it:
 	// later, never twice.
-	k := m.keys(pool)
-	if err := releaseScript.Run(context.WithoutCancel(ctx), m.rdb, k.list, id).Err(); err != nil {
-		if serr := scriptError(err); !errors.Is(serr, ErrNotFound) && !errors.Is(serr, ErrRebuilding) {
-			m.follow(ctx, pool, id)
+	m.follow(ctx, pool, id)
+	return &ended, nil
+}
+
+// ReleaseRecord is a release as Redis recorded it: reservation ID, its
+// fence, when it happened (the Redis clock).
+type ReleaseRecord struct {
+	ID    string
+	Fence int64
+	At    time.Time
+}
+
+// RecentReleases returns the pool's releases made before cutoff that Redis
+// keeps for the syncer's sweep (for ten minutes, or until ForgetReleases).
+// The sweep writes them to the journal, where the API's own write of a
+// release was lost (the API died right after answering).
+func (m *Manager) RecentReleases(ctx context.Context, pool int64, cutoff time.Time) ([]ReleaseRecord, error) {
+	zs, err := m.rdb.ZRangeByScoreWithScores(ctx, m.keys(pool).releases(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(cutoff.UnixMilli(), 10)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: releases of pool %d: %w", pool, err)
+	}
+	out := make([]ReleaseRecord, 0, len(zs))
+	for _, z := range zs {
+		member, _ := z.Member.(string)
+		id, f, _ := strings.Cut(member, " ")
+		fence, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || id == "" {
+			return nil, fmt.Errorf("lockmgr: bad release record %q of pool %d", member, pool)
+		}
+		out = append(out, ReleaseRecord{ID: id, Fence: fence, At: time.UnixMilli(int64(z.Score)).UTC()})
+	}
+	return out, nil
+}
+
+// ReleasesOf returns those of the reservations rs (ID and Fence set) that
+// Redis recorded as released, with the time of the release. The syncer
+// writes them to the journal before it settles the reservations: a release
+// Redis answered must not be overtaken by the chain's settlement while its
+// journal write is on its way (or was lost with its API).
+func (m *Manager) ReleasesOf(ctx context.Context, pool int64, rs []ReleaseRecord) ([]ReleaseRecord, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	members := make([]string, len(rs))
+	for i, r := range rs {
+		members[i] = r.ID + " " + strconv.FormatInt(r.Fence, 10)
+	}
+	scores, err := m.rdb.ZMScore(ctx, m.keys(pool).releases(), members...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: releases of pool %d: %w", pool, err)
+	}
+	var out []ReleaseRecord
+	for i, score := range scores {
+		// go-redis reads a member without a score as 0.
+		if score > 0 {
+			out = append(out, ReleaseRecord{ID: rs[i].ID, Fence: rs[i].Fence, At: time.UnixMilli(int64(score)).UTC()})
 		}
 	}
-	return &ended, nil
+	return out, nil
+}
+
+// ForgetReleases drops releases RecentReleases returned once the journal has them.
+func (m *Manager) ForgetReleases(ctx context.Context, pool int64, rs []ReleaseRecord) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	members := make([]any, len(rs))
+	for i, r := range rs {
+		members[i] = r.ID + " " + strconv.FormatInt(r.Fence, 10)
+	}
+	if err := m.rdb.ZRem(ctx, m.keys(pool).releases(), members...).Err(); err != nil {
+		return fmt.Errorf("lockmgr: forget releases of pool %d: %w", pool, err)
+	}
+	return nil
+}
+
+// Peek returns reservation id as Redis has it: live (held or submitted,
+// not past its expiry), or released within ReleasedMemory. Anything else is
+// ErrNotFound: the journal knows the rest. Redis is where a change of a
+// live reservation takes effect first (its journal write follows), so a
+// reader that must not go back in time asks here before the journal.
+func (m *Manager) Peek(ctx context.Context, pool int64, id string) (*Reservation, error) {
+	names := append(resFields[:len(resFields):len(resFields)], "ended")
+	v, err := m.rdb.HMGet(ctx, m.keys(pool).res+id, names...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: peek: %w", err)
+	}
+	f := map[string]string{"id": id}
+	for i, name := range names {
+		s, _ := v[i].(string)
+		f[name] = s
+	}
+	switch f["state"] {
+	case StateReleased:
+		return resOf(pool, f)
+	case StateHeld, StateSubmitted:
+		res, err := resOf(pool, f)
+		if err != nil {
+			return nil, err
+		}
+		if res.ExpiresAt.After(time.Now()) {
+			return res, nil
+		}
+	}
+	return nil, ErrNotFound
 }
 
 // follow makes Redis end a reservation the journal says has ended. A failure
@@ -437,6 +558,7 @@ func (m *Manager) change(ctx context.Context, pool int64, id string, s *redis.Sc
 	if err != nil {
 		return nil, err
 	}
+	res.UpdatedAt = time.Now().UTC()
 	if err := m.journalUpdate(ctx, res, from...); err != nil {
 		if errors.Is(err, ErrEnded) {
 			m.follow(ctx, pool, id)
@@ -573,10 +695,14 @@ func resOf(pool int64, f map[string]string) (*Reservation, error) {
 		}
 		items[i] = Item{Hash: h, Amount: a}
 	}
-	return &Reservation{
-		ID: f["id"], PoolID: pool, Fence: fence, Owner: f["owner"], State: f["state"], TxID: f["txid"], Items: items,
+	res := &Reservation{
+		ID: f["id"], PoolID: pool, Fence: fence, Owner: f["owner"], State: f["state"], TxID: f["txid"], Items: items, Load: f["load"],
 		CreatedAt: time.UnixMilli(created).UTC(), ExpiresAt: time.UnixMilli(expires).UTC(),
-	}, nil
+	}
+	if ended, err := strconv.ParseInt(f["ended"], 10, 64); err == nil {
+		res.UpdatedAt = time.UnixMilli(ended).UTC()
+	}
+	return res, nil
 }
 
 // pad20 writes an amount as the 20 decimal digits the scripts compare.

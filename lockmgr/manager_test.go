@@ -322,6 +322,8 @@ func (failingJournal) Update(context.Context, *lockmgr.Reservation, ...string) e
 	return errors.New("database is down")
 }
 
+func (failingJournal) Released(*lockmgr.Reservation, time.Time) {}
+
 func (failingJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, errors.New("database is down")
 }

@@ -1,9 +1,11 @@
 package lockmgr
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +17,23 @@ import (
 // ascending or descending, from position start, at most limit of them. A held
 // UTXO is never listed.
 func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, start, limit int) ([]Item, error) {
+	return m.list(ctx, pool, desc, start, limit, 0)
+}
+
+// SampleAvailable returns at most limit free UTXOs of the pool sorted by
+// amount, spread over the whole ranking: every P-th one from an offset that
+// moves on with each call (P = free UTXOs / size), plus the largest. Callers
+// at the same moment thus get different UTXOs to pick from, whatever rule
+// they pick by. With fewer than 2*size free UTXOs it is ListAvailable's
+// first page.
+func (m *Manager) SampleAvailable(ctx context.Context, pool int64, desc bool, limit, size int) ([]Item, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("%w: sample size must be > 0", ErrBadRequest)
+	}
+	return m.list(ctx, pool, desc, 0, limit, size)
+}
+
+func (m *Manager) list(ctx context.Context, pool int64, desc bool, start, limit, size int) ([]Item, error) {
 	if start < 0 || limit <= 0 {
 		return nil, fmt.Errorf("%w: start must be >= 0 and limit > 0", ErrBadRequest)
 	}
@@ -22,7 +41,8 @@ func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, star
 	if desc {
 		d = "1"
 	}
-	raw, err := listScript.Run(ctx, m.rdb, m.keys(pool).list, d, start, start+limit-1).Slice()
+	k := m.keys(pool)
+	raw, err := listScript.Run(ctx, m.rdb, k.with(k.tag+":listturn"), d, start, start+limit-1, size).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -121,6 +141,10 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 	if err != nil {
 		return err
 	}
+	load := s.Load
+	if load == "" {
+		load = nonce
+	}
 	stageFree, stageUTXO := k.stage(nonce)
 	for i := 0; i < len(s.Available); i += batch {
 		chunk := s.Available[i:min(i+batch, len(s.Available))]
@@ -144,8 +168,12 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 		}
 	}
 	args := make([]any, 0, 4+9*len(s.Live)+2*len(s.Keys))
-	args = append(args, s.FenceFloor+FenceGap, nonce, s.SyncGen, len(s.Live))
-	for _, r := range s.Live {
+	args = append(args, s.FenceFloor+FenceGap, load, s.SyncGen, len(s.Live))
+	// Newest first: of two live reservations of one UTXO (the older one's
+	// release had not reached the journal), the newer is restored.
+	live := slices.Clone(s.Live)
+	slices.SortFunc(live, func(a, b *Reservation) int { return cmp.Compare(b.Fence, a.Fence) })
+	for _, r := range live {
 		amounts := make([]string, len(r.Items))
 		for i, it := range r.Items {
 			amounts[i] = pad20(it.Amount)

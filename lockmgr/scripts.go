@@ -32,7 +32,6 @@ var (
 	extendScript        = load("extend.lua")
 	submitScript        = load("submit.lua")
 	endScript           = load("end.lua")
-	verifyScript        = load("verify.lua")
 	listScript          = load("list.lua")
 	shortenLegacyScript = load("shorten_legacy.lua")
 	chainScript         = load("chain.lua")

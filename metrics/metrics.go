@@ -71,6 +71,23 @@ var (
 	})
 )
 
+// Journal (API process).
+var (
+	// JournalDeferred is how many releases were applied in Redis and answered
+	// while their journal write is still to commit.
+	JournalDeferred = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bufferd_journal_deferred_writes",
+		Help: "Releases applied in Redis and answered whose journal write has not committed yet.",
+	})
+	// JournalDeferredDropped counts deferred journal writes given up: the
+	// database failed until the reservation's expiry had long passed (the
+	// journal then shows it expired instead of released).
+	JournalDeferredDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_journal_deferred_writes_dropped_total",
+		Help: "Deferred journal writes (releases) given up after the database failed past the reservation's expiry.",
+	})
+)
+
 // Sync jobs (syncer process).
 var (
 	// SyncRuns counts pool syncs by job and result (success or error).
@@ -149,17 +166,17 @@ var (
 		Help: "Failed passes of the syncer over the chain source, by reason (unreachable, other_chain, api_error, bad_response).",
 	}, []string{"reason"})
 	// SweepRepairs counts what the sweep found out of step and repaired, by
-	// kind (unsettled, offered, unoffered, orphan_hold).
+	// kind (unsettled, offered, unoffered, orphan_hold, lost_release).
 	SweepRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bufferd_sweep_repairs_total",
-		Help: "Things the sweep found out of step and repaired, by kind (unsettled, offered, unoffered, orphan_hold).",
+		Help: "Things the sweep found out of step and repaired, by kind (unsettled, offered, unoffered, orphan_hold, lost_release).",
 	}, []string{"kind"})
 )
 
 // Reasons of ChainErrors and kinds of SweepRepairs.
 var (
 	ChainErrorReasons = []string{"unreachable", "other_chain", "api_error", "bad_response"}
-	SweepKinds        = []string{"unsettled", "offered", "unoffered", "orphan_hold"}
+	SweepKinds        = []string{"unsettled", "offered", "unoffered", "orphan_hold", "lost_release"}
 )
 
 func init() {
@@ -184,7 +201,7 @@ func Outcome(outcome string) { ReservationOutcomes.WithLabelValues(outcome).Inc(
 func all() []prometheus.Collector {
 	return []prometheus.Collector{
 		HTTPRequests, HTTPDuration,
-		ReservationOutcomes, FencingRejections, RedisRebuilds,
+		ReservationOutcomes, FencingRejections, RedisRebuilds, JournalDeferred, JournalDeferredDropped,
 		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
 		SyncStaleWrites, IndexBlocks, IndexBatchDuration, IndexReorgs, ChainTipHeight, ChainErrors, SweepRepairs,
 	}

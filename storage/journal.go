@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/metrics"
 )
 
 // ErrJournalClosed means the journal was closed before the write was queued.
@@ -30,6 +32,9 @@ const (
 // recordChunk bounds the rows of one multi-row reservations INSERT.
 const recordChunk = 500
 
+// lookupChunk bounds the ids one lookup of RecordReleases asks for.
+const lookupChunk = 5000
+
 // JournalOptions configure a Journal.
 type JournalOptions struct {
 	// MaxBatch caps the writes committed in one transaction; 0 means DefaultJournalBatch.
@@ -39,11 +44,14 @@ type JournalOptions struct {
 }
 
 // Journal is the reservation journal lockmgr writes through (it implements
-// lockmgr.Journal) with group commit: one writer goroutine commits queued
+// lockmgr.Journal) with group commit: a writer goroutine commits queued
 // writes together, one transaction per batch. A lone write commits at once;
 // writes that arrive while a transaction is in flight wait for it and then go
-// together in the next one. If a batch fails, its writes are retried one by
-// one, so a bad write (stale fence, ended reservation) fails only its caller.
+// together in the next one. Deferred writes (Released) have a writer of
+// their own, so grants never queue behind releases. On PostgreSQL a batch of
+// grants only, or of endings only, is one statement (one round trip); other
+// batches are a transaction. If a batch fails, its writes are retried one by one, so a bad write (stale
+// fence, ended reservation) fails only its caller.
 //
 // Each call waits until its write committed or failed, or until its context
 // ends: then it returns ctx.Err(), and the write may still commit (a write
@@ -54,23 +62,34 @@ type Journal struct {
 	store    *Store
 	maxBatch int
 	timeout  time.Duration
+	writers  [2]*journalWriter // the writer of waited-for writes, the deferred writes' writer
 
+	batches  atomic.Int64
+	deferred deferredCount // deferred writes not yet committed or given up
+}
+
+// journalWriter is one writer goroutine and its queue.
+type journalWriter struct {
 	mu     sync.Mutex
 	queue  []*journalWrite
 	closed bool
-
-	wake    chan struct{} // capacity 1: the queue may have changed
-	done    chan struct{} // closed when the writer has stopped
-	batches atomic.Int64
+	wake   chan struct{} // capacity 1: the queue may have changed
+	done   chan struct{} // closed when the writer has stopped
 }
 
 // journalWrite is one queued Record or Update.
 type journalWrite struct {
 	ctx    context.Context
-	record *Reservation      // a new reservation, or
+	record *Reservation      // a new reservation, granted in the pool's Redis load load, or
+	load   string            //
 	id     string            // the reservation to update
 	change ReservationUpdate // and how
-	err    chan error        // capacity 1: the outcome
+	err    chan error        // capacity 1: the outcome, or
+	// for a deferred write (nobody waits): retried until it applies, is
+	// refused, or until giveUp.
+	deferred bool
+	giveUp   time.Time
+	tries    int
 }
 
 // NewJournal starts a journal writing to s. Close it to flush and stop it.
@@ -81,15 +100,21 @@ func NewJournal(s *Store, opts JournalOptions) *Journal {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultJournalTimeout
 	}
-	j := &Journal{
-		store:    s,
-		maxBatch: opts.MaxBatch,
-		timeout:  opts.Timeout,
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+	j := &Journal{store: s, maxBatch: opts.MaxBatch, timeout: opts.Timeout}
+	for i := range j.writers {
+		w := &journalWriter{wake: make(chan struct{}, 1), done: make(chan struct{})}
+		j.writers[i] = w
+		go j.run(w)
 	}
-	go j.run()
 	return j
+}
+
+// writerOf is the writer of w.
+func (j *Journal) writerOf(w *journalWrite) *journalWriter {
+	if w.deferred {
+		return j.writers[1]
+	}
+	return j.writers[0]
 }
 
 var _ lockmgr.Journal = (*Journal)(nil)
@@ -104,7 +129,7 @@ func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
 	if _, err := prepareRecord(&row); err != nil {
 		return err
 	}
-	return j.submit(ctx, &journalWrite{record: &row})
+	return j.submit(ctx, &journalWrite{record: &row, load: r.Load})
 }
 
 // Update writes a changed reservation (state, expiry, tx id, fence) with the
@@ -113,7 +138,7 @@ func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
 // A row that ended fails wrapping lockmgr.ErrEnded, a live row in another
 // state wrapping lockmgr.ErrNotHeld.
 func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation, from ...string) error {
-	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from}
+	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
 	if u.State == ResReleased || u.State == ResExpired || u.State == ResInvalidated {
 		// Ending keeps the row's expiry and tx id; without them the write
 		// is one of the batch's ended in a constant number of statements.
@@ -123,6 +148,185 @@ func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation, from ...st
 		return err
 	}
 	return lockError(j.submit(ctx, &journalWrite{id: r.ID, change: u}))
+}
+
+// Released records that r was released at at (the Redis clock) without
+// waiting: the release took effect in Redis and was answered. The write is
+// retried while the database fails, until some time after r's expiry, by
+// when the syncer marks the reservation expired anyway. A release this
+// journal never writes leaves its reservation live in the journal until its
+// expiry: what that means for a rebuild is in lockmgr's package doc.
+func (j *Journal) Released(r *lockmgr.Reservation, at time.Time) {
+	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
+		giveUp: r.ExpiresAt.Add(deferredGrace),
+		change: releaseUpdate(r.Fence, at)}
+	j.deferred.add(1)
+	metrics.JournalDeferred.Inc()
+	if err := j.enqueue(w); err != nil {
+		j.drop(w, err)
+	}
+}
+
+// releaseUpdate is the journal write of a release Redis made at at: from
+// held, or from expired, where the syncer marked the reservation expired
+// before the write of its release arrived (Redis released it before it ran
+// out).
+func releaseUpdate(fence int64, at time.Time) ReservationUpdate {
+	return ReservationUpdate{Fence: fence, State: ResReleased, From: []string{ResHeld, ResExpired}, At: at}
+}
+
+// RecordReleases writes releases Redis made (lockmgr.Manager.RecentReleases)
+// whose journal write may have been lost, and returns how many it applied:
+// the others were in the journal already, or ended otherwise.
+func (s *Store) RecordReleases(ctx context.Context, rs []lockmgr.ReleaseRecord) (int, error) {
+	if len(rs) == 0 {
+		return 0, nil
+	}
+	ctx, cancel := s.writeContext(ctx)
+	defer cancel()
+	// Almost always the API wrote them all: look for the few it did not.
+	var todo []lockmgr.ReleaseRecord
+	for start := 0; start < len(rs); start += lookupChunk {
+		chunk := rs[start:min(start+lookupChunk, len(rs))]
+		ids := make([]string, len(chunk))
+		for i, r := range chunk {
+			ids[i] = r.ID
+		}
+		var open []string
+		err := s.db.WithContext(ctx).Model(&Reservation{}).Where("id IN ? AND state IN ?", ids,
+			[]string{ResHeld, ResExpired}).Pluck("id", &open).Error
+		if err != nil {
+			return 0, fmt.Errorf("storage: record releases: %w", err)
+		}
+		for _, r := range chunk {
+			if slices.Contains(open, r.ID) {
+				todo = append(todo, r)
+			}
+		}
+	}
+	applied := 0
+	for start := 0; start < len(todo); start += recordChunk {
+		chunk := todo[start:min(start+recordChunk, len(todo))]
+		batch := make([]*journalWrite, len(chunk))
+		for i, r := range chunk {
+			batch[i] = &journalWrite{id: r.ID, change: releaseUpdate(r.Fence, r.At)}
+		}
+		results, err := s.journalBatch(ctx, batch)
+		if err != nil {
+			return applied, fmt.Errorf("storage: record releases: %w", err)
+		}
+		for _, err := range results {
+			if err == nil {
+				applied++
+			}
+		}
+	}
+	return applied, nil
+}
+
+// deferredGrace is how long after a reservation's expiry a deferred write
+// of it is still retried.
+const deferredGrace = time.Minute
+
+// deferredRetry bounds the pause before a deferred write is tried again.
+const deferredRetry = 2 * time.Second
+
+// finish delivers the outcome of w: to its caller, or for a deferred write,
+// by trying it again later when the database failed.
+func (j *Journal) finish(w *journalWrite, err error) {
+	if !w.deferred {
+		w.err <- err
+		return
+	}
+	switch {
+	case err == nil, errors.Is(err, ErrNotLive), errors.Is(err, ErrWrongState), errors.Is(err, ErrNotFound),
+		errors.Is(err, ErrStaleFence), errors.Is(err, ErrInvalidArgument):
+		// Written, or refused for good (the chain or the sweep ended it first).
+		metrics.JournalDeferred.Dec()
+		j.deferred.add(-1)
+	case time.Now().After(w.giveUp):
+		j.drop(w, err)
+	default:
+		w.tries++
+		pause := min(deferredRetry, time.Duration(w.tries)*100*time.Millisecond)
+		time.AfterFunc(pause, func() {
+			if err := j.enqueue(w); err != nil {
+				j.drop(w, err)
+			}
+		})
+	}
+}
+
+// drop gives a deferred write up.
+func (j *Journal) drop(w *journalWrite, err error) {
+	slog.Warn("storage: journal gave up a deferred write", "reservation", w.id, "state", w.change.State, "err", err)
+	metrics.JournalDeferred.Dec()
+	metrics.JournalDeferredDropped.Inc()
+	j.deferred.add(-1)
+}
+
+// enqueue adds w to its writer's queue unless the journal is closed
+// (ErrJournalClosed) or w's context ended.
+func (j *Journal) enqueue(w *journalWrite) error {
+	wr := j.writerOf(w)
+	wr.mu.Lock()
+	if wr.closed {
+		wr.mu.Unlock()
+		return ErrJournalClosed
+	}
+	if err := w.ctx.Err(); err != nil {
+		wr.mu.Unlock()
+		return err
+	}
+	wr.queue = append(wr.queue, w)
+	wr.mu.Unlock()
+	wr.signal()
+	return nil
+}
+
+// Flush waits until every deferred write so far has committed or been given
+// up, or until ctx ends.
+func (j *Journal) Flush(ctx context.Context) error {
+	select {
+	case <-j.deferred.zero():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deferredCount counts deferred writes; zero is closed while there are none.
+type deferredCount struct {
+	mu    sync.Mutex
+	n     int
+	empty chan struct{}
+}
+
+func (d *deferredCount) add(delta int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.empty == nil {
+		d.empty = make(chan struct{})
+		close(d.empty)
+	}
+	if d.n == 0 && delta > 0 {
+		d.empty = make(chan struct{})
+	}
+	d.n += delta
+	if d.n == 0 {
+		close(d.empty)
+	}
+}
+
+// zero returns a channel closed once no deferred write is left.
+func (d *deferredCount) zero() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.empty == nil {
+		d.empty = make(chan struct{})
+		close(d.empty)
+	}
+	return d.empty
 }
 
 // lockError wraps the journal's refusals in lockmgr's vocabulary.
@@ -158,30 +362,42 @@ func (j *Journal) LookupKey(ctx context.Context, key string) (*lockmgr.Reservati
 	return j.store.lockReservation(ctx, row)
 }
 
-// Close commits what is queued, then stops the writer. Later calls fail with
-// ErrJournalClosed. Close the journal before its Store.
+// Close commits what is queued, waits (at most the journal's timeout) for
+// the deferred writes still failing, then stops the writer. Later calls fail
+// with ErrJournalClosed. Close the journal before its Store.
 func (j *Journal) Close() {
-	j.mu.Lock()
-	j.closed = true
-	j.mu.Unlock()
-	j.signal()
-	<-j.done
+	ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
+	_ = j.Flush(ctx)
+	cancel()
+	for _, w := range j.writers {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		w.signal()
+	}
+	for _, w := range j.writers {
+		<-w.done
+	}
 }
 
 // Batches is the number of group transactions committed so far (writes
 // retried one by one after a failed batch are not counted).
 func (j *Journal) Batches() int64 { return j.batches.Load() }
 
-// Pending is the number of writes queued and not yet taken by the writer.
+// Pending is the number of writes queued and not yet taken by a writer.
 func (j *Journal) Pending() int {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return len(j.queue)
+	n := 0
+	for _, w := range j.writers {
+		w.mu.Lock()
+		n += len(w.queue)
+		w.mu.Unlock()
+	}
+	return n
 }
 
-func (j *Journal) signal() {
+func (w *journalWriter) signal() {
 	select {
-	case j.wake <- struct{}{}:
+	case w.wake <- struct{}{}:
 	default:
 	}
 }
@@ -190,18 +406,9 @@ func (j *Journal) signal() {
 func (j *Journal) submit(ctx context.Context, w *journalWrite) error {
 	w.ctx = ctx
 	w.err = make(chan error, 1)
-	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		return ErrJournalClosed
-	}
-	if err := ctx.Err(); err != nil {
-		j.mu.Unlock()
+	if err := j.enqueue(w); err != nil {
 		return err
 	}
-	j.queue = append(j.queue, w)
-	j.mu.Unlock()
-	j.signal()
 	select {
 	case err := <-w.err:
 		return err
@@ -210,11 +417,12 @@ func (j *Journal) submit(ctx context.Context, w *journalWrite) error {
 	}
 }
 
-// run is the writer: it commits batches until the journal is closed and empty.
-func (j *Journal) run() {
-	defer close(j.done)
+// run is a writer: it commits batches of w's queue until the journal is
+// closed and the queue empty.
+func (j *Journal) run(w *journalWriter) {
+	defer close(w.done)
 	for {
-		batch, closed := j.take()
+		batch, closed := w.take(j.maxBatch)
 		if len(batch) > 0 {
 			j.commit(batch)
 			continue
@@ -222,30 +430,30 @@ func (j *Journal) run() {
 		if closed {
 			return
 		}
-		<-j.wake
+		<-w.wake
 	}
 }
 
-// take removes up to maxBatch writes from the queue.
-func (j *Journal) take() ([]*journalWrite, bool) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	n := min(len(j.queue), j.maxBatch)
-	batch := j.queue[:n:n]
-	if n == len(j.queue) {
-		j.queue = nil
+// take removes up to limit writes from the queue.
+func (w *journalWriter) take(limit int) ([]*journalWrite, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := min(len(w.queue), limit)
+	batch := w.queue[:n:n]
+	if n == len(w.queue) {
+		w.queue = nil
 	} else {
-		j.queue = j.queue[n:]
+		w.queue = w.queue[n:]
 	}
-	return batch, j.closed
+	return batch, w.closed
 }
 
-// commit writes a batch in one transaction, else each write on its own.
+// commit writes a batch at once, else each write on its own.
 func (j *Journal) commit(batch []*journalWrite) {
 	live := make([]*journalWrite, 0, len(batch))
 	for _, w := range batch {
 		if err := w.ctx.Err(); err != nil {
-			w.err <- err // its caller has gone: drop the write
+			j.finish(w, err) // its caller has gone: drop the write
 			continue
 		}
 		live = append(live, w)
@@ -259,7 +467,7 @@ func (j *Journal) commit(batch []*journalWrite) {
 	if err == nil {
 		j.batches.Add(1)
 		for i, w := range live {
-			w.err <- results[i]
+			j.finish(w, results[i])
 		}
 		return
 	}
@@ -268,7 +476,7 @@ func (j *Journal) commit(batch []*journalWrite) {
 		// unreachable, so retrying one by one would only wait again.
 		err = fmt.Errorf("storage: journal: %w", err)
 		for _, w := range live {
-			w.err <- err
+			j.finish(w, err)
 		}
 		return
 	}
@@ -276,7 +484,7 @@ func (j *Journal) commit(batch []*journalWrite) {
 		slog.Warn("storage: journal batch failed, retrying one by one", "writes", len(live), "err", err)
 	}
 	for _, w := range live {
-		w.err <- j.commitOne(w)
+		j.finish(w, j.commitOne(w))
 	}
 }
 
@@ -288,7 +496,7 @@ func (j *Journal) commitOne(w *journalWrite) error {
 	ctx, cancel := context.WithTimeout(w.ctx, j.timeout)
 	defer cancel()
 	if w.record != nil {
-		return j.store.RecordReservation(ctx, *w.record)
+		return j.store.recordReservation(ctx, *w.record, w.load)
 	}
 	return j.store.UpdateReservation(ctx, w.id, w.change)
 }
@@ -315,13 +523,80 @@ func (j *Journal) batchContext(batch []*journalWrite) (context.Context, context.
 	}
 }
 
-// journalBatch writes a batch in one transaction: one multi-row INSERT for
-// the new reservations (rows that conflict are explained, not failed), one
-// for what they hold, then the updates by reservation id (in arrival order
-// for one reservation); updates that do not apply are explained with one
-// SELECT. It returns the outcome of each write, or an error if the
-// transaction failed (then nothing was written).
+// journalBatch writes a batch at once: in one statement when it is only
+// grants or only endings (recordBatch, endBatch), else in one transaction:
+// one multi-row INSERT for the new reservations (rows that conflict are
+// explained, not failed), one for what they hold, then the updates by
+// reservation id (in arrival order for one reservation); updates that do not
+// apply are explained with one SELECT. It returns the outcome of each write,
+// or an error if the batch failed (then nothing was written).
 func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]error, error) {
+	if results, ok, err := s.recordBatch(ctx, batch); ok {
+		return results, err
+	}
+	if results, ok, err := s.endBatch(ctx, batch); ok {
+		return results, err
+	}
+	return s.txBatch(ctx, batch)
+}
+
+// endBatch writes a batch of endings only (releases, mostly), each of a
+// different reservation, on PostgreSQL, in a single statement: it locks the
+// rows in id order, then ends those still in a state the ending applies to.
+// The endings that did not apply are explained. It reports ok=false when
+// the batch is not one it writes.
+func (s *Store) endBatch(ctx context.Context, batch []*journalWrite) (results []error, ok bool, err error) {
+	if s.dialect != DialectPostgres || len(batch) > recordChunk {
+		return nil, false, nil
+	}
+	ids := make([]string, len(batch))
+	seen := make(map[string]bool, len(batch))
+	var values strings.Builder
+	args := make([]any, 0, 5*len(batch)+1)
+	for k, w := range batch {
+		if w.record != nil || !ended(w.change) || seen[w.id] {
+			return nil, false, nil
+		}
+		seen[w.id] = true
+		ids[k] = w.id
+		if k > 0 {
+			values.WriteString(",")
+		}
+		values.WriteString("(?::text, ?::bigint, ?::text, ?::text, ?::timestamptz)")
+		c := w.change
+		args = append(args, w.id, c.Fence, c.State, strings.Join(c.from(), ","), c.at(now()))
+	}
+	args = append(args, ids)
+	// A VALUES list, planned for each batch: see pgarrays.go.
+	var done []string
+	err = s.db.WithContext(ctx).Raw(`WITH v(id, fence, state, from_states, at) AS (VALUES `+values.String()+`),
+		lk AS MATERIALIZED (SELECT id FROM reservations WHERE id IN ? ORDER BY id FOR UPDATE)
+		UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = v.at
+		FROM v JOIN lk ON lk.id = v.id
+		WHERE r.id = v.id AND r.fence <= v.fence AND r.state = ANY(string_to_array(v.from_states, ','))
+		RETURNING r.id`, args...).Scan(&done).Error
+	if err != nil {
+		return nil, true, err
+	}
+	results = make([]error, len(batch))
+	if len(done) == len(batch) {
+		return results, true, nil
+	}
+	applied := make(map[string]bool, len(done))
+	for _, id := range done {
+		applied[id] = true
+	}
+	var refused []int
+	for i, w := range batch {
+		if !applied[w.id] {
+			refused = append(refused, i)
+		}
+	}
+	return results, true, explainRefused(s.db.WithContext(ctx), batch, refused, results)
+}
+
+// txBatch is journalBatch in a transaction.
+func (s *Store) txBatch(ctx context.Context, batch []*journalWrite) ([]error, error) {
 	results := make([]error, len(batch))
 	var records []int // indexes into batch
 	var updates []int
@@ -366,33 +641,95 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 	return results, nil
 }
 
+// recordBatch writes a batch of grants only, on PostgreSQL, in a single
+// statement (so without a transaction around it: one round trip): it locks
+// the pools' rows FOR SHARE, inserts the grants made in their pools' current
+// Redis load and what they hold. A grant it did not insert (a conflict, a
+// changed load: rare) is explained by the usual path, in a transaction. It
+// reports ok=false when the batch is not one it writes.
+func (s *Store) recordBatch(ctx context.Context, batch []*journalWrite) (results []error, ok bool, err error) {
+	if s.dialect != DialectPostgres || len(batch) > recordChunk {
+		return nil, false, nil
+	}
+	c := newColumns(len(batch))
+	for _, w := range batch {
+		r := w.record
+		if r == nil {
+			return nil, false, nil
+		}
+		c.text(0, r.ID).int(1, r.PoolID).int(2, r.Fence).text(3, r.Owner).text(4, r.Hashes).text(5, r.State).
+			text(6, r.TxID).time(7, r.CreatedAt).time(8, r.ExpiresAt).time(9, r.UpdatedAt).
+			text(10, r.IdempotencyKey).text(11, r.Fingerprint).text(12, w.load)
+	}
+	// The pools' rows are locked (FOR SHARE, in id order) before the grants
+	// are inserted: a rebuild's BeginLoad waits for this statement, and one
+	// that committed first is seen here (the locked row is read anew).
+	var ids []string
+	err = pgScan(s.db.WithContext(ctx), &ids, `WITH
+		g AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+			$7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
+			AS g(id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at, updated_at,
+				idempotency_key, fingerprint, load)),
+		l AS (SELECT id, redis_load FROM pools WHERE id IN (SELECT pool_id FROM g) ORDER BY id FOR SHARE),
+		ins AS (INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at,
+				updated_at, idempotency_key, fingerprint)
+			SELECT g.id, g.pool_id, g.fence, g.owner, g.hashes, g.state, g.tx_id, g.created_at, g.expires_at,
+				g.updated_at, g.idempotency_key, g.fingerprint
+			FROM g JOIN l ON l.id = g.pool_id
+			WHERE g.load = '' OR l.redis_load = '' OR l.redis_load = g.load
+			ON CONFLICT DO NOTHING RETURNING id, pool_id, hashes),
+		h AS (INSERT INTO reservation_utxos (reservation_id, hash, pool_id)
+			SELECT ins.id, unnest(string_to_array(ins.hashes, ',')), ins.pool_id FROM ins
+			ON CONFLICT DO NOTHING)
+		SELECT id FROM ins`, c.args()...)
+	if err != nil {
+		return nil, true, err
+	}
+	if len(ids) == len(batch) {
+		return make([]error, len(batch)), true, nil
+	}
+	inserted := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		inserted[id] = true
+	}
+	var rest []*journalWrite
+	for _, w := range batch {
+		if !inserted[w.record.ID] {
+			rest = append(rest, w)
+		}
+	}
+	explained, err := s.txBatch(ctx, rest)
+	if err != nil {
+		return nil, true, err
+	}
+	results = make([]error, len(batch))
+	k := 0
+	for i, w := range batch {
+		if !inserted[w.record.ID] {
+			results[i] = explained[k]
+			k++
+		}
+	}
+	return results, true, nil
+}
+
 // insertReservations inserts the records of a batch with multi-row INSERTs
 // that skip conflicting rows, then what the inserted ones hold; a skipped
 // one gets the reason in results (nil for a reservation recorded before).
 func (s *Store) insertReservations(tx *gorm.DB, batch []*journalWrite, records []int, results []error) error {
+	records, err := s.checkLoads(tx, batch, records, results)
+	if err != nil {
+		return err
+	}
 	for start := 0; start < len(records); start += recordChunk {
 		chunk := records[start:min(start+recordChunk, len(records))]
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at,
-			updated_at, idempotency_key, fingerprint) VALUES `)
-		args := make([]any, 0, len(chunk)*12)
+		recs := make([]*Reservation, len(chunk))
 		for n, i := range chunk {
-			if n > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
-			r := batch[i].record
-			args = append(args, r.ID, r.PoolID, r.Fence, r.Owner, r.Hashes, r.State, r.TxID, r.CreatedAt, r.ExpiresAt,
-				r.UpdatedAt, r.IdempotencyKey, r.Fingerprint)
+			recs[n] = batch[i].record
 		}
-		sb.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
-		var ids []string
-		if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+		inserted, err := s.insertReservationRows(tx, recs)
+		if err != nil {
 			return err
-		}
-		inserted := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			inserted[id] = true
 		}
 		var rows []ReservationUTXO
 		var skipped []int
@@ -406,7 +743,7 @@ func (s *Store) insertReservations(tx *gorm.DB, batch []*journalWrite, records [
 				rows = append(rows, ReservationUTXO{ReservationID: r.ID, Hash: h, PoolID: r.PoolID})
 			}
 		}
-		if err := insertHoldings(tx, rows); err != nil {
+		if err := s.insertHoldings(tx, rows); err != nil {
 			return err
 		}
 		for _, i := range skipped {
@@ -420,12 +757,113 @@ func (s *Store) insertReservations(tx *gorm.DB, batch []*journalWrite, records [
 	return nil
 }
 
+// ErrLoadChanged means Redis lost the pool (a rebuild began) after the
+// grant was made: the grant is not journalled (it wraps
+// lockmgr.ErrRebuilding).
+var ErrLoadChanged = fmt.Errorf("storage: the pool was reloaded into Redis since the grant (%w)", lockmgr.ErrRebuilding)
+
+// checkLoads keeps the records granted under their pool's current Redis load
+// and fails the others with ErrLoadChanged. The pools' rows are read FOR
+// SHARE (in id order), so a rebuild beginning a new load (Store.BeginLoad)
+// waits for this batch: what it commits is in the rebuild's snapshot.
+func (s *Store) checkLoads(tx *gorm.DB, batch []*journalWrite, records []int, results []error) ([]int, error) {
+	var pools []int64
+	seen := map[int64]bool{}
+	for _, i := range records {
+		if p := batch[i].record.PoolID; batch[i].load != "" && !seen[p] {
+			seen[p] = true
+			pools = append(pools, p)
+		}
+	}
+	if len(pools) == 0 {
+		return records, nil
+	}
+	slices.Sort(pools)
+	var rows []struct {
+		ID        int64
+		RedisLoad string
+	}
+	q := `SELECT id, redis_load FROM pools WHERE id IN ? ORDER BY id`
+	if s.dialect == DialectPostgres {
+		q += ` FOR SHARE`
+	}
+	if err := tx.Raw(q, pools).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	current := make(map[int64]string, len(rows))
+	for _, r := range rows {
+		current[r.ID] = r.RedisLoad
+	}
+	kept := records[:0:0]
+	for _, i := range records {
+		w := batch[i]
+		if cur := current[w.record.PoolID]; w.load != "" && cur != "" && cur != w.load {
+			results[i] = ErrLoadChanged
+			continue
+		}
+		kept = append(kept, i)
+	}
+	return kept, nil
+}
+
 // errRetry fails a batch whose conflict could not be explained (the row
 // that conflicted is gone again): its writes are then retried one by one.
 var errRetry = errors.New("storage: journal conflict to retry")
 
+// insertReservationRows inserts rows, skipping those that conflict, and
+// returns the ids it inserted.
+func (s *Store) insertReservationRows(tx *gorm.DB, rows []*Reservation) (map[string]bool, error) {
+	var ids []string
+	if s.dialect == DialectPostgres {
+		c := newColumns(len(rows))
+		for _, r := range rows {
+			c.text(0, r.ID).int(1, r.PoolID).int(2, r.Fence).text(3, r.Owner).text(4, r.Hashes).text(5, r.State).
+				text(6, r.TxID).time(7, r.CreatedAt).time(8, r.ExpiresAt).time(9, r.UpdatedAt).
+				text(10, r.IdempotencyKey).text(11, r.Fingerprint)
+		}
+		err := pgScan(tx, &ids, `INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at,
+			expires_at, updated_at, idempotency_key, fingerprint)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[])
+			ON CONFLICT DO NOTHING RETURNING id`, c.args()...)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at,
+			updated_at, idempotency_key, fingerprint) VALUES `)
+		args := make([]any, 0, len(rows)*12)
+		for n, r := range rows {
+			if n > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+			args = append(args, r.ID, r.PoolID, r.Fence, r.Owner, r.Hashes, r.State, r.TxID, r.CreatedAt, r.ExpiresAt,
+				r.UpdatedAt, r.IdempotencyKey, r.Fingerprint)
+		}
+		sb.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
+		if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+			return nil, err
+		}
+	}
+	inserted := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		inserted[id] = true
+	}
+	return inserted, nil
+}
+
 // insertHoldings records what reservations hold, in multi-row INSERTs.
-func insertHoldings(tx *gorm.DB, rows []ReservationUTXO) error {
+func (s *Store) insertHoldings(tx *gorm.DB, rows []ReservationUTXO) error {
+	if s.dialect == DialectPostgres && len(rows) > 0 {
+		c := newColumns(len(rows))
+		for _, r := range rows {
+			c.text(0, r.ReservationID).text(1, r.Hash).int(2, r.PoolID)
+		}
+		return pgExec(tx, `INSERT INTO reservation_utxos (reservation_id, hash, pool_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`, c.args()...)
+	}
 	for start := 0; start < len(rows); start += batchSize {
 		chunk := rows[start:min(start+batchSize, len(rows))]
 		var sb strings.Builder
@@ -506,19 +944,21 @@ func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []in
 		return rest, nil, nil
 	}
 	for start := 0; start < len(ending); start += recordChunk {
+		// These statements find rows in a table that grows: planned for
+		// each batch (a VALUES list), never with a generic plan made when
+		// the table was small.
 		chunk := ending[start:min(start+recordChunk, len(ending))]
 		ids := make([]string, len(chunk))
 		var values strings.Builder
-		args := make([]any, 0, 4*len(chunk)+1)
-		args = append(args, t)
+		args := make([]any, 0, 5*len(chunk))
 		for k, i := range chunk {
 			ids[k] = batch[i].id
 			if k > 0 {
 				values.WriteString(",")
 			}
-			values.WriteString("(?::text, ?::bigint, ?::text, ?::text)")
+			values.WriteString("(?::text, ?::bigint, ?::text, ?::text, ?::timestamptz)")
 			c := batch[i].change
-			args = append(args, batch[i].id, c.Fence, c.State, strings.Join(c.from(), ","))
+			args = append(args, batch[i].id, c.Fence, c.State, strings.Join(c.from(), ","), c.at(t))
 		}
 		// Lock in id order, as the one-by-one path does, so that batches of
 		// several replicas do not deadlock.
@@ -526,8 +966,8 @@ func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []in
 			return nil, nil, err
 		}
 		var done []string
-		err := tx.Raw(`UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = ?
-			FROM (VALUES `+values.String()+`) AS v(id, fence, state, from_states)
+		err := tx.Raw(`UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = v.at
+			FROM (VALUES `+values.String()+`) AS v(id, fence, state, from_states, at)
 			WHERE r.id = v.id AND r.fence <= v.fence AND r.state = ANY(string_to_array(v.from_states, ','))
 			RETURNING r.id`, args...).Scan(&done).Error
 		if err != nil {

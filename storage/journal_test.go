@@ -112,7 +112,7 @@ func waitLockWaiters(t *testing.T, s *storage.Store, n int) {
 		var got int
 		err := s.DB().WithContext(testCtx(t)).Raw(`SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock'
-			AND query LIKE 'INSERT INTO reservations %'`).Scan(&got).Error
+			AND (query LIKE 'INSERT INTO reservations %' OR query LIKE 'WITH%INSERT INTO reservations %')`).Scan(&got).Error
 		return err == nil && got == n
 	})
 }
@@ -730,4 +730,93 @@ func TestJournalDatabaseDown(t *testing.T) {
 	}
 	srv.Restart()
 	recovers("restart")
+}
+
+// A release is answered before the journal learns it: its deferred write
+// keeps being tried while PostgreSQL is down, lands once it is back with the
+// time the release happened, and Flush waits for it.
+func TestJournalDeferredReleaseSurvivesAnOutage(t *testing.T) {
+	srv := testenv.StartPostgres(t)
+	url := testenv.CreateDatabase(t, srv.URL())
+	ctx := testCtx(t)
+	if err := storage.MigrateUp(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	s, err := storage.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	p := mustPool(t, s, assetA, programA)
+	j := newJournal(t, s, storage.JournalOptions{Timeout: time.Second})
+	r := lockRes(p.ID, 1, hashOf(1, 1))
+	if err := j.Record(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	at := time.Now().UTC().Truncate(time.Millisecond).Add(-time.Second)
+	j.Released(r, at)
+	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	if err := j.Flush(short); err == nil {
+		t.Fatal("Flush returned while the database was stopped")
+	}
+	cancel()
+	srv.Cont()
+	long, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := j.Flush(long); err != nil {
+		t.Fatalf("deferred write not written after the outage: %v", err)
+	}
+	row := mustReservation(t, s, r.ID)
+	if row.State != storage.ResReleased || !row.UpdatedAt.Equal(at) {
+		t.Fatalf("row %s at %s, want released at %s", row.State, row.UpdatedAt, at)
+	}
+	// A deferred write the journal refuses (the reservation ended) is done
+	// with at once.
+	j.Released(r, at)
+	if err := j.Flush(long); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Deferred writes have a writer of their own: a release whose write waits
+// on a lock does not hold up grants, and it lands once the lock is gone.
+func TestJournalDeferredWritesDoNotHoldUpGrants(t *testing.T) {
+	s := openPostgres(t)
+	ctx := testCtx(t)
+	p := mustPool(t, s, assetA, programA)
+	j := newJournal(t, s, storage.JournalOptions{})
+	slow := lockRes(p.ID, 1, hashOf(1, 1))
+	if err := j.Record(ctx, slow); err != nil {
+		t.Fatal(err)
+	}
+	// Lock the reservation's row: the write of its release waits.
+	tx := s.DB().WithContext(ctx).Begin()
+	if err := tx.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE`, slow.ID).Error; err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	j.Released(slow, at)
+	waitFor(t, "the release's write waiting", func() bool {
+		var n int
+		err := s.DB().WithContext(ctx).Raw(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n).Error
+		return err == nil && n >= 1
+	})
+	for i := range 5 {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := j.Record(c, lockRes(p.ID, int64(10+i), hashOf(1, 10+i)))
+		cancel()
+		if err != nil {
+			t.Fatalf("grant %d while a release's write waited: %v", i, err)
+		}
+	}
+	tx.Rollback()
+	if err := j.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if row := mustReservation(t, s, slow.ID); row.State != storage.ResReleased || !row.UpdatedAt.Equal(at) {
+		t.Fatalf("released reservation: %s at %s, want released at %s", row.State, row.UpdatedAt, at)
+	}
 }

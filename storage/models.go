@@ -52,6 +52,10 @@ type Pool struct {
 	// node-backed index: when it caught up with the tip). Until then Redis
 	// is not loaded and nothing is reserved in it.
 	SyncedAt *time.Time
+	// RedisLoad names the pool's current load into Redis (the value of its
+	// ready marker, set by the rebuild that made it): a grant is journalled
+	// only under the load it was made in (see Journal.Record).
+	RedisLoad string `gorm:"not null;default:''"`
 }
 
 // UTXO is one contract output bufferd knows about.

@@ -141,6 +141,25 @@ func (s *Store) PoolCounts(ctx context.Context) (map[int64]Counts, error) {
 	return out, nil
 }
 
+// BeginLoad records that pool's Redis state is being loaded (rebuilt) under
+// load, before the snapshot of the rebuild is taken. It waits for the
+// journal batches that are recording grants of the pool (they hold the row
+// FOR SHARE), and those that come after refuse a grant made under another
+// load: a grant Redis lost before the rebuild is never journalled after the
+// snapshot was taken without it.
+func (s *Store) BeginLoad(ctx context.Context, poolID int64, load string) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	res := s.db.WithContext(ctx).Exec(`UPDATE pools SET redis_load = ? WHERE id = ?`, load, poolID)
+	if res.Error != nil {
+		return fmt.Errorf("storage: begin the load of pool %d: %w", poolID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("%w: pool %d", ErrNotFound, poolID)
+	}
+	return nil
+}
+
 // MarkSynced records that the syncer has pool's whole UTXO set (once).
 func (s *Store) MarkSynced(ctx context.Context, poolID int64) error {
 	ctx, cancel := s.writeContext(ctx)

@@ -48,6 +48,12 @@ func SplitHashes(hashes string) []string {
 // of the pool is refused with ErrStaleFence, an idempotency key another
 // reservation has with an error wrapping lockmgr.ErrKeyTaken.
 func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
+	return s.recordReservation(ctx, r, "")
+}
+
+// recordReservation is RecordReservation of a grant made in the pool's Redis
+// load load ("": any), refused with ErrLoadChanged in another.
+func (s *Store) recordReservation(ctx context.Context, r Reservation, load string) error {
 	if _, err := prepareRecord(&r); err != nil {
 		return err
 	}
@@ -55,7 +61,7 @@ func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
 	defer cancel()
 	results := make([]error, 1)
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return s.insertReservations(tx, []*journalWrite{{record: &r}}, []int{0}, results)
+		return s.insertReservations(tx, []*journalWrite{{record: &r, load: load}}, []int{0}, results)
 	})
 	switch {
 	case isForeignKeyViolation(err):
@@ -137,6 +143,15 @@ type ReservationUpdate struct {
 	TxID      string    // spending transaction (submit)
 	ExpiresAt time.Time // new expiry (extend, submit)
 	From      []string  // the states the row must be in; empty means any live state
+	At        time.Time // when the change happened (the Redis clock); zero: when it is written
+}
+
+// at is when the change happened: u.At, else t (when it is written).
+func (u ReservationUpdate) at(t time.Time) time.Time {
+	if u.At.IsZero() {
+		return t
+	}
+	return dbTime(u.At)
 }
 
 // from returns the states the update applies to.
@@ -188,7 +203,8 @@ func checkUpdate(id string, u ReservationUpdate) error {
 		return fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, u.State)
 	}
 	for _, st := range u.From {
-		if st != ResHeld && st != ResSubmitted {
+		// A release Redis made may find the row expired (see releaseUpdate).
+		if st != ResHeld && st != ResSubmitted && !(st == ResExpired && u.State == ResReleased) {
 			return fmt.Errorf("%w: an update applies to live states only, not %q", ErrInvalidArgument, st)
 		}
 	}
@@ -202,7 +218,7 @@ func checkUpdate(id string, u ReservationUpdate) error {
 // reservation was in one of u's From states with a fence no newer than
 // u.Fence (and so changed).
 func (s *Store) updateReservationTx(tx *gorm.DB, id string, u ReservationUpdate, t time.Time) (bool, error) {
-	set := map[string]any{"fence": u.Fence, "updated_at": t}
+	set := map[string]any{"fence": u.Fence, "updated_at": u.at(t)}
 	if u.State != "" {
 		set["state"] = u.State
 	}
@@ -359,6 +375,27 @@ func (s *Store) Settle(ctx context.Context, poolID int64, hashes []string) ([]Se
 		return nil, fmt.Errorf("storage: settle pool %d: %w", poolID, err)
 	}
 	slices.SortFunc(out, func(a, b Settled) int { return cmp.Compare(a.Fence, b.Fence) })
+	return out, nil
+}
+
+// HeldHolding returns the ID and fence of the pool's held reservations
+// that hold one of hashes, in the journal's view.
+func (s *Store) HeldHolding(ctx context.Context, poolID int64, hashes []string) ([]lockmgr.ReleaseRecord, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var out []lockmgr.ReleaseRecord
+	for _, chunk := range chunks(hashes) {
+		var rows []Reservation
+		err := s.db.WithContext(ctx).Raw(`SELECT DISTINCT r.id, r.fence FROM reservation_utxos ru
+			JOIN reservations r ON r.id = ru.reservation_id
+			WHERE ru.hash IN ? AND r.pool_id = ? AND r.state = ?`, chunk, poolID, ResHeld).Scan(&rows).Error
+		if err != nil {
+			return nil, fmt.Errorf("storage: held reservations of pool %d: %w", poolID, err)
+		}
+		for _, r := range rows {
+			out = append(out, lockmgr.ReleaseRecord{ID: r.ID, Fence: r.Fence})
+		}
+	}
 	return out, nil
 }
 

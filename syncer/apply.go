@@ -56,11 +56,37 @@ func (a *Applier) Apply(ctx context.Context, pool int64, hashes []string) ([]sto
 	if err := a.Locks.ApplyChain(ctx, pool, add, remove); err != nil {
 		return nil, fmt.Errorf("syncer: apply to redis: %w", err)
 	}
+	if err := a.recordReleases(ctx, pool, remove); err != nil {
+		return nil, err
+	}
 	settled, err := a.Store.Settle(ctx, pool, hashes)
 	if err != nil {
 		return nil, err
 	}
 	return settled, a.end(ctx, pool, settled)
+}
+
+// recordReleases writes to the journal the releases Redis answered of the
+// reservations holding UTXOs the chain took away, so that settling them
+// cannot overtake a release whose journal write is on its way (or was lost
+// with its API): the release came first. A release after ApplyChain goes
+// through the journal (see release.lua), where the settlement orders it.
+func (a *Applier) recordReleases(ctx context.Context, pool int64, gone []string) error {
+	if len(gone) == 0 {
+		return nil
+	}
+	held, err := a.Store.HeldHolding(ctx, pool, gone)
+	if err != nil {
+		return err
+	}
+	released, err := a.Locks.ReleasesOf(ctx, pool, held)
+	if err != nil {
+		return err
+	}
+	if _, err := a.Store.RecordReleases(ctx, released); err != nil {
+		return err
+	}
+	return nil
 }
 
 // end makes Redis end the settled reservations that were live, and counts

@@ -69,6 +69,16 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error)
 	r.rebuilding.Add(1)
 	defer r.rebuilding.Add(-1)
 	start := time.Now()
+	// The journal learns the new load before the snapshot is taken: a grant
+	// of the lost load still in flight is then either in the snapshot or
+	// refused by the journal, never acknowledged without being restored.
+	load, err := lockmgr.NewLoadID()
+	if err != nil {
+		return false, err
+	}
+	if err := r.Store.BeginLoad(ctx, pool, load); err != nil {
+		return false, err
+	}
 	var snap lockmgr.Snapshot
 	for try := 1; ; try++ {
 		// The generation is read before the snapshot: a sync applied after it
@@ -80,7 +90,7 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error)
 		if snap, err = r.Store.LockSnapshot(ctx, pool); err != nil {
 			return false, fmt.Errorf("syncer: snapshot of pool %d: %w", pool, err)
 		}
-		snap.SyncGen = gen
+		snap.SyncGen, snap.Load = gen, load
 		err = r.Locks.Rebuild(ctx, pool, snap)
 		if err == nil {
 			break

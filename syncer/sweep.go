@@ -31,7 +31,9 @@ const ExpiryMargin = 30 * time.Second
 //   - Redis offers exactly the UTXOs PostgreSQL says are available;
 //   - holds in Redis that no live reservation of the journal explains (the
 //     journal ended them but Redis missed it, or a grant that was never
-//     journalled) end.
+//     journalled) end;
+//   - releases Redis made whose journal write was lost (the API died right
+//     after answering) are written to the journal, as of when they happened.
 //
 // It runs in the job that writes the pool's chain state, never beside it.
 type Sweep struct {
@@ -43,8 +45,14 @@ type Sweep struct {
 
 // SweepResult counts what one sweep repaired.
 type SweepResult struct {
-	Unsettled, Offered, Unoffered, OrphanHolds int
+	Unsettled, Offered, Unoffered, OrphanHolds, LostReleases int
 }
+
+// releaseSettle is how old a release must be before the sweep writes it to
+// the journal for the API that made it: that API's own write, which lands
+// within milliseconds, normally comes first (should both write it, the
+// second finds it done).
+const releaseSettle = time.Second
 
 // Pool sweeps one pool whose Redis state is loaded (a pool Redis lost is the
 // rebuild's business).
@@ -122,8 +130,25 @@ func (s *Sweep) Pool(ctx context.Context, pool int64) (SweepResult, error) {
 		}
 	}
 	res.OrphanHolds = len(orphans)
+	if res.LostReleases, err = s.releases(ctx, pool); err != nil {
+		return res, err
+	}
 	s.count(pool, res)
 	return res, nil
+}
+
+// releases writes to the journal the pool's releases older than
+// releaseSettle that it lacks, and returns how many.
+func (s *Sweep) releases(ctx context.Context, pool int64) (int, error) {
+	rs, err := s.Locks.RecentReleases(ctx, pool, time.Now().Add(-releaseSettle))
+	if err != nil || len(rs) == 0 {
+		return 0, err
+	}
+	n, err := s.Store.RecordReleases(ctx, rs)
+	if err != nil {
+		return n, err
+	}
+	return n, s.Locks.ForgetReleases(ctx, pool, rs)
 }
 
 // endedInJournal reports whether the journal has reservation id and says it
@@ -144,9 +169,11 @@ func (s *Sweep) count(pool int64, res SweepResult) {
 	metrics.SweepRepairs.WithLabelValues("offered").Add(float64(res.Offered))
 	metrics.SweepRepairs.WithLabelValues("unoffered").Add(float64(res.Unoffered))
 	metrics.SweepRepairs.WithLabelValues("orphan_hold").Add(float64(res.OrphanHolds))
+	metrics.SweepRepairs.WithLabelValues("lost_release").Add(float64(res.LostReleases))
 	if res != (SweepResult{}) {
 		s.logger().Warn("sweep repaired a pool out of step", "pool", pool, "unsettled", res.Unsettled,
-			"offered", res.Offered, "unoffered", res.Unoffered, "orphan_holds", res.OrphanHolds)
+			"offered", res.Offered, "unoffered", res.Unoffered, "orphan_holds", res.OrphanHolds,
+			"lost_releases", res.LostReleases)
 	}
 }
 

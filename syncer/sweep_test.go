@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -330,5 +332,44 @@ func TestSweepSettlesAReservationSettleMissed(t *testing.T) {
 	}
 	if _, err := f.locks.Get(ctx, p.ID, r.ID); !errors.Is(err, lockmgr.ErrNotFound) {
 		t.Fatalf("after the sweep the settled reservation: %v, want ErrNotFound", err)
+	}
+}
+
+// A release Redis made whose journal write was lost (the API died right
+// after answering) is written to the journal, as of when it happened, once
+// it is older than the time the API's own write takes.
+func TestSweepWritesALostRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sp := newSweepPool(t, "lost release")
+	f, p := sp.f, sp.pool
+	inner := storage.NewJournal(f.store, storage.JournalOptions{})
+	t.Cleanup(inner.Close)
+	forgetful := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{inner}})
+	r, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: sp.hashes[2:3]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released, err := forgetful.Release(ctx, p.ID, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A young release is left to its API.
+	if res, err := sp.sweep.Pool(ctx, p.ID); err != nil || res.LostReleases != 0 {
+		t.Fatalf("sweep of a young release: %+v, %v", res, err)
+	}
+	if row, err := f.store.GetReservation(ctx, r.ID); err != nil || row.State != storage.ResHeld {
+		t.Fatalf("broken state: the journal has %+v (%v), want held", row, err)
+	}
+	// Make it old, as the sweep after next finds it.
+	member := r.ID + " " + strconv.FormatInt(r.Fence, 10)
+	old := float64(released.UpdatedAt.Add(-10 * time.Second).UnixMilli())
+	if err := f.rdb.ZAdd(ctx, f.poolKey(p.ID, "releases"), redis.Z{Score: old, Member: member}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sp.check(t, syncer.SweepResult{LostReleases: 1}, "~res "+short(r.ID)+" held->released")
+	row, err := f.store.GetReservation(ctx, r.ID)
+	if err != nil || !row.UpdatedAt.Equal(time.UnixMilli(int64(old)).UTC()) {
+		t.Fatalf("journal after the sweep: %+v (%v), want released at the release", row, err)
 	}
 }

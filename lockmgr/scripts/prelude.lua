@@ -21,7 +21,10 @@
 --   KEYS[12] submitted pub/sub channel: a reservation was submitted
 --   KEYS[13] idem      the prefix of idempotency keys
 --
--- and its own keys after them.
+-- and its own keys after them. The pool's other keys: <tag>:listturn (STRING,
+-- the counter of sampled listings, see list.lua), <tag>:releases (ZSET, the
+-- recent releases, see release.lua) and <tag>:stage:<nonce>:* (a rebuild's
+-- staged state, see rebuild_commit.lua).
 local P = {
   free = KEYS[1], utxo = KEYS[2], held = KEYS[3], holder = KEYS[4], legacy = KEYS[5],
   fence = KEYS[6], ready = KEYS[7], syncgen = KEYS[8], epoch = KEYS[9], res = KEYS[10],

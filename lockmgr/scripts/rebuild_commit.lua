@@ -1,6 +1,8 @@
 -- Finish a rebuild of a pool whose state Redis lost: the staged free set and
 -- UTXOs replace the pool's, the live reservations of the journal are put
--- back (unless Redis still has them or one of their UTXOs is held by another),
+-- back, newest fence first (unless Redis still has them or one of their UTXOs
+-- is held by another: a newer one, whose grant followed a release the journal
+-- has not learnt yet),
 -- their idempotency keys too, every held UTXO stays out of the free set, the
 -- fencing counter is raised to the floor, and the pool is marked ready.
 -- KEYS: the pool's keys (see the prelude), then 14 staged free, 15 staged utxo,

@@ -5,7 +5,8 @@
 --       6 count, 7 amount (20 decimal digits), 8 request fingerprint ('' without
 --       an idempotency key), 9 idempotency window ms, 10 node budget of combine,
 --       11.. hashes
--- Returns the flat list {'result', R, <fields>} where R is
+-- Returns the flat list {'result', R, 'load', L, <fields>} where L names the
+-- pool's current load into Redis (its ready marker) and R is
 --   'new'    a reservation was granted; the fields are the reservation's;
 --   'rerun'  this id was reserved before (the script ran twice); the fields
 --            are that reservation's as it is now;
@@ -22,7 +23,7 @@ local err = require_ready()
 if err then return err end
 
 local function result(kind, r)
-  local out = {'result', kind}
+  local out = {'result', kind, 'load', redis.call('GET', P.ready)}
   for _, x in ipairs(r) do
     out[#out + 1] = x
   end

@@ -20,6 +20,7 @@ ALTER TABLE pools ADD COLUMN unconfirmed BOOLEAN NOT NULL DEFAULT true;
 ALTER TABLE pools ADD COLUMN from_height BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE pools ADD COLUMN synced_at TIMESTAMPTZ;
 UPDATE pools SET synced_at = now();
+ALTER TABLE pools ADD COLUMN redis_load TEXT NOT NULL DEFAULT '';
 
 -- What each reservation holds, found by UTXO.
 CREATE TABLE reservation_utxos (
@@ -64,6 +65,7 @@ DROP INDEX reservations_idempotency_key;
 ALTER TABLE reservations DROP COLUMN fingerprint;
 ALTER TABLE reservations DROP COLUMN idempotency_key;
 DROP TABLE reservation_utxos;
+ALTER TABLE pools DROP COLUMN redis_load;
 ALTER TABLE pools DROP COLUMN synced_at;
 ALTER TABLE pools DROP COLUMN from_height;
 ALTER TABLE pools DROP COLUMN unconfirmed;

@@ -1,0 +1,216 @@
+package syncer_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/chain/sim"
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
+)
+
+// racingJournal loses the pool's Redis state and rebuilds it from the
+// journal while a grant is on its way to the journal: the grant the
+// rebuild's snapshot lacked must not be acknowledged.
+type racingJournal struct {
+	*storage.Journal
+	before func()
+}
+
+func (j *racingJournal) Record(ctx context.Context, r *lockmgr.Reservation) error {
+	if j.before != nil {
+		j.before()
+	}
+	return j.Journal.Record(ctx, r)
+}
+
+// flushAndRebuild deletes every key of f's Redis prefix and rebuilds pool.
+func (f *fixture) flushAndRebuild(t testing.TB, pool int64) {
+	t.Helper()
+	ctx := context.Background()
+	iter := f.rdb.Scan(ctx, 0, f.prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		f.rdb.Del(ctx, iter.Val())
+	}
+	rebuilt, err := syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, nil).RebuildIfLost(ctx, pool)
+	if err != nil || !rebuilt {
+		t.Fatalf("rebuild: %v, rebuilt %v", err, rebuilt)
+	}
+}
+
+func TestGrantRedisLostBeforeTheRebuildIsNotAcknowledged(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	prog := program("load-fence")
+	if _, err := f.chain.AddUTXOs(asset, prog, amounts(3)); err != nil {
+		t.Fatal(err)
+	}
+	p := f.pool(t, prog)
+	if _, err := f.job().SyncPool(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	inner := storage.NewJournal(f.store, storage.JournalOptions{})
+	t.Cleanup(inner.Close)
+	j := &racingJournal{Journal: inner}
+	locks := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
+
+	// The grant is journalled before Redis is lost: it is restored.
+	kept, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.flushAndRebuild(t, p.ID)
+	if got, err := locks.Get(ctx, p.ID, kept.ID); err != nil || got.Fence != kept.Fence {
+		t.Fatalf("journalled grant after the rebuild: %+v, %v", got, err)
+	}
+
+	// Redis loses the grant and is rebuilt while it is on its way to the
+	// journal: the snapshot lacks it, so the journal must refuse it.
+	j.before = func() { f.flushAndRebuild(t, p.ID) }
+	_, err = locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1})
+	if !errors.Is(err, lockmgr.ErrRebuilding) {
+		t.Fatalf("reserve whose grant Redis lost before the rebuild: %v", err)
+	}
+	j.before = nil
+	live, err := f.store.LiveReservationIDs(ctx, p.ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 1 || !live[kept.ID] {
+		t.Fatalf("live reservations in the journal: %v, want only %s", live, kept.ID)
+	}
+	// The two UTXOs nobody holds can be reserved, once each.
+	rest, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range rest.Items {
+		if it.Hash == kept.Items[0].Hash {
+			t.Fatalf("%s granted twice", it.Hash)
+		}
+	}
+}
+
+// forgetfulJournal never learns releases: the journal write of a release
+// that was lost (the API died right after answering).
+type forgetfulJournal struct{ *storage.Journal }
+
+func (forgetfulJournal) Released(*lockmgr.Reservation, time.Time) {}
+
+// A release the journal never learnt leaves two live reservations of one
+// UTXO in the journal; after a loss of Redis the newer one, whose client was
+// told it holds the UTXO, must be the one restored.
+func TestRebuildRestoresTheNewerOfTwoLiveReservationsOfAUTXO(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	prog := program("lost-release")
+	if _, err := f.chain.AddUTXOs(asset, prog, amounts(1)); err != nil {
+		t.Fatal(err)
+	}
+	p := f.pool(t, prog)
+	if _, err := f.job().SyncPool(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	inner := storage.NewJournal(f.store, storage.JournalOptions{})
+	t.Cleanup(inner.Close)
+	locks := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{inner}})
+	var held []*lockmgr.Reservation
+	for range 3 { // the last one is not released
+		r, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, r)
+		if len(held) < 3 {
+			if _, err := locks.Release(ctx, p.ID, r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	live, err := f.store.LiveReservationIDs(ctx, p.ID, time.Now())
+	if err != nil || len(live) != 3 {
+		t.Fatalf("journal live reservations: %v (%v), want all 3", live, err)
+	}
+	f.flushAndRebuild(t, p.ID)
+	newest := held[2]
+	if got, err := locks.Get(ctx, p.ID, newest.ID); err != nil || got.Fence != newest.Fence {
+		t.Fatalf("the newest reservation after the rebuild: %+v, %v", got, err)
+	}
+	for _, r := range held[:2] {
+		if _, err := locks.Get(ctx, p.ID, r.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+			t.Fatalf("released reservation %d restored: %v", r.Fence, err)
+		}
+	}
+	if _, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1}); !errors.Is(err, lockmgr.ErrUnavailable) {
+		t.Fatalf("the held UTXO was granted again: %v", err)
+	}
+}
+
+// A release Redis answered comes before the chain's settlement of the
+// reservation, even when its journal write was lost with its API (or is
+// still on its way) and the chain spent the UTXO just after: the journal
+// must say released, as its client was told, not spent. And a release
+// answered after the syncer took the UTXO out of Redis (while it is
+// settling the reservation) goes through the journal, which orders it
+// against the settlement.
+func TestReleaseIsNotOvertakenByTheChain(t *testing.T) {
+	eachSource(t, func(t *testing.T, s *source) {
+		ctx := context.Background()
+		f := s.f
+		prog := program(s.name + " release before spend")
+		hashes, err := f.chain.AddUTXOs(asset, prog, []uint64{10, 20, 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := s.pool(t, asset, prog)
+		inner := storage.NewJournal(f.store, storage.JournalOptions{})
+		t.Cleanup(inner.Close)
+		forgetful := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{inner}})
+
+		// Released in Redis only, then spent by another party and settled.
+		r, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: hashes[:1], TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := forgetful.Release(ctx, p.ID, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.chain.Spend(hashes[:1], []sim.Output{{Asset: asset, Program: program("elsewhere"), Amount: 10}}, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.chain.Mine(1); err != nil {
+			t.Fatal(err)
+		}
+		s.sync(t)
+		if got := f.journal(t, r.ID); got.State != lockmgr.StateReleased {
+			t.Errorf("a release answered before the spend: the journal has it %s, want released", got.State)
+		}
+
+		// Released while the syncer settles: Redis no longer offers the
+		// UTXO, the journal has not settled the reservation yet.
+		r2, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: hashes[1:2], TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.locks.ApplyChain(ctx, p.ID, nil, hashes[1:2]); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := forgetful.Release(ctx, p.ID, r2.ID); err != nil || res.State != lockmgr.StateReleased {
+			t.Fatalf("release while the chain takes its UTXO: %+v, %v", res, err)
+		}
+		if _, err := f.store.Settle(ctx, p.ID, hashes[1:2]); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.journal(t, r2.ID); got.State != lockmgr.StateReleased {
+			t.Errorf("a release answered while the syncer settles: the journal has it %s, want released", got.State)
+		}
+		// The chain did not take it after all (this test took it from Redis).
+		if err := f.locks.ApplyChain(ctx, p.ID, []lockmgr.Item{{Hash: hashes[1], Amount: 20}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.checkNoneLost(t, p, f.liveHolds(t, p.ID))
+	})
+}
