@@ -38,6 +38,7 @@ type Config struct {
 	CORSOrigins      string        `env:"BUFFERD_CORS_ORIGINS" flag:"cors-origins" help:"browser origins allowed on /v1: * or comma-separated scheme://host[:port] (empty or none: no CORS)"`
 	LegacyCORS       string        `env:"BUFFERD_LEGACY_CORS_ORIGINS" envDefault:"*" flag:"legacy-cors-origins" help:"browser origins allowed on /dapp (none: no CORS)"`
 	ProxyHeader      string        `env:"BUFFERD_TRUSTED_PROXY_HEADER" flag:"trusted-proxy-header" help:"header with the client IP set by your reverse proxy, e.g. X-Real-IP (empty: the peer address)"`
+	LegacyListSample int           `env:"BUFFERD_LEGACY_LIST_SAMPLE" envDefault:"8" flag:"legacy-list-sample" help:"/dapp/list-utxos without start and limit (the frontend's call): with at least twice this many free UTXOs, a sample of about this many spread over the amounts, different for each caller, so that frontends do not all pick the same UTXO (0: the plain ranking)"`
 	ShutdownGrace    time.Duration `env:"BUFFERD_SHUTDOWN_TIMEOUT" envDefault:"15s" flag:"shutdown-timeout" help:"how long a stopping process lets in-flight work finish"`
 	LogLevel         string        `env:"BUFFERD_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug | info | warn | error"`
 	LogFormat        string        `env:"BUFFERD_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json | text"`

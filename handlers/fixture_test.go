@@ -42,6 +42,20 @@ type fixture struct {
 	pool   storage.Pool
 	utxos  []chain.UTXO // in amount order, ascending
 	logs   *logBuf
+	// journals are the journals of the fixture's lock managers.
+	journals []*storage.Journal
+}
+
+// flushJournals waits until the journals' deferred writes (releases) landed.
+func (f *fixture) flushJournals() {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(testCtx(f.t), 30*time.Second)
+	defer cancel()
+	for _, j := range f.journals {
+		if err := j.Flush(ctx); err != nil {
+			f.t.Fatalf("flush the journal: %v", err)
+		}
+	}
 }
 
 // logBuf is a goroutine-safe log sink.
@@ -115,6 +129,7 @@ func (f *fixture) withJournal() *fixture {
 	f.t.Helper()
 	j := storage.NewJournal(f.store, storage.JournalOptions{})
 	f.t.Cleanup(j.Close)
+	f.journals = append(f.journals, j)
 	m := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
 	f.t.Cleanup(func() { _ = m.Close() })
 	f.locks = m
@@ -145,6 +160,7 @@ func (f *fixture) replica() *fiber.App {
 	store := openStore(f.t, f.dbURL)
 	j := storage.NewJournal(store, storage.JournalOptions{})
 	f.t.Cleanup(j.Close) // before the store's cleanup, which runs later
+	f.journals = append(f.journals, j)
 	opt := *f.rdb.Options()
 	rdb := redis.NewClient(&opt)
 	f.t.Cleanup(func() { _ = rdb.Close() })

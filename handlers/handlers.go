@@ -63,6 +63,14 @@ type Config struct {
 	// ProxyHeader names the header carrying the client IP set by a trusted
 	// reverse proxy (e.g. X-Real-IP); empty means the connection's address.
 	ProxyHeader string
+	// LegacyListSample makes /dapp/list-utxos without start and limit (the
+	// frontend's call) a sample of about that many free UTXOs spread over
+	// the amount ranking, different for each caller
+	// (lockmgr.Manager.SampleAvailable), so that frontends which take the
+	// UTXO that fits best do not all pick the same one; a caller that pages
+	// gets the plain ranking. 0 lists the plain ranking always, as the
+	// original did.
+	LegacyListSample int
 }
 
 // server holds the dependencies of the route handlers.
@@ -74,6 +82,8 @@ type server struct {
 	log       *slog.Logger
 	ready     func(ctx context.Context) error
 	pools     poolCache
+	utxoPools utxoPools
+	sample    int // Config.LegacyListSample
 	// see metrics.go and limits.go
 	routeSet
 	gatherer                 prometheus.Gatherer
@@ -92,6 +102,7 @@ func New(cfg Config) *fiber.App {
 		log:      cfg.Logger,
 		ready:    cfg.Ready,
 		limiter:  newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		sample:   cfg.LegacyListSample,
 
 		v1Origins:     cfg.CORSOrigins,
 		legacyOrigins: cfg.LegacyCORSOrigins,

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -92,8 +93,10 @@ func (s *server) legacyBad(c *fiber.Ctx, err error) error {
 }
 
 // listUTXOs is POST /dapp/list-utxos?start=&limit=: the free UTXOs of one pool,
-// never a held one. When nothing is free it shortens the oldest legacy hold
-// (the original's documented behaviour) and answers [].
+// never a held one. Without start and limit (the frontend's call) it is a
+// sample spread over the amounts, different for each caller (see
+// Config.LegacyListSample). When nothing is free it shortens the oldest
+// legacy hold (the original's documented behaviour) and answers [].
 func (s *server) listUTXOs(c *fiber.Ctx) error {
 	start, err := parseStart(c.Query("start"))
 	if err != nil {
@@ -117,16 +120,25 @@ func (s *server) listUTXOs(c *fiber.Ctx) error {
 	case err != nil:
 		return s.internal(c, fmt.Errorf("find pool: %w", err))
 	default:
-		items, err := s.locks.ListAvailable(ctx, pool.ID, q.Desc, start, limit)
+		var items []lockmgr.Item
+		if s.sample > 0 && c.Query("start") == "" && c.Query("limit") == "" {
+			// The frontend's call (it does not page): spread the callers.
+			items, err = s.locks.SampleAvailable(ctx, pool.ID, q.Desc, limit, s.sample)
+		} else {
+			items, err = s.locks.ListAvailable(ctx, pool.ID, q.Desc, start, limit)
+		}
 		if errors.Is(err, lockmgr.ErrRebuilding) {
 			return legacyFailMsg(c, msgRebuilding)
 		}
 		if err != nil {
 			return s.internal(c, fmt.Errorf("list available: %w", err))
 		}
-		for _, it := range items {
+		hashes := make([]string, len(items))
+		for i, it := range items {
 			data = append(data, legacyUTXO{Hash: it.Hash, Asset: pool.Asset, Amount: it.Amount})
+			hashes[i] = it.Hash
 		}
+		s.utxoPools.put(pool.ID, hashes)
 		if len(items) == 0 && start == 0 {
 			if _, err := s.locks.ShortenOldestLegacy(ctx, pool.ID); err != nil {
 				s.log.Warn("shorten oldest legacy hold", "request_id", requestID(c), "pool", pool.ID, "err", err)
@@ -151,31 +163,35 @@ func (s *server) updateUTXO(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
 
-	utxos, err := s.store.GetUTXOs(ctx, []string{hash})
-	if err != nil {
-		return s.internal(c, fmt.Errorf("get utxo: %w", err))
+	// A UTXO list-utxos listed here has its pool remembered; any other is
+	// looked up, and so is one whose remembered pool does not have it.
+	pool, cached := s.utxoPools.get(hash)
+	var rerr error
+	if cached {
+		rerr = s.legacyReserve(ctx, pool, hash)
 	}
-	var u *storage.UTXO
-	for i := range utxos {
-		if utxos[i].Hash == hash {
-			u = &utxos[i]
+	if !cached || errors.Is(rerr, lockmgr.ErrUnknownUTXO) || errors.Is(rerr, lockmgr.ErrRebuilding) {
+		utxos, err := s.store.GetUTXOs(ctx, []string{hash})
+		if err != nil {
+			return s.internal(c, fmt.Errorf("get utxo: %w", err))
 		}
+		var u *storage.UTXO
+		for i := range utxos {
+			if utxos[i].Hash == hash {
+				u = &utxos[i]
+			}
+		}
+		if u == nil || u.State == storage.StateSpent || u.State == storage.StateInvalidated {
+			return legacyFailMsg(c, msgNotFound)
+		}
+		rerr = s.legacyReserve(ctx, u.PoolID, hash)
 	}
-	if u == nil || u.State == storage.StateSpent || u.State == storage.StateInvalidated {
-		return legacyFailMsg(c, msgNotFound)
-	}
-	_, err = s.locks.Reserve(ctx, lockmgr.Request{
-		PoolID: u.PoolID,
-		Hashes: []string{hash},
-		Owner:  lockmgr.LegacyOwner,
-		TTL:    lockmgr.DefaultTTL,
-	})
-	if err == nil {
+	if rerr == nil {
 		metrics.Outcome(metrics.OutcomeGranted)
 	} else {
-		countLockError(err)
+		countLockError(rerr)
 	}
-	switch {
+	switch err := rerr; {
 	case err == nil:
 		return legacyOKData(c, nil)
 	case errors.Is(err, lockmgr.ErrLocked), errors.Is(err, lockmgr.ErrUnavailable):
@@ -187,6 +203,17 @@ func (s *server) updateUTXO(c *fiber.Ctx) error {
 	default:
 		return s.internal(c, fmt.Errorf("reserve %s: %w", hash, err))
 	}
+}
+
+// legacyReserve holds one UTXO of pool for the legacy owner.
+func (s *server) legacyReserve(ctx context.Context, pool int64, hash string) error {
+	_, err := s.locks.Reserve(ctx, lockmgr.Request{
+		PoolID: pool,
+		Hashes: []string{hash},
+		Owner:  lockmgr.LegacyOwner,
+		TTL:    lockmgr.DefaultTTL,
+	})
+	return err
 }
 
 // listBalances is POST /dapp/list-balances {"address","asset"}: the confirmed,

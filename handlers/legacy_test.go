@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -295,5 +297,104 @@ func TestListBalances(t *testing.T) {
 	}
 	if len(got) != 2 || got[10] != 1000 || got[-3] != 2000 {
 		t.Fatalf("balances %+v, want the two confirmed successful rows", page.Data)
+	}
+}
+
+// frontendPick is the Bytom DApp frontend's choice in a list sorted largest
+// first: an exact amount, else the smallest worth at least want, else the largest.
+func frontendPick(list []legacyUTXO, want uint64) string {
+	best := -1
+	for i, u := range list {
+		if u.Amount == want {
+			return u.Hash
+		}
+		if u.Amount >= want && (best < 0 || u.Amount < list[best].Amount) {
+			best = i
+		}
+	}
+	if best < 0 {
+		best = 0
+	}
+	return list[best].Hash
+}
+
+// Issue 14: frontends that take the UTXO fitting their amount best from the
+// same list all pick the same one. Consecutive callers of the first page get
+// disjoint samples, each still sorted and offering the largest UTXO, so their
+// picks differ and each wins its update-utxo.
+func TestListUTXOsSpreadsConcurrentFrontends(t *testing.T) {
+	amounts := make([]uint64, 64)
+	for i := range amounts {
+		amounts[i] = uint64(100 + i) // 100..163
+	}
+	f := newResFixture(t, amounts...)
+	f.app = f.newApp(Config{LegacyListSample: 8})
+	const callers = 8 // one turn of samples: 64 free / 8
+	lists := make([][]legacyUTXO, callers)
+	for i := range lists {
+		lists[i] = f.listUTXOs("", "desc")
+	}
+	picks := map[string]bool{}
+	seen := map[string]int{}
+	for _, l := range lists {
+		if len(l) < 8 || len(l) > 9 || l[0].Amount != 163 {
+			t.Fatalf("sample %v: want about 8 UTXOs, the largest first", l)
+		}
+		for j := 1; j < len(l); j++ {
+			if l[j].Amount >= l[j-1].Amount {
+				t.Fatalf("sample not sorted largest first: %v", l)
+			}
+		}
+		for _, u := range l {
+			seen[u.Hash]++
+		}
+		picks[frontendPick(l, 120)] = true
+	}
+	if len(seen) != len(amounts) {
+		t.Fatalf("%d samples showed %d of %d UTXOs", callers, len(seen), len(amounts))
+	}
+	if len(picks) != callers {
+		t.Fatalf("%d frontends wanting 120 picked %d different UTXOs", callers, len(picks))
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for h := range picks {
+		wg.Go(func() {
+			if r := legacyCall(t, f.app, "/dapp/update-utxo", fmt.Sprintf(`{"hash":%q}`, h)); r.Code == 200 {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if won != callers {
+		t.Fatalf("%d of %d picks won", won, callers)
+	}
+
+	// update-utxo of a listed UTXO the chain has since spent: not found,
+	// although this API remembers the pool it listed it in.
+	spent := lists[0][len(lists[0])-1].Hash
+	left := slices.DeleteFunc(slices.Clone(f.utxos), func(u chain.UTXO) bool { return u.Hash == spent })
+	if _, err := f.store.ReconcilePool(testCtx(t), f.pool, left); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.locks.ApplyChain(testCtx(t), f.pool.ID, nil, []string{spent}); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.updateUTXO(spent); r.Code != 300 || r.Msg != msgNotFound {
+		t.Fatalf("spent listed hash: %+v", r)
+	}
+
+	// A caller that pages gets the plain ranking.
+	for _, q := range []string{"?start=1&limit=3", "?limit=3", "?start=0"} {
+		r := f.legacy("/dapp/list-utxos"+q, fmt.Sprintf(`{"asset":%q,"program":%q}`, f.pool.Asset, f.pool.Program))
+		var page struct {
+			Data []legacyUTXO `json:"data"`
+		}
+		if err := json.Unmarshal(r.Result, &page); err != nil || len(page.Data) < 3 || page.Data[1].Amount != page.Data[0].Amount-1 {
+			t.Fatalf("%s: %s, %v; want the plain ranking", q, r.Result, err)
+		}
 	}
 }

@@ -62,3 +62,32 @@ func (s *server) cachedPoolOf(ctx context.Context, asset, program string) (stora
 	}
 	return p, err
 }
+
+// maxCachedUTXOs bounds the cache of UTXO pools; past it the cache starts over.
+const maxCachedUTXOs = 200_000
+
+// utxoPools remembers the pool of the UTXOs /dapp/list-utxos listed, so that
+// /dapp/update-utxo, which names only a hash, finds the pool without asking
+// PostgreSQL. A UTXO's pool never changes.
+type utxoPools struct {
+	mu     sync.RWMutex
+	byHash map[string]int64
+}
+
+func (c *utxoPools) put(pool int64, hashes []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byHash == nil || len(c.byHash)+len(hashes) > maxCachedUTXOs {
+		c.byHash = make(map[string]int64, len(hashes))
+	}
+	for _, h := range hashes {
+		c.byHash[h] = pool
+	}
+}
+
+func (c *utxoPools) get(hash string) (int64, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.byHash[hash]
+	return p, ok
+}

@@ -239,18 +239,51 @@ func (s *server) fromRow(ctx context.Context, row storage.Reservation, pool stor
 	return out.withTimes(row.CreatedAt, row.UpdatedAt), nil
 }
 
-// getReservation is GET /v1/reservations/:id, from the journal (a held or
-// submitted reservation past its expiry shows as expired).
+// getReservation is GET /v1/reservations/:id. A change of a live
+// reservation (extend, submit, release) takes effect in Redis and reaches
+// the journal just after, while the chain's endings reach the journal first
+// and Redis just after; so the answer is Redis's view of a reservation it
+// has live or released moments ago, unless the journal has it ended
+// otherwise, and the journal's (a held or submitted row past its expiry
+// shows as expired) when Redis does not have it. Reading only the journal
+// would answer held after a concurrent extend already saw it submitted.
 func (s *server) getReservation(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
-	row, pool, ok, err := s.journalRow(ctx, c)
-	if !ok {
-		return err
+	id := c.Params("id")
+	var (
+		row  storage.Reservation
+		pool storage.Pool
+	)
+	poolID, named := lockmgr.PoolOfID(id)
+	if !named {
+		// An id of the older format: the journal names the pool.
+		var ok bool
+		var err error
+		if row, pool, ok, err = s.journalRow(ctx, c); !ok {
+			return err
+		}
+		poolID = pool.ID
 	}
-	// The journal has the reservation as it is: Redis may show a change
-	// whose journal write is still to come (and may yet be refused), or
-	// still hold one the journal ended.
+	live, err := s.locks.Peek(ctx, poolID, id)
+	if err != nil {
+		live = nil
+	}
+	if live != nil && live.State == lockmgr.StateReleased {
+		// Released moments ago; its journal write may be on its way.
+		if p, err := s.cachedPool(ctx, poolID); err == nil {
+			return c.JSON(fromLock(live, p.Asset).withTimes(live.CreatedAt, live.UpdatedAt))
+		}
+	}
+	if named {
+		var ok bool
+		if row, pool, ok, err = s.journalRow(ctx, c); !ok {
+			return err
+		}
+	}
+	if live != nil && lockmgr.Live(row.State) {
+		return c.JSON(fromLock(live, pool.Asset).withTimes(live.CreatedAt, laterOf(live.UpdatedAt, row.UpdatedAt)))
+	}
 	out, err := s.fromRow(ctx, row, pool)
 	if err != nil {
 		return s.unavailable(c, "unavailable", err)
@@ -258,16 +291,18 @@ func (s *server) getReservation(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
-// changed answers 200 with a reservation a route just changed; updated_at
-// comes from the journal row the change wrote.
-func (s *server) changed(ctx context.Context, c *fiber.Ctx, res *lockmgr.Reservation, pool storage.Pool) error {
-	updated := time.Now()
-	if row, err := s.store.GetReservation(ctx, res.ID); err == nil {
-		updated = row.UpdatedAt
-	} else {
-		s.log.Warn("reload reservation", "request_id", requestID(c), "reservation", res.ID, "err", err)
+// laterOf returns the later of two times.
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
-	return c.JSON(fromLock(res, pool.Asset).withTimes(res.CreatedAt, updated))
+	return b
+}
+
+// changed answers 200 with a reservation a route just changed, as the
+// journal recorded it.
+func (s *server) changed(c *fiber.Ctx, res *lockmgr.Reservation, pool storage.Pool) error {
+	return c.JSON(fromLock(res, pool.Asset).withTimes(res.CreatedAt, res.UpdatedAt))
 }
 
 // extendReservation is POST /v1/reservations/:id/extend {"ttl_seconds"}.
@@ -287,7 +322,7 @@ func (s *server) extendReservation(c *fiber.Ctx) error {
 		return s.lockError(c, err)
 	}
 	metrics.Outcome(metrics.OutcomeExtended)
-	return s.changed(ctx, c, res, pool)
+	return s.changed(c, res, pool)
 }
 
 // submitReservation is POST /v1/reservations/:id/submit {"tx_id"}.
@@ -309,7 +344,7 @@ func (s *server) submitReservation(c *fiber.Ctx) error {
 	if row.State != storage.ResSubmitted { // submitting again is a no-op
 		metrics.Outcome(metrics.OutcomeSubmitted)
 	}
-	return s.changed(ctx, c, res, pool)
+	return s.changed(c, res, pool)
 }
 
 // releaseReservation is DELETE /v1/reservations/:id: 200 with the
@@ -332,9 +367,20 @@ func (s *server) releaseReservation(c *fiber.Ctx) error {
 		}
 		id, pool = row.ID, p.ID
 	}
-	_, err := s.locks.Release(ctx, pool, id)
+	res, err := s.locks.Release(ctx, pool, id)
 	switch {
 	case err == nil:
+		if res.State == lockmgr.StateReleased && !res.UpdatedAt.IsZero() {
+			// Released now, or moments ago (a retry): Redis has it all.
+			p, perr := s.cachedPool(ctx, pool)
+			if perr != nil {
+				return s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", pool, perr))
+			}
+			if !res.Replayed {
+				metrics.Outcome(metrics.OutcomeReleased)
+			}
+			return c.JSON(fromLock(res, p.Asset).withTimes(res.CreatedAt, res.UpdatedAt))
+		}
 		metrics.Outcome(metrics.OutcomeReleased)
 	case errors.Is(err, lockmgr.ErrEnded), errors.Is(err, lockmgr.ErrNotFound) && s.journalHas(ctx, id):
 		// Ended before this call: answered by its final state.

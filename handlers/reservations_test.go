@@ -110,6 +110,7 @@ func (f *fixture) getRes(id string) resBody {
 
 func (f *fixture) journalRow(id string) storage.Reservation {
 	f.t.Helper()
+	f.flushJournals()
 	row, err := f.store.GetReservation(testCtx(f.t), id)
 	if err != nil {
 		f.t.Fatalf("journal row %s: %v", id, err)
@@ -127,6 +128,7 @@ type state struct {
 
 func (f *fixture) snapshot() state {
 	f.t.Helper()
+	f.flushJournals()
 	ctx := testCtx(f.t)
 	s := state{redis: map[string]string{}}
 	iter := f.rdb.Scan(ctx, 0, f.prefix+"*", 1000).Iterator()
@@ -511,6 +513,54 @@ func TestSubmit(t *testing.T) {
 
 	status, b = f.call(http.MethodPost, "/v1/reservations/"+randHex(t, 16)+"/submit", fmt.Sprintf(`{"tx_id":%q}`, tx))
 	wantError(t, "unknown", status, b, http.StatusNotFound, "reservation_not_found")
+}
+
+// TestGetSeesAChangeBeforeItsJournalWrite: a change of a live reservation
+// takes effect in Redis first and its journal write follows. A GET in
+// between must show the change, as a concurrent extend (refused: submitted)
+// already saw it; answering from the journal alone answered held, a history
+// the linearizability check rejected.
+func TestGetSeesAChangeBeforeItsJournalWrite(t *testing.T) {
+	f := newResFixture(t, 10, 20)
+	r := f.reserveOK(fmt.Sprintf(`{"pool":%d,"count":1,"ttl_seconds":60}`, f.pool.ID))
+	ctx := testCtx(t)
+	// The same Redis keys without the journal: the change lands in Redis,
+	// its journal write is still on its way.
+	redisOnly := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix})
+	t.Cleanup(func() { _ = redisOnly.Close() })
+	if _, err := redisOnly.Extend(ctx, f.pool.ID, r.ID, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if g := f.getRes(r.ID); time.Until(parseAPITime(t, g.ExpiresAt)) < 9*time.Minute {
+		t.Fatalf("get after an extend not yet journaled: expires %s, want about 10 minutes from now", g.ExpiresAt)
+	}
+	tx := randHex(t, 32)
+	if _, err := redisOnly.Submit(ctx, f.pool.ID, r.ID, tx); err != nil {
+		t.Fatal(err)
+	}
+	status, b := f.call(http.MethodPost, "/v1/reservations/"+r.ID+"/extend", `{"ttl_seconds":60}`)
+	wantError(t, "extend submitted", status, b, http.StatusConflict, "reservation_submitted")
+	if row := f.journalRow(r.ID); row.State != storage.ResHeld {
+		t.Fatalf("journal %+v, want it still held", row)
+	}
+	if g := f.getRes(r.ID); g.State != "submitted" || g.TxID != tx {
+		t.Fatalf("get after a submit not yet journaled: %+v, want it submitted", g)
+	}
+	// The chain spends its UTXO and settles it: the journal first, Redis
+	// after. In between the journal's ending wins.
+	synced, err := f.store.ReconcilePool(ctx, f.pool, withoutHash(f.utxos, r.UTXOs[0].Hash))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Settle(ctx, f.pool.ID, synced.Touched()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redisOnly.Peek(ctx, f.pool.ID, r.ID); err != nil {
+		t.Fatalf("redis no longer has it live: %v", err)
+	}
+	if g := f.getRes(r.ID); g.State != storage.ResSpent {
+		t.Fatalf("get after the journal settled it: %+v, want spent", g)
+	}
 }
 
 func TestRelease(t *testing.T) {
@@ -898,6 +948,8 @@ func (failJournal) Record(context.Context, *lockmgr.Reservation) error {
 func (failJournal) Update(context.Context, *lockmgr.Reservation, ...string) error {
 	return errors.New("disk on fire")
 }
+
+func (failJournal) Released(*lockmgr.Reservation, time.Time) {}
 
 func (failJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, errors.New("disk on fire")

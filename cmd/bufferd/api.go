@@ -68,8 +68,9 @@ func newAPICmd() *cobra.Command {
 }
 
 // protectionFlags are the settings of the API's protections (rate limit,
-// CORS, client IP behind a proxy).
-var protectionFlags = []string{"reserve-rate", "reserve-burst", "cors-origins", "legacy-cors-origins", "trusted-proxy-header"}
+// CORS, client IP behind a proxy) and of the legacy listing.
+var protectionFlags = []string{"reserve-rate", "reserve-burst", "cors-origins", "legacy-cors-origins", "trusted-proxy-header",
+	"legacy-list-sample"}
 
 // apiConfig is h with the API settings of c.
 func apiConfig(c *config.Config, h handlers.Config) handlers.Config {
@@ -77,6 +78,7 @@ func apiConfig(c *config.Config, h handlers.Config) handlers.Config {
 	h.RateLimit, h.RateBurst = c.ReserveRate, c.ReserveBurst
 	h.CORSOrigins, h.LegacyCORSOrigins = c.CORSOrigins, c.LegacyCORS
 	h.ProxyHeader = c.ProxyHeader
+	h.LegacyListSample = c.LegacyListSample
 	return h
 }
 

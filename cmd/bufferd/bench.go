@@ -29,7 +29,8 @@ Scenarios (--scenarios, in this order):
   b       contention: 200 clients, 10 UTXOs
   c       the DApp flow on the simulated chain: reserve by amount, spend with
           change, submit, the change reserved again (submit -> reservable)
-  d       the legacy frontend: list-utxos, pick one, update-utxo
+  d       the legacy frontend, 32 users on a small pool: list-utxos, the frontend's
+          pick, update-utxo; won UTXOs are given back (needs --database-url)
   memory  Redis used_memory and journal growth for --memory-reservations
 
 With --local N it starts a whole deployment as child processes on free loopback
@@ -44,19 +45,24 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 	c := loadConfig(cmd, "database-url", "redis-url", "admin-token")
 	var (
 		apis, chainURL, floorURL, scenarios, out string
-		local, poolSize, memoryN                 int
+		executable                               string
+		local, poolSize, legacyPoolSize, pools   int
+		memoryN                                  int
 		duration, contentionWait                 time.Duration
 		rate                                     float64
 	)
 	f := cmd.Flags()
 	f.IntVar(&local, "local", 0, "start a deployment of N API replicas (plus syncer, simulated chain, floor) and benchmark it")
+	f.StringVar(&executable, "local-executable", "", "with --local: run the deployment from this bufferd binary (another version, to compare) instead of this one")
 	f.StringVar(&apis, "api", "", "comma-separated base URLs of running API replicas (without --local)")
 	f.StringVar(&chainURL, "chain", "", "base URL of the simulated chain the deployment follows (without --local)")
 	f.StringVar(&floorURL, "floor", "", "base URL of a running `bufferd bench floor` (default: start one with --redis-url)")
 	f.StringVar(&scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios to run")
 	f.DurationVar(&duration, "duration", bench.DefaultDuration, "measured length of each timed scenario (after a warm-up of a fifth of it, at most 2s)")
 	f.Float64Var(&rate, "rate", 0, "cycles a second of the open-loop scenario half (0: half of what a measured)")
-	f.IntVar(&poolSize, "pool-size", bench.DefaultPoolSize, "UTXOs of the large pools (a, half, d)")
+	f.IntVar(&poolSize, "pool-size", bench.DefaultPoolSize, "UTXOs of the large pools (a, half)")
+	f.IntVar(&legacyPoolSize, "legacy-pool-size", bench.DefaultLegacyPoolSize, "UTXOs of scenario d's pool")
+	f.IntVar(&pools, "pools", 1, "spread scenarios a and half over this many pools (on a Redis Cluster, over its shards)")
 	f.IntVar(&memoryN, "memory-reservations", bench.DefaultMemoryReservations, "live reservations of the memory scenario")
 	f.DurationVar(&contentionWait, "contention-wait", bench.DefaultContentionWait, "wait_seconds of scenario b's reserves (0: retry after a 1-5 ms pause)")
 	f.StringVar(&out, "out", "", "write the markdown report to this file (default: standard output)")
@@ -71,12 +77,16 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 		if err != nil {
 			return err
 		}
+		deployed := self
+		if executable != "" {
+			deployed = executable
+		}
 		t := bench.Target{APIs: splitList(apis), Chain: chainURL, Floor: floorURL, AdminToken: c.AdminToken,
 			DatabaseURL: c.DatabaseURL, RedisURL: c.RedisURL}
 		var procs map[int]string
 		deployment := fmt.Sprintf("running deployment: %d API(s)", len(t.APIs))
 		if local > 0 {
-			l, err := bench.StartLocal(ctx, bench.LocalOptions{Executable: self, APIs: local,
+			l, err := bench.StartLocal(ctx, bench.LocalOptions{Executable: deployed, APIs: local,
 				DatabaseURL: c.DatabaseURL, RedisURL: c.RedisURL, Log: log})
 			defer l.Stop()
 			if err != nil {
@@ -96,7 +106,7 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 			deployment += "; floor started locally on " + redact(t.RedisURL)
 		}
 		rep, err := bench.Run(ctx, t, bench.Options{
-			Scenarios: splitList(scenarios), Duration: duration, Rate: rate, PoolSize: poolSize,
+			Scenarios: splitList(scenarios), Duration: duration, Rate: rate, PoolSize: poolSize, LegacyPoolSize: legacyPoolSize, Pools: pools,
 			MemoryReservations: memoryN, ContentionWait: contentionWait, Command: commandLine(os.Args), Processes: procs, Log: log,
 		})
 		if rep != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -184,12 +185,14 @@ func serveOps(ctx context.Context, addr string, ready func(context.Context) erro
 	return nil
 }
 
-// servePprof serves Go's profiles on addr until ctx ends; an empty addr
-// serves nothing.
+// servePprof serves Go's profiles on addr until ctx ends, the blocking and
+// mutex profiles sampled too; an empty addr serves nothing.
 func servePprof(ctx context.Context, addr string, log *slog.Logger) {
 	if addr == "" {
 		return
 	}
+	runtime.SetBlockProfileRate(pprofBlockRate)
+	runtime.SetMutexProfileFraction(pprofMutexFraction)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -206,6 +209,13 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) {
 		}
 	}()
 }
+
+// Sampling of the blocking profile (one event per this many nanoseconds
+// blocked) and of the mutex profile (one contention in this many).
+const (
+	pprofBlockRate     = 100_000
+	pprofMutexFraction = 100
+)
 
 // registerPools adds the Redis and database connection pool statistics to
 // the default registry (what /metrics serves); a failure is only logged.
