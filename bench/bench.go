@@ -55,7 +55,6 @@ const (
 	clientsHalf   = 128 // workers of the open loop, enough to absorb bursts
 	clientsB      = 200
 	clientsC      = 8
-	clientsD      = 64
 	clientsE      = 64
 	clientsMemory = 64
 	utxosB        = 10
@@ -93,8 +92,13 @@ type Options struct {
 	// Rate is the cycles a second of the open-loop scenario "half"; 0 means
 	// half of the throughput scenario a measured.
 	Rate float64
-	// PoolSize is the UTXOs of the large pools (a and half, d).
+	// PoolSize is the UTXOs of the large pools (a and half).
 	PoolSize int
+	// LegacyPoolSize is the UTXOs of scenario d's pool.
+	LegacyPoolSize int
+	// Pools spreads scenarios a and half over that many pools (0 or 1: one),
+	// which share PoolSize UTXOs.
+	Pools int
 	// MemoryReservations is how many live reservations the memory scenario makes.
 	MemoryReservations int
 	// ContentionWait is the wait_seconds of scenario b's reserves (0: none,
@@ -114,6 +118,9 @@ type Options struct {
 func (o *Options) defaults() {
 	if o.Duration <= 0 {
 		o.Duration = DefaultDuration
+	}
+	if o.LegacyPoolSize <= 0 {
+		o.LegacyPoolSize = DefaultLegacyPoolSize
 	}
 	if o.PoolSize <= 0 {
 		o.PoolSize = DefaultPoolSize

@@ -135,18 +135,6 @@ func (r *runner) retire(ctx context.Context, p *pool) {
 	}
 }
 
-// legacyList is the answer of /dapp/list-utxos.
-type legacyList struct {
-	Code   int    `json:"code"`
-	Msg    string `json:"msg"`
-	Result struct {
-		Data []struct {
-			Hash   string `json:"hash"`
-			Amount int64  `json:"amount"`
-		} `json:"data"`
-	} `json:"result"`
-}
-
 // amountsFrom returns n amounts base, base+1, ...
 func amountsFrom(n int, base uint64) []uint64 {
 	out := make([]uint64, n)

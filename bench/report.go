@@ -64,6 +64,8 @@ type Result struct {
 	Memory                              *MemoryResult
 	// CPU is how busy the machine was in the window, nil when unknown.
 	CPU *CPUUse
+	// LegacyWins is the share of scenario d's picks that won, nil elsewhere.
+	LegacyWins *float64
 }
 
 // Result returns the result of scenario name, or nil.
@@ -164,6 +166,15 @@ func (rep *Report) Goals() []Goal {
 			g.Measured += fmt.Sprintf("; %d never reservable within %s", n, reservableTimeout)
 		}
 		g.Status = met(s.Count > 0 && s.P99 < goalReservableP99 && o.ErrorCount() == 0)
+	}
+	goals = append(goals, g)
+
+	d := rep.Result("d")
+	g = Goal{Name: fmt.Sprintf("legacy flow ≥ %d flows/s with ≥ %.0f%% of picks winning", goalLegacyRate, goalLegacyWins*100),
+		Measured: notMeasured, Status: statusNotMeasured}
+	if d.measured() && d.LegacyWins != nil {
+		g.Measured = fmt.Sprintf("%.0f flows/s, %.1f%% of picks won", d.CycleRate(), *d.LegacyWins*100)
+		g.Status = met(d.CycleRate() >= goalLegacyRate && *d.LegacyWins >= goalLegacyWins)
 	}
 	goals = append(goals, g)
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -151,20 +150,32 @@ func (r *runner) scenarioFloor(ctx context.Context) error {
 }
 
 // scenarioCycles is a (closed loop) and half (open loop at half of a's
-// throughput) on one large pool.
+// throughput) on one large pool, or on Options.Pools pools sharing its
+// UTXOs, each client on one of them.
 func (r *runner) scenarioCycles(ctx context.Context) error {
-	p, err := r.newPool(ctx, amountsFrom(r.o.PoolSize, 1000))
-	if err != nil {
-		return err
+	n := max(r.o.Pools, 1)
+	pools := make([]*pool, n)
+	ids := make([]int64, n)
+	for i := range pools {
+		p, err := r.newPool(ctx, amountsFrom(r.o.PoolSize/n, 1000))
+		if err != nil {
+			return err
+		}
+		defer r.retire(ctx, p)
+		pools[i], ids[i] = p, p.ID
 	}
-	defer r.retire(ctx, p)
+	poolOf := func(c *client) int64 { return pools[c.id%n].ID }
+	title := fmt.Sprintf("pool of %d UTXOs", r.o.PoolSize)
+	if n > 1 {
+		title = fmt.Sprintf("%d pools of %d UTXOs, each client on one", n, r.o.PoolSize/n)
+	}
 	var maxRate float64
 	if r.want("a") {
-		res := r.newResult("a", fmt.Sprintf("reserve + release cycles, closed loop, pool of %d UTXOs", r.o.PoolSize), clientsA)
-		res.Pools, res.Unit = []int64{p.ID}, "cycle"
-		r.log.Info("scenario a: reserve+release", "clients", clientsA, "duration", r.o.Duration)
+		res := r.newResult("a", "reserve + release cycles, closed loop, "+title, clientsA)
+		res.Pools, res.Unit = ids, "cycle"
+		r.log.Info("scenario a: reserve+release", "clients", clientsA, "pools", n, "duration", r.o.Duration)
 		rec, w := r.closedLoop(ctx, clientsA, func(ctx context.Context, c *client) bool {
-			r.cycle(ctx, c, "a", reserveBody{Pool: p.ID, Count: 1, TTLSeconds: cycleTTL}, time.Time{})
+			r.cycle(ctx, c, "a", reserveBody{Pool: poolOf(c), Count: 1, TTLSeconds: cycleTTL}, time.Time{})
 			return true
 		})
 		r.finish(res, rec, w)
@@ -177,15 +188,15 @@ func (r *runner) scenarioCycles(ctx context.Context) error {
 	if rate <= 0 {
 		rate = maxRate / 2
 	}
-	res := r.newResult("half", "reserve + release cycles, open loop at half of a's throughput", clientsHalf)
-	res.Pools, res.Unit, res.Rate = []int64{p.ID}, "cycle", rate
+	res := r.newResult("half", "reserve + release cycles, open loop at half of a's throughput, "+title, clientsHalf)
+	res.Pools, res.Unit, res.Rate = ids, "cycle", rate
 	if rate <= 0 {
 		res.Notes = append(res.Notes, "skipped: no rate (run a, or give --rate)")
 		return nil
 	}
 	r.log.Info("scenario half: open loop", "rate", fmt.Sprintf("%.0f/s", rate), "duration", r.o.Duration)
 	rec, w := r.openLoop(ctx, rate, clientsHalf, func(ctx context.Context, c *client, at time.Time) {
-		r.cycle(ctx, c, "half", reserveBody{Pool: p.ID, Count: 1, TTLSeconds: cycleTTL}, at)
+		r.cycle(ctx, c, "half", reserveBody{Pool: poolOf(c), Count: 1, TTLSeconds: cycleTTL}, at)
 	})
 	r.finish(res, rec, w)
 	res.Notes = append(res.Notes, "latencies are measured from each cycle's scheduled start, so waiting for a free worker counts; "+
@@ -372,69 +383,4 @@ func (r *runner) dappCycle(ctx context.Context, c *client, p *pool, payee string
 		}
 		pause(ctx, pollEvery)
 	}
-}
-
-// scenarioLegacy is d: list-utxos, pick one at random, update-utxo.
-func (r *runner) scenarioLegacy(ctx context.Context) error {
-	p, err := r.newPool(ctx, amountsFrom(r.o.PoolSize, 1000))
-	if err != nil {
-		return err
-	}
-	defer r.retire(ctx, p)
-	res := r.newResult("d", "legacy frontend: list-utxos (100, by amount), pick one at random, update-utxo", clientsD)
-	res.Pools, res.Unit = []int64{p.ID}, "grant"
-	res.Notes = append(res.Notes, "legacy holds are never released (the legacy API has no release): each grant takes a UTXO out of the pool")
-	var drained atomic.Bool
-	list := map[string]any{"asset": p.Asset, "program": p.Program}
-	r.log.Info("scenario d: legacy flow", "clients", clientsD, "duration", r.o.Duration)
-	rec, w := r.closedLoop(ctx, clientsD, func(ctx context.Context, c *client) bool {
-		t0 := time.Now()
-		a, err := c.api.call(ctx, http.MethodPost, "/dapp/list-utxos?limit=100", list)
-		var env legacyList
-		if err == nil {
-			err = a.decode(&env)
-		}
-		switch {
-		case err != nil:
-			c.rec.failed(opList, t0, errReason(err))
-			return true
-		case env.Code != 200:
-			c.rec.failed(opList, t0, fmt.Sprintf("code %d: %s", env.Code, env.Msg))
-			return true
-		}
-		c.rec.ok(opList, t0, time.Since(t0))
-		if len(env.Result.Data) == 0 {
-			drained.Store(true)
-			return false
-		}
-		hash := env.Result.Data[c.rng.IntN(len(env.Result.Data))].Hash
-		t1 := time.Now()
-		a, err = c.api.call(ctx, http.MethodPost, "/dapp/update-utxo", map[string]string{"hash": hash})
-		got := time.Now()
-		var up struct {
-			Code int    `json:"code"`
-			Msg  string `json:"msg"`
-		}
-		if err == nil {
-			err = a.decode(&up)
-		}
-		switch {
-		case err != nil:
-			c.rec.failed(opUpdate, t1, errReason(err))
-		case up.Code == 200:
-			c.rec.ok(opUpdate, t1, got.Sub(t1))
-			c.rec.grant(&Grant{Scenario: "d", Client: c.id, Pool: p.ID, Hash: hash, From: got, Until: t1.Add(legacyMinHold - expirySlack)})
-			c.rec.cycle(t0)
-		case up.Msg == "utxo is locked":
-			c.rec.rejected(opUpdate, t1, up.Msg)
-		default:
-			c.rec.failed(opUpdate, t1, fmt.Sprintf("code %d: %s", up.Code, up.Msg))
-		}
-		return true
-	})
-	r.finish(res, rec, w)
-	if drained.Load() {
-		res.Notes = append(res.Notes, "the pool ran out of free UTXOs before the end: raise --pool-size")
-	}
-	return nil
 }

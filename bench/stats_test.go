@@ -96,22 +96,31 @@ func TestGoalsJudgeTheTargets(t *testing.T) {
 		}
 		return out
 	}
+	wins := 0.9
 	rep := &Report{JournalChecked: true, JournalRows: 10, Results: []*Result{
 		{Name: "e", Window: time.Second, Ops: map[string]*OpStats{opFloor: {Latencies: lat(time.Millisecond, 1000)}}},
 		{Name: "a", Window: time.Second, Pools: []int64{1}, Grants: 300, Ops: map[string]*OpStats{
 			opReserve: {Latencies: lat(time.Millisecond, 300)}, opRelease: {Latencies: lat(time.Millisecond, 300)}}},
 		{Name: "half", Window: time.Second, Rate: 150, Ops: map[string]*OpStats{opReserve: {Latencies: lat(6*time.Millisecond, 100)}}},
 		{Name: "c", Window: time.Second, Ops: map[string]*OpStats{opReservable: {Latencies: lat(30*time.Millisecond, 50)}}},
+		{Name: "d", Window: time.Second, Cycles: 2500, LegacyWins: &wins, Ops: map[string]*OpStats{opUpdate: {Latencies: lat(time.Millisecond, 10)}}},
 	}}
 	goals := rep.Goals()
-	want := []string{statusMet, statusNotMet, statusMet, statusMet, statusNotMeasured}
+	want := []string{statusMet, statusNotMet, statusMet, statusMet, statusMet, statusNotMeasured}
+	if len(goals) != len(want) {
+		t.Fatalf("%d goals, want %d", len(goals), len(want))
+	}
 	for i, g := range goals {
 		if g.Status != want[i] {
 			t.Errorf("goal %q: %s (%s), want %s", g.Name, g.Status, g.Measured, want[i])
 		}
 	}
-	rep.Results[1].JournalDuplicates = []Duplicate{{Source: "journal"}}
+	wins = 0.5 // too few picks won
 	if g := rep.Goals()[3]; g.Status != statusNotMet {
+		t.Errorf("legacy flow with half of the picks won: %s, want not met", g.Status)
+	}
+	rep.Results[1].JournalDuplicates = []Duplicate{{Source: "journal"}}
+	if g := rep.Goals()[4]; g.Status != statusNotMet {
 		t.Errorf("a journal duplicate: %s, want not met", g.Status)
 	}
 }
