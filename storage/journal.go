@@ -73,6 +73,7 @@ type journalWriter struct {
 	mu     sync.Mutex
 	queue  []*journalWrite
 	closed bool
+	linger time.Duration // how long a batch waits to fill up (nobody waits on it)
 	wake   chan struct{} // capacity 1: the queue may have changed
 	done   chan struct{} // closed when the writer has stopped
 }
@@ -103,6 +104,9 @@ func NewJournal(s *Store, opts JournalOptions) *Journal {
 	j := &Journal{store: s, maxBatch: opts.MaxBatch, timeout: opts.Timeout}
 	for i := range j.writers {
 		w := &journalWriter{wake: make(chan struct{}, 1), done: make(chan struct{})}
+		if i == 1 {
+			w.linger = deferredLinger
+		}
 		j.writers[i] = w
 		go j.run(w)
 	}
@@ -227,6 +231,11 @@ func (s *Store) RecordReleases(ctx context.Context, rs []lockmgr.ReleaseRecord) 
 // deferredGrace is how long after a reservation's expiry a deferred write
 // of it is still retried.
 const deferredGrace = time.Minute
+
+// deferredLinger is how long the deferred writes' writer lets a batch fill
+// up: one statement for many releases costs PostgreSQL far less than one
+// each, and nobody waits for them.
+const deferredLinger = 20 * time.Millisecond
 
 // deferredRetry bounds the pause before a deferred write is tried again.
 const deferredRetry = 2 * time.Second
@@ -422,6 +431,7 @@ func (j *Journal) submit(ctx context.Context, w *journalWrite) error {
 func (j *Journal) run(w *journalWriter) {
 	defer close(w.done)
 	for {
+		w.fill(j.maxBatch)
 		batch, closed := w.take(j.maxBatch)
 		if len(batch) > 0 {
 			j.commit(batch)
@@ -431,6 +441,20 @@ func (j *Journal) run(w *journalWriter) {
 			return
 		}
 		<-w.wake
+	}
+}
+
+// fill lets a lingering writer's queue fill up: it pauses for the linger
+// unless the queue holds limit writes, is empty or closed.
+func (w *journalWriter) fill(limit int) {
+	if w.linger <= 0 {
+		return
+	}
+	w.mu.Lock()
+	wait := len(w.queue) > 0 && len(w.queue) < limit && !w.closed
+	w.mu.Unlock()
+	if wait {
+		time.Sleep(w.linger)
 	}
 }
 

@@ -820,3 +820,39 @@ func TestJournalDeferredWritesDoNotHoldUpGrants(t *testing.T) {
 		t.Fatalf("released reservation: %s at %s, want released at %s", row.State, row.UpdatedAt, at)
 	}
 }
+
+// Releases trickling in one by one are written in few statements: the
+// deferred writer lets a batch fill up, as nobody waits for it.
+func TestJournalDeferredWritesAreBatched(t *testing.T) {
+	s := openPostgres(t)
+	ctx := testCtx(t)
+	p := mustPool(t, s, assetA, programA)
+	j := newJournal(t, s, storage.JournalOptions{})
+	const n = 100
+	rs := make([]*lockmgr.Reservation, n)
+	for i := range rs {
+		rs[i] = lockRes(p.ID, int64(1+i), hashOf(1, i))
+		if err := j.Record(ctx, rs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := j.Batches()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	for _, r := range rs { // one each millisecond, as releases arrive
+		j.Released(r, at)
+		time.Sleep(time.Millisecond)
+	}
+	if err := j.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// About 100 ms of releases: some 6 batches of 20 ms, where the writer
+	// without the wait wrote one per release.
+	if got := j.Batches() - before; got > 20 {
+		t.Errorf("%d releases written in %d batches, want few", n, got)
+	}
+	for _, r := range rs {
+		if row := mustReservation(t, s, r.ID); row.State != storage.ResReleased {
+			t.Fatalf("reservation %d is %s, want released", r.Fence, row.State)
+		}
+	}
+}
