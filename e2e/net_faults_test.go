@@ -66,7 +66,9 @@ func TestAPIKilledMidRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a workload across an API crash")
 	}
-	s := startStack(t, stackConfig{APIs: 3, UTXOs: faultUTXOs})
+	// The sweep writes the releases a killed API answered but did not
+	// journal.
+	s := startStack(t, stackConfig{APIs: 3, UTXOs: faultUTXOs, Env: []string{"BUFFERD_SWEEP_INTERVAL=" + faultSweep.String()}})
 	w := startWorkload(s, 3*faultClients, faultKeep)
 	defer w.cancel()
 	time.Sleep(time.Second)

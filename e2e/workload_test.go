@@ -280,7 +280,39 @@ func checkFences(t *testing.T, grants []*grantRec, faultStart, faultEnd time.Dur
 // checkJournal fails the test unless every grant has its journal row (same
 // pool, fence and hash; released when a release answered 200, held otherwise)
 // and no UTXO is in two held rows. Rows no client was told about are logged.
+// A release reaches the journal after its answer, and one whose API died
+// first only through the syncer's sweep: the journal is given until
+// journalSettle to agree.
 func checkJournal(t *testing.T, s *stack, grants []*grantRec) {
+	t.Helper()
+	deadline := time.Now().Add(journalSettle)
+	for {
+		problems, summary := journalProblems(t, s, grants)
+		if len(problems) == 0 || time.Now().After(deadline) {
+			for i, p := range problems {
+				if i == 10 {
+					t.Errorf("... %d problems in all", len(problems))
+					break
+				}
+				t.Error(p)
+			}
+			t.Log(summary)
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// journalSettle is how long checkJournal waits for the journal to agree
+// with what the clients were told: a sweep interval of the stack that kills
+// APIs (faultSweep) and its one-second wait before it writes a release.
+const journalSettle = faultSweep + 5*time.Second
+
+// faultSweep is BUFFERD_SWEEP_INTERVAL of the stacks that kill an API.
+const faultSweep = time.Second
+
+// journalProblems compares the journal with the grants (see checkJournal).
+func journalProblems(t *testing.T, s *stack, grants []*grantRec) (problems []string, summary string) {
 	t.Helper()
 	rows := queryJournal(t, s.dbURL)
 	byID := make(map[string]journalRow, len(rows))
@@ -290,7 +322,7 @@ func checkJournal(t *testing.T, s *stack, grants []*grantRec) {
 		if r.State == "held" || r.State == "submitted" {
 			for _, h := range strings.Split(r.Hashes, ",") {
 				if prev, dup := heldBy[h]; dup {
-					t.Errorf("journal: utxo %s is in two live rows: %s and %s", h, prev, r.ID)
+					problems = append(problems, fmt.Sprintf("journal: utxo %s is in two live rows: %s and %s", h, prev, r.ID))
 				}
 				heldBy[h] = r.ID
 			}
@@ -306,22 +338,20 @@ func checkJournal(t *testing.T, s *stack, grants []*grantRec) {
 		switch {
 		case !ok:
 			missing++
-			if missing <= 10 {
-				t.Errorf("granted reservation %s (fence %d, answered at %s) has no journal row", g.ID, g.Fence, g.Ret)
-			}
+			problems = append(problems, fmt.Sprintf("granted reservation %s (fence %d, answered at %s) has no journal row", g.ID, g.Fence, g.Ret))
 		case r.PoolID != s.pool || r.Fence != g.Fence || r.Hashes != g.Hash || r.State != want:
-			t.Errorf("journal row %+v does not match grant %+v (want state %s)", r, *g, want)
+			problems = append(problems, fmt.Sprintf("journal row %+v does not match grant %+v (want state %s)", r, *g, want))
 		}
 		delete(byID, g.ID)
 	}
 	if missing > 0 {
-		t.Errorf("%d of %d granted reservations have no journal row", missing, len(grants))
+		problems = append(problems, fmt.Sprintf("%d of %d granted reservations have no journal row", missing, len(grants)))
 	}
 	states := map[string]int{}
 	for _, r := range byID {
 		states[r.State]++
 	}
-	t.Logf("journal: %d rows; %d rows no client was granted, by state: %v", len(rows), len(byID), states)
+	return problems, fmt.Sprintf("journal: %d rows; %d rows no client was granted, by state: %v", len(rows), len(byID), states)
 }
 
 // checkLiveAfter reads every grant back through the API: one still live must

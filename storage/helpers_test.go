@@ -23,8 +23,21 @@ func testCtx(t *testing.T) context.Context {
 // openPostgres returns a store on a fresh, migrated PostgreSQL database.
 func openPostgres(t *testing.T) *storage.Store {
 	t.Helper()
+	return openStoreAt(t, testenv.Postgres(t))
+}
+
+// openPrivatePostgres returns a store on a migrated database of a private
+// PostgreSQL server, which the test may stop and continue.
+func openPrivatePostgres(t *testing.T) (*testenv.PostgresServer, *storage.Store) {
+	t.Helper()
+	srv := testenv.StartPostgres(t)
+	return srv, openStoreAt(t, testenv.CreateDatabase(t, srv.URL()))
+}
+
+// openStoreAt migrates the database at url and returns a store on it.
+func openStoreAt(t *testing.T, url string) *storage.Store {
+	t.Helper()
 	ctx := testCtx(t)
-	url := testenv.Postgres(t)
 	if err := storage.MigrateUp(ctx, url); err != nil {
 		t.Fatalf("MigrateUp: %v", err)
 	}

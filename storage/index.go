@@ -239,20 +239,12 @@ func upsertOutputs(tx *gorm.DB, outs []IndexedOutput, t time.Time) error {
 	}
 	for start := 0; start < len(outs); start += batchSize {
 		chunk := outs[start:min(start+batchSize, len(outs))]
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx, created_at,
-			updated_at, height, valid_height, spent_height, spent_at) VALUES `)
-		args := make([]any, 0, 14*len(chunk))
-		for i, o := range chunk {
-			if i > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-			args = append(args, o.Hash, o.PoolID, o.Asset, Amount(o.Amount), o.State, o.Height > 0, o.TxID, o.SpentTx, t, t,
-				o.Height, o.ValidHeight, o.SpentHeight, spentAt(o, t))
-		}
-		sb.WriteString(` ` + upsertConflict)
-		if err := tx.Exec(sb.String(), args...).Error; err != nil {
+		q, args := insertRows(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx, created_at,
+			updated_at, height, valid_height, spent_height, spent_at)`, chunk, upsertConflict, func(o IndexedOutput) []any {
+			return []any{o.Hash, o.PoolID, o.Asset, Amount(o.Amount), o.State, o.Height > 0, o.TxID, o.SpentTx, t, t,
+				o.Height, o.ValidHeight, o.SpentHeight, spentAt(o, t)}
+		})
+		if err := tx.Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("store outputs: %w", err)
 		}
 	}
@@ -366,26 +358,18 @@ func recordHistory(tx *gorm.DB, rows []Transaction, ios [][2][]TxIO) error {
 	var addrs []TransactionAddress
 	for start := 0; start < len(rows); start += batchSize {
 		chunk := rows[start:min(start+batchSize, len(rows))]
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO transactions (pool_id, tx_id, height, block_hash, block_time, status_fail, inputs, outputs,
-			created_at) VALUES `)
-		args := make([]any, 0, 9*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?,?,?,?,?,?,?,?)")
-			args = append(args, r.PoolID, r.TxID, r.Height, r.BlockHash, r.BlockTime, r.StatusFail, r.Inputs, r.Outputs, r.CreatedAt)
-		}
 		// A transaction is recorded once per pool: a block is applied once,
 		// and a rollback deletes what it recorded above the fork.
-		sb.WriteString(` ON CONFLICT (pool_id, tx_id) DO NOTHING RETURNING id, pool_id, tx_id`)
+		q, args := insertRows(`INSERT INTO transactions (pool_id, tx_id, height, block_hash, block_time, status_fail, inputs,
+			outputs, created_at)`, chunk, `ON CONFLICT (pool_id, tx_id) DO NOTHING RETURNING id, pool_id, tx_id`, func(r Transaction) []any {
+			return []any{r.PoolID, r.TxID, r.Height, r.BlockHash, r.BlockTime, r.StatusFail, r.Inputs, r.Outputs, r.CreatedAt}
+		})
 		var ids []struct {
 			ID     int64
 			PoolID int64
 			TxID   string
 		}
-		if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+		if err := tx.Raw(q, args...).Scan(&ids).Error; err != nil {
 			return fmt.Errorf("record transactions: %w", err)
 		}
 		index := make(map[[2]string]int, len(chunk))
@@ -410,18 +394,9 @@ func recordHistory(tx *gorm.DB, rows []Transaction, ios [][2][]TxIO) error {
 	}
 	for start := 0; start < len(addrs); start += batchSize {
 		chunk := addrs[start:min(start+batchSize, len(addrs))]
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO transaction_addresses (transaction_id, address) VALUES `)
-		args := make([]any, 0, 2*len(chunk))
-		for i, a := range chunk {
-			if i > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?)")
-			args = append(args, a.TransactionID, a.Address)
-		}
-		sb.WriteString(` ON CONFLICT DO NOTHING`)
-		if err := tx.Exec(sb.String(), args...).Error; err != nil {
+		q, args := insertRows(`INSERT INTO transaction_addresses (transaction_id, address)`, chunk, `ON CONFLICT DO NOTHING`,
+			func(a TransactionAddress) []any { return []any{a.TransactionID, a.Address} })
+		if err := tx.Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("record addresses: %w", err)
 		}
 	}

@@ -854,20 +854,12 @@ func (s *Store) insertReservationRows(tx *gorm.DB, rows []*Reservation) (map[str
 			return nil, err
 		}
 	} else {
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at,
-			updated_at, idempotency_key, fingerprint) VALUES `)
-		args := make([]any, 0, len(rows)*12)
-		for n, r := range rows {
-			if n > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
-			args = append(args, r.ID, r.PoolID, r.Fence, r.Owner, r.Hashes, r.State, r.TxID, r.CreatedAt, r.ExpiresAt,
-				r.UpdatedAt, r.IdempotencyKey, r.Fingerprint)
-		}
-		sb.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
-		if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+		q, args := insertRows(`INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at,
+			expires_at, updated_at, idempotency_key, fingerprint)`, rows, `ON CONFLICT DO NOTHING RETURNING id`, func(r *Reservation) []any {
+			return []any{r.ID, r.PoolID, r.Fence, r.Owner, r.Hashes, r.State, r.TxID, r.CreatedAt, r.ExpiresAt,
+				r.UpdatedAt, r.IdempotencyKey, r.Fingerprint}
+		})
+		if err := tx.Raw(q, args...).Scan(&ids).Error; err != nil {
 			return nil, err
 		}
 	}
@@ -890,18 +882,9 @@ func (s *Store) insertHoldings(tx *gorm.DB, rows []ReservationUTXO) error {
 	}
 	for start := 0; start < len(rows); start += batchSize {
 		chunk := rows[start:min(start+batchSize, len(rows))]
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO reservation_utxos (reservation_id, hash, pool_id) VALUES `)
-		args := make([]any, 0, 3*len(chunk))
-		for n, r := range chunk {
-			if n > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?,?)")
-			args = append(args, r.ReservationID, r.Hash, r.PoolID)
-		}
-		sb.WriteString(` ON CONFLICT DO NOTHING`)
-		if err := tx.Exec(sb.String(), args...).Error; err != nil {
+		q, args := insertRows(`INSERT INTO reservation_utxos (reservation_id, hash, pool_id)`, chunk, `ON CONFLICT DO NOTHING`,
+			func(r ReservationUTXO) []any { return []any{r.ReservationID, r.Hash, r.PoolID} })
+		if err := tx.Exec(q, args...).Error; err != nil {
 			return err
 		}
 	}

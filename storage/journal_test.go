@@ -13,7 +13,6 @@ import (
 
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 func newID() string {
@@ -672,17 +671,8 @@ func TestJournalCloseFlushes(t *testing.T) {
 // With PostgreSQL gone or hung, a write fails within its caller's context, and
 // the journal works again once the server is back.
 func TestJournalDatabaseDown(t *testing.T) {
-	srv := testenv.StartPostgres(t)
-	url := testenv.CreateDatabase(t, srv.URL())
+	srv, s := openPrivatePostgres(t)
 	ctx := testCtx(t)
-	if err := storage.MigrateUp(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	s, err := storage.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
 	p := mustPool(t, s, assetA, programA)
 	j := newJournal(t, s, storage.JournalOptions{})
 	fence := int64(0)
@@ -736,17 +726,8 @@ func TestJournalDatabaseDown(t *testing.T) {
 // keeps being tried while PostgreSQL is down, lands once it is back with the
 // time the release happened, and Flush waits for it.
 func TestJournalDeferredReleaseSurvivesAnOutage(t *testing.T) {
-	srv := testenv.StartPostgres(t)
-	url := testenv.CreateDatabase(t, srv.URL())
+	srv, s := openPrivatePostgres(t)
 	ctx := testCtx(t)
-	if err := storage.MigrateUp(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	s, err := storage.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
 	p := mustPool(t, s, assetA, programA)
 	j := newJournal(t, s, storage.JournalOptions{Timeout: time.Second})
 	r := lockRes(p.ID, 1, hashOf(1, 1))

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"database/sql"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -19,63 +20,31 @@ import (
 // columns gathers the rows of a statement column by column; column i holds
 // texts, ints or times, whichever it is given.
 type columns struct {
-	n     int
-	texts map[int][]string
-	ints  map[int][]int64
-	times map[int][]time.Time
-	order int // number of columns
+	n    int   // rows
+	cols []any // column i: a []string, []int64 or []time.Time
 }
 
-func newColumns(rows int) *columns {
-	return &columns{n: rows, texts: map[int][]string{}, ints: map[int][]int64{}, times: map[int][]time.Time{}}
-}
+func newColumns(rows int) *columns { return &columns{n: rows} }
 
-func (c *columns) seen(i int) {
-	c.order = max(c.order, i+1)
-}
-
-func (c *columns) text(i int, v string) *columns {
-	c.seen(i)
-	if c.texts[i] == nil {
-		c.texts[i] = make([]string, 0, c.n)
+// appendColumn appends v to column i of c.
+func appendColumn[T any](c *columns, i int, v T) *columns {
+	for len(c.cols) <= i {
+		c.cols = append(c.cols, nil)
 	}
-	c.texts[i] = append(c.texts[i], v)
+	col, _ := c.cols[i].([]T)
+	if col == nil {
+		col = make([]T, 0, c.n)
+	}
+	c.cols[i] = append(col, v)
 	return c
 }
 
-func (c *columns) int(i int, v int64) *columns {
-	c.seen(i)
-	if c.ints[i] == nil {
-		c.ints[i] = make([]int64, 0, c.n)
-	}
-	c.ints[i] = append(c.ints[i], v)
-	return c
-}
-
-func (c *columns) time(i int, v time.Time) *columns {
-	c.seen(i)
-	if c.times[i] == nil {
-		c.times[i] = make([]time.Time, 0, c.n)
-	}
-	c.times[i] = append(c.times[i], v)
-	return c
-}
+func (c *columns) text(i int, v string) *columns    { return appendColumn(c, i, v) }
+func (c *columns) int(i int, v int64) *columns      { return appendColumn(c, i, v) }
+func (c *columns) time(i int, v time.Time) *columns { return appendColumn(c, i, v) }
 
 // args returns the columns in order, each a slice pgx sends as an array.
-func (c *columns) args() []any {
-	out := make([]any, c.order)
-	for i := range out {
-		switch {
-		case c.texts[i] != nil:
-			out[i] = c.texts[i]
-		case c.ints[i] != nil:
-			out[i] = c.ints[i]
-		default:
-			out[i] = c.times[i]
-		}
-	}
-	return out
-}
+func (c *columns) args() []any { return c.cols }
 
 // pgExec runs a statement on tx's connection.
 func pgExec(tx *gorm.DB, q string, args ...any) error {
@@ -108,4 +77,26 @@ func pgScan(tx *gorm.DB, out *[]string, q string, args ...any) error {
 		*out = append(*out, v)
 		return nil
 	}, args...)
+}
+
+// insertRows returns the statement "head VALUES (?, ...), ... tail" for
+// rows, and its arguments: each row's values as row gives them.
+func insertRows[T any](head string, rows []T, tail string, row func(T) []any) (string, []any) {
+	var sb strings.Builder
+	sb.WriteString(head)
+	sb.WriteString(" VALUES ")
+	var args []any
+	for i, r := range rows {
+		vals := row(r)
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteByte('(')
+		sb.WriteString(strings.Repeat("?,", len(vals)-1))
+		sb.WriteString("?)")
+		args = append(args, vals...)
+	}
+	sb.WriteByte(' ')
+	sb.WriteString(tail)
+	return sb.String(), args
 }

@@ -242,24 +242,16 @@ func insertUTXOs(tx *gorm.DB, rows []UTXO) ([]UTXO, error) {
 	var out []UTXO
 	for start := 0; start < len(rows); start += batchSize {
 		batch := rows[start:min(start+batchSize, len(rows))]
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx, created_at,
-			updated_at, height, valid_height) VALUES `)
-		args := make([]any, 0, len(batch)*12)
-		for i, u := range batch {
-			if i > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
-			args = append(args, u.Hash, u.PoolID, u.Asset, u.Amount, u.State, u.Confirmed, u.CreatedTx, "", u.CreatedAt,
-				u.UpdatedAt, u.Height, u.ValidHeight)
-		}
-		sb.WriteString(` ON CONFLICT (hash) DO NOTHING RETURNING id, hash`)
+		q, args := insertRows(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx,
+			created_at, updated_at, height, valid_height)`, batch, `ON CONFLICT (hash) DO NOTHING RETURNING id, hash`, func(u UTXO) []any {
+			return []any{u.Hash, u.PoolID, u.Asset, u.Amount, u.State, u.Confirmed, u.CreatedTx, "", u.CreatedAt,
+				u.UpdatedAt, u.Height, u.ValidHeight}
+		})
 		var ids []struct {
 			ID   int64
 			Hash string
 		}
-		if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+		if err := tx.Raw(q, args...).Scan(&ids).Error; err != nil {
 			return nil, fmt.Errorf("storage: insert utxos: %w", err)
 		}
 		byHash := make(map[string]int64, len(ids))

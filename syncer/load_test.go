@@ -44,17 +44,8 @@ func (f *fixture) flushAndRebuild(t testing.TB, pool int64) {
 func TestGrantRedisLostBeforeTheRebuildIsNotAcknowledged(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	prog := program("load-fence")
-	if _, err := f.chain.AddUTXOs(asset, prog, amounts(3)); err != nil {
-		t.Fatal(err)
-	}
-	p := f.pool(t, prog)
-	if _, err := f.job().SyncPool(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	inner := storage.NewJournal(f.store, storage.JournalOptions{})
-	t.Cleanup(inner.Close)
-	j := &racingJournal{Journal: inner}
+	p := f.syncedPool(t, "load-fence", 3)
+	j := &racingJournal{Journal: f.newJournal(t)}
 	locks := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
 
 	// The grant is journalled before Redis is lost: it is restored.
@@ -100,23 +91,42 @@ type forgetfulJournal struct{ *storage.Journal }
 
 func (forgetfulJournal) Released(*lockmgr.Reservation, time.Time) {}
 
+// newJournal returns a journal on the fixture's store, closed with the test.
+func (f *fixture) newJournal(t *testing.T) *storage.Journal {
+	j := storage.NewJournal(f.store, storage.JournalOptions{})
+	t.Cleanup(j.Close)
+	return j
+}
+
+// forgetful returns a lock manager on the fixture's Redis keys whose
+// journal never learns releases.
+func (f *fixture) forgetful(t *testing.T) *lockmgr.Manager {
+	return lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{f.newJournal(t)}})
+}
+
+// syncedPool registers a pool of n UTXOs on the program named name and
+// syncs it.
+func (f *fixture) syncedPool(t *testing.T, name string, n int) storage.Pool {
+	t.Helper()
+	prog := program(name)
+	if _, err := f.chain.AddUTXOs(asset, prog, amounts(n)); err != nil {
+		t.Fatal(err)
+	}
+	p := f.pool(t, prog)
+	if _, err := f.job().SyncPool(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // A release the journal never learnt leaves two live reservations of one
 // UTXO in the journal; after a loss of Redis the newer one, whose client was
 // told it holds the UTXO, must be the one restored.
 func TestRebuildRestoresTheNewerOfTwoLiveReservationsOfAUTXO(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	prog := program("lost-release")
-	if _, err := f.chain.AddUTXOs(asset, prog, amounts(1)); err != nil {
-		t.Fatal(err)
-	}
-	p := f.pool(t, prog)
-	if _, err := f.job().SyncPool(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	inner := storage.NewJournal(f.store, storage.JournalOptions{})
-	t.Cleanup(inner.Close)
-	locks := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{inner}})
+	p := f.syncedPool(t, "lost-release", 1)
+	locks := f.forgetful(t)
 	var held []*lockmgr.Reservation
 	for range 3 { // the last one is not released
 		r, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1})
@@ -166,9 +176,7 @@ func TestReleaseIsNotOvertakenByTheChain(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := s.pool(t, asset, prog)
-		inner := storage.NewJournal(f.store, storage.JournalOptions{})
-		t.Cleanup(inner.Close)
-		forgetful := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{inner}})
+		forgetful := f.forgetful(t)
 
 		// Released in Redis only, then spent by another party and settled.
 		r, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: hashes[:1], TTL: time.Minute})

@@ -343,9 +343,7 @@ func TestSweepWritesALostRelease(t *testing.T) {
 	ctx := context.Background()
 	sp := newSweepPool(t, "lost release")
 	f, p := sp.f, sp.pool
-	inner := storage.NewJournal(f.store, storage.JournalOptions{})
-	t.Cleanup(inner.Close)
-	forgetful := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{inner}})
+	forgetful := f.forgetful(t)
 	r, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: sp.hashes[2:3]})
 	if err != nil {
 		t.Fatal(err)
