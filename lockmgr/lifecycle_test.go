@@ -226,6 +226,7 @@ func (j *releaseRecorder) Lookup(context.Context, string) (*lockmgr.Reservation,
 func (j *releaseRecorder) LookupKey(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, lockmgr.ErrNotFound
 }
+func (j *releaseRecorder) UpdateLater(*lockmgr.Reservation, ...string) {}
 func (j *releaseRecorder) Released(r *lockmgr.Reservation, _ time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -68,7 +68,10 @@
 //     is decided by the journal, where the settlement orders it.
 //   - Every other change (extend, submit, the chain's endings) is journalled
 //     before it is acknowledged; when the journal says a reservation ended,
-//     Redis is made to follow (EndReservations).
+//     Redis is made to follow (EndReservations). An extend or submit takes
+//     effect in Redis first: when its journal write then fails, the caller
+//     gets the error and the journal still learns the change afterwards
+//     (Journal.UpdateLater), so that Redis and the journal agree again.
 package lockmgr
 
 import (
@@ -245,6 +248,11 @@ type Journal interface {
 	// at: the release took effect in Redis and was answered. It is retried
 	// while the journal's store fails, for a while past r's expiry.
 	Released(r *Reservation, at time.Time)
+	// UpdateLater writes, without being waited for, a change Update could
+	// not write: it took effect in Redis, whose state the journal must
+	// follow. It is retried like Released; a row the change no longer
+	// applies to (it ended meanwhile) is left as it is.
+	UpdateLater(r *Reservation, from ...string)
 	// Lookup returns the journal's reservation id, or ErrNotFound.
 	Lookup(ctx context.Context, id string) (*Reservation, error)
 	// LookupKey returns the reservation made with the idempotency key of

@@ -560,9 +560,15 @@ func (m *Manager) change(ctx context.Context, pool int64, id string, s *redis.Sc
 	}
 	res.UpdatedAt = time.Now().UTC()
 	if err := m.journalUpdate(ctx, res, from...); err != nil {
-		if errors.Is(err, ErrEnded) {
+		switch {
+		case errors.Is(err, ErrEnded):
 			m.follow(ctx, pool, id)
 			return nil, fmt.Errorf("%w (%w)", ErrNotFound, err)
+		case !errors.Is(err, ErrNotHeld):
+			// The change took effect in Redis (a submitted reservation keeps
+			// its UTXOs for the submit grace): the journal must learn it,
+			// or the two disagree until the sweep ends the hold.
+			m.journal.UpdateLater(res, from...)
 		}
 		return nil, err
 	}

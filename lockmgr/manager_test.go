@@ -324,6 +324,8 @@ func (failingJournal) Update(context.Context, *lockmgr.Reservation, ...string) e
 
 func (failingJournal) Released(*lockmgr.Reservation, time.Time) {}
 
+func (failingJournal) UpdateLater(*lockmgr.Reservation, ...string) {}
+
 func (failingJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, errors.New("database is down")
 }

@@ -171,6 +171,24 @@ func (j *Journal) Released(r *lockmgr.Reservation, at time.Time) {
 	}
 }
 
+// UpdateLater writes a change as Update does, without waiting: the change
+// took effect in Redis and Update failed (the database was down or slow), so
+// the journal learns it as soon as the database answers again, retried as
+// a release is. A change the row refuses (it ended meanwhile) is dropped.
+func (j *Journal) UpdateLater(r *lockmgr.Reservation, from ...string) {
+	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
+	if checkUpdate(r.ID, u) != nil {
+		return
+	}
+	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
+		giveUp: r.ExpiresAt.Add(deferredGrace), change: u}
+	j.deferred.add(1)
+	metrics.JournalDeferred.Inc()
+	if err := j.enqueue(w); err != nil {
+		j.drop(w, err)
+	}
+}
+
 // releaseUpdate is the journal write of a release Redis made at at: from
 // held, or from expired, where the syncer marked the reservation expired
 // before the write of its release arrived (Redis released it before it ran

@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,5 +221,42 @@ func TestReleaseIsNotOvertakenByTheChain(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.checkNoneLost(t, p, f.liveHolds(t, p.ID))
+	})
+}
+
+// A submit takes effect in Redis first; when its journal write fails (the
+// database is down or slow and the client is answered 503), the journal
+// still learns it once the database answers, instead of holding the
+// reservation as held until it runs out while Redis keeps its UTXOs for the
+// submit grace (a UTXO lost to the chaos checker's quiet point).
+func TestSubmitWhoseJournalWriteFailedReachesTheJournal(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	p := f.syncedPool(t, "late submit", 1)
+	r, err := f.locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The row is locked: the submit's journal write waits past its caller.
+	tx := f.store.DB().WithContext(ctx).Begin()
+	if err := tx.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE`, r.ID).Error; err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	txID := strings.Repeat("ab", 32)
+	_, err = f.locks.Submit(short, p.ID, r.ID, txID)
+	cancel()
+	if err == nil {
+		tx.Rollback()
+		t.Fatal("submit succeeded while its journal row was locked")
+	}
+	tx.Rollback()
+	if got, err := f.locks.Get(ctx, p.ID, r.ID); err != nil || got.State != lockmgr.StateSubmitted {
+		t.Fatalf("redis after the failed submit: %+v, %v; want it submitted", got, err)
+	}
+	waitFor(t, 10*time.Second, "the journal to learn the submit", func() bool {
+		row := f.journal(t, r.ID)
+		return row.State == storage.ResSubmitted && row.TxID == txID
 	})
 }
