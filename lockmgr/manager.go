@@ -445,6 +445,9 @@ type ReleaseRecord struct {
 	At    time.Time
 }
 
+// member is the record's member of the pool's releases set (release.lua).
+func (r ReleaseRecord) member() string { return r.ID + " " + strconv.FormatInt(r.Fence, 10) }
+
 // RecentReleases returns the pool's releases made before cutoff that Redis
 // keeps for the syncer's sweep (for ten minutes, or until ForgetReleases).
 // The sweep writes them to the journal, where the API's own write of a
@@ -479,7 +482,7 @@ func (m *Manager) ReleasesOf(ctx context.Context, pool int64, rs []ReleaseRecord
 	}
 	members := make([]string, len(rs))
 	for i, r := range rs {
-		members[i] = r.ID + " " + strconv.FormatInt(r.Fence, 10)
+		members[i] = r.member()
 	}
 	scores, err := m.rdb.ZMScore(ctx, m.keys(pool).releases(), members...).Result()
 	if err != nil {
@@ -502,7 +505,7 @@ func (m *Manager) ForgetReleases(ctx context.Context, pool int64, rs []ReleaseRe
 	}
 	members := make([]any, len(rs))
 	for i, r := range rs {
-		members[i] = r.ID + " " + strconv.FormatInt(r.Fence, 10)
+		members[i] = r.member()
 	}
 	if err := m.rdb.ZRem(ctx, m.keys(pool).releases(), members...).Err(); err != nil {
 		return fmt.Errorf("lockmgr: forget releases of pool %d: %w", pool, err)

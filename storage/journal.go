@@ -142,7 +142,7 @@ func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
 // A row that ended fails wrapping lockmgr.ErrEnded, a live row in another
 // state wrapping lockmgr.ErrNotHeld.
 func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation, from ...string) error {
-	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
+	u := updateOf(r, from)
 	if u.State == ResReleased || u.State == ResExpired || u.State == ResInvalidated {
 		// Ending keeps the row's expiry and tx id; without them the write
 		// is one of the batch's ended in a constant number of statements.
@@ -161,14 +161,7 @@ func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation, from ...st
 // journal never writes leaves its reservation live in the journal until its
 // expiry: what that means for a rebuild is in lockmgr's package doc.
 func (j *Journal) Released(r *lockmgr.Reservation, at time.Time) {
-	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
-		giveUp: r.ExpiresAt.Add(deferredGrace),
-		change: releaseUpdate(r.Fence, at)}
-	j.deferred.add(1)
-	metrics.JournalDeferred.Inc()
-	if err := j.enqueue(w); err != nil {
-		j.drop(w, err)
-	}
+	j.deferWrite(r, releaseUpdate(r.Fence, at))
 }
 
 // UpdateLater writes a change as Update does, without waiting: the change
@@ -176,12 +169,21 @@ func (j *Journal) Released(r *lockmgr.Reservation, at time.Time) {
 // the journal learns it as soon as the database answers again, retried as
 // a release is. A change the row refuses (it ended meanwhile) is dropped.
 func (j *Journal) UpdateLater(r *lockmgr.Reservation, from ...string) {
-	u := ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
-	if checkUpdate(r.ID, u) != nil {
-		return
+	if u := updateOf(r, from); checkUpdate(r.ID, u) == nil {
+		j.deferWrite(r, u)
 	}
+}
+
+// updateOf is the journal write of a change of r.
+func updateOf(r *lockmgr.Reservation, from []string) ReservationUpdate {
+	return ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
+}
+
+// deferWrite queues change of r for the deferred writer, retried until a
+// while past r's expiry.
+func (j *Journal) deferWrite(r *lockmgr.Reservation, change ReservationUpdate) {
 	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
-		giveUp: r.ExpiresAt.Add(deferredGrace), change: u}
+		giveUp: r.ExpiresAt.Add(deferredGrace), change: change}
 	j.deferred.add(1)
 	metrics.JournalDeferred.Inc()
 	if err := j.enqueue(w); err != nil {
