@@ -148,10 +148,12 @@ func (t *transport) do(ctx context.Context, method, path string, query url.Value
 		return response{}, fmt.Errorf("chain: %s %s: %w", t.source, path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
+	// The body is read into a buffer of its announced size (a block is large).
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), maxBodyBytes)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBodyBytes+1)); err != nil {
 		return response{}, fmt.Errorf("chain: %s %s: read body: %w", t.source, path, err)
 	}
+	b := buf.Bytes()
 	if len(b) > maxBodyBytes {
 		return response{}, fmt.Errorf("%w: %s %s: body larger than %d bytes", ErrBadResponse, t.source, path, maxBodyBytes)
 	}

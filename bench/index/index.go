@@ -17,9 +17,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -42,10 +44,16 @@ const (
 	DefaultLatencyRuns  = 100
 	DefaultBlockEvery   = 300 * time.Millisecond
 	DefaultUTXOsPerPool = 1000
+	DefaultPoolShare    = 1.0
 )
 
-// ErrTimeout means the index did not catch up in time.
-var ErrTimeout = errors.New("index: the index did not reach the tip in time")
+// Errors of a run.
+var (
+	// ErrTimeout means the index did not catch up in time.
+	ErrTimeout = errors.New("index: the index did not reach the tip in time")
+	// ErrWrongIndex means the index does not hold what the chain has.
+	ErrWrongIndex = errors.New("index: the index disagrees with the chain")
+)
 
 // Options describe a run.
 type Options struct {
@@ -58,9 +66,16 @@ type Options struct {
 	// latency, one every BlockEvery.
 	Pools, TxsPerBlock, Blocks, LatencyRuns int
 	BlockEvery                              time.Duration
+	// PoolShare is the share of a block's transactions that touch a pool
+	// (0 < PoolShare <= 1, at least one a block); the others move BTM between
+	// programs no pool watches, which the index reads and skips.
+	PoolShare float64
 	// Poll is the index's poll interval (0: syncer.DefaultIndexPoll).
 	Poll time.Duration
-	Log  *slog.Logger
+	// CPUProfile, when set, receives a Go CPU profile of this process (the
+	// simulated node and the index) during the backfill.
+	CPUProfile io.Writer
+	Log        *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -76,6 +91,11 @@ func (o *Options) defaults() {
 	if o.LatencyRuns <= 0 {
 		o.LatencyRuns = DefaultLatencyRuns
 	}
+	if o.PoolShare <= 0 || o.PoolShare > 1 {
+		o.PoolShare = DefaultPoolShare
+	}
+	// Every block has a pool transaction: the latency is timed on it.
+	o.PoolShare = max(o.PoolShare, 1/float64(o.TxsPerBlock))
 	if o.BlockEvery <= 0 {
 		o.BlockEvery = DefaultBlockEvery
 	}
@@ -90,6 +110,8 @@ func (o *Options) defaults() {
 // Report is what a run measured.
 type Report struct {
 	Pools, TxsPerBlock int
+	PoolShare          float64
+	PoolTxs            int // transactions of the backfill that touch a pool
 	// Backfill: Blocks applied in BackfillTime.
 	Blocks       int
 	BackfillTime time.Duration
@@ -122,9 +144,10 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| pools registered | %d |\n", r.Pools)
-	fmt.Fprintf(&b, "| transactions per block | %d |\n", r.TxsPerBlock)
-	fmt.Fprintf(&b, "| backfill | %d blocks in %s = **%.0f blocks/s** (%.0f transactions/s) |\n",
-		r.Blocks, r.BackfillTime.Round(time.Millisecond), r.BlocksPerSecond(), r.BlocksPerSecond()*float64(r.TxsPerBlock))
+	fmt.Fprintf(&b, "| transactions per block | %d, %.0f%% of them touching a pool |\n", r.TxsPerBlock, 100*r.PoolShare)
+	fmt.Fprintf(&b, "| backfill | %d blocks in %s = **%.0f blocks/s** (%.0f transactions/s, %.0f of them pool transactions) |\n",
+		r.Blocks, r.BackfillTime.Round(time.Millisecond), r.BlocksPerSecond(), r.BlocksPerSecond()*float64(r.TxsPerBlock),
+		float64(r.PoolTxs)/r.BackfillTime.Seconds())
 	fmt.Fprintf(&b, "| a year of mainnet (~210,000 blocks) at that rate | %s |\n", r.MainnetYear().Round(time.Second))
 	fmt.Fprintf(&b, "| block -> reservable, %d blocks, poll %s | p50 %s, p99 **%s**, max %s |\n", len(r.Latency), r.Poll,
 		r.Percentile(0.5).Round(time.Millisecond), r.Percentile(0.99).Round(time.Millisecond),
@@ -174,7 +197,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		s := sha256.Sum256([]byte(fmt.Sprintf("bench index pool %d", i)))
 		programs[i] = "0020" + hex.EncodeToString(s[:])
 	}
-	b := &builder{ch: ch, programs: programs, txs: o.TxsPerBlock}
+	others := make([]string, o.Pools) // programs of the transactions no pool watches
+	for i := range others {
+		s := sha256.Sum256([]byte(fmt.Sprintf("bench index other %d", i)))
+		others[i] = "0020" + hex.EncodeToString(s[:])
+	}
+	b := &builder{ch: ch, programs: append(programs, others...), pools: len(programs), share: o.PoolShare, txs: o.TxsPerBlock}
 	if err := b.fund(DefaultUTXOsPerPool); err != nil {
 		return nil, err
 	}
@@ -184,6 +212,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	// The node's work is not the index's: its answers are ready, as a node
+	// reads its blocks from its store.
+	ch.PrepareBlockAnswers()
 	pools := make([]storage.Pool, len(programs))
 	for i, p := range programs {
 		if pools[i], _, err = store.EnsurePool(ctx, chain.BTMAsset, p, storage.PoolOptions{FromHeight: 1}); err != nil {
@@ -194,8 +225,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Rebuild: syncer.NewRebuilder(store, locks, rdb, prefix, o.Log), Interval: time.Hour, MaxBackoff: time.Second,
 		IndexPoll: o.Poll, SweepInterval: time.Hour, Log: o.Log}.ForTerm(0)
 
-	rep := &Report{Pools: o.Pools, TxsPerBlock: o.TxsPerBlock, Poll: o.Poll}
+	rep := &Report{Pools: o.Pools, TxsPerBlock: o.TxsPerBlock, PoolShare: o.PoolShare, Poll: o.Poll}
 	tip := ch.Tip().Height
+	if o.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	for {
 		if _, err := runner.Index.Pass(ctx); err != nil {
@@ -213,8 +249,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.Blocks, rep.BackfillTime = int(tip), time.Since(start)
+	if o.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	o.Log.Info("backfill done", "blocks", rep.Blocks, "took", rep.BackfillTime.Round(time.Millisecond),
 		"blocks_per_second", int(rep.BlocksPerSecond()))
+	if err := b.check(ctx, store, pools); err != nil {
+		return nil, err
+	}
+	rep.PoolTxs = b.touching
 
 	// Steady state: the index polls as in production; a block appears every
 	// BlockEvery and a client waits for its first pool output.
@@ -272,13 +315,18 @@ func caughtUp(ctx context.Context, store *storage.Store, tip uint64) (bool, erro
 	return true, nil
 }
 
-// builder makes the blocks: each transaction spends a UTXO of a pool and
-// pays most of it back to the pool (a DApp's state moving on), so every
-// transaction touches a pool.
+// builder makes the blocks: a pool transaction spends a UTXO of a pool and
+// pays most of it back to the pool (a DApp's state moving on); the others do
+// the same between programs no pool watches. programs[:pools] are the pools'.
 type builder struct {
 	ch          *sim.Chain
 	programs    []string
+	pools       int
+	share       float64
 	txs         int
+	made        int        // transactions made
+	touching    int        // of them, touching a pool
+	spent       []int      // pool UTXOs spent, per pool
 	free        [][]string // unspent pool UTXOs, per pool
 	amounts     map[string]uint64
 	next        int
@@ -288,6 +336,7 @@ type builder struct {
 
 func (b *builder) fund(n int) error {
 	b.free = make([][]string, len(b.programs))
+	b.spent = make([]int, b.pools)
 	b.amounts = map[string]uint64{}
 	amounts := make([]uint64, n)
 	for i := range amounts {
@@ -309,8 +358,18 @@ func (b *builder) fund(n int) error {
 // block mines one block of b.txs pool transactions.
 func (b *builder) block() error {
 	for t := 0; t < b.txs; t++ {
-		i := b.next % len(b.programs)
-		b.next++
+		// Pool transactions are spread evenly: the next one is due when the
+		// share of those made so far falls below PoolShare.
+		b.made++
+		var i int
+		if float64(b.touching) < b.share*float64(b.made) {
+			b.touching++
+			b.spent[b.next%b.pools]++
+			i = b.next % b.pools
+			b.next++
+		} else {
+			i = b.pools + b.made%(len(b.programs)-b.pools)
+		}
 		in := b.free[i][0]
 		b.free[i] = b.free[i][1:]
 		a := b.amounts[in]
@@ -321,10 +380,29 @@ func (b *builder) block() error {
 		}
 		b.free[i] = append(b.free[i], outs[0])
 		b.amounts[outs[0]] = a - 1
-		b.lastOutput, b.lastProgram = outs[0], b.programs[i]
+		if i < b.pools {
+			b.lastOutput, b.lastProgram = outs[0], b.programs[i]
+		}
 	}
 	_, err := b.ch.Mine(1)
 	return err
+}
+
+// check compares what the index stored for each pool with what the chain
+// has: its unspent outputs available, the ones spent spent.
+func (b *builder) check(ctx context.Context, store *storage.Store, pools []storage.Pool) error {
+	counts, err := store.PoolCounts(ctx)
+	if err != nil {
+		return err
+	}
+	for i, p := range pools {
+		c := counts[p.ID]
+		if c.Available != int64(len(b.free[i])) || c.Spent != int64(b.spent[i]) {
+			return fmt.Errorf("%w: pool %d has %d available and %d spent UTXOs, the chain %d and %d",
+				ErrWrongIndex, p.ID, c.Available, c.Spent, len(b.free[i]), b.spent[i])
+		}
+	}
+	return nil
 }
 
 // freshDatabase creates a database on the server adminURL names and returns

@@ -269,7 +269,46 @@ func (c *Chain) btmGetBlock(ctx *fiber.Ctx) error {
 	if !ok {
 		return btmFail(ctx, req.notFound(btmDetailNoBlock))
 	}
-	return btmOK(ctx, toBtmBlock(v))
+	ctx.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return ctx.Send(c.blockAnswer(v))
+}
+
+// blockAnswer is the body of /get-block's answer for a block, encoded once,
+// as a node reads it from its store: a block's hash and time fix its content
+// (a block mined again after a reorganisation may share the hash).
+func (c *Chain) blockAnswer(v blockView) []byte {
+	key := v.hash + "@" + strconv.FormatInt(v.time.UnixNano(), 10)
+	c.mu.Lock()
+	body, ok := c.answers[key]
+	c.mu.Unlock()
+	if ok {
+		return body
+	}
+	body, err := json.Marshal(fiber.Map{"status": "success", "data": toBtmBlock(v)})
+	if err != nil {
+		panic(err) // plain structs of strings and numbers always encode
+	}
+	c.mu.Lock()
+	c.answers[key] = body
+	c.mu.Unlock()
+	return body
+}
+
+// PrepareBlockAnswers encodes /get-block's answer for every block now, so
+// that serving them later costs no more than a node reading its store (a
+// benchmark of a node's client then measures the client).
+func (c *Chain) PrepareBlockAnswers() {
+	c.mu.Lock()
+	n := len(c.blocks)
+	c.mu.Unlock()
+	for h := range n {
+		c.mu.Lock()
+		v, ok := c.blockLocked(uint64(h), "")
+		c.mu.Unlock()
+		if ok {
+			c.blockAnswer(v)
+		}
+	}
 }
 
 func (c *Chain) btmGetBlockHeader(ctx *fiber.Ctx) error {

@@ -30,12 +30,14 @@ reservable. PostgreSQL (--database-url, a fresh database on that server) and Red
 	o := index.Options{}
 	f := cmd.Flags()
 	f.IntVar(&o.Pools, "pools", index.DefaultPools, "pools registered")
-	f.IntVar(&o.TxsPerBlock, "txs-per-block", index.DefaultTxsPerBlock, "transactions per block, each touching a pool")
+	f.IntVar(&o.TxsPerBlock, "txs-per-block", index.DefaultTxsPerBlock, "transactions per block")
+	f.Float64Var(&o.PoolShare, "pool-share", index.DefaultPoolShare, "share of the transactions that touch a pool (0-1]; the others move BTM between programs no pool watches")
 	f.IntVar(&o.Blocks, "blocks", index.DefaultBlocks, "blocks of the backfill")
 	f.IntVar(&o.LatencyRuns, "latency-blocks", index.DefaultLatencyRuns, "blocks mined one by one to time block -> reservable")
 	f.DurationVar(&o.BlockEvery, "block-every", index.DefaultBlockEvery, "interval of those blocks")
 	f.DurationVar(&o.Poll, "poll", 0, "the index's poll interval (default: the syncer's, BUFFERD_INDEX_POLL's default)")
 	out := f.String("out", "", "write the markdown report to this file (default: standard output)")
+	cpuProfile := f.String("cpu-profile", "", "write a Go CPU profile of the backfill (the simulated node and the index) to this file")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(c)
 		if err != nil {
@@ -44,6 +46,14 @@ reservable. PostgreSQL (--database-url, a fresh database on that server) and Red
 		ctx, stop := signalContext()
 		defer stop()
 		o.DatabaseURL, o.RedisURL, o.Log = c.DatabaseURL, c.RedisURL, log
+		if *cpuProfile != "" {
+			pf, err := os.Create(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer pf.Close()
+			o.CPUProfile = pf
+		}
 		start := time.Now()
 		rep, err := index.Run(ctx, o)
 		if err != nil {
