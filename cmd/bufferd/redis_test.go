@@ -157,7 +157,8 @@ func TestRedisSentinel(t *testing.T) {
 	t.Parallel()
 	const pw, sentinelPW, name = "data-s3cret", "sentinel-s3cret", "bufferd-master"
 	auth := []string{"--requirepass", pw, "--masterauth", pw}
-	master := testenv.StartRedis(t, auth...)
+	// The master sends its first copy to the replica at once, not after 5 s.
+	master := testenv.StartRedis(t, append(auth, "--repl-diskless-sync-delay", "0")...)
 	replica := testenv.StartRedis(t, append(auth, "--replicaof", "127.0.0.1", fmt.Sprint(master.Port()))...)
 	sentinel := testenv.StartRedisSentinel(t, master, name, "--requirepass", sentinelPW)
 	url := fmt.Sprintf("redis+sentinel://:%s@%s/%s/0?sentinel_password=%s", pw, sentinel.Addr(), name, sentinelPW)
@@ -167,7 +168,7 @@ func TestRedisSentinel(t *testing.T) {
 		t.Fatalf("%d quorum members, want the failover client alone", len(conns.quorum))
 	}
 	reserveInPools(t, conns)
-	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := conns.data.Set(ctx, "before", "1", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -175,7 +176,7 @@ func TestRedisSentinel(t *testing.T) {
 	if v, err := master.Client().Get(ctx, "before").Result(); err != nil || v != "1" {
 		t.Fatalf("the master has before=%q (%v), want 1", v, err)
 	}
-	waitFor(t, "the write to reach the replica", 5*time.Second, func() bool {
+	waitFor(t, "the write to reach the replica", 8*time.Second, func() bool {
 		return replica.Client().Get(ctx, "before").Val() == "1"
 	})
 
