@@ -18,7 +18,7 @@ type Config struct {
 	Addr             string        `env:"BUFFERD_ADDR" envDefault:"127.0.0.1:3100" flag:"addr" help:"HTTP listen address of the API"`
 	DatabaseURL      string        `env:"BUFFERD_DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/bufferd?sslmode=disable" flag:"database-url" help:"PostgreSQL URL (postgres://...)"`
 	DatabaseMaxConns int           `env:"BUFFERD_DATABASE_MAX_CONNS" envDefault:"10" flag:"database-max-conns" help:"most PostgreSQL connections one process opens"`
-	RedisURL         string        `env:"BUFFERD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL (redis://...); several comma-separated URLs are a Redis Cluster's seeds, or independent servers whose majority the leadership and rebuild locks need (Redlock; the first holds the reservations)"`
+	RedisURL         string        `env:"BUFFERD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL: redis://[[user]:password@]host:port/db (rediss:// with TLS) is one server; several comma-separated are a Redis Cluster's seeds (the first URL's user, password and TLS apply to every node) or independent servers whose majority the leadership and rebuild locks need (Redlock; the first holds the reservations); redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master-name[/db][?sentinel_password=...] (rediss+sentinel:// with TLS) is the master Redis Sentinel names, the password being the master's"`
 	RedisPrefix      string        `env:"BUFFERD_REDIS_PREFIX" envDefault:"bufferd:" flag:"redis-prefix" help:"prefix of every Redis key (one bufferd per prefix)"`
 	ChainURL         string        `env:"BUFFERD_CHAIN_URL" envDefault:"http://127.0.0.1:3101" flag:"chain-url" help:"base URL of the chain source"`
 	ChainKind        string        `env:"BUFFERD_CHAIN_KIND" envDefault:"blockcenter" flag:"chain-kind" help:"chain source: blockcenter | bytomd"`
@@ -101,7 +101,8 @@ func Help() string {
 	return b.String()
 }
 
-// RedisAddrs splits RedisURL into its comma-separated parts.
+// RedisAddrs splits RedisURL into its comma-separated parts (not meant for a
+// redis+sentinel:// URL, whose list of sentinels has commas too).
 func (c *Config) RedisAddrs() []string {
 	var out []string
 	for _, p := range strings.Split(c.RedisURL, ",") {

@@ -120,6 +120,9 @@ func TestOpenBadURL(t *testing.T) {
 	if err := storage.MigrateUp(testCtx(t), "sqlite:///tmp/x.db"); !errors.Is(err, storage.ErrBadURL) {
 		t.Errorf("MigrateUp(sqlite): err = %v, want ErrBadURL", err)
 	}
+	if _, err := storage.EnsureDatabase(testCtx(t), "sqlite:///tmp/x.db"); !errors.Is(err, storage.ErrBadURL) {
+		t.Errorf("EnsureDatabase(sqlite): err = %v, want ErrBadURL", err)
+	}
 }
 
 // TestSchemaMatchesModels checks that the goose migrations create exactly the

@@ -28,6 +28,9 @@ type RedisServer struct {
 	t    testing.TB
 	port int
 	proc *process
+	// password is the --requirepass of its command line, used by its own
+	// clients (readiness, Client, a cluster's checks).
+	password string
 	// owned is the directory Close removes (LaunchRedis's servers only).
 	owned string
 }
@@ -35,16 +38,19 @@ type RedisServer struct {
 // StartRedis starts a private redis-server on a free 127.0.0.1 port with its own
 // temporary directory, no persistence (--save "" --appendonly no) and args
 // appended to its command line, waits until it answers PING and kills it when
-// the test ends. Without redis-server on PATH the test fails, or is skipped when
-// TESTENV_ALLOW_SKIP=1.
+// the test ends. A "--requirepass", PASSWORD pair in args is used by the
+// server's own clients (the readiness check, Client). Without redis-server on
+// PATH the test fails, or is skipped when TESTENV_ALLOW_SKIP=1.
 func StartRedis(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
-	return startRedis(t, func() int { return FreePort(t) }, args)
+	return startRedis(t, func() int { return FreePort(t) }, nil, args)
 }
 
-func startRedis(t testing.TB, pickPort func() int, args []string) *RedisServer {
+// startRedis starts redis-server with lead (a configuration file, --sentinel)
+// before the usual arguments and args after them.
+func startRedis(t testing.TB, pickPort func() int, lead, args []string) *RedisServer {
 	t.Helper()
-	s, err := launchRedis(t.TempDir(), func() (int, error) { return pickPort(), nil }, args,
+	s, err := launchRedis(t.TempDir(), func() (int, error) { return pickPort(), nil }, lead, args,
 		func(s *RedisServer) {
 			t.Cleanup(func() {
 				if err := s.proc.kill(); err != nil {
@@ -68,7 +74,7 @@ func LaunchRedis(args ...string) (*RedisServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testenv: redis temp dir: %w", err)
 	}
-	s, err := launchRedis(dir, freePort, args, func(*RedisServer) {})
+	s, err := launchRedis(dir, freePort, nil, args, func(*RedisServer) {})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -78,8 +84,9 @@ func LaunchRedis(args ...string) (*RedisServer, error) {
 }
 
 // launchRedis starts redis-server in dir on a port from pickPort, trying a
-// few ports; started is called with each server process started.
-func launchRedis(dir string, pickPort func() (int, error), args []string, started func(*RedisServer)) (*RedisServer, error) {
+// few ports; lead comes first on its command line and args last; started is
+// called with each server process started.
+func launchRedis(dir string, pickPort func() (int, error), lead, args []string, started func(*RedisServer)) (*RedisServer, error) {
 	bin, ok := lookBinary("redis-server")
 	if !ok {
 		return nil, &missingError{msg: "redis-server not found on PATH"}
@@ -92,10 +99,10 @@ func launchRedis(dir string, pickPort func() (int, error), args []string, starte
 		if err != nil {
 			return nil, err
 		}
-		s := &RedisServer{port: port, proc: &process{
+		s := &RedisServer{port: port, password: passwordArg(args), proc: &process{
 			name:    fmt.Sprintf("redis-server :%d", port),
 			bin:     bin,
-			args:    redisArgs(port, dir, args),
+			args:    append(append([]string{}, lead...), redisArgs(port, dir, args)...),
 			dir:     dir,
 			logPath: filepath.Join(dir, "redis.log"),
 		}}
@@ -129,10 +136,22 @@ func redisArgs(port int, dir string, extra []string) []string {
 	return append(a, extra...)
 }
 
+// passwordArg returns the value of the last "--requirepass" in args ("" if none).
+func passwordArg(args []string) string {
+	pw := ""
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--requirepass" {
+			pw = args[i+1]
+		}
+	}
+	return pw
+}
+
 // waitReady polls PING until it answers or the process exits.
 func (s *RedisServer) waitReady() error {
 	rdb := redis.NewClient(&redis.Options{
 		Addr:                  s.Addr(),
+		Password:              s.password,
 		DialTimeout:           200 * time.Millisecond,
 		ReadTimeout:           500 * time.Millisecond,
 		WriteTimeout:          500 * time.Millisecond,
@@ -175,11 +194,15 @@ func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port)
 // URL is the server's redis:// URL, database 0.
 func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
 
+// Port is the server's TCP port.
+func (s *RedisServer) Port() int { return s.port }
+
 // Client returns a new client for the server on every call, closed when the
-// test ends. Its options are go-redis's defaults except ContextTimeoutEnabled:
-// a context deadline bounds each call, even against a stopped server.
+// test ends. Its options are go-redis's defaults except ContextTimeoutEnabled
+// (a context deadline bounds each call, even against a stopped server) and the
+// server's --requirepass, if any.
 func (s *RedisServer) Client() *redis.Client {
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, ContextTimeoutEnabled: true})
 	s.t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -257,15 +280,18 @@ func (s *RedisServer) Close() error {
 
 // RedisCluster is a private Redis Cluster of masters only, each a RedisServer.
 type RedisCluster struct {
-	t     testing.TB
-	nodes []*RedisServer
+	t        testing.TB
+	nodes    []*RedisServer
+	password string
 }
 
 // StartRedisCluster starts masters (at least 3) cluster-enabled redis-servers on
-// free loopback ports, joins them with `redis-cli --cluster create` (no
-// replicas), waits until every node reports cluster_state:ok and kills them all
-// when the test ends.
-func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
+// free loopback ports, args appended to each one's command line, joins them with
+// `redis-cli --cluster create` (no replicas), waits until every node reports
+// cluster_state:ok and kills them all when the test ends. With "--requirepass",
+// PASSWORD in args (and "--masterauth" the same, for replicas added later) the
+// nodes need that password, and the helpers here use it.
+func StartRedisCluster(t testing.TB, masters int, args ...string) *RedisCluster {
 	t.Helper()
 	if masters < 3 {
 		t.Fatalf("testenv: a Redis Cluster needs at least 3 masters, not %d", masters)
@@ -274,19 +300,24 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 	if !ok {
 		unavailable(t, "redis-cli not found on PATH")
 	}
-	c := &RedisCluster{t: t}
+	c := &RedisCluster{t: t, password: passwordArg(args)}
+	nodeArgs := append([]string{
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", "2000",
+	}, args...)
 	for i := 0; i < masters; i++ {
-		c.nodes = append(c.nodes, startRedis(t, func() int { return clusterPort(t) }, []string{
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000",
-		}))
+		c.nodes = append(c.nodes, startRedis(t, func() int { return clusterPort(t) }, nil, nodeArgs))
 	}
-	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	cliArgs := append([]string{"--cluster", "create"}, c.Addrs()...)
+	cliArgs = append(cliArgs, "--cluster-replicas", "0", "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	create := exec.CommandContext(ctx, cli, cliArgs...)
+	if c.password != "" {
+		create.Env = append(os.Environ(), "REDISCLI_AUTH="+c.password)
+	}
+	out, err := create.CombinedOutput()
 	if err != nil {
 		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -315,7 +346,7 @@ func clusterPort(t testing.TB) int {
 var errClusterNotOK = errors.New("testenv: cluster_state is not ok")
 
 func (s *RedisServer) waitClusterOK() error {
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, PoolSize: 1, ContextTimeoutEnabled: true})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, MaxRetries: -1, PoolSize: 1, ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	return waitUntil(redisReadyTimeout, s.proc, func(ctx context.Context) error {
 		info, err := rdb.ClusterInfo(ctx).Result()
@@ -345,7 +376,7 @@ func (c *RedisCluster) Nodes() []*RedisServer { return c.nodes }
 // closed when the test ends; like RedisServer.Client it has
 // ContextTimeoutEnabled set.
 func (c *RedisCluster) Client() *redis.ClusterClient {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true})
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: c.password, ContextTimeoutEnabled: true})
 	c.t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }

@@ -216,7 +216,7 @@ func TestHelpExplainsEverySubcommandAndVariable(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	for _, s := range []string{"api", "syncer", "migrate", "dev", "simchain", "version",
-		"BUFFERD_DATABASE_URL", "BUFFERD_REDIS_URL", "BUFFERD_CHAIN_URL", "BUFFERD_CHAIN_KIND", "BUFFERD_ADMIN_TOKEN", "BUFFERD_ADDR"} {
+		"BUFFERD_DATABASE_URL", "BUFFERD_REDIS_URL", "BUFFERD_CHAIN_URL", "BUFFERD_CHAIN_KIND", "BUFFERD_ADMIN_TOKEN", "BUFFERD_ADDR", "redis+sentinel://"} {
 		if !bytes.Contains(out, []byte(s)) {
 			t.Errorf("--help does not mention %s", s)
 		}

@@ -15,7 +15,7 @@ func newMigrateCmd() *cobra.Command {
 	}
 	up := &cobra.Command{
 		Use:   "up",
-		Short: "Apply every pending migration",
+		Short: "Create the database if it is missing and the role may, then apply every pending migration",
 		Args:  cobra.NoArgs,
 	}
 	cu := loadConfig(up, "database-url")
@@ -26,6 +26,13 @@ func newMigrateCmd() *cobra.Command {
 		}
 		ctx, stop := signalContext()
 		defer stop()
+		created, err := storage.EnsureDatabase(ctx, cu.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		if created {
+			log.Info("database created")
+		}
 		if err := storage.MigrateUp(ctx, cu.DatabaseURL); err != nil {
 			return err
 		}

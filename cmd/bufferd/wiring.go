@@ -11,12 +11,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
-	"github.com/go-redsync/redsync/v4"
-	redsyncredis "github.com/go-redsync/redsync/v4/redis"
-	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
@@ -45,107 +41,6 @@ func newLogger(c *config.Config) (*slog.Logger, error) {
 	l := slog.New(h)
 	slog.SetDefault(l)
 	return l, nil
-}
-
-// Redis client limits: an unreachable Redis must turn into a quick 503, not a
-// request hanging through go-redis's default retries.
-const (
-	redisDialTimeout = 500 * time.Millisecond
-	redisIOTimeout   = 2 * time.Second
-	redisMaxRetries  = 1
-)
-
-// redisConns are the Redis connections of a process: data holds the
-// reservations; quorum are the servers whose majority the leadership and
-// rebuild mutexes need (data alone, unless several independent servers were
-// given).
-type redisConns struct {
-	data   redis.UniversalClient
-	quorum []redis.UniversalClient
-}
-
-// Mutexes returns the redsync of the quorum.
-func (r *redisConns) Mutexes() *redsync.Redsync {
-	pools := make([]redsyncredis.Pool, len(r.quorum))
-	for i, c := range r.quorum {
-		pools[i] = goredis.NewPool(c)
-	}
-	return redsync.New(pools...)
-}
-
-// Close closes every connection.
-func (r *redisConns) Close() {
-	for _, c := range r.quorum {
-		if c != r.data {
-			_ = c.Close()
-		}
-	}
-	_ = r.data.Close()
-}
-
-// newRedis connects to BUFFERD_REDIS_URL. One URL is a single server (or a
-// replica set behind one address). Several comma-separated ones are either
-// the seeds of a Redis Cluster (when the first has cluster mode enabled) or
-// independent servers: then the first holds the reservations and all of them
-// form the Redlock quorum of the leadership and rebuild mutexes, so that a
-// lease survives the loss of a minority of them.
-func newRedis(ctx context.Context, c *config.Config) (*redisConns, error) {
-	addrs := c.RedisAddrs()
-	if len(addrs) == 0 {
-		return nil, errors.New("BUFFERD_REDIS_URL is empty")
-	}
-	opts := make([]*redis.Options, len(addrs))
-	for i, a := range addrs {
-		if !strings.Contains(a, "://") {
-			a = "redis://" + a
-		}
-		opt, err := redis.ParseURL(a)
-		if err != nil {
-			return nil, fmt.Errorf("BUFFERD_REDIS_URL: %w", err)
-		}
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = redisDialTimeout, redisIOTimeout, redisIOTimeout
-		opt.MaxRetries, opt.ContextTimeoutEnabled = redisMaxRetries, true
-		opts[i] = opt
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	first := redis.NewClient(opts[0])
-	if err := first.Ping(pctx).Err(); err != nil {
-		_ = first.Close()
-		return nil, fmt.Errorf("redis: %w", err)
-	}
-	if len(opts) == 1 {
-		return &redisConns{data: first, quorum: []redis.UniversalClient{first}}, nil
-	}
-	info, err := first.Info(pctx, "cluster").Result()
-	if err != nil {
-		_ = first.Close()
-		return nil, fmt.Errorf("redis: %w", err)
-	}
-	if strings.Contains(info, "cluster_enabled:1") {
-		_ = first.Close()
-		hosts := make([]string, len(opts))
-		for i, o := range opts {
-			hosts[i] = o.Addr
-		}
-		cluster := redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: hosts, DialTimeout: redisDialTimeout, ReadTimeout: redisIOTimeout, WriteTimeout: redisIOTimeout,
-			MaxRetries: redisMaxRetries, ContextTimeoutEnabled: true,
-		})
-		if err := cluster.Ping(pctx).Err(); err != nil {
-			_ = cluster.Close()
-			return nil, fmt.Errorf("redis cluster: %w", err)
-		}
-		return &redisConns{data: cluster, quorum: []redis.UniversalClient{cluster}}, nil
-	}
-	// Independent servers: a minority may be down at start.
-	conns := &redisConns{data: first, quorum: []redis.UniversalClient{first}}
-	for _, o := range opts[1:] {
-		conns.quorum = append(conns.quorum, redis.NewClient(o))
-	}
-	slog.Info("redis: independent servers form the Redlock quorum of the leadership and rebuild mutexes",
-		"servers", len(opts), "quorum", len(opts)/2+1, "data", opts[0].Addr)
-	return conns, nil
 }
 
 // serveOps serves /metrics, /livez and /readyz on addr for processes without the
