@@ -69,6 +69,18 @@ var (
 		Name: "bufferd_redis_rebuilds_total",
 		Help: "Pools whose Redis state was rebuilt from the database after Redis lost it.",
 	})
+	// RedisRebuildsRunning is how many rebuilds of a pool's Redis state this
+	// process is running now.
+	RedisRebuildsRunning = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bufferd_redis_rebuilds_running",
+		Help: "Rebuilds of a pool's Redis state from the database this process is running now.",
+	})
+	// RedisRebuildFailures counts rebuilds that started and failed (they are
+	// retried).
+	RedisRebuildFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_redis_rebuild_failures_total",
+		Help: "Rebuilds of a pool's Redis state that started and failed (retried later).",
+	})
 )
 
 // Journal (API process).
@@ -237,7 +249,7 @@ func Outcome(outcome string) { ReservationOutcomes.WithLabelValues(outcome).Inc(
 func all() []prometheus.Collector {
 	return []prometheus.Collector{
 		HTTPRequests, HTTPDuration,
-		ReservationOutcomes, FencingRejections, RedisRebuilds, JournalDeferred, JournalDeferredDropped, JournalCommitDuration,
+		ReservationOutcomes, FencingRejections, RedisRebuilds, RedisRebuildsRunning, RedisRebuildFailures, JournalDeferred, JournalDeferredDropped, JournalCommitDuration,
 		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
 		SyncStaleWrites, IndexBlocks, IndexBatchDuration, IndexReorgs, ChainTipHeight, ChainErrors, SweepRepairs,
 		PoolUTXOs, PoolOldestReservationAge, BuildInfo,

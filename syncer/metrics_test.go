@@ -78,6 +78,9 @@ func TestRebuildingWhileARebuildRuns(t *testing.T) {
 	if !rb.Rebuilding() {
 		t.Fatal("Rebuilding() went false while the snapshot is blocked")
 	}
+	if got := testutil.ToFloat64(metrics.RedisRebuildsRunning); got < 1 {
+		t.Fatalf("bufferd_redis_rebuilds_running %v during the rebuild", got)
+	}
 	if err := lock.Rollback().Error; err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +89,9 @@ func TestRebuildingWhileARebuildRuns(t *testing.T) {
 	}
 	if rb.Rebuilding() {
 		t.Fatal("still rebuilding after the rebuild returned")
+	}
+	if got := testutil.ToFloat64(metrics.RedisRebuildsRunning); got != 0 {
+		t.Fatalf("bufferd_redis_rebuilds_running %v after the rebuild", got)
 	}
 	if got := testutil.ToFloat64(metrics.RedisRebuilds); got != rebuildsBefore+1 {
 		t.Fatalf("bufferd_redis_rebuilds_total %v, want %v", got, rebuildsBefore+1)
