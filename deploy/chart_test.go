@@ -525,7 +525,12 @@ func checkContainerSecurity(t *testing.T, where string, sc *corev1.SecurityConte
 func checkEnv(t *testing.T, r rendered, o object, where string, c corev1.Container, known map[string]bool) {
 	t.Helper()
 	users := userSecrets(r.values)
+	names := map[string]bool{}
 	for _, e := range c.Env {
+		if names[e.Name] {
+			t.Errorf("%s: %s set twice (strategic merge patches of upgrades fail on duplicates)", where, e.Name)
+		}
+		names[e.Name] = true
 		if !known[e.Name] {
 			t.Errorf("%s: sets %s, which bufferd does not read", where, e.Name)
 		}

@@ -115,6 +115,8 @@ func TestTemplatesRejectWhatTheSchemaCannot(t *testing.T) {
 		{"no database URL", set("secret.databaseURL", ""), false, "secret.databaseURL is required: set secret.existingSecret"},
 		{"no Redis URL", set("secret.redisURL", ""), false, "secret.redisURL is required: set secret.existingSecret"},
 		{"no database URL, schema skipped", set("secret.databaseURL", ""), true, "secret.databaseURL is required"},
+		{"extraEnv repeating a variable of the chart", set("extraEnv", []any{map[string]any{"name": "BUFFERD_LOG_LEVEL", "value": "warn"}}), false,
+			"extraEnv: BUFFERD_LOG_LEVEL is set by the chart (a duplicate would break upgrades); set config.logLevel"},
 		{"connection budget", set("api.replicaCount", 10), false,
 			"connection budget: 13 API pods x api.databaseMaxConns 10 + 2 syncer pods x syncer.databaseMaxConns 10 = 150 PostgreSQL connections"},
 		{"connection budget of the autoscaled maximum", set("api.autoscaling", map[string]any{"enabled": true, "minReplicas": 2, "maxReplicas": 8}), false,

@@ -120,7 +120,7 @@ var settingCases = []struct {
 	{"api.databaseMaxConns", 4, "BUFFERD_DATABASE_MAX_CONNS", "4", "api"},
 	{"syncer.metricsPort", 9200, "BUFFERD_METRICS_ADDR", "0.0.0.0:9200", "syncer"},
 	{"syncer.databaseMaxConns", 3, "BUFFERD_DATABASE_MAX_CONNS", "3", "syncer"},
-	{"extraEnv", []any{map[string]any{"name": "BUFFERD_LOG_LEVEL", "value": "warn"}}, "BUFFERD_LOG_LEVEL", "warn", "api"},
+	{"extraEnv", []any{map[string]any{"name": "BUFFERD_RESERVE_BURST", "value": "7"}}, "BUFFERD_RESERVE_BURST", "7", "api"},
 }
 
 // TestEverySettingReaches sets each value and finds it in the variable

@@ -231,6 +231,12 @@ Checks of values the schema cannot express.
 {{- end }}
 {{- end }}
 {{- include "bufferd.connectionBudget" . }}
+{{- $own := dict "BUFFERD_ADDR" "api.containerPort" "BUFFERD_API_METRICS_ADDR" "api.metricsPort" "BUFFERD_METRICS_ADDR" "syncer.metricsPort" "BUFFERD_DATABASE_MAX_CONNS" "api.databaseMaxConns and syncer.databaseMaxConns" "BUFFERD_INSTANCE_ID" "nothing: the pod's name is its instance id" "BUFFERD_DATABASE_URL" "secret.*" "BUFFERD_REDIS_URL" "secret.*" "BUFFERD_ADMIN_TOKEN" "secret.*" "BUFFERD_LOG_LEVEL" "config.logLevel" "BUFFERD_LOG_FORMAT" "config.logFormat" }}
+{{- range $e := .Values.extraEnv }}
+{{- with get $own $e.name }}
+{{- fail (printf "extraEnv: %s is set by the chart (a duplicate would break upgrades); set %s" $e.name .) }}
+{{- end }}
+{{- end }}
 {{- $a := .Values.api.autoscaling }}
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- fail "api.autoscaling.minReplicas must not exceed maxReplicas" }}
