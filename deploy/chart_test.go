@@ -531,8 +531,11 @@ func checkEnv(t *testing.T, r rendered, o object, where string, c corev1.Contain
 			t.Errorf("%s: %s set twice (strategic merge patches of upgrades fail on duplicates)", where, e.Name)
 		}
 		names[e.Name] = true
-		if !known[e.Name] {
+		if !known[e.Name] && e.Name != redisPasswordVar {
 			t.Errorf("%s: sets %s, which bufferd does not read", where, e.Name)
+		}
+		if e.Name == "BUFFERD_REDIS_URL" && strings.Contains(e.Value, "$("+redisPasswordVar+")") && !names[redisPasswordVar] {
+			t.Errorf("%s: BUFFERD_REDIS_URL refers to %s before it is defined", where, redisPasswordVar)
 		}
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 			t.Errorf("%s: %s from field %s", where, e.Name, e.ValueFrom.FieldRef.FieldPath)
@@ -578,11 +581,15 @@ func checkEnv(t *testing.T, r rendered, o object, where string, c corev1.Contain
 	}
 }
 
+// redisPasswordVar holds the password from secret.redisPasswordSecret, for
+// Kubernetes to put into BUFFERD_REDIS_URL.
+const redisPasswordVar = "REDIS_PASSWORD"
+
 // userSecrets are the names of the Secrets the values refer to, which the
 // user makes.
 func userSecrets(v chartutil.Values) map[string]bool {
 	out := map[string]bool{}
-	for _, p := range []string{"secret.existingSecret", "secret.databaseURLSecret.name", "secret.redisURLSecret.name", "secret.adminTokenSecret.name"} {
+	for _, p := range []string{"secret.existingSecret", "secret.databaseURLSecret.name", "secret.redisURLSecret.name", "secret.redisPasswordSecret.name", "secret.adminTokenSecret.name"} {
 		if name, _ := v.PathValue(p); name != nil && name != "" {
 			out[name.(string)] = true
 		}

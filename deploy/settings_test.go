@@ -186,6 +186,10 @@ func TestSecretLayouts(t *testing.T) {
 			"databaseURL": "postgres://u:p@db/bufferd", "redisURL": "redis://r:6379/0"})), map[string]string{
 			"BUFFERD_DATABASE_URL": "secret:bufferd/database-url", "BUFFERD_REDIS_URL": "secret:bufferd/redis-url", "BUFFERD_ADMIN_TOKEN": ""},
 			[]string{"bufferd", "bufferd-migrate"}},
+		{"Redis password from its own Secret", minimal(set("secret.redisPasswordSecret", map[string]any{"name": "redis", "key": "redis-password"}),
+			set("secret.redisAddress", "redis://redis-master:6379/0, rediss://redis-b:6380/0")), map[string]string{
+			"BUFFERD_DATABASE_URL": "secret:bufferd/database-url", "REDIS_PASSWORD": "secret:redis/redis-password",
+			"BUFFERD_REDIS_URL": "redis://:$(REDIS_PASSWORD)@redis-master:6379/0,rediss://:$(REDIS_PASSWORD)@redis-b:6380/0"}, nil},
 		{"database from a reference, Redis from a value", mergeValues(set("config.chainURL", "https://bc.example.com"), set("secret", map[string]any{
 			"databaseURLSecret": refs["databaseURLSecret"], "redisURL": "redis://r:6379/0", "adminToken": "t"})), map[string]string{
 			"BUFFERD_DATABASE_URL": "secret:pg/uri", "BUFFERD_REDIS_URL": "secret:bufferd/redis-url", "BUFFERD_ADMIN_TOKEN": "secret:bufferd/admin-token"},

@@ -110,6 +110,8 @@ Secret.
 {{- $own := get $s (printf "%sSecret" .value) -}}
 {{- if $own.name -}}
 {{- dict "name" $own.name "key" $own.key | toYaml }}
+{{- else if and (eq .value "redisURL") $s.redisPasswordSecret.name -}}
+{{- dict "name" $s.redisPasswordSecret.name "key" $s.redisPasswordSecret.key "password" true | toYaml }}
 {{- else if $s.existingSecret -}}
 {{- dict "name" $s.existingSecret "key" (get $s.keys .value) "optional" (eq .value "adminToken") | toYaml }}
 {{- else if get $s .value -}}
@@ -143,7 +145,18 @@ Secret (the migration hook's copy).
 {{- if .admin }}{{ $want = append $want "adminToken" }}{{ end -}}
 {{- range $v := $want }}
 {{- $ref := include "bufferd.secretRef" (dict "root" $.root "value" $v) | fromYaml }}
-{{- if $ref.name }}
+{{- if $ref.password }}
+{{- if not $.root.Values.secret.redisAddress }}
+{{- fail "secret.redisAddress is required with secret.redisPasswordSecret: the Redis URL without its password, e.g. redis://redis-master:6379/0" }}
+{{- end }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.name }}
+      key: {{ $ref.key }}
+- name: BUFFERD_REDIS_URL
+  value: {{ regexReplaceAll "(^|,)\\s*(rediss?://)" $.root.Values.secret.redisAddress "${1}${2}:$$(REDIS_PASSWORD)@" | quote }}
+{{- else if $ref.name }}
 - name: {{ get $vars $v }}
   valueFrom:
     secretKeyRef:
