@@ -33,6 +33,7 @@ type Config struct {
 	SweepInterval    time.Duration `env:"BUFFERD_SWEEP_INTERVAL" envDefault:"30s" flag:"sweep-interval" help:"how often the syncer checks that Redis, the reservations and the chain agree for each pool, and repairs them"`
 	PprofAddr        string        `env:"BUFFERD_PPROF_ADDR" flag:"pprof-addr" help:"listen address of Go's /debug/pprof/ profiles (empty: off); keep it on loopback"`
 	MetricsAddr      string        `env:"BUFFERD_METRICS_ADDR" envDefault:"127.0.0.1:9100" flag:"metrics-addr" help:"listen address of /metrics, /livez and /readyz of the syncer"`
+	APIMetricsAddr   string        `env:"BUFFERD_API_METRICS_ADDR" flag:"api-metrics-addr" help:"listen address of the API's /metrics, /livez and /readyz; when set, the API's own address no longer serves /metrics (empty: /metrics on the API's address)"`
 	ReserveRate      float64       `env:"BUFFERD_RESERVE_RATE" envDefault:"50" flag:"reserve-rate" help:"reserve requests a second per client IP, v1 and legacy together (0: no limit)"`
 	ReserveBurst     int           `env:"BUFFERD_RESERVE_BURST" envDefault:"100" flag:"reserve-burst" help:"reserve requests a client IP may make at once before the rate applies"`
 	CORSOrigins      string        `env:"BUFFERD_CORS_ORIGINS" flag:"cors-origins" help:"browser origins allowed on /v1: * or comma-separated scheme://host[:port] (empty or none: no CORS)"`

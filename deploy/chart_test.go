@@ -307,6 +307,10 @@ func checkChart(t *testing.T, r rendered) {
 	// The API and the syncer: args, listen ports and probes.
 	checkServer(t, api, "api", "http", "BUFFERD_ADDR", true)
 	checkServer(t, syncer, "syncer", "metrics", "BUFFERD_METRICS_ADDR", false)
+	checkListens(t, api, "metrics", "BUFFERD_API_METRICS_ADDR")
+	if containerPort(api.Spec.Template.Spec, "metrics") == containerPort(api.Spec.Template.Spec, "http") {
+		t.Error("the API's metrics port is its public port")
+	}
 
 	// Services select exactly one Deployment's pods, on a port its containers name.
 	deps := all[*appsv1.Deployment](r)
@@ -342,6 +346,9 @@ func checkChart(t *testing.T, r rendered) {
 	for _, p := range all[*policyv1.PodDisruptionBudget](r) {
 		d := selectsOne(t, "PDB "+p.Name, selector(t, p.Spec.Selector), deps)
 		sameComponent(t, "PDB "+p.Name, p.ObjectMeta, d)
+		if p.Spec.UnhealthyPodEvictionPolicy == nil {
+			t.Errorf("PDB %s: no unhealthyPodEvictionPolicy (a pod that never gets ready blocks every drain)", p.Name)
+		}
 		if (p.Spec.MinAvailable == nil) == (p.Spec.MaxUnavailable == nil) {
 			t.Errorf("PDB %s: want exactly one of minAvailable and maxUnavailable", p.Name)
 		}
@@ -368,7 +375,8 @@ func checkChart(t *testing.T, r rendered) {
 					t.Errorf("NetworkPolicy %s: port %v is not a named port of %s", np.Name, p.Port, d.Name)
 				}
 			}
-			if len(in.From) > 0 && d == api {
+			servesHTTP := slices.ContainsFunc(in.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.StrVal == "http" })
+			if len(in.From) > 0 && d == api && servesHTTP {
 				// The helm test pod must still reach the API.
 				ok := false
 				for _, w := range workloads {
@@ -426,8 +434,8 @@ func checkChart(t *testing.T, r rendered) {
 		if !slices.Equal(c.Args, []string{"migrate", "up"}) || j.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
 			t.Errorf("Job %s runs %v (restart %s)", j.Name, c.Args, j.Spec.Template.Spec.RestartPolicy)
 		}
-		if j.Spec.BackoffLimit == nil || j.Spec.ActiveDeadlineSeconds == nil {
-			t.Errorf("Job %s: no backoffLimit or activeDeadlineSeconds", j.Name)
+		if j.Spec.BackoffLimit == nil || j.Spec.ActiveDeadlineSeconds == nil || j.Spec.TTLSecondsAfterFinished == nil {
+			t.Errorf("Job %s: no backoffLimit, activeDeadlineSeconds or ttlSecondsAfterFinished", j.Name)
 		}
 	}
 	for _, p := range all[*corev1.Pod](r) {
@@ -516,10 +524,21 @@ func checkContainerSecurity(t *testing.T, where string, sc *corev1.SecurityConte
 // Secret and ConfigMap reference resolves.
 func checkEnv(t *testing.T, r rendered, o object, where string, c corev1.Container, known map[string]bool) {
 	t.Helper()
-	existing, _ := r.values.PathValue("secret.existingSecret")
+	users := userSecrets(r.values)
+	names := map[string]bool{}
 	for _, e := range c.Env {
-		if !known[e.Name] {
+		if names[e.Name] {
+			t.Errorf("%s: %s set twice (strategic merge patches of upgrades fail on duplicates)", where, e.Name)
+		}
+		names[e.Name] = true
+		if !known[e.Name] && e.Name != redisPasswordVar {
 			t.Errorf("%s: sets %s, which bufferd does not read", where, e.Name)
+		}
+		if e.Name == "BUFFERD_REDIS_URL" && strings.Contains(e.Value, "$("+redisPasswordVar+")") && !names[redisPasswordVar] {
+			t.Errorf("%s: BUFFERD_REDIS_URL refers to %s before it is defined", where, redisPasswordVar)
+		}
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+			t.Errorf("%s: %s from field %s", where, e.Name, e.ValueFrom.FieldRef.FieldPath)
 		}
 		ref := (*corev1.SecretKeySelector)(nil)
 		if e.ValueFrom != nil {
@@ -528,7 +547,7 @@ func checkEnv(t *testing.T, r rendered, o object, where string, c corev1.Contain
 		if ref == nil {
 			continue
 		}
-		if ref.Name == existing {
+		if users[ref.Name] {
 			continue // the user's Secret
 		}
 		s := byName[*corev1.Secret](t, r, ref.Name)
@@ -562,6 +581,22 @@ func checkEnv(t *testing.T, r rendered, o object, where string, c corev1.Contain
 	}
 }
 
+// redisPasswordVar holds the password from secret.redisPasswordSecret, for
+// Kubernetes to put into BUFFERD_REDIS_URL.
+const redisPasswordVar = "REDIS_PASSWORD"
+
+// userSecrets are the names of the Secrets the values refer to, which the
+// user makes.
+func userSecrets(v chartutil.Values) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range []string{"secret.existingSecret", "secret.databaseURLSecret.name", "secret.redisURLSecret.name", "secret.redisPasswordSecret.name", "secret.adminTokenSecret.name"} {
+		if name, _ := v.PathValue(p); name != nil && name != "" {
+			out[name.(string)] = true
+		}
+	}
+	return out
+}
+
 func weight(t *testing.T, o object) int {
 	t.Helper()
 	w, err := strconv.Atoi(o.meta.Annotations["helm.sh/hook-weight"])
@@ -583,16 +618,7 @@ func checkServer(t *testing.T, d *appsv1.Deployment, sub, portName, addrVar stri
 	if port == 0 {
 		t.Fatalf("%s: no container port %s", d.Name, portName)
 	}
-	var addr string
-	for _, e := range c.Env {
-		if e.Name == addrVar {
-			addr = e.Value
-		}
-	}
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil || p != strconv.Itoa(int(port)) || (host != "0.0.0.0" && host != "") {
-		t.Errorf("%s: %s=%q, but the container port %s is %d on every interface", d.Name, addrVar, addr, portName, port)
-	}
+	checkListens(t, d, portName, addrVar)
 	for _, pr := range []struct {
 		probe *corev1.Probe
 		path  string
@@ -618,6 +644,23 @@ func checkServer(t *testing.T, d *appsv1.Deployment, sub, portName, addrVar stri
 				t.Errorf("%s: the syncer gets the admin token it does not need", d.Name)
 			}
 		}
+	}
+}
+
+// checkListens checks that the container listens on its named port on every
+// interface through addrVar.
+func checkListens(t *testing.T, d *appsv1.Deployment, portName, addrVar string) {
+	t.Helper()
+	port := containerPort(d.Spec.Template.Spec, portName)
+	var addr string
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == addrVar {
+			addr = e.Value
+		}
+	}
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil || p != strconv.Itoa(int(port)) || (host != "0.0.0.0" && host != "") {
+		t.Errorf("%s: %s=%q, but the container port %s is %d on every interface", d.Name, addrVar, addr, portName, port)
 	}
 }
 

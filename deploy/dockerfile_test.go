@@ -58,7 +58,7 @@ func TestDockerfileBuildsAStaticNonrootImage(t *testing.T) {
 	}
 	build, final := stages[0], stages[1]
 
-	if !regexp.MustCompile(`^golang:1\.26(\.\d+)?(-\S+)? AS build$`).MatchString(build[0].args) {
+	if !regexp.MustCompile(`^golang:1\.26(\.\d+)?(-\S+)?(@sha256:[0-9a-f]{64})? AS build$`).MatchString(build[0].args) {
 		t.Errorf("builder FROM %q, want golang:1.26 AS build", build[0].args)
 	}
 	var buildCmd string
@@ -76,21 +76,37 @@ func TestDockerfileBuildsAStaticNonrootImage(t *testing.T) {
 	if !env["CGO_ENABLED=0"] && !strings.Contains(buildCmd, "CGO_ENABLED=0") {
 		t.Error("the binary is not built with CGO_ENABLED=0 (static)")
 	}
-	for _, s := range []string{"-trimpath", "-s -w", "-X main.version=", "./cmd/bufferd"} {
+	for _, s := range []string{"-trimpath", "-s -w", "-X main.version=${VERSION}", "-X main.revision=${REVISION}", "./cmd/bufferd"} {
 		if !strings.Contains(buildCmd, s) {
 			t.Errorf("go build %q lacks %s", buildCmd, s)
 		}
 	}
 
-	if final[0].args != "gcr.io/distroless/static-debian12:nonroot" {
+	// A digest pin is good practice and allowed.
+	if !regexp.MustCompile(`^gcr\.io/distroless/static-debian12:nonroot(@sha256:[0-9a-f]{64})?$`).MatchString(final[0].args) {
 		t.Errorf("final image FROM %q, want distroless static nonroot", final[0].args)
 	}
 	got := map[string][]string{}
 	for _, in := range final {
 		got[in.cmd] = append(got[in.cmd], in.args)
 	}
-	if u := got["USER"]; len(u) != 1 || !strings.HasPrefix(u[0], "nonroot") {
-		t.Errorf("USER %v, want nonroot", u)
+	// nonroot, by name or as its uid:gid 65532 (numeric lets Kubernetes'
+	// runAsNonRoot verify it); never root.
+	if u := got["USER"]; len(u) != 1 || !regexp.MustCompile(`^(nonroot(:nonroot)?|65532(:65532)?)$`).MatchString(u[0]) {
+		t.Errorf("USER %v, want nonroot or 65532:65532", u)
+	}
+	// OCI labels: where the image comes from and which build it is.
+	labels := map[string]string{}
+	for _, l := range got["LABEL"] {
+		for _, m := range regexp.MustCompile(`(\S+?)="([^"]*)"`).FindAllStringSubmatch(l, -1) {
+			labels[m[1]] = m[2]
+		}
+	}
+	args := strings.Join(got["ARG"], " ")
+	for k, arg := range map[string]string{"org.opencontainers.image.source": "SOURCE", "org.opencontainers.image.version": "VERSION", "org.opencontainers.image.revision": "REVISION"} {
+		if labels[k] != "${"+arg+"}" || !strings.Contains(args, arg) {
+			t.Errorf("LABEL %s=%q, want ${%s} from a build argument of the final stage (%v)", k, labels[k], arg, got["ARG"])
+		}
 	}
 	if e := got["EXPOSE"]; len(e) != 1 || !slices.Equal(strings.Fields(e[0]), []string{"3100", "9100"}) {
 		t.Errorf("EXPOSE %v, want 3100 9100", e)

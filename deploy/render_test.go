@@ -33,6 +33,8 @@ import (
 // Paths from this module's directory.
 const (
 	chartDir    = "../helm/bufferd"
+	envDir      = "../helm/environments"
+	namesFile   = "../metrics/names.txt"
 	composeFile = "../docker-compose.yml"
 	dockerfile  = "../Dockerfile"
 	configGo    = "../config/config.go"
@@ -65,7 +67,7 @@ func mustChart(t *testing.T) *chart.Chart {
 // `helm template -f values-<env>.yaml --set ...` would.
 func envValues(t *testing.T, env string, overrides ...map[string]any) map[string]any {
 	t.Helper()
-	vals, err := chartutil.ReadValuesFile(filepath.Join(chartDir, "values-"+env+".yaml"))
+	vals, err := chartutil.ReadValuesFile(filepath.Join(envDir, "values-"+env+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +229,25 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// prometheusRule is the Prometheus Operator's PrometheusRule as the chart
+// renders it: its spec is a Prometheus rule file.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
 // newObject returns a pointer to the Go type of apiVersion/kind and its metadata.
 func newObject(kind string) (any, *metav1.ObjectMeta, bool) {
 	switch kind {
@@ -259,6 +280,12 @@ func newObject(kind string) (any, *metav1.ObjectMeta, bool) {
 		return o, &o.ObjectMeta, true
 	case "networking.k8s.io/v1/NetworkPolicy":
 		o := &networkingv1.NetworkPolicy{}
+		return o, &o.ObjectMeta, true
+	case "networking.k8s.io/v1/Ingress":
+		o := &networkingv1.Ingress{}
+		return o, &o.ObjectMeta, true
+	case "monitoring.coreos.com/v1/PrometheusRule":
+		o := &prometheusRule{}
 		return o, &o.ObjectMeta, true
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		o := &serviceMonitor{}

@@ -50,6 +50,9 @@ type Config struct {
 	// Metrics receives the metrics catalogue; GET /metrics serves it when it
 	// is also a prometheus.Gatherer. nil means prometheus.DefaultRegisterer.
 	Metrics prometheus.Registerer
+	// MetricsElsewhere leaves GET /metrics out (404): another listener of
+	// the process serves it, off the public port.
+	MetricsElsewhere bool
 	// RateLimit is the reserve requests a second allowed per client IP
 	// (POST /v1/reservations and /dapp/update-utxo together), in bursts of up
 	// to RateBurst; 0 means no limit.
@@ -93,7 +96,8 @@ type server struct {
 
 // New returns a fiber app with every route registered: HEAD /dapp and
 // POST /dapp/* (legacy), /v1/pools..., /v1/reservations..., /v1/status,
-// /livez, /readyz and /metrics. Check cfg with Validate first.
+// /livez, /readyz and /metrics (unless Config.MetricsElsewhere). Check cfg
+// with Validate first.
 func New(cfg Config) *fiber.App {
 	s := &server{
 		store:    cfg.Store,
@@ -138,7 +142,9 @@ func New(cfg Config) *fiber.App {
 
 	app.Get("/livez", s.livez)
 	app.Get("/readyz", s.readyz)
-	app.Get("/metrics", s.serveMetrics())
+	if !cfg.MetricsElsewhere {
+		app.Get("/metrics", s.serveMetrics())
+	}
 	s.useCORS(app)       // limits.go
 	registerOpenAPI(app) // GET /openapi.json and /docs
 

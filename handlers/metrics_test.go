@@ -236,3 +236,14 @@ func TestV1BodyTooLarge(t *testing.T) {
 		t.Fatalf("a refused body changed the pool: %d free", free)
 	}
 }
+
+func TestMetricsElsewhere(t *testing.T) {
+	f := newFixture(t, 1)
+	app := f.newApp(Config{Metrics: prometheus.NewRegistry(), MetricsElsewhere: true})
+	if status, _ := do(t, app, http.MethodGet, "/metrics", ""); status != http.StatusNotFound {
+		t.Fatalf("/metrics served elsewhere: %d on the API's app", status)
+	}
+	if status, _ := do(t, app, http.MethodGet, "/livez", ""); status != http.StatusOK {
+		t.Fatalf("/livez: %d", status)
+	}
+}

@@ -69,6 +69,18 @@ var (
 		Name: "bufferd_redis_rebuilds_total",
 		Help: "Pools whose Redis state was rebuilt from the database after Redis lost it.",
 	})
+	// RedisRebuildsRunning is how many rebuilds of a pool's Redis state this
+	// process is running now.
+	RedisRebuildsRunning = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bufferd_redis_rebuilds_running",
+		Help: "Rebuilds of a pool's Redis state from the database this process is running now.",
+	})
+	// RedisRebuildFailures counts rebuilds that started and failed (they are
+	// retried).
+	RedisRebuildFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_redis_rebuild_failures_total",
+		Help: "Rebuilds of a pool's Redis state that started and failed (retried later).",
+	})
 )
 
 // Journal (API process).
@@ -85,6 +97,13 @@ var (
 	JournalDeferredDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "bufferd_journal_deferred_writes_dropped_total",
 		Help: "Deferred journal writes (releases) given up after the database failed past the reservation's expiry.",
+	})
+	// JournalCommitDuration observes how long one group commit of journal
+	// writes (grants, extensions, submits, releases) took, failed ones too.
+	JournalCommitDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "bufferd_journal_commit_duration_seconds",
+		Help:    "Time one group commit of reservation journal writes took (failed commits included).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
 )
 
@@ -173,6 +192,35 @@ var (
 	}, []string{"kind"})
 )
 
+// Pools (syncer process, set by the leader at each sweep pass).
+var (
+	// PoolUTXOs is how many UTXOs each pool has in each state, as the journal
+	// counts them (the pool counts of GET /v1/pools).
+	PoolUTXOs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bufferd_pool_utxos",
+		Help: "UTXOs of a pool by state (available, reserved, spent, invalidated, immature), set by the sync leader at each sweep.",
+	}, []string{"pool", "state"})
+	// PoolOldestReservationAge is the age of the pool's oldest live
+	// (held or submitted) reservation; 0 when it has none.
+	PoolOldestReservationAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bufferd_pool_oldest_reservation_age_seconds",
+		Help: "Age of the oldest live (held or submitted) reservation of a pool, 0 when it has none; set by the sync leader at each sweep.",
+	}, []string{"pool"})
+)
+
+// BuildInfo is 1, labelled with the version and revision of the binary and
+// the Go version that built it. Set it with SetBuildInfo.
+var BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "bufferd_build_info",
+	Help: "1, labelled with the version and VCS revision of the bufferd binary and the Go version that built it.",
+}, []string{"version", "revision", "goversion"})
+
+// SetBuildInfo makes bufferd_build_info the one series of these labels.
+func SetBuildInfo(version, revision, goVersion string) {
+	BuildInfo.Reset()
+	BuildInfo.WithLabelValues(version, revision, goVersion).Set(1)
+}
+
 // Reasons of ChainErrors and kinds of SweepRepairs.
 var (
 	ChainErrorReasons = []string{"unreachable", "other_chain", "api_error", "bad_response"}
@@ -201,9 +249,10 @@ func Outcome(outcome string) { ReservationOutcomes.WithLabelValues(outcome).Inc(
 func all() []prometheus.Collector {
 	return []prometheus.Collector{
 		HTTPRequests, HTTPDuration,
-		ReservationOutcomes, FencingRejections, RedisRebuilds, JournalDeferred, JournalDeferredDropped,
+		ReservationOutcomes, FencingRejections, RedisRebuilds, RedisRebuildsRunning, RedisRebuildFailures, JournalDeferred, JournalDeferredDropped, JournalCommitDuration,
 		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
 		SyncStaleWrites, IndexBlocks, IndexBatchDuration, IndexReorgs, ChainTipHeight, ChainErrors, SweepRepairs,
+		PoolUTXOs, PoolOldestReservationAge, BuildInfo,
 	}
 }
 

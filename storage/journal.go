@@ -507,7 +507,9 @@ func (j *Journal) commit(batch []*journalWrite) {
 	}
 	ctx, cancel := j.batchContext(live)
 	defer cancel()
+	start := time.Now()
 	results, err := j.store.journalBatch(ctx, live)
+	metrics.JournalCommitDuration.Observe(time.Since(start).Seconds())
 	if err == nil {
 		j.batches.Add(1)
 		for i, w := range live {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -209,4 +210,22 @@ func notFound(err error, what string) error {
 	default:
 		return fmt.Errorf("storage: get %s: %w", what, err)
 	}
+}
+
+// OldestLiveReservation returns when the pool's oldest live (held or
+// submitted, not run out) reservation was made; ok is false when it has none.
+func (s *Store) OldestLiveReservation(ctx context.Context, pool int64) (oldest time.Time, ok bool, err error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var rows []Reservation
+	err = s.db.WithContext(ctx).Select("created_at").
+		Where("pool_id = ? AND state IN ? AND expires_at > ?", pool, liveStates, now()).
+		Order("created_at").Limit(1).Find(&rows).Error
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("storage: oldest live reservation: %w", err)
+	}
+	if len(rows) == 0 {
+		return time.Time{}, false, nil
+	}
+	return rows[0].CreatedAt, true, nil
 }

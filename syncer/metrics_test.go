@@ -78,6 +78,9 @@ func TestRebuildingWhileARebuildRuns(t *testing.T) {
 	if !rb.Rebuilding() {
 		t.Fatal("Rebuilding() went false while the snapshot is blocked")
 	}
+	if got := testutil.ToFloat64(metrics.RedisRebuildsRunning); got < 1 {
+		t.Fatalf("bufferd_redis_rebuilds_running %v during the rebuild", got)
+	}
 	if err := lock.Rollback().Error; err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +89,9 @@ func TestRebuildingWhileARebuildRuns(t *testing.T) {
 	}
 	if rb.Rebuilding() {
 		t.Fatal("still rebuilding after the rebuild returned")
+	}
+	if got := testutil.ToFloat64(metrics.RedisRebuildsRunning); got != 0 {
+		t.Fatalf("bufferd_redis_rebuilds_running %v after the rebuild", got)
 	}
 	if got := testutil.ToFloat64(metrics.RedisRebuilds); got != rebuildsBefore+1 {
 		t.Fatalf("bufferd_redis_rebuilds_total %v, want %v", got, rebuildsBefore+1)
@@ -483,5 +489,55 @@ func TestSweepRepairMetrics(t *testing.T) {
 		if n != after[kind] {
 			t.Errorf("a sweep with nothing to repair counted %v %s", n-after[kind], kind)
 		}
+	}
+}
+
+// The leader sets each pool's UTXOs by state and the age of its oldest live
+// reservation at most once a sweep interval, and a Runner that stops leading
+// drops them.
+func TestPoolGauges(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	prog := program("gauges")
+	if _, err := f.chain.AddUTXOs(asset, prog, amounts(3)); err != nil {
+		t.Fatal(err)
+	}
+	p := f.pool(t, prog)
+	pool := strconv.FormatInt(p.ID, 10)
+	r := &syncer.Runner{UTXO: f.job(), Store: f.store, Interval: time.Millisecond, MaxBackoff: time.Millisecond,
+		SweepInterval: 50 * time.Millisecond}
+	utxos := func(state string) float64 { return testutil.ToFloat64(metrics.PoolUTXOs.WithLabelValues(pool, state)) }
+	if err := r.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if utxos("available") != 3 || utxos("reserved") != 0 {
+		t.Fatalf("after the sync: available %v reserved %v, want 3 and 0", utxos("available"), utxos("reserved"))
+	}
+	if age := testutil.ToFloat64(metrics.PoolOldestReservationAge.WithLabelValues(pool)); age != 0 {
+		t.Fatalf("oldest reservation age %v without a reservation", age)
+	}
+	reserveWhenLoaded(t, f, lockmgr.Request{PoolID: p.ID, Count: 1, TTL: time.Minute})
+	if err := r.Tick(ctx); err != nil { // within the interval: unchanged
+		t.Fatal(err)
+	}
+	if utxos("reserved") != 0 {
+		t.Fatal("pool gauges set again within the sweep interval")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := r.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if utxos("available") != 2 || utxos("reserved") != 1 {
+		t.Fatalf("after a reservation: available %v reserved %v, want 2 and 1", utxos("available"), utxos("reserved"))
+	}
+	if age := testutil.ToFloat64(metrics.PoolOldestReservationAge.WithLabelValues(pool)); age < 0.05 || age > 60 {
+		t.Fatalf("oldest reservation age %v, want about 0.1 s", age)
+	}
+	// Run drops the gauges when the term ends.
+	rctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_ = r.Run(rctx)
+	if n := testutil.CollectAndCount(metrics.PoolUTXOs); n != 0 {
+		t.Fatalf("%d pool series after the term ended", n)
 	}
 }

@@ -44,7 +44,7 @@ const maxRebuildTries = 5
 // RebuildIfLost rebuilds the pool when Redis does not have it; it reports
 // whether it did. When another process holds the pool's rebuild mutex it
 // returns at once without waiting.
-func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error) {
+func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (rebuilt bool, err error) {
 	loaded, err := r.Locks.Loaded(ctx, pool)
 	if err != nil || loaded {
 		return false, err
@@ -67,7 +67,14 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (bool, error)
 		return false, err
 	}
 	r.rebuilding.Add(1)
-	defer r.rebuilding.Add(-1)
+	metrics.RedisRebuildsRunning.Inc()
+	defer func() {
+		r.rebuilding.Add(-1)
+		metrics.RedisRebuildsRunning.Dec()
+		if err != nil {
+			metrics.RedisRebuildFailures.Inc()
+		}
+	}()
 	start := time.Now()
 	// The journal learns the new load before the snapshot is taken: a grant
 	// of the lost load still in flight is then either in the snapshot or

@@ -58,6 +58,8 @@ type Runner struct {
 	// lastTip the tip it last showed.
 	chainErr atomic.Pointer[string]
 	lastTip  atomic.Uint64
+	// poolsObserved is when the pool gauges were last set (guarded by mu).
+	poolsObserved time.Time
 }
 
 // ErrDeposed is returned by Run when a write was refused because a newer
@@ -153,6 +155,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	metrics.SyncLeader.Set(1)
 	metrics.SyncLeaderChanges.Inc()
 	defer metrics.SyncLeader.Set(0)
+	// Only the leader reports the pools: a standby's gauges would go stale.
+	defer metrics.PoolUTXOs.Reset()
+	defer metrics.PoolOldestReservationAge.Reset()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -391,7 +396,49 @@ func (r *Runner) Tick(ctx context.Context) error {
 			r.logger().Info("balances verified", "confirmed", out.Confirmed, "rejected", out.Rejected, "expired", out.Expired)
 		}
 	}
+	r.observePools(ctx)
 	return nil
+}
+
+// observePools sets the pool gauges (UTXOs by state, age of the oldest live
+// reservation) at most once a sweep interval; errors only delay them.
+func (r *Runner) observePools(ctx context.Context) {
+	r.mu.Lock()
+	due := now().Sub(r.poolsObserved) >= r.sweepInterval()
+	if due {
+		r.poolsObserved = now()
+	}
+	r.mu.Unlock()
+	if !due {
+		return
+	}
+	counts, err := r.Store.PoolCounts(ctx)
+	if err != nil {
+		r.logger().Warn("pool gauges", "err", err)
+		return
+	}
+	pools, err := r.Store.ListPools(ctx)
+	if err != nil {
+		r.logger().Warn("pool gauges", "err", err)
+		return
+	}
+	t := now()
+	for _, p := range pools {
+		c, label := counts[p.ID], poolLabel(p.ID)
+		for state, n := range map[string]int64{"available": c.Available, "reserved": c.Reserved, "spent": c.Spent,
+			"invalidated": c.Invalidated, "immature": c.Immature} {
+			metrics.PoolUTXOs.WithLabelValues(label, state).Set(float64(n))
+		}
+		oldest, ok, err := r.Store.OldestLiveReservation(ctx, p.ID)
+		switch {
+		case err != nil:
+			r.logger().Warn("pool gauges", "pool", p.ID, "err", err)
+		case ok:
+			metrics.PoolOldestReservationAge.WithLabelValues(label).Set(max(0, t.Sub(oldest).Seconds()))
+		default:
+			metrics.PoolOldestReservationAge.WithLabelValues(label).Set(0)
+		}
+	}
 }
 
 // syncAll syncs every pool of a source that lists UTXOs.

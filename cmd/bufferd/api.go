@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bufferd/bufferd/config"
 	"github.com/bufferd/bufferd/handlers"
@@ -27,7 +28,7 @@ func newAPICmd() *cobra.Command {
 		Short: "Serve the HTTP API (stateless: run as many as you like behind a load balancer)",
 		Args:  cobra.NoArgs,
 	}
-	c := loadConfig(cmd, append([]string{"addr", "database-url", "database-max-conns", "redis-url", "redis-prefix", "admin-token", "shutdown-timeout", "pprof-addr"},
+	c := loadConfig(cmd, append([]string{"addr", "api-metrics-addr", "database-url", "database-max-conns", "redis-url", "redis-prefix", "admin-token", "shutdown-timeout", "pprof-addr"},
 		protectionFlags...)...)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(c)
@@ -54,15 +55,28 @@ func newAPICmd() *cobra.Command {
 		rebuilder.Mutexes = b.redis.Mutexes()
 		go rebuilder.Watch(ctx, rebuildWatchInterval)
 		registerPools(log, rdb, store)
+		setBuildInfo()
 		app := handlers.New(apiConfig(c, handlers.Config{Store: store, Locks: locks, Logger: log,
-			Ready: notRebuilding(rebuilder)}))
+			Ready: notRebuilding(rebuilder), MetricsElsewhere: c.APIMetricsAddr != ""}))
 		ln, err := net.Listen("tcp", c.Addr)
 		if err != nil {
 			return err
 		}
 		servePprof(ctx, c.PprofAddr, log)
 		log.Info("api listening", "addr", ln.Addr().String())
-		return serveFiber(ctx, app, ln, c.ShutdownGrace)
+		if c.APIMetricsAddr == "" {
+			return serveFiber(ctx, app, ln, c.ShutdownGrace)
+		}
+		// /metrics on its own port, off the public one; the ops server
+		// answers /livez and /readyz there too.
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			return serveOps(gctx, c.APIMetricsAddr, func(ctx context.Context) error {
+				return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx))
+			}, log)
+		})
+		g.Go(func() error { return serveFiber(gctx, app, ln, c.ShutdownGrace) })
+		return g.Wait()
 	}
 	return cmd
 }

@@ -156,6 +156,7 @@ func startDev(parent context.Context, o devOptions) (*devStack, error) {
 	src := chain.NewBytomd(d.chainURL)
 	rebuilder := syncer.NewRebuilder(store, locks, d.rdb, "bufferd:", o.log)
 	registerPools(o.log, d.rdb, store)
+	setBuildInfo()
 	// One process, no election: the jobs run unfenced (epoch 0).
 	runner := syncer.Jobs{
 		Store: store, Locks: locks, Chain: src, Rebuild: rebuilder,

@@ -181,3 +181,37 @@ func waitNotReady(t *testing.T, url, reason string, timeout time.Duration) {
 	}
 	t.Fatalf("%s did not answer 503 naming %q within %s; last: %s", url, reason, timeout, last)
 }
+
+// With BUFFERD_API_METRICS_ADDR the API serves /metrics (with
+// bufferd_build_info), /livez and /readyz there, and its public address keeps
+// /livez and /readyz but no longer answers /metrics.
+func TestAPIServesMetricsOnItsOwnPort(t *testing.T) {
+	_, prefix := testenv.Redis(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	env := []string{
+		"BUFFERD_DATABASE_URL=" + testenv.Postgres(t),
+		"BUFFERD_REDIS_URL=" + testenv.RedisURL(),
+		"BUFFERD_REDIS_PREFIX=" + prefix,
+		"BUFFERD_ADDR=" + addr,
+		"BUFFERD_API_METRICS_ADDR=" + ops,
+	}
+	migrate := exec.Command(binary, "migrate", "up")
+	migrate.Env = append(os.Environ(), env...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v %s", err, out)
+	}
+	p := start(t, env, "api")
+	waitHTTP(t, "http://"+addr+"/readyz", 20*time.Second)
+	waitHTTP(t, "http://"+ops+"/readyz", 20*time.Second)
+	wantSeries(t, "api", scrapeMetrics(t, "http://"+ops), `bufferd_build_info{goversion="go`, `bufferd_http_requests_total{`)
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("public GET /metrics: %d, want 404", resp.StatusCode)
+	}
+	p.stop(t)
+}

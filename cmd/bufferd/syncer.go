@@ -49,6 +49,7 @@ func newSyncerCmd() *cobra.Command {
 			log.Warn("metrics", "err", err)
 		}
 		registerPools(log, rdb, store)
+		setBuildInfo()
 		rebuilder := syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)
 		rebuilder.Mutexes = b.redis.Mutexes()
 		jobs := syncer.Jobs{
