@@ -77,15 +77,19 @@ type ruleTests struct {
 			Series string `json:"series"`
 			Values string `json:"values"`
 		} `json:"input_series"`
-		AlertRuleTest []struct {
-			EvalTime  string `json:"eval_time"`
-			Alertname string `json:"alertname"`
-			ExpAlerts []struct {
-				ExpLabels      map[string]string `json:"exp_labels"`
-				ExpAnnotations map[string]string `json:"exp_annotations"`
-			} `json:"exp_alerts"`
-		} `json:"alert_rule_test"`
+		AlertRuleTest []alertRuleTest `json:"alert_rule_test"`
 	} `json:"tests"`
+}
+
+// alertRuleTest is one alert_rule_test of a promtool test file: the alerts
+// expected to fire at an evaluation time.
+type alertRuleTest struct {
+	EvalTime  string `json:"eval_time"`
+	Alertname string `json:"alertname"`
+	ExpAlerts []struct {
+		ExpLabels      map[string]string `json:"exp_labels"`
+		ExpAnnotations map[string]string `json:"exp_annotations"`
+	} `json:"exp_alerts"`
 }
 
 func mustDurationOf(t *testing.T, s string) time.Duration {
@@ -132,14 +136,7 @@ func TestAlertRules(t *testing.T) {
 					labels.FromMap(r.Labels), labels.FromMap(r.Annotations), labels.EmptyLabels(), "", true, nil)
 			}
 			checks := tc.AlertRuleTest
-			slices.SortStableFunc(checks, func(a, b struct {
-				EvalTime  string `json:"eval_time"`
-				Alertname string `json:"alertname"`
-				ExpAlerts []struct {
-					ExpLabels      map[string]string `json:"exp_labels"`
-					ExpAnnotations map[string]string `json:"exp_annotations"`
-				} `json:"exp_alerts"`
-			}) int {
+			slices.SortStableFunc(checks, func(a, b alertRuleTest) int {
 				return int(mustDurationOf(t, a.EvalTime) - mustDurationOf(t, b.EvalTime))
 			})
 			var now time.Duration
