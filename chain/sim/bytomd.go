@@ -44,7 +44,12 @@ type btmRequestError struct {
 }
 
 func btmOK(ctx *fiber.Ctx, data any) error {
-	return ctx.JSON(fiber.Map{"status": "success", "data": data})
+	return ctx.JSON(btmSuccess(data))
+}
+
+// btmSuccess is the node's envelope of a handler's answer.
+func btmSuccess(data any) fiber.Map {
+	return fiber.Map{"status": "success", "data": data}
 }
 
 // btmFail answers a handler error the node reports as BTM000.
@@ -265,48 +270,47 @@ func (c *Chain) btmGetBlock(ctx *fiber.Ctx) error {
 	if err := decodeLenient(ctx, &req); err != nil {
 		return btmBadRequest(ctx, err)
 	}
-	v, ok := c.requestedBlock(req)
+	body, ok := c.blockAnswer(req.BlockHeight, req.hash())
 	if !ok {
 		return btmFail(ctx, req.notFound(btmDetailNoBlock))
 	}
 	ctx.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return ctx.Send(c.blockAnswer(v))
+	return ctx.Send(body)
 }
 
-// blockAnswer is the body of /get-block's answer for a block, encoded once,
-// as a node reads it from its store: a block's hash and time fix its content
-// (a block mined again after a reorganisation may share the hash).
-func (c *Chain) blockAnswer(v blockView) []byte {
-	key := v.hash + "@" + strconv.FormatInt(v.time.UnixNano(), 10)
+// blockAnswer is the body of /get-block's answer for a block (by hash when
+// hash is not empty, else by height), encoded once, as a node reads it from
+// its store; false when there is no such block.
+func (c *Chain) blockAnswer(height uint64, hash string) ([]byte, bool) {
 	c.mu.Lock()
-	body, ok := c.answers[key]
-	c.mu.Unlock()
-	if ok {
-		return body
+	b := c.findBlockLocked(height, hash)
+	if b == nil {
+		c.mu.Unlock()
+		return nil, false
 	}
-	body, err := json.Marshal(fiber.Map{"status": "success", "data": toBtmBlock(v)})
+	if body := b.answer; body != nil {
+		c.mu.Unlock()
+		return body, true
+	}
+	v := viewOf(b)
+	c.mu.Unlock()
+	body, err := json.Marshal(btmSuccess(toBtmBlock(v)))
 	if err != nil {
 		panic(err) // plain structs of strings and numbers always encode
 	}
 	c.mu.Lock()
-	c.answers[key] = body
+	b.answer = body
 	c.mu.Unlock()
-	return body
+	return body, true
 }
 
 // PrepareBlockAnswers encodes /get-block's answer for every block now, so
 // that serving them later costs no more than a node reading its store (a
 // benchmark of a node's client then measures the client).
 func (c *Chain) PrepareBlockAnswers() {
-	c.mu.Lock()
-	n := len(c.blocks)
-	c.mu.Unlock()
-	for h := range n {
-		c.mu.Lock()
-		v, ok := c.blockLocked(uint64(h), "")
-		c.mu.Unlock()
-		if ok {
-			c.blockAnswer(v)
+	for h := uint64(0); ; h++ {
+		if _, ok := c.blockAnswer(h, ""); !ok {
+			return
 		}
 	}
 }

@@ -135,6 +135,9 @@ type block struct {
 	height uint64
 	time   time.Time
 	txs    []*tx // the coinbase first
+	// answer is the body of /get-block's answer, encoded at the first
+	// request: a mined block does not change.
+	answer []byte
 }
 
 // Chain is a simulated chain. It is safe for concurrent use.
@@ -155,8 +158,6 @@ type Chain struct {
 	// lists caches listLocked's answers until the UTXO set or the mempool
 	// changes, so paging through a large pool does not sort it per page.
 	lists map[string][]utxoView
-	// answers holds /get-block's encoded answers by block hash and time.
-	answers map[string][]byte
 }
 
 // New returns a chain holding only the genesis block (height 0).
@@ -168,7 +169,6 @@ func NewNetwork(network string) *Chain {
 	c := &Chain{
 		now:     time.Now,
 		byHash:  make(map[string]*block),
-		answers: make(map[string][]byte),
 		txs:     make(map[string]*tx),
 		unspent: make(map[string]*utxo),
 		pools:   make(map[string]map[string]*utxo),

@@ -114,22 +114,34 @@ type blockView struct {
 	txs    []txView
 }
 
+// findBlockLocked finds a block by hash when hash is not empty, else by
+// height; nil when there is none.
+func (c *Chain) findBlockLocked(height uint64, hash string) *block {
+	if hash != "" {
+		return c.byHash[hash]
+	}
+	if height < uint64(len(c.blocks)) {
+		return c.blocks[height]
+	}
+	return nil
+}
+
 // blockLocked finds a block by hash when hash is not empty, else by height.
 func (c *Chain) blockLocked(height uint64, hash string) (blockView, bool) {
-	var b *block
-	if hash != "" {
-		b = c.byHash[hash]
-	} else if height < uint64(len(c.blocks)) {
-		b = c.blocks[height]
-	}
+	b := c.findBlockLocked(height, hash)
 	if b == nil {
 		return blockView{}, false
 	}
+	return viewOf(b), true
+}
+
+// viewOf copies b.
+func viewOf(b *block) blockView {
 	v := blockView{hash: b.hash, prev: b.prev, height: b.height, time: b.time, txs: make([]txView, len(b.txs))}
 	for i, t := range b.txs {
 		v.txs[i] = snapshotTx(t)
 	}
-	return v, true
+	return v
 }
 
 // reward is what the block's coinbase pays.
