@@ -192,16 +192,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	go func() { _ = app.Listener(ln) }()
 	defer func() { _ = app.Shutdown() }()
 
-	programs := make([]string, o.Pools)
-	for i := range programs {
-		s := sha256.Sum256([]byte(fmt.Sprintf("bench index pool %d", i)))
-		programs[i] = "0020" + hex.EncodeToString(s[:])
-	}
-	others := make([]string, o.Pools) // programs of the transactions no pool watches
-	for i := range others {
-		s := sha256.Sum256([]byte(fmt.Sprintf("bench index other %d", i)))
-		others[i] = "0020" + hex.EncodeToString(s[:])
-	}
+	programs := p2wshPrograms("bench index pool", o.Pools)
+	others := p2wshPrograms("bench index other", o.Pools) // no pool watches them
 	b := &builder{ch: ch, programs: append(programs, others...), pools: len(programs), share: o.PoolShare, txs: o.TxsPerBlock}
 	if err := b.fund(DefaultUTXOsPerPool); err != nil {
 		return nil, err
@@ -231,6 +223,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
 			return nil, err
 		}
+		defer pprof.StopCPUProfile() // when the backfill fails; stopping twice is harmless
 	}
 	start := time.Now()
 	for {
@@ -363,10 +356,10 @@ func (b *builder) block() error {
 		b.made++
 		var i int
 		if float64(b.touching) < b.share*float64(b.made) {
-			b.touching++
-			b.spent[b.next%b.pools]++
 			i = b.next % b.pools
 			b.next++
+			b.touching++
+			b.spent[i]++
 		} else {
 			i = b.pools + b.made%(len(b.programs)-b.pools)
 		}
@@ -386,6 +379,17 @@ func (b *builder) block() error {
 	}
 	_, err := b.ch.Mine(1)
 	return err
+}
+
+// p2wshPrograms makes n P2WSH programs from the hashes of name and their
+// number.
+func p2wshPrograms(name string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		s := sha256.Sum256([]byte(fmt.Sprintf("%s %d", name, i)))
+		out[i] = "0020" + hex.EncodeToString(s[:])
+	}
+	return out
 }
 
 // check compares what the index stored for each pool with what the chain
