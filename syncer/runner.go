@@ -425,8 +425,8 @@ func (r *Runner) observePools(ctx context.Context) {
 	t := now()
 	for _, p := range pools {
 		c, label := counts[p.ID], poolLabel(p.ID)
-		for state, n := range map[string]int64{"available": c.Available, "reserved": c.Reserved, "spent": c.Spent,
-			"invalidated": c.Invalidated, "immature": c.Immature} {
+		for state, n := range map[string]int64{storage.StateAvailable: c.Available, storage.StateReserved: c.Reserved,
+			storage.StateSpent: c.Spent, storage.StateInvalidated: c.Invalidated, storage.StateImmature: c.Immature} {
 			metrics.PoolUTXOs.WithLabelValues(label, state).Set(float64(n))
 		}
 		oldest, ok, err := r.Store.OldestLiveReservation(ctx, p.ID)
