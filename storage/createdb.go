@@ -17,8 +17,9 @@ var ErrCannotCreateDatabase = errors.New("storage: the database does not exist a
 // DATABASE, in this order.
 var maintenanceDatabases = []string{"postgres", "template1"}
 
-// PostgreSQL error codes EnsureDatabase tells apart.
+// PostgreSQL error codes the store tells apart.
 const (
+	pgForeignKeyViolation   = "23503"
 	pgInvalidCatalogName    = "3D000" // the database does not exist
 	pgDuplicateDatabase     = "42P04"
 	pgUniqueViolation       = "23505" // a concurrent CREATE DATABASE of the same name

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/bufferd/bufferd/lockmgr"
@@ -78,8 +77,7 @@ func (s *Store) recordReservation(ctx context.Context, r Reservation, load strin
 // reservation of a pool that does not exist). gorm translates the errors of
 // the statements it builds, not those of a raw query read with Scan.
 func isForeignKeyViolation(err error) bool {
-	var pg *pgconn.PgError
-	return errors.Is(err, gorm.ErrForeignKeyViolated) || (errors.As(err, &pg) && pg.Code == "23503")
+	return errors.Is(err, gorm.ErrForeignKeyViolated) || hasPgCode(err, pgForeignKeyViolation)
 }
 
 // prepareRecord checks a reservation to record, fills in its defaults (state
