@@ -97,8 +97,7 @@ func newRedis(ctx context.Context, c *config.Config) (*redisConns, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errRedisURL, err)
 		}
-		setLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries)
-		opt.ContextTimeoutEnabled = true
+		setLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries, &opt.ContextTimeoutEnabled)
 		opts[i] = opt
 	}
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
@@ -139,8 +138,10 @@ func withRedisScheme(u string) string {
 }
 
 // setLimits sets bufferd's Redis limits on the options a URL left at
-// go-redis's defaults (zero).
-func setLimits(dial, read, write *time.Duration, retries *int) {
+// go-redis's defaults (zero), and makes the client obey its callers'
+// context deadlines.
+func setLimits(dial, read, write *time.Duration, retries *int, contextTimeout *bool) {
+	*contextTimeout = true
 	for _, d := range []struct {
 		p   *time.Duration
 		def time.Duration
@@ -183,8 +184,7 @@ func newClusterRedis(ctx context.Context, urls []string, seeds []*redis.Options)
 	for _, s := range seeds[1:] {
 		opt.Addrs = append(opt.Addrs, s.Addr)
 	}
-	setLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries)
-	opt.ContextTimeoutEnabled = true
+	setLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries, &opt.ContextTimeoutEnabled)
 	cluster := redis.NewClusterClient(opt)
 	if err := cluster.Ping(ctx).Err(); err != nil {
 		_ = cluster.Close()
@@ -208,8 +208,7 @@ func newSentinelRedis(ctx context.Context, raw string) (*redisConns, error) {
 	if err != nil {
 		return nil, err
 	}
-	setLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries)
-	opt.ContextTimeoutEnabled = true
+	setLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries, &opt.ContextTimeoutEnabled)
 	rdb := redis.NewFailoverClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
