@@ -1,6 +1,8 @@
 // Package client is the Go client of bufferd's v1 API: reserve UTXOs of a
-// contract pool, look a reservation up, extend, submit and release it, and
-// Hold a reservation that a background goroutine keeps extending.
+// contract pool, look a reservation up, extend, submit and release it, Hold
+// a reservation that a background goroutine keeps extending; list pools,
+// their UTXOs and transactions, the service's sync status; register pools
+// and list reservations with the admin token (WithAdminToken).
 //
 // Every call is bounded by its context. Calls are retried, a bounded number
 // of times, after a connection error, after a 503 answer (rebuilding or
@@ -17,8 +19,11 @@
 //
 // Errors of the API are *APIError values, matched with errors.Is against
 // ErrNoUTXOAvailable, ErrUTXOLocked, ErrEnded, ErrSubmitted, ErrNotFound,
-// ErrUnavailable, ErrRateLimited, ErrBadRequest, ErrIdempotencyKeyReused and
-// ErrIdempotencyKeyInUse.
+// ErrUnavailable, ErrUnauthorized, ErrRateLimited, ErrBadRequest,
+// ErrIdempotencyKeyReused and ErrIdempotencyKeyInUse.
+//
+// The examples run against devstack, the whole service in one process with
+// nothing installed; against a deployment only the URL changes.
 package client
 
 import (
@@ -28,11 +33,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Defaults of a Client.
@@ -64,6 +70,8 @@ type Client struct {
 	owner   string
 	agent   string
 	retries int
+	// adminToken is sent on the admin routes only.
+	adminToken string
 }
 
 // Option configures a Client.
@@ -86,6 +94,12 @@ func WithOwner(owner string) Option {
 // WithUserAgent sets the User-Agent header of every request.
 func WithUserAgent(ua string) Option {
 	return func(c *Client) { c.agent = ua }
+}
+
+// WithAdminToken sets the admin token that CreatePool and ListReservations
+// send ("Authorization: Bearer <token>"); no other call sends it.
+func WithAdminToken(token string) Option {
+	return func(c *Client) { c.adminToken = token }
 }
 
 // WithRetries sets how many times a call is retried after its first attempt
@@ -118,8 +132,12 @@ type call struct {
 	// out receives the decoded answer of a 2xx status with a body.
 	out any
 
+	// admin sends the Client's admin token (WithAdminToken).
+	admin bool
+
 	// Set by do:
 	respHdr http.Header // headers of the last answer
+	status  int         // HTTP status of the last answer
 }
 
 // do runs cl, retrying connection errors, 503 answers and 409
@@ -133,45 +151,70 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 			return fmt.Errorf("client: encode request: %w", err)
 		}
 	}
-	var last error
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			wait := backoff(attempt)
-			var ae *APIError
-			if errors.As(last, &ae) && ae.RetryAfter > 0 {
-				wait = ae.RetryAfter
-			}
-			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-				return last // no time left for another attempt
-			}
-			if err := sleep(ctx, wait); err != nil {
-				return errors.Join(err, last)
-			}
+	// last is the error of the latest attempt; prev that of the one before.
+	var last, prev error
+	b := &retryBackOff{ctx: ctx, last: &last}
+	b.InitialInterval, b.MaxInterval = backoffBase, backoffMax
+	b.Multiplier, b.RandomizationFactor = 2, 0.5
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		prev = last
+		last = c.attempt(ctx, cl, payload)
+		if last == nil || retryable(last) {
+			return struct{}{}, last
 		}
-		err := c.attempt(ctx, cl, payload)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			if last != nil {
-				return errors.Join(ctx.Err(), last)
-			}
-			return err
-		}
-		last = err
-		var ae *APIError
-		switch {
-		case errors.As(err, &ae):
-			if ae.Status != http.StatusServiceUnavailable && !errors.Is(ae, ErrIdempotencyKeyInUse) {
-				return err
-			}
-		case errors.As(err, new(permanentError)):
-			return err
-		}
-		if attempt >= c.retries {
-			return last
-		}
+		return struct{}{}, backoff.Permanent(last)
+	}, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.retries)+1), backoff.WithMaxElapsedTime(0))
+	if err == nil {
+		return nil
 	}
+	if ctx.Err() != nil {
+		// Cancelled while waiting, or during an attempt: say why, with what
+		// the attempt before had met.
+		if errors.Is(last, ctx.Err()) {
+			last = prev
+		}
+		if last != nil {
+			return errors.Join(ctx.Err(), last)
+		}
+		return err
+	}
+	return last
+}
+
+// retryable reports whether another attempt may succeed where err failed: a
+// connection error, a 503 answer, or an earlier attempt of the same reserve
+// still in progress.
+func retryable(err error) bool {
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Status == http.StatusServiceUnavailable || errors.Is(ae, ErrIdempotencyKeyInUse)
+	case errors.As(err, new(permanentError)):
+		return false
+	}
+	return true
+}
+
+// retryBackOff is an exponential backoff that waits what the last answer's
+// Retry-After asked for instead, and stops when the wait would outlast the
+// context's deadline.
+type retryBackOff struct {
+	backoff.ExponentialBackOff
+	ctx  context.Context
+	last *error
+}
+
+// NextBackOff implements backoff.BackOff.
+func (b *retryBackOff) NextBackOff() time.Duration {
+	wait := b.ExponentialBackOff.NextBackOff()
+	var ae *APIError
+	if errors.As(*b.last, &ae) && ae.RetryAfter > 0 {
+		wait = ae.RetryAfter
+	}
+	if dl, ok := b.ctx.Deadline(); ok && time.Until(dl) < wait {
+		return backoff.Stop // no time left for another attempt
+	}
+	return wait
 }
 
 // permanentError marks an error no retry can fix: a request that cannot be
@@ -201,6 +244,9 @@ func (c *Client) attempt(ctx context.Context, cl *call, payload []byte) error {
 	if c.agent != "" {
 		req.Header.Set("User-Agent", c.agent)
 	}
+	if cl.admin && c.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("client: %s %s: %w", cl.method, cl.path, err)
@@ -210,7 +256,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, payload []byte) error {
 	if err != nil {
 		return fmt.Errorf("client: %s %s: read answer: %w", cl.method, cl.path, err)
 	}
-	cl.respHdr = resp.Header
+	cl.respHdr, cl.status = resp.Header, resp.StatusCode
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return newAPIError(resp, body)
 	}
@@ -253,24 +299,4 @@ func retryAfter(h string) time.Duration {
 		d = time.Until(t)
 	}
 	return min(max(d, 0), maxRetryAfter)
-}
-
-// backoff is the wait before retry n (n >= 1) after a connection error:
-// exponential with full jitter over its upper half.
-func backoff(n int) time.Duration {
-	d := backoffBase << min(n-1, 10)
-	d = min(d, backoffMax)
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -19,6 +19,9 @@ var (
 	ErrNotFound = errors.New("client: not found")
 	// ErrUnavailable: 503, the pool is being rebuilt or the service is unavailable.
 	ErrUnavailable = errors.New("client: service unavailable")
+	// ErrUnauthorized: 401, an admin route was called without the admin
+	// token (see WithAdminToken) or with a wrong one.
+	ErrUnauthorized = errors.New("client: unauthorized")
 	// ErrRateLimited: 429, too many requests from this client.
 	ErrRateLimited = errors.New("client: rate limited")
 	// ErrBadRequest: 400, the server refused the request as invalid.
@@ -72,6 +75,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusNotFound
 	case ErrUnavailable:
 		return e.Status == http.StatusServiceUnavailable
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
 	case ErrRateLimited:
 		return e.Status == http.StatusTooManyRequests
 	case ErrBadRequest:

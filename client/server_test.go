@@ -162,6 +162,7 @@ func newServer(t testing.TB, amounts ...uint64) *server {
 // newServerWith is startServerWith for a test, stopped when the test ends.
 func newServerWith(t testing.TB, configure func(*handlers.Config), amounts ...uint64) *server {
 	t.Helper()
+	testenv.SkipWithoutServices(t)
 	s, err := startServerWith(configure, amounts...)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
