@@ -3,7 +3,8 @@
 # and running on this machine:
 #   - redis-server and redis-cli, and a Redis answering on 127.0.0.1:6379;
 #   - the PostgreSQL server binaries (postgres, initdb) and psql, and a
-#     PostgreSQL answering on 127.0.0.1:5432 as user postgres, trust auth.
+#     PostgreSQL answering on 127.0.0.1:5432 as user postgres, trust auth;
+#   - curl, which the commands of the README and docs/ use.
 # Missing packages are installed with apt-get (as root, or through sudo when
 # not root); services that do not answer are started. It is idempotent, quiet
 # when all is fine, and never stops or restarts a service that is running.
@@ -71,6 +72,7 @@ install_missing() {
 	local pkgs=()
 	{ have redis-server && have redis-cli; } || pkgs+=(redis-server)
 	{ pg_bindir >/dev/null && have psql; } || pkgs+=(postgresql)
+	have curl || pkgs+=(curl) # the docs' commands are run by docs/commands_test.go
 	[ "${#pkgs[@]}" -gt 0 ] || return 0
 	have apt-get || die "missing ${pkgs[*]} and there is no apt-get to install them"
 	log "installing ${pkgs[*]}"
