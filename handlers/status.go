@@ -146,7 +146,7 @@ func cspNonce() (string, error) {
 // such, never with their text.
 func (s *server) statusData(c *fiber.Ctx, now time.Time) statusView {
 	v := statusView{UpdatedAt: now.UTC().Format("2006-01-02 15:04:05 UTC"),
-		ChartLabel: fmt.Sprintf("reservations granted per %v over the last %v", chartStep, chartStep*chartBars)}
+		ChartLabel: fmt.Sprintf("Reservations granted per %d min, last %d min", int(chartStep.Minutes()), int((chartStep * chartBars).Minutes()))}
 	v.Redis = s.probe(c, s.pingRedis)
 	v.Postgres = s.probe(c, s.pingPostgres)
 	if !v.Postgres.OK {
