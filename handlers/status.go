@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -26,6 +27,7 @@ const (
 	chartW     = 180
 	chartH     = 36
 	publicLive = 20 // live reservations the page lists (without ids or owners)
+	statusTTL  = time.Second
 )
 
 //go:embed status.html.tmpl
@@ -109,14 +111,26 @@ type liveView struct {
 // small inline script that reloads its live part every 2 s and, once an
 // admin token is pasted (kept in sessionStorage), lists the live
 // reservations from GET /v1/reservations. metrics tells whether this
-// listener serves GET /metrics.
+// listener serves GET /metrics. Its data is read at most once per
+// statusTTL, whatever the number of viewers, so exposing it costs the
+// stores little.
 func (s *server) statusPage(metrics bool) fiber.Handler {
+	var (
+		mu   sync.Mutex
+		last statusView
+		at   time.Time
+	)
 	return func(c *fiber.Ctx) error {
 		nonce, err := cspNonce()
 		if err != nil {
 			return s.internal(c, err)
 		}
-		v := s.statusData(c, time.Now())
+		mu.Lock()
+		if time.Since(at) >= statusTTL {
+			last, at = s.statusData(c, time.Now()), time.Now()
+		}
+		v := last
+		mu.Unlock()
 		v.Nonce, v.Metrics = nonce, metrics
 		var b strings.Builder
 		if err := statusTmpl.Execute(&b, v); err != nil {
@@ -139,7 +153,7 @@ func cspNonce() (string, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("handlers: nonce: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(b[:]), nil
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil // no character html/template escapes
 }
 
 // statusData gathers the page's data. Failures are logged and shown as
