@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
 )
@@ -186,5 +188,26 @@ func TestBarsOf(t *testing.T) {
 	}
 	if bars, peak, _ := barsOf(nil, now); len(bars) != chartBars || peak != 0 {
 		t.Errorf("no history: %d bars", len(bars))
+	}
+}
+
+// TestStatusPageMetricsLabel checks the request metrics of the route at "/":
+// the page is counted under "/", and an unknown path stays "unmatched"
+// although the middlewares' mount path, "/", is now also a route's.
+func TestStatusPageMetricsLabel(t *testing.T) {
+	f := newFixture(t, 10)
+	count := func(route, status string) float64 {
+		return testutil.ToFloat64(metrics.HTTPRequests.WithLabelValues("GET", route, status))
+	}
+	page, unmatched, wrongly := count("/", "200"), count(metrics.RouteUnmatched, "404"), count("/", "404")
+	if status, _ := do(t, f.app, "GET", "/", ""); status != http.StatusOK {
+		t.Fatalf("GET /: %d", status)
+	}
+	if status, _ := do(t, f.app, "GET", "/nope/"+randHex(t, 8), ""); status != http.StatusNotFound {
+		t.Fatalf("GET /nope: %d", status)
+	}
+	if count("/", "200") != page+1 || count(metrics.RouteUnmatched, "404") != unmatched+1 || count("/", "404") != wrongly {
+		t.Errorf("page %v -> %v, unmatched %v -> %v, \"/\" 404 %v -> %v", page, count("/", "200"),
+			unmatched, count(metrics.RouteUnmatched, "404"), wrongly, count("/", "404"))
 	}
 }
