@@ -12,7 +12,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -161,6 +163,16 @@ func TestStatusPage(t *testing.T) {
 	_, p2 := get(fresh)
 	if u1, u2 := updatedRE.FindStringSubmatch(p1), updatedRE.FindStringSubmatch(p2); u1 == nil || u2 == nil || u1[1] != u2[1] {
 		t.Errorf("two views in a row read the stores twice: %v %v", u1, u2)
+	}
+
+	// Redis unreachable: the page says so and shows the rest from PostgreSQL.
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = dead.Close() })
+	deadLocks := lockmgr.New(dead, lockmgr.Options{Prefix: f.prefix})
+	t.Cleanup(func() { _ = deadLocks.Close() })
+	if _, page := get(f.newApp(Config{Locks: deadLocks})); !strings.Contains(page, `id="redis">unreachable`) ||
+		!strings.Contains(page, `id="postgres">ok`) || statusCells(t, page)[id] != [2]string{"1", "1"} {
+		t.Errorf("with Redis down: %s", page)
 	}
 
 	// Metrics served elsewhere: no link to them.
