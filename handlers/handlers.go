@@ -148,6 +148,8 @@ func New(cfg Config) *fiber.App {
 	s.useCORS(app)       // limits.go
 	registerOpenAPI(app) // GET /openapi.json and /docs
 
+	app.Get("/", s.statusPage(!cfg.MetricsElsewhere)) // status.go
+
 	app.Head("/dapp", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusOK) })
 	dapp := app.Group("/dapp")
 	dapp.Post("/list-utxos", s.listUTXOs)
@@ -162,6 +164,7 @@ func New(cfg Config) *fiber.App {
 	v1.Get("/pools/:id", s.getPool)
 	v1.Get("/pools/:id/utxos", s.listPoolUTXOs)
 	v1.Post("/reservations", s.limitReserve, s.reserve)
+	v1.Get("/reservations", s.listReservations) // reservations_list.go
 	v1.Get("/reservations/:id", s.getReservation)
 	v1.Post("/reservations/:id/extend", s.extendReservation)
 	v1.Post("/reservations/:id/submit", s.submitReservation)

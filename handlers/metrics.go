@@ -16,10 +16,10 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// routeSet is the set of an app's routes, "METHOD /template".
+// routeSet is the set of an app's routes, by their first handler.
 type routeSet struct {
 	routesOnce sync.Once
-	routes     map[string]bool
+	routes     map[*fiber.Handler]bool
 }
 
 // initMetrics registers the metrics catalogue with reg (nil means
@@ -88,7 +88,7 @@ func (s *server) routeLabel(c *fiber.Ctx, method string, status int) string {
 	if r == nil || len(r.Handlers) == 0 {
 		return metrics.RouteUnmatched // fiber's fallback route carries the raw path
 	}
-	if s.isRoute(c.App(), method, r.Path) {
+	if s.isRoute(c.App(), r) {
 		return r.Path // a registered constant
 	}
 	if status == fiber.StatusNotFound || status == fiber.StatusMethodNotAllowed {
@@ -97,16 +97,20 @@ func (s *server) routeLabel(c *fiber.Ctx, method string, status int) string {
 	return r.Path
 }
 
-// isRoute reports whether app has a route (not a middleware) for method and
-// path. The set is taken at the first request, when every route is registered.
-func (s *server) isRoute(app *fiber.App, method, path string) bool {
+// isRoute reports whether r is one of app's routes, not a middleware (whose
+// mount path may be a route's path too: "/"). Routes are told apart by their
+// handlers, which a route shares with the app's stack. The set is taken at the
+// first request, when every route is registered.
+func (s *server) isRoute(app *fiber.App, r *fiber.Route) bool {
 	s.routesOnce.Do(func() {
-		s.routes = map[string]bool{}
-		for _, r := range app.GetRoutes(true) {
-			s.routes[r.Method+" "+r.Path] = true
+		s.routes = map[*fiber.Handler]bool{}
+		for _, rt := range app.GetRoutes(true) {
+			if len(rt.Handlers) > 0 {
+				s.routes[&rt.Handlers[0]] = true
+			}
 		}
 	})
-	return s.routes[method+" "+path]
+	return len(r.Handlers) > 0 && s.routes[&r.Handlers[0]]
 }
 
 // methodLabel maps a request method to a constant string (fiber's method

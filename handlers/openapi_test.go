@@ -517,6 +517,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	submit(byHash.ID, fmt.Sprintf(`{"tx_id":%q}`, tx), 410, false)
 
 	c.send(app, exchange{method: "GET", target: "/v1/status", status: 200})
+	exerciseStatusRoutes(c, f) // status_test.go
 
 	// A block: it spends the legacy-held UTXO and the submitted reservation's
 	// (which is settled spent), and creates an immature coinbase output and
@@ -580,6 +581,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	c.send(app, exchange{method: "GET", target: txPath, status: 503})
 	c.send(app, exchange{method: "POST", target: "/v1/pools", body: v1Body, header: auth, status: 503})
 	c.send(app, exchange{method: "GET", target: "/v1/status", status: 503})
+	exerciseStatusRoutesDown(c, f) // status_test.go
 	c.send(app, exchange{method: "GET", target: resPath(byCount.ID), status: 503})
 	// A release takes effect in Redis: the journal learns it later.
 	c.send(app, exchange{method: "DELETE", target: resPath(byCount.ID), status: 200})

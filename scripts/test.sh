@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh is THE test command (CI runs it through .ci/run): it makes sure Redis
-# and PostgreSQL are installed and running (scripts/ensure-services.sh), then
+# and PostgreSQL are installed and running (scripts/ensure-services.sh) and
+# Chromium installed (scripts/ensure-chromium.sh), then
 # runs every Go test once, with the race detector, against the local servers
 # (TEST_REDIS_URL and TEST_DATABASE_URL, when set, win).
 #
@@ -21,6 +22,9 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 fi
 
 scripts/ensure-services.sh
+scripts/ensure-chromium.sh
+# The status page's browser test runs here; without Chromium it fails, not skips.
+export BUFFERD_REQUIRE_CHROMIUM=1
 
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
