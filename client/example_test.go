@@ -299,3 +299,30 @@ func spend(srv *devstack.Stack, r client.Reservation) string {
 	}
 	return txID
 }
+
+// List the live reservations of every pool, as an operator would (admin
+// token), like bitcoind's listlockunspent.
+func ExampleClient_ListReservations() {
+	ctx := context.Background()
+	srv, err := devstack.Start(ctx, devstack.Options{AdminToken: "s3cret"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c := client.New(srv.APIURL, client.WithAdminToken("s3cret"))
+
+	for _, owner := range []string{"alice", "bob", "alice"} {
+		if _, err := c.Reserve(ctx, client.ReserveRequest{Pool: srv.Pool.ID, Count: 1, Owner: owner}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for r, err := range c.AllReservations(ctx, client.ListReservationsRequest{State: client.StateLive, Owner: "alice", Limit: 1}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(r.Owner, r.State, r.UTXOs[0].Amount)
+	}
+	// Output:
+	// alice held 150000000
+	// alice held 50000000
+}

@@ -276,3 +276,63 @@ func pages[T any](fetch func(cursor string) ([]T, string, error)) iter.Seq2[T, e
 		}
 	}
 }
+
+// StateLive selects, in ListReservationsRequest.State, the reservations
+// that are held or submitted.
+const StateLive = "live"
+
+// ListReservationsRequest selects a page of reservations (admin token).
+type ListReservationsRequest struct {
+	// Pool keeps one pool's reservations; 0 means every pool.
+	Pool int64
+	// State keeps one state (a State* constant, or StateLive for held and
+	// submitted); empty means all.
+	State string
+	// Owner keeps one owner's reservations.
+	Owner string
+	// Limit is the page size (1 to 1000); 0 means the server's default (100).
+	Limit int
+	// Cursor is the NextCursor of the previous page; empty for the first.
+	Cursor string
+}
+
+// ReservationPage is a page of reservations, newest first within a pool;
+// NextCursor is empty on the last page.
+type ReservationPage struct {
+	Reservations []Reservation `json:"reservations"`
+	NextCursor   string        `json:"next_cursor"`
+}
+
+// ListReservations returns a page of the reservations the server's journal
+// holds (GET /v1/reservations, admin token: see WithAdminToken). The journal
+// follows Redis: a reservation released a moment ago may still list as held.
+func (c *Client) ListReservations(ctx context.Context, req ListReservationsRequest) (*ReservationPage, error) {
+	q := pageQuery(req.Limit, req.Cursor)
+	if req.Pool != 0 {
+		q.Set("pool", strconv.FormatInt(req.Pool, 10))
+	}
+	if req.State != "" {
+		q.Set("state", req.State)
+	}
+	if req.Owner != "" {
+		q.Set("owner", req.Owner)
+	}
+	var out ReservationPage
+	if err := c.do(ctx, &call{method: http.MethodGet, path: "/v1/reservations?" + q.Encode(), out: &out, admin: true}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AllReservations yields every reservation ListReservations would page
+// through; it stops at the first error, which it yields.
+func (c *Client) AllReservations(ctx context.Context, req ListReservationsRequest) iter.Seq2[Reservation, error] {
+	return pages(func(cursor string) ([]Reservation, string, error) {
+		req.Cursor = cursor
+		p, err := c.ListReservations(ctx, req)
+		if err != nil {
+			return nil, "", err
+		}
+		return p.Reservations, p.NextCursor, nil
+	})
+}

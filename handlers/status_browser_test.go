@@ -17,7 +17,8 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// The demo pool of `bufferd dev` (cmd/bufferd/dev.go): the BTM asset locked
+// The demo pool of `bufferd dev` (devstack.DemoAsset, DemoProgram, DemoAmounts;
+// devstack imports this package, so the values are repeated here): the BTM asset locked
 // by a made-up contract, 24 UTXOs of 0.5 to 12 BTM.
 var (
 	demoAsset   = strings.Repeat("f", 64)
