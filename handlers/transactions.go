@@ -56,7 +56,7 @@ func (s *server) listTransactions(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
 	if _, err := s.cachedPool(ctx, poolID); errors.Is(err, storage.ErrNotFound) {
-		return apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
+		return apiError(c, fiber.StatusNotFound, "pool_not_found", "pool not found")
 	} else if err != nil {
 		return s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", poolID, err))
 	}
