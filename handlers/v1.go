@@ -150,6 +150,9 @@ func (s *server) lookupPool(c *fiber.Ctx) (storage.Pool, bool, error) {
 
 // getPool is GET /v1/pools/:id: the pool, its UTXO counts and its sync positions.
 func (s *server) getPool(c *fiber.Ctx) error {
+	if err := checkParams(c, "getPool"); err != nil {
+		return s.apiBad(c, err)
+	}
 	pool, ok, err := s.lookupPool(c)
 	if !ok {
 		return err
@@ -175,10 +178,10 @@ func (s *server) getPool(c *fiber.Ctx) error {
 // listPoolUTXOs is GET /v1/pools/:id/utxos?state=&limit=&cursor=, keyset-paginated
 // by id; next_cursor is empty on the last page.
 func (s *server) listPoolUTXOs(c *fiber.Ctx) error {
-	state := c.Query("state")
-	if err := checkState(state); err != nil {
+	if err := checkParams(c, "listPoolUTXOs"); err != nil {
 		return s.apiBad(c, err)
 	}
+	state := c.Query("state") // one of the document's states, or empty
 	limit, after, err := pageQuery(c)
 	if err != nil {
 		return s.apiBad(c, err)

@@ -340,12 +340,3 @@ func parseCursor(s string) (int64, error) {
 	}
 	return n, nil
 }
-
-// checkState accepts the v1 UTXO state filter.
-func checkState(s string) error {
-	switch s {
-	case "", storage.StateAvailable, storage.StateReserved, storage.StateSpent, storage.StateInvalidated, storage.StateImmature:
-		return nil
-	}
-	return errBadState
-}
