@@ -34,9 +34,9 @@ import (
 
 // paramErrors is the answer for each refused parameter, by name.
 var paramErrors = map[string]error{
-	"state":  errBadState,
-	"limit":  errBadPageLimit,
-	"cursor": errBadCursor,
+	"state":   errBadState,
+	"limit":   errBadPageLimit,
+	"cursor":  errBadCursor,
 	"pool":    errBadPoolID,
 	"address": errBadAddress,
 }
