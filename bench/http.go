@@ -41,12 +41,10 @@ type answer struct {
 // code is the error code of a v1 error answer, else the status.
 func (a answer) code() string {
 	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
+		Code string `json:"code"` // a problem details answer's extension member
 	}
-	if json.Unmarshal(a.body, &e) == nil && e.Error.Code != "" {
-		return strconv.Itoa(a.status) + " " + e.Error.Code
+	if json.Unmarshal(a.body, &e) == nil && e.Code != "" {
+		return strconv.Itoa(a.status) + " " + e.Code
 	}
 	return strconv.Itoa(a.status)
 }

@@ -268,17 +268,30 @@ func (c *Client) attempt(ctx context.Context, cl *call, payload []byte) error {
 	return nil
 }
 
-// newAPIError reads a v1 error answer; any other body still gives the status.
+// newAPIError reads a v1 error answer, an RFC 9457 problem (or the
+// {"error":{"code","message"}} of servers before it); any other body still
+// gives the status.
 func newAPIError(resp *http.Response, body []byte) *APIError {
 	e := &APIError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
-	var env struct {
-		Error struct {
+	var p struct {
+		Type      string `json:"type"`
+		Title     string `json:"title"`
+		Detail    string `json:"detail"`
+		Code      string `json:"code"`
+		RequestID string `json:"request_id"`
+		Error     struct {
 			Code    string `json:"code"`
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(body, &env) == nil {
-		e.Code, e.Message = env.Error.Code, env.Error.Message
+	if json.Unmarshal(body, &p) == nil {
+		e.Code, e.Message, e.Type, e.RequestID = p.Code, p.Detail, p.Type, p.RequestID
+		if e.Message == "" {
+			e.Message = p.Title
+		}
+		if e.Code == "" && e.Message == "" {
+			e.Code, e.Message = p.Error.Code, p.Error.Message
+		}
 	}
 	if e.Message == "" {
 		e.Message = http.StatusText(resp.StatusCode)

@@ -288,6 +288,11 @@ func TestErrorMapping(t *testing.T) {
 	time.Sleep(time.Until(short.ExpiresAt) + 100*time.Millisecond)
 	_, err = c.Release(ctx, short.ID)
 	only(t, "release an expired reservation", err, client.ErrEnded, 410, "reservation_ended")
+	// The answer is a problem details object: its detail, type and request id are read.
+	if ae := apiErr(t, err); ae.Message != "the reservation has ended: it is expired" ||
+		ae.Type != "https://bufferd.dev/problems/reservation_ended" || ae.RequestID == "" {
+		t.Errorf("problem of an ended reservation: %+v", ae)
+	}
 
 	// No request was retried: 4xx answers are final.
 	if n := tr.count("POST /v1/reservations"); n != 10 {

@@ -42,14 +42,19 @@ var (
 	ErrIdempotencyKeyInUse = errors.New("client: idempotency key in use")
 )
 
-// APIError is an error answer of the API: {"error":{"code","message"}}.
+// APIError is an error answer of the API: an RFC 9457 problem details object
+// (application/problem+json) with the extension members code and request_id.
 type APIError struct {
 	// Status is the HTTP status.
 	Status int
 	// Code is the snake_case error code (empty when the body was not a v1 error).
 	Code string
-	// Message is the server's message, or the status text.
+	// Message is the problem's detail, or the status text.
 	Message string
+	// Type is the problem's type URI (https://bufferd.dev/problems/<code>).
+	Type string
+	// RequestID is the server's id of the request, to quote when reporting a problem.
+	RequestID string
 	// RetryAfter is the wait the server asked for (Retry-After), 0 when none.
 	RetryAfter time.Duration
 }

@@ -398,12 +398,10 @@ func doReservation(ctx context.Context, method, url string, body any) reply {
 		return r
 	}
 	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
+		Code string `json:"code"` // a problem details answer's extension member
 	}
 	_ = json.Unmarshal(raw, &e)
-	r.Code = e.Error.Code
+	r.Code = e.Code
 	return r
 }
 

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"html/template"
+	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/gofiber/fiber/v2/utils"
 )
 
 // docsTemplate renders the OpenAPI document as one self-contained HTML page.
@@ -58,6 +62,9 @@ type docsOp struct {
 	Params      []docsParam
 	Body        []docsMedia
 	Responses   []docsResponse
+	// ExampleRequest and ExampleResponse are an exchange built from the
+	// document's examples: the request, then the first success answer.
+	ExampleRequest, ExampleResponse string
 }
 
 type docsParam struct {
@@ -69,8 +76,9 @@ type docsParam struct {
 }
 
 type docsMedia struct {
-	Type   string
-	Schema template.HTML
+	Type    string
+	Schema  template.HTML
+	Example string // the media's example, indented JSON or text; empty when none
 }
 
 type docsResponse struct {
@@ -212,7 +220,123 @@ func docsOperation(method, path string, op *openapi3.Operation) (docsOp, error) 
 		dr.Content = media
 		d.Responses = append(d.Responses, dr)
 	}
+	d.ExampleRequest = exampleRequest(method, path, op, d)
+	d.ExampleResponse = exampleResponse(d.Responses)
 	return d, nil
+}
+
+// exampleText is the example of a media type (its example, else its first
+// named one, else its schema's): JSON indented, a string as it is.
+func exampleText(m *openapi3.MediaType) string {
+	if m == nil {
+		return ""
+	}
+	v := m.Example
+	if v == nil {
+		names := make([]string, 0, len(m.Examples))
+		for n := range m.Examples {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		if len(names) > 0 && m.Examples[names[0]].Value != nil {
+			v = m.Examples[names[0]].Value.Value
+		}
+	}
+	if v == nil && m.Schema != nil && m.Schema.Value != nil {
+		v = m.Schema.Value.Example
+	}
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string: // a text body (text/plain, text/html)
+		return v
+	}
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return ""
+	}
+	return string(js)
+}
+
+// paramExample is a parameter's example value as text ("" when it has none).
+func paramExample(p *openapi3.Parameter) string {
+	v := p.Example
+	if v == nil && p.Schema != nil && p.Schema.Value != nil {
+		v = p.Schema.Value.Example
+	}
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// exampleRequest writes the request of an operation from its examples: the
+// path with its parameters, the query parameters that have an example, the
+// headers and the body.
+func exampleRequest(method, path string, op *openapi3.Operation, d docsOp) string {
+	var query, headers []string
+	for _, pr := range op.Parameters {
+		p := pr.Value
+		ex := paramExample(p)
+		if ex == "" {
+			continue
+		}
+		switch p.In {
+		case openapi3.ParameterInPath:
+			path = strings.ReplaceAll(path, "{"+p.Name+"}", url.PathEscape(ex))
+		case openapi3.ParameterInQuery:
+			query = append(query, url.QueryEscape(p.Name)+"="+url.QueryEscape(ex))
+		case openapi3.ParameterInHeader:
+			headers = append(headers, p.Name+": "+ex)
+		}
+	}
+	var b strings.Builder
+	b.WriteString(method + " " + path)
+	if len(query) > 0 {
+		b.WriteString("?" + strings.Join(query, "&"))
+	}
+	b.WriteString("\n")
+	if d.Admin {
+		b.WriteString("Authorization: Bearer <admin token>\n")
+	}
+	for _, h := range headers {
+		b.WriteString(h + "\n")
+	}
+	if len(d.Body) > 0 {
+		b.WriteString("Content-Type: " + d.Body[0].Type + "\n\n" + d.Body[0].Example + "\n")
+	}
+	return b.String()
+}
+
+// exampleResponse writes the first success answer of responses (else the
+// first answer) with its example body.
+func exampleResponse(responses []docsResponse) string {
+	if len(responses) == 0 {
+		return ""
+	}
+	r := responses[0]
+	for _, x := range responses { // 201 first: a POST's usual answer
+		if x.Status == "201" {
+			r = x
+			break
+		}
+		if strings.HasPrefix(x.Status, "2") && !strings.HasPrefix(r.Status, "2") {
+			r = x
+		}
+	}
+	code, _ := strconv.Atoi(r.Status)
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 " + r.Status + " " + utils.StatusMessage(code) + "\n")
+	if len(r.Content) > 0 {
+		b.WriteString("Content-Type: " + r.Content[0].Type + "\n\n" + r.Content[0].Example + "\n")
+	}
+	return b.String()
 }
 
 func docsParameter(p *openapi3.Parameter) (docsParam, error) {
@@ -235,7 +359,7 @@ func docsContent(content openapi3.Content) ([]docsMedia, error) {
 	slices.Sort(types)
 	var out []docsMedia
 	for _, t := range types {
-		m := docsMedia{Type: t}
+		m := docsMedia{Type: t, Example: exampleText(content[t])}
 		if s := content[t].Schema; s != nil {
 			js, err := schemaHTML(s)
 			if err != nil {

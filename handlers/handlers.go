@@ -233,9 +233,13 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	if errors.As(err, &fe) {
 		switch fe.Code {
-		case fiber.StatusNotFound:
-			return apiError(c, fe.Code, "not_found", "route not found")
-		case fiber.StatusMethodNotAllowed:
+		case fiber.StatusNotFound, fiber.StatusMethodNotAllowed:
+			if isLegacy(c) {
+				return legacyNoRoute(c)
+			}
+			if fe.Code == fiber.StatusNotFound {
+				return apiError(c, fe.Code, "not_found", "route not found")
+			}
 			return apiError(c, fe.Code, "method_not_allowed", "method not allowed")
 		case fiber.StatusRequestEntityTooLarge:
 			if isLegacy(c) {

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -12,35 +13,48 @@ func (s *server) livez(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok"})
 }
 
-// readyz is GET /readyz: 200 when Redis, PostgreSQL and the extra check (if
-// any) answer, else 503 naming the failed checks (their errors are only logged).
-func (s *server) readyz(c *fiber.Ctx) error {
-	type check struct {
-		name string
-		fn   func(ctx context.Context) error
-	}
-	checks := []check{{"redis", s.pingRedis}, {"postgres", s.pingPostgres}}
-	if s.ready != nil {
-		checks = append(checks, check{"ready", s.ready})
-	}
-	results := make(map[string]string, len(checks))
-	ok := true
+// ReadyCheck is one named check of a readiness probe.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Readiness is the body of every GET /readyz of bufferd (the API's and the
+// syncer's): "ok" or "unavailable", and each check's outcome, "ok" or "fail".
+type Readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// CheckReady runs checks one after the other, each within probeTimeout, and
+// returns the readiness answer and its HTTP status: 200 when all pass, else
+// 503. A failure's error goes to log only, never to the answer.
+func CheckReady(ctx context.Context, log *slog.Logger, checks []ReadyCheck) (int, Readiness) {
+	r := Readiness{Status: "ok", Checks: make(map[string]string, len(checks))}
+	status := fiber.StatusOK
 	for _, ch := range checks {
-		ctx, cancel := context.WithTimeout(c.UserContext(), probeTimeout)
-		err := ch.fn(ctx)
+		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		err := ch.Check(cctx)
 		cancel()
 		if err != nil {
-			ok = false
-			results[ch.name] = "fail"
-			s.log.Warn("readiness check failed", "request_id", requestID(c), "check", ch.name, "err", err)
+			r.Status, status = "unavailable", fiber.StatusServiceUnavailable
+			r.Checks[ch.Name] = "fail"
+			log.Warn("readiness check failed", "check", ch.Name, "err", err)
 			continue
 		}
-		results[ch.name] = "ok"
+		r.Checks[ch.Name] = "ok"
 	}
-	if !ok {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "checks": results})
+	return status, r
+}
+
+// readyz is GET /readyz: Redis, PostgreSQL and the extra check (if any).
+func (s *server) readyz(c *fiber.Ctx) error {
+	checks := []ReadyCheck{{"redis", s.pingRedis}, {"postgres", s.pingPostgres}}
+	if s.ready != nil {
+		checks = append(checks, ReadyCheck{"ready", s.ready})
 	}
-	return c.JSON(fiber.Map{"status": "ok", "checks": results})
+	status, r := CheckReady(c.UserContext(), s.log.With("request_id", requestID(c)), checks)
+	return c.Status(status).JSON(r)
 }
 
 func (s *server) pingRedis(ctx context.Context) error {

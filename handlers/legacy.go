@@ -24,6 +24,10 @@ const (
 	msgNotFound     = "utxo not found"
 	msgRebuilding   = "service is restoring its state, retry in a second"
 	msgUnauthorized = "unauthorized"
+	// msgUnavailable answers a failure of Redis or PostgreSQL, like v1's 503
+	// unavailable: the request did nothing and may be sent again.
+	msgUnavailable = "service unavailable, retry later"
+	msgNoRoute     = "route not found"
 )
 
 // legacyContentType is what the original (gin) sent.
@@ -83,6 +87,20 @@ func legacyFailMsg(c *fiber.Ctx, msg string) error {
 	return legacyJSON(c, legacyEnvelope{Code: codeFail, Msg: msg})
 }
 
+// legacyNoRoute answers a request for no legacy route (an unknown path under
+// /dapp, or a method other than the route's): HTTP 404 as the original (gin,
+// which told neither apart) answered, in the legacy envelope.
+func legacyNoRoute(c *fiber.Ctx) error {
+	return c.Status(fiber.StatusNotFound).JSON(legacyEnvelope{Code: codeFail, Msg: msgNoRoute}, legacyContentType)
+}
+
+// legacyUnavailable logs err, a failure of Redis or PostgreSQL, and answers
+// code 300 msgUnavailable.
+func (s *server) legacyUnavailable(c *fiber.Ctx, err error) error {
+	s.log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "err", err)
+	return legacyFailMsg(c, msgUnavailable)
+}
+
 // legacyBad answers an input error in the legacy envelope, and any other error as internal.
 func (s *server) legacyBad(c *fiber.Ctx, err error) error {
 	var in *inputError
@@ -118,7 +136,7 @@ func (s *server) listUTXOs(c *fiber.Ctx) error {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
-		return s.internal(c, fmt.Errorf("find pool: %w", err))
+		return s.legacyUnavailable(c, fmt.Errorf("find pool: %w", err))
 	default:
 		var items []lockmgr.Item
 		if s.sample > 0 && c.Query("start") == "" && c.Query("limit") == "" {
@@ -131,7 +149,7 @@ func (s *server) listUTXOs(c *fiber.Ctx) error {
 			return legacyFailMsg(c, msgRebuilding)
 		}
 		if err != nil {
-			return s.internal(c, fmt.Errorf("list available: %w", err))
+			return s.legacyUnavailable(c, fmt.Errorf("list available: %w", err))
 		}
 		hashes := make([]string, len(items))
 		for i, it := range items {
@@ -173,7 +191,7 @@ func (s *server) updateUTXO(c *fiber.Ctx) error {
 	if !cached || errors.Is(rerr, lockmgr.ErrUnknownUTXO) || errors.Is(rerr, lockmgr.ErrRebuilding) {
 		utxos, err := s.store.GetUTXOs(ctx, []string{hash})
 		if err != nil {
-			return s.internal(c, fmt.Errorf("get utxo: %w", err))
+			return s.legacyUnavailable(c, fmt.Errorf("get utxo: %w", err))
 		}
 		var u *storage.UTXO
 		for i := range utxos {
@@ -201,7 +219,7 @@ func (s *server) updateUTXO(c *fiber.Ctx) error {
 	case errors.Is(err, lockmgr.ErrRebuilding):
 		return legacyFailMsg(c, msgRebuilding)
 	default:
-		return s.internal(c, fmt.Errorf("reserve %s: %w", hash, err))
+		return s.legacyUnavailable(c, fmt.Errorf("reserve %s: %w", hash, err))
 	}
 }
 
@@ -228,7 +246,7 @@ func (s *server) listBalances(c *fiber.Ctx) error {
 
 	rows, err := s.store.ListBalances(ctx, req.Address, req.Asset)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("list balances: %w", err))
+		return s.legacyUnavailable(c, fmt.Errorf("list balances: %w", err))
 	}
 	data := []legacyBalance{}
 	for _, b := range rows {
@@ -256,7 +274,7 @@ func (s *server) updateBase(c *fiber.Ctx) error {
 
 	pool, created, err := s.store.EnsurePool(ctx, req.Asset, req.Program)
 	if err != nil {
-		return s.internal(c, fmt.Errorf("ensure pool: %w", err))
+		return s.legacyUnavailable(c, fmt.Errorf("ensure pool: %w", err))
 	}
 	if created {
 		s.log.Info("pool registered", "request_id", requestID(c), "pool", pool.ID, "asset", pool.Asset)
@@ -283,7 +301,7 @@ func (s *server) updateBalance(c *fiber.Ctx) error {
 		State:   storage.BalancePending,
 	})
 	if err != nil {
-		return s.internal(c, fmt.Errorf("add balance: %w", err))
+		return s.legacyUnavailable(c, fmt.Errorf("add balance: %w", err))
 	}
 	return legacyOKData(c, nil)
 }

@@ -172,7 +172,7 @@ func TestPostgresUnreachable(t *testing.T) {
 		close(answers)
 		for a := range answers {
 			var e apiErr
-			if json.Unmarshal(a.body, &e) != nil || a.status != http.StatusServiceUnavailable || e.Error.Code != "unavailable" || a.retry == "" {
+			if json.Unmarshal(a.body, &e) != nil || a.status != http.StatusServiceUnavailable || e.Code != "unavailable" || a.retry == "" {
 				t.Errorf("%s: GET %s: %d Retry-After %q %s; want 503 unavailable with Retry-After", what, a.target, a.status, a.retry, a.body)
 			}
 			if a.took > RequestTimeout+5*time.Second {

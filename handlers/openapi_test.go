@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -418,7 +419,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	// The same key with another request: 422, nothing reserved.
 	reused := c.send(app, exchange{method: "POST", target: "/v1/reservations", body: fmt.Sprintf(`{"pool":%d,"count":2}`, pool.ID),
 		header: idem, status: 422})
-	if e := decode[apiErr](t, reused.body); e.Error.Code != "idempotency_key_reused" {
+	if e := decode[apiErr](t, reused.body); e.Code != "idempotency_key_reused" {
 		t.Fatalf("key reused: %s", reused.body)
 	}
 	// The same key while its first request is still in flight: 409 with Retry-After.
@@ -440,7 +441,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	}()
 	gate.waitEntered(t)
 	inUse := c.send(gated, exchange{method: "POST", target: "/v1/reservations", body: idemBody, header: inFlight, status: 409})
-	if e := decode[apiErr](t, inUse.body); e.Error.Code != "idempotency_key_in_use" || inUse.header.Get("Retry-After") == "" {
+	if e := decode[apiErr](t, inUse.body); e.Code != "idempotency_key_in_use" || inUse.header.Get("Retry-After") == "" {
 		t.Fatalf("key in use: %v %s", inUse.header, inUse.body)
 	}
 	gate.open()
@@ -657,7 +658,11 @@ func TestOpenAPIValidationCanFail(t *testing.T) {
 		}
 		return b
 	}
-	errBody := func(code string) []byte { return []byte(`{"error":{"code":"` + code + `","message":"x"}}`) }
+	errBody := func(code string) []byte {
+		return []byte(`{"type":"https://bufferd.dev/problems/` + code + `","title":"T","status":` +
+			strconv.Itoa(problemCodes[code].Status) + `,"detail":"x","code":"` + code + `"}`)
+	}
+	problemHeader := http.Header{"Content-Type": {mimeProblemJSON}}
 
 	cases := []struct {
 		name string
@@ -674,16 +679,16 @@ func TestOpenAPIValidationCanFail(t *testing.T) {
 		})}, false},
 		{"extra field", reserveReq, response{201, jsonHeader, reservation(func(m map[string]any) { m["secret"] = "x" })}, false},
 		{"bad time", reserveReq, response{201, jsonHeader, reservation(func(m map[string]any) { m["expires_at"] = "tomorrow" })}, false},
-		{"undocumented status", reserveReq, response{418, jsonHeader, []byte(`{"error":{"code":"teapot","message":"no"}}`)}, false},
-		{"503 without Retry-After", reserveReq, response{503, http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r1"}},
-			[]byte(`{"error":{"code":"unavailable","message":"retry"}}`)}, false},
-		{"503 without X-Request-ID", reserveReq, response{503, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}},
-			[]byte(`{"error":{"code":"unavailable","message":"retry"}}`)}, false},
-		{"503 with Retry-After", reserveReq, response{503, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
-			[]byte(`{"error":{"code":"unavailable","message":"retry"}}`)}, true},
-		{"503 with an error code of another status", reserveReq, response{503, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
-			[]byte(`{"error":{"code":"no_utxo_available","message":"retry"}}`)}, false},
-		{"409 with a code of another route", reserveReq, response{409, jsonHeader, []byte(`{"error":{"code":"tx_mismatch","message":"x"}}`)}, false},
+		{"undocumented status", reserveReq, response{418, problemHeader, errBody("teapot")}, false},
+		{"503 without Retry-After", reserveReq, response{503, http.Header{"Content-Type": {mimeProblemJSON}, "X-Request-Id": {"r1"}},
+			errBody("unavailable")}, false},
+		{"503 without X-Request-ID", reserveReq, response{503, http.Header{"Content-Type": {mimeProblemJSON}, "Retry-After": {"1"}},
+			errBody("unavailable")}, false},
+		{"503 with Retry-After", reserveReq, response{503, http.Header{"Content-Type": {mimeProblemJSON}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
+			errBody("unavailable")}, true},
+		{"503 with an error code of another status", reserveReq, response{503, http.Header{"Content-Type": {mimeProblemJSON}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
+			errBody("no_utxo_available")}, false},
+		{"409 with a code of another route", reserveReq, response{409, problemHeader, errBody("tx_mismatch")}, false},
 		{"replay without Idempotent-Replayed", reserveReq, response{200, jsonHeader, reservation(func(map[string]any) {})}, false},
 		{"replay of a released reservation", reserveReq, response{200, http.Header{"Content-Type": {"application/json"}, "Idempotent-Replayed": {"true"}},
 			reservation(func(m map[string]any) { m["state"] = "released" })}, true},
@@ -696,17 +701,17 @@ func TestOpenAPIValidationCanFail(t *testing.T) {
 		{"an amount as a string in an answer", reserveReq, response{201, jsonHeader, reservation(func(m map[string]any) {
 			m["utxos"] = []any{map[string]any{"hash": hash, "asset": hash, "amount": "10"}}
 		})}, false},
-		{"422 key reused", reserveReq, response{422, jsonHeader, errBody("idempotency_key_reused")}, true},
-		{"422 with another code", reserveReq, response{422, jsonHeader, errBody("bad_request")}, false},
-		{"409 key in use", reserveReq, response{409, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}},
+		{"422 key reused", reserveReq, response{422, problemHeader, errBody("idempotency_key_reused")}, true},
+		{"422 with another code", reserveReq, response{422, problemHeader, errBody("bad_request")}, false},
+		{"409 key in use", reserveReq, response{409, http.Header{"Content-Type": {mimeProblemJSON}, "Retry-After": {"1"}},
 			errBody("idempotency_key_in_use")}, true},
 		{"release answered 204", releaseReq, response{204, http.Header{}, nil}, false},
 		{"release answered released", releaseReq, response{200, jsonHeader, released(func(map[string]any) {})}, true},
 		{"release answered held", releaseReq, response{200, jsonHeader, released(func(m map[string]any) { m["state"] = "held" })}, false},
 		{"release answered without times", releaseReq, response{200, jsonHeader, released(func(m map[string]any) { delete(m, "updated_at") })}, false},
-		{"release refused as submitted", releaseReq, response{409, jsonHeader, errBody("reservation_submitted")}, true},
-		{"release refused as locked", releaseReq, response{409, jsonHeader, errBody("utxo_locked")}, false},
-		{"release of an ended reservation", releaseReq, response{410, http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r1"}},
+		{"release refused as submitted", releaseReq, response{409, problemHeader, errBody("reservation_submitted")}, true},
+		{"release refused as locked", releaseReq, response{409, problemHeader, errBody("utxo_locked")}, false},
+		{"release of an ended reservation", releaseReq, response{410, http.Header{"Content-Type": {mimeProblemJSON}, "X-Request-Id": {"r1"}},
 			errBody("reservation_ended")}, true},
 		{"a pool", poolsReq, response{200, jsonHeader, poolList(func(map[string]any) {})}, true},
 		{"a pool without synced", poolsReq, response{200, jsonHeader, poolList(func(p map[string]any) { delete(p, "synced") })}, false},
@@ -714,11 +719,11 @@ func TestOpenAPIValidationCanFail(t *testing.T) {
 		{"counts without immature", poolsReq, response{200, jsonHeader, poolList(func(p map[string]any) {
 			p["counts"] = map[string]any{"available": 1, "reserved": 0, "spent": 0, "invalidated": 0}
 		})}, false},
-		{"pools 503 without Retry-After", poolsReq, response{503, http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r1"}},
+		{"pools 503 without Retry-After", poolsReq, response{503, http.Header{"Content-Type": {mimeProblemJSON}, "X-Request-Id": {"r1"}},
 			errBody("unavailable")}, false},
-		{"pools 503 rebuilding", poolsReq, response{503, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
+		{"pools 503 rebuilding", poolsReq, response{503, http.Header{"Content-Type": {mimeProblemJSON}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
 			errBody("rebuilding")}, false},
-		{"pools 503", poolsReq, response{503, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
+		{"pools 503", poolsReq, response{503, http.Header{"Content-Type": {mimeProblemJSON}, "Retry-After": {"1"}, "X-Request-Id": {"r1"}},
 			errBody("unavailable")}, true},
 		{"an immature utxo", utxosReq, response{200, jsonHeader, utxoPageOf(func(map[string]any) {})}, true},
 		{"a utxo without valid_height", utxosReq, response{200, jsonHeader, utxoPageOf(func(u map[string]any) { delete(u, "valid_height") })}, false},

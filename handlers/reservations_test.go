@@ -94,7 +94,7 @@ func (f *fixture) reserveOK(body string, header ...string) resBody {
 func wantError(t *testing.T, what string, status int, b []byte, wantStatus int, wantCode string) {
 	t.Helper()
 	var e apiErr
-	if err := json.Unmarshal(b, &e); err != nil || status != wantStatus || e.Error.Code != wantCode || e.Error.Message == "" {
+	if err := json.Unmarshal(b, &e); err != nil || status != wantStatus || e.Code != wantCode || e.Detail == "" {
 		t.Fatalf("%s: %d %s; want %d %s", what, status, b, wantStatus, wantCode)
 	}
 }
@@ -330,7 +330,7 @@ func TestReserveConcurrent(t *testing.T) {
 			}
 			var e apiErr
 			_ = json.Unmarshal(b, &e)
-			errs[e.Error.Code]++
+			errs[e.Code]++
 		}()
 	}
 	close(start)

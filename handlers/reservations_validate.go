@@ -20,7 +20,6 @@ const (
 	maxWaitSecs      = 30
 	maxOwnerLen      = 64
 	maxIdemKeyLen    = 128
-	reservationIDLen = 32
 )
 
 // Messages shown to clients for bad reservation input.
@@ -335,19 +334,4 @@ func decodeSubmit(body []byte) (string, error) {
 		return "", errNeedTxID
 	}
 	return normHash64(tx, errBadTxID)
-}
-
-// validReservationID reports whether id looks like a reservation id: 32
-// lower-case hex characters.
-func validReservationID(id string) bool {
-	if len(id) != reservationIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

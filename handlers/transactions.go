@@ -39,16 +39,14 @@ type transactionPage struct {
 // transactions spending the pool's UTXOs that the chain index recorded,
 // newest first; with address, those with an input or output of it.
 func (s *server) listTransactions(c *fiber.Ctx) error {
+	if err := checkParams(c, "listTransactions"); err != nil {
+		return s.apiBad(c, err)
+	}
 	poolID, err := parsePoolID(c.Query("pool"))
 	if err != nil {
 		return s.apiBad(c, err)
 	}
-	address := c.Query("address")
-	if address != "" {
-		if err := checkAddress(address); err != nil {
-			return s.apiBad(c, err)
-		}
-	}
+	address := c.Query("address") // the document's Address, or empty
 	limit, before, err := pageQuery(c)
 	if err != nil {
 		return s.apiBad(c, err)
@@ -56,7 +54,7 @@ func (s *server) listTransactions(c *fiber.Ctx) error {
 	ctx, cancel := reqContext(c)
 	defer cancel()
 	if _, err := s.cachedPool(ctx, poolID); errors.Is(err, storage.ErrNotFound) {
-		return apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
+		return apiError(c, fiber.StatusNotFound, "pool_not_found", "pool not found")
 	} else if err != nil {
 		return s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", poolID, err))
 	}

@@ -11,20 +11,6 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// apiErrorBody is the v1 error: {"error":{"code":"snake_case","message":"..."}}.
-type apiErrorBody struct {
-	Error apiErrorDetail `json:"error"`
-}
-
-type apiErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func apiError(c *fiber.Ctx, status int, code, msg string) error {
-	return c.Status(status).JSON(apiErrorBody{Error: apiErrorDetail{Code: code, Message: msg}})
-}
-
 // apiBad answers an input error with 400, and any other error as internal.
 func (s *server) apiBad(c *fiber.Ctx, err error) error {
 	var in *inputError
@@ -155,7 +141,7 @@ func (s *server) lookupPool(c *fiber.Ctx) (storage.Pool, bool, error) {
 	pool, err := s.cachedPool(ctx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return storage.Pool{}, false, apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
+		return storage.Pool{}, false, apiError(c, fiber.StatusNotFound, "pool_not_found", "pool not found")
 	case err != nil:
 		return storage.Pool{}, false, s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", id, err))
 	}
@@ -164,6 +150,9 @@ func (s *server) lookupPool(c *fiber.Ctx) (storage.Pool, bool, error) {
 
 // getPool is GET /v1/pools/:id: the pool, its UTXO counts and its sync positions.
 func (s *server) getPool(c *fiber.Ctx) error {
+	if err := checkParams(c, "getPool"); err != nil {
+		return s.apiBad(c, err)
+	}
 	pool, ok, err := s.lookupPool(c)
 	if !ok {
 		return err
@@ -189,10 +178,10 @@ func (s *server) getPool(c *fiber.Ctx) error {
 // listPoolUTXOs is GET /v1/pools/:id/utxos?state=&limit=&cursor=, keyset-paginated
 // by id; next_cursor is empty on the last page.
 func (s *server) listPoolUTXOs(c *fiber.Ctx) error {
-	state := c.Query("state")
-	if err := checkState(state); err != nil {
+	if err := checkParams(c, "listPoolUTXOs"); err != nil {
 		return s.apiBad(c, err)
 	}
+	state := c.Query("state") // one of the document's states, or empty
 	limit, after, err := pageQuery(c)
 	if err != nil {
 		return s.apiBad(c, err)

@@ -22,11 +22,14 @@ func decode[T any](t *testing.T, b []byte) T {
 	return v
 }
 
+// apiErr is a v1 problem details answer.
 type apiErr struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Code      string `json:"code"`
+	RequestID string `json:"request_id"`
 }
 
 func TestV1CreatePool(t *testing.T) {
@@ -59,12 +62,12 @@ func TestV1CreatePool(t *testing.T) {
 		`[]`, fmt.Sprintf(`{"asset":%q,"program":"51"}{}`, asset)} {
 		status, b := do(t, f.app, http.MethodPost, "/v1/pools", bad, auth...)
 		e := decode[apiErr](t, b)
-		if status != http.StatusBadRequest || e.Error.Code != "bad_request" || e.Error.Message == "" {
+		if status != http.StatusBadRequest || e.Code != "bad_request" || e.Detail == "" {
 			t.Errorf("bad body %s: %d %s", bad, status, b)
 		}
 	}
 	status, b = do(t, f.app, http.MethodPost, "/v1/pools", body)
-	if e := decode[apiErr](t, b); status != http.StatusUnauthorized || e.Error.Code != "unauthorized" {
+	if e := decode[apiErr](t, b); status != http.StatusUnauthorized || e.Code != "unauthorized" {
 		t.Fatalf("no token: %d %s", status, b)
 	}
 	if f.poolCount() != before {
@@ -243,8 +246,11 @@ func TestV1ListAndGetPool(t *testing.T) {
 	} {
 		status, b := do(t, f.app, http.MethodGet, target, "")
 		e := decode[apiErr](t, b)
-		wantCode := map[int]string{400: "bad_request", 404: "not_found"}[want]
-		if status != want || e.Error.Code != wantCode {
+		wantCode := map[int]string{400: "bad_request", 404: "pool_not_found"}[want]
+		if target == "/v1/nothing" {
+			wantCode = "not_found"
+		}
+		if status != want || e.Code != wantCode {
 			t.Errorf("%s: %d %s, want %d %s", target, status, b, want, wantCode)
 		}
 	}
@@ -327,7 +333,7 @@ func TestV1PoolUTXOs(t *testing.T) {
 	}
 	for _, q := range []string{"state=gone", "limit=0", "limit=1001", "limit=x", "cursor=abc", "cursor=-4", "cursor=0"} {
 		status, b := do(t, f.app, http.MethodGet, fmt.Sprintf("/v1/pools/%d/utxos?%s", f.pool.ID, q), "")
-		if e := decode[apiErr](t, b); status != 400 || e.Error.Code != "bad_request" {
+		if e := decode[apiErr](t, b); status != 400 || e.Code != "bad_request" {
 			t.Errorf("%s: %d %s", q, status, b)
 		}
 	}

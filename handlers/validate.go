@@ -38,12 +38,14 @@ var (
 	errBadOrder   = badInput(`sort.order must be "asc", "desc" or empty`)
 	errBadStart   = badInput("start must be a non-negative integer")
 	errBadLimit   = badInput("limit must be a positive integer")
-	errBadAddress = badInput("address is required: at most 256 printable characters without spaces")
-	errBadAmount  = badInput("amount must be a non-zero integer")
-	errBadTxID    = badInput("tx_id must be 64 hex characters")
-	errBadState   = badInput(`state must be "available", "reserved", "spent", "invalidated", "immature" or empty`)
-	errBadCursor  = badInput("cursor is invalid")
-	errBadPoolID  = badInput("pool id must be a positive integer")
+	// errBadPageLimit is v1's: it refuses a limit over maxLimit, not only a zero one.
+	errBadPageLimit = badInput("limit must be an integer from 1 to 1000")
+	errBadAddress   = badInput("address is required: at most 256 printable characters without spaces")
+	errBadAmount    = badInput("amount must be a non-zero integer")
+	errBadTxID      = badInput("tx_id must be 64 hex characters")
+	errBadState     = badInput(`state must be "available", "reserved", "spent", "invalidated", "immature" or empty`)
+	errBadCursor    = badInput("cursor is invalid")
+	errBadPoolID    = badInput("pool id must be a positive integer")
 )
 
 // isHex reports whether s is non-empty and only hex digits (either case).
@@ -285,7 +287,10 @@ func parseLimit(s string, strict bool) (int, error) {
 		return defaultLimit, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n == 0 || strict && n > maxLimit {
+	switch {
+	case strict && (err != nil || n == 0 || n > maxLimit):
+		return 0, errBadPageLimit
+	case err != nil || n == 0:
 		return 0, errBadLimit
 	}
 	if n > maxLimit {
@@ -334,13 +339,4 @@ func parseCursor(s string) (int64, error) {
 		return 0, errBadCursor
 	}
 	return n, nil
-}
-
-// checkState accepts the v1 UTXO state filter.
-func checkState(s string) error {
-	switch s {
-	case "", storage.StateAvailable, storage.StateReserved, storage.StateSpent, storage.StateInvalidated, storage.StateImmature:
-		return nil
-	}
-	return errBadState
 }

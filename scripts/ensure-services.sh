@@ -4,7 +4,8 @@
 #   - redis-server and redis-cli, and a Redis answering on 127.0.0.1:6379;
 #   - the PostgreSQL server binaries (postgres, initdb) and psql, and a
 #     PostgreSQL answering on 127.0.0.1:5432 as user postgres, trust auth;
-#   - curl, which the commands of the README and docs/ use.
+#   - curl, which the commands of the README and docs/ use;
+#   - @redocly/cli (pinned) in .cache/redocly, with Node.js and npm.
 # Missing packages are installed with apt-get (as root, or through sudo when
 # not root); services that do not answer are started. It is idempotent, quiet
 # when all is fine, and never stops or restarts a service that is running.
@@ -19,6 +20,10 @@ PG_HOST=127.0.0.1
 PG_PORT=5432
 TIMEOUT=${ENSURE_SERVICES_TIMEOUT:-60}
 HBA_LINE='host all all 127.0.0.1/32 trust'
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# REDOCLY_VERSION must be handlers/lint_test.go's redoclyVersion. 1.x runs on
+# Debian 12's Node.js 18; 2.x needs Node.js 20.19 or later.
+REDOCLY_VERSION=1.34.5
 
 log() { printf 'ensure-services: %s\n' "$*" >&2; }
 die() {
@@ -165,6 +170,28 @@ ensure_postgres() {
 	die "cannot query PostgreSQL on $PG_HOST:$PG_PORT as postgres: $err"
 }
 
+# ensure_redocly installs the pinned @redocly/cli (the OpenAPI linter of
+# handlers' TestOpenAPILint) into .cache/redocly (git-ignored), and Node.js
+# with npm when missing. Fast when that version is already there.
+ensure_redocly() {
+	local dir bin
+	dir="$ROOT/.cache/redocly"
+	bin="$dir/node_modules/.bin/redocly"
+	if [ -x "$bin" ] && [ "$(REDOCLY_SUPPRESS_UPDATE_NOTICE=true "$bin" --version 2>/dev/null)" = "$REDOCLY_VERSION" ]; then
+		return 0
+	fi
+	if ! have node || ! have npm; then
+		have apt-get || die "missing node or npm and there is no apt-get to install them"
+		log "installing nodejs npm"
+		as_root apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+	fi
+	log "installing @redocly/cli@$REDOCLY_VERSION into $dir"
+	npm install --no-audit --no-fund --silent --prefix "$dir" "@redocly/cli@$REDOCLY_VERSION" >/dev/null
+	[ -x "$bin" ] || die "redocly still missing after npm install"
+}
+
 install_missing
 ensure_redis
 ensure_postgres
+ensure_redocly

@@ -26,6 +26,9 @@ scripts/ensure-chromium.sh
 # The status page's browser test runs here; without Chromium it fails, not skips.
 export BUFFERD_REQUIRE_CHROMIUM=1
 
+# The tools ensure-services.sh installed are required: their tests fail
+# instead of skipping when missing.
+export BUFFERD_REQUIRE_REDOCLY=1
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 

@@ -50,11 +50,15 @@ type answer struct {
 // code is the error code of a v1 or simulator error body.
 func (a answer) code() string {
 	var e struct {
+		Code  string `json:"code"` // v1: a problem details answer
 		Error struct {
 			Code string `json:"code"`
-		} `json:"error"`
+		} `json:"error"` // the simulator
 	}
 	_ = json.Unmarshal(a.Body, &e)
+	if e.Code != "" {
+		return e.Code
+	}
 	return e.Error.Code
 }
 

@@ -71,8 +71,9 @@ func newAPICmd() *cobra.Command {
 		// answers /livez and /readyz there too.
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
-			return serveOps(gctx, c.APIMetricsAddr, func(ctx context.Context) error {
-				return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx))
+			return serveOps(gctx, c.APIMetricsAddr, []handlers.ReadyCheck{
+				{Name: "redis", Check: locks.Ping}, {Name: "postgres", Check: store.Ping},
+				{Name: "ready", Check: notRebuilding(rebuilder)},
 			}, log)
 		})
 		g.Go(func() error { return serveFiber(gctx, app, ln, c.ShutdownGrace) })

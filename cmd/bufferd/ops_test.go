@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/handlers"
 	"github.com/bufferd/bufferd/testenv"
 )
 
@@ -136,7 +137,7 @@ func TestSyncerServesMetrics(t *testing.T) {
 	p := start(t, env, "syncer")
 	waitHTTP(t, "http://"+ops+"/livez", 20*time.Second)
 	// bufferd 2: a syncer whose chain source fails is not ready, and says why.
-	waitNotReady(t, "http://"+ops+"/readyz", "chain source", 20*time.Second)
+	waitNotReady(t, "http://"+ops+"/readyz", "chain", 20*time.Second)
 	m := scrapeMetrics(t, "http://"+ops)
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m, "\nbufferd_sync_leader 1") && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
@@ -154,9 +155,9 @@ func TestSyncerServesMetrics(t *testing.T) {
 	p.stop(t)
 }
 
-// waitNotReady waits until url answers 503 with a JSON reason containing
-// reason.
-func waitNotReady(t *testing.T, url, reason string, timeout time.Duration) {
+// waitNotReady waits until url answers 503 in the API's readiness shape
+// (handlers.Readiness) with check failed.
+func waitNotReady(t *testing.T, url, check string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -165,12 +166,9 @@ func waitNotReady(t *testing.T, url, reason string, timeout time.Duration) {
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			var body struct {
-				Status string `json:"status"`
-				Reason string `json:"reason"`
-			}
+			var body handlers.Readiness
 			if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(b, &body) == nil &&
-				body.Status == "unavailable" && strings.Contains(body.Reason, reason) {
+				body.Status == "unavailable" && body.Checks[check] == "fail" {
 				return
 			}
 			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
@@ -179,7 +177,7 @@ func waitNotReady(t *testing.T, url, reason string, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s did not answer 503 naming %q within %s; last: %s", url, reason, timeout, last)
+	t.Fatalf("%s did not answer 503 failing check %q within %s; last: %s", url, check, timeout, last)
 }
 
 // With BUFFERD_API_METRICS_ADDR the API serves /metrics (with

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -10,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/handlers"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
@@ -60,12 +60,16 @@ func newSyncerCmd() *cobra.Command {
 		// The runner of the term this process leads, if any: not ready while
 		// its chain source fails.
 		var leading atomic.Pointer[syncer.Runner]
-		ready := func(ctx context.Context) error {
-			var chainErr error
-			if r := leading.Load(); r != nil && r.ChainError() != "" {
-				chainErr = fmt.Errorf("chain source: %s", r.ChainError())
-			}
-			return errors.Join(locks.Ping(ctx), store.Ping(ctx), notRebuilding(rebuilder)(ctx), chainErr)
+		ready := []handlers.ReadyCheck{
+			{Name: "redis", Check: locks.Ping},
+			{Name: "postgres", Check: store.Ping},
+			{Name: "ready", Check: notRebuilding(rebuilder)},
+			{Name: "chain", Check: func(context.Context) error {
+				if r := leading.Load(); r != nil && r.ChainError() != "" {
+					return fmt.Errorf("chain source: %s", r.ChainError())
+				}
+				return nil
+			}},
 		}
 		log.Info("syncer starting", "chain", c.ChainURL, "kind", c.ChainKind, "interval", c.SyncInterval)
 		g, gctx := errgroup.WithContext(ctx)

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/config"
+	"github.com/bufferd/bufferd/handlers"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
@@ -44,8 +45,9 @@ func newLogger(c *config.Config) (*slog.Logger, error) {
 }
 
 // serveOps serves /metrics, /livez and /readyz on addr for processes without the
-// API (the syncer) until ctx ends.
-func serveOps(ctx context.Context, addr string, ready func(context.Context) error, log *slog.Logger) error {
+// API (the syncer) until ctx ends. /readyz runs checks and answers as the API's
+// does (handlers.CheckReady).
+func serveOps(ctx context.Context, addr string, checks []handlers.ReadyCheck, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -53,14 +55,10 @@ func serveOps(ctx context.Context, addr string, ready func(context.Context) erro
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		status, body := handlers.CheckReady(r.Context(), log, checks)
 		w.Header().Set("Content-Type", "application/json")
-		if err := ready(r.Context()); err != nil {
-			log.Warn("not ready", "err", err)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "reason": err.Error()})
-			return
-		}
-		_, _ = w.Write([]byte(`{"status":"ok"}`))
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
