@@ -53,7 +53,7 @@ func (s *server) listReservations(c *fiber.Ctx) error {
 	defer cancel()
 	if f.PoolID != 0 {
 		if _, err := s.cachedPool(ctx, f.PoolID); errors.Is(err, storage.ErrNotFound) {
-			return apiError(c, fiber.StatusNotFound, "not_found", "pool not found")
+			return apiError(c, fiber.StatusNotFound, "pool_not_found", "pool not found")
 		} else if err != nil {
 			return s.unavailable(c, "unavailable", fmt.Errorf("get pool %d: %w", f.PoolID, err))
 		}

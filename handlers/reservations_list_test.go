@@ -111,7 +111,7 @@ func TestListReservationsRoute(t *testing.T) {
 	// Without the admin token: 401, as the other admin routes.
 	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", testToken}} {
 		status, body := do(t, f.app, "GET", "/v1/reservations", "", h...)
-		if status != http.StatusUnauthorized || decode[apiErr](t, body).Error.Code != "unauthorized" {
+		if status != http.StatusUnauthorized || decode[apiErr](t, body).Code != "unauthorized" {
 			t.Errorf("with %v: %d %s", h, status, body)
 		}
 	}
@@ -128,11 +128,12 @@ func TestListReservationsRoute(t *testing.T) {
 		"cursor=" + url.QueryEscape(base64.URLEncoding.EncodeToString([]byte("1.55"))),
 	} {
 		status, body := do(t, f.app, "GET", "/v1/reservations?"+q, "", auth...)
-		if status != http.StatusBadRequest || decode[apiErr](t, body).Error.Code != "bad_request" {
+		if status != http.StatusBadRequest || decode[apiErr](t, body).Code != "bad_request" {
 			t.Errorf("%s: %d %s", q, status, body)
 		}
 	}
-	if status, body := do(t, f.app, "GET", "/v1/reservations?pool=999999", "", auth...); status != http.StatusNotFound {
+	if status, body := do(t, f.app, "GET", "/v1/reservations?pool=999999", "", auth...); status != http.StatusNotFound ||
+		decode[apiErr](t, body).Code != "pool_not_found" {
 		t.Errorf("unknown pool: %d %s", status, body)
 	}
 }
