@@ -11,7 +11,7 @@ import (
 )
 
 // redoclyVersion is the @redocly/cli that lints openapi.yaml; scripts/ensure-services.sh
-// installs the same one into .cache/redocly.
+// installs the same one into ~/.cache/bufferd/redocly.
 const redoclyVersion = "1.34.5"
 
 // openapi.yaml passes redocly's recommended ruleset with no error. Without
@@ -20,7 +20,11 @@ const redoclyVersion = "1.34.5"
 func TestOpenAPILint(t *testing.T) {
 	bin := os.Getenv("BUFFERD_REDOCLY")
 	if bin == "" {
-		bin = filepath.Join("..", ".cache", "redocly", "node_modules", ".bin", "redocly")
+		cache, err := os.UserCacheDir() // as ensure-services.sh: $XDG_CACHE_HOME or ~/.cache
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = filepath.Join(cache, "bufferd", "redocly", "node_modules", ".bin", "redocly")
 	}
 	if _, err := os.Stat(bin); err != nil {
 		if os.Getenv("BUFFERD_REQUIRE_REDOCLY") == "1" {

@@ -5,7 +5,7 @@
 #   - the PostgreSQL server binaries (postgres, initdb) and psql, and a
 #     PostgreSQL answering on 127.0.0.1:5432 as user postgres, trust auth;
 #   - curl, which the commands of the README and docs/ use;
-#   - @redocly/cli (pinned) in .cache/redocly, with Node.js and npm.
+#   - @redocly/cli (pinned) in ~/.cache/bufferd/redocly, with Node.js and npm.
 # Missing packages are installed with apt-get (as root, or through sudo when
 # not root); services that do not answer are started. It is idempotent, quiet
 # when all is fine, and never stops or restarts a service that is running.
@@ -171,11 +171,13 @@ ensure_postgres() {
 }
 
 # ensure_redocly installs the pinned @redocly/cli (the OpenAPI linter of
-# handlers' TestOpenAPILint) into .cache/redocly (git-ignored), and Node.js
-# with npm when missing. Fast when that version is already there.
+# handlers' TestOpenAPILint) into the user's cache directory
+# (${XDG_CACHE_HOME:-~/.cache}/bufferd/redocly, outside the checkout, so a
+# fresh clone does not install it again), and Node.js with npm when missing.
+# Fast when that version is already there.
 ensure_redocly() {
 	local dir bin
-	dir="$ROOT/.cache/redocly"
+	dir="${XDG_CACHE_HOME:-$HOME/.cache}/bufferd/redocly"
 	bin="$dir/node_modules/.bin/redocly"
 	if [ -x "$bin" ] && [ "$(REDOCLY_SUPPRESS_UPDATE_NOTICE=true "$bin" --version 2>/dev/null)" = "$REDOCLY_VERSION" ]; then
 		return 0
