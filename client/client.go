@@ -134,6 +134,10 @@ type call struct {
 
 	// admin sends the Client's admin token (WithAdminToken).
 	admin bool
+	// once sends the call once, without retries.
+	once bool
+	// failOut, when set, receives the decoded body of an answer that is not 2xx.
+	failOut any
 
 	// Set by do:
 	respHdr http.Header // headers of the last answer
@@ -153,6 +157,10 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 	}
 	// last is the error of the latest attempt; prev that of the one before.
 	var last, prev error
+	tries := uint(c.retries) + 1
+	if cl.once {
+		tries = 1
+	}
 	b := &retryBackOff{ctx: ctx, last: &last}
 	b.InitialInterval, b.MaxInterval = backoffBase, backoffMax
 	b.Multiplier, b.RandomizationFactor = 2, 0.5
@@ -163,7 +171,7 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 			return struct{}{}, last
 		}
 		return struct{}{}, backoff.Permanent(last)
-	}, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.retries)+1), backoff.WithMaxElapsedTime(0))
+	}, backoff.WithBackOff(b), backoff.WithMaxTries(tries), backoff.WithMaxElapsedTime(0))
 	if err == nil {
 		return nil
 	}
@@ -258,6 +266,9 @@ func (c *Client) attempt(ctx context.Context, cl *call, payload []byte) error {
 	}
 	cl.respHdr, cl.status = resp.Header, resp.StatusCode
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if cl.failOut != nil {
+			_ = json.Unmarshal(body, cl.failOut) // best effort: the status tells the outcome
+		}
 		return newAPIError(resp, body)
 	}
 	if cl.out != nil && len(body) > 0 {

@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -335,4 +338,34 @@ func (c *Client) AllReservations(ctx context.Context, req ListReservationsReques
 		}
 		return p.Reservations, p.NextCursor, nil
 	})
+}
+
+// Readiness is the answer of GET /readyz: "ok" or "unavailable", and each
+// check ("redis", "postgres", "ready": no rebuild running) "ok" or "fail".
+type Readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// Ready asks the API once, without retrying, whether it can serve
+// reservations (GET /readyz). It returns the readiness report with a nil
+// error when ready, and with an error matching ErrUnavailable naming the
+// failed checks when not.
+func (c *Client) Ready(ctx context.Context) (*Readiness, error) {
+	var out Readiness
+	err := c.do(ctx, &call{method: http.MethodGet, path: "/readyz", out: &out, failOut: &out, once: true})
+	if err != nil {
+		var failed []string
+		for name, v := range out.Checks {
+			if v != "ok" {
+				failed = append(failed, name)
+			}
+		}
+		if len(failed) > 0 {
+			slices.Sort(failed)
+			return &out, fmt.Errorf("%w (failed checks: %s)", err, strings.Join(failed, ", "))
+		}
+		return &out, err
+	}
+	return &out, nil
 }
