@@ -56,7 +56,7 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 	f.StringVar(&executable, "local-executable", "", "with --local: run the deployment from this bufferd binary (another version, to compare) instead of this one")
 	f.StringVar(&apis, "api", "", "comma-separated base URLs of running API replicas (without --local)")
 	f.StringVar(&chainURL, "chain", "", "base URL of the simulated chain the deployment follows (without --local)")
-	f.StringVar(&floorURL, "floor", "", "base URL of a running `bufferd bench floor` (default: start one with --redis-url)")
+	f.StringVar(&floorURL, "floor", "", "base URL of a running floor server, bufferd bench floor (default: start one with --redis-url)")
 	f.StringVar(&scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios to run")
 	f.DurationVar(&duration, "duration", bench.DefaultDuration, "measured length of each timed scenario (after a warm-up of a fifth of it, at most 2s)")
 	f.Float64Var(&rate, "rate", 0, "cycles a second of the open-loop scenario half (0: half of what a measured)")

@@ -40,6 +40,7 @@ func newLogger(c *config.Config) (*slog.Logger, error) {
 	}
 	l := slog.New(h)
 	slog.SetDefault(l)
+	redis.SetLogger(redisLogger{})
 	return l, nil
 }
 
