@@ -176,4 +176,3 @@ func TestGoRedisLogsThroughSlog(t *testing.T) {
 	}
 	t.Fatalf("go-redis's message not logged; stderr had:\n%s", strings.Join(lines, "\n"))
 }
-
