@@ -88,3 +88,34 @@ func TestBackfillLogsItsProgress(t *testing.T) {
 		t.Fatalf("progress lines %v, want one a batch ending at 100%%:\n%s", progress, logs.String())
 	}
 }
+
+func TestRebuildWatchLogsItsProgress(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFixture(t)
+	pools := []int64{f.syncedPool(t, "watch-progress-1", 2).ID, f.syncedPool(t, "watch-progress-2", 2).ID}
+	iter := f.rdb.Scan(ctx, 0, f.prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		f.rdb.Del(ctx, iter.Val())
+	}
+	var logs lockedBuffer
+	rb := syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, slog.New(slog.NewJSONHandler(&logs, nil)))
+	rb.ProgressEvery = time.Nanosecond
+	go rb.Watch(ctx, time.Hour)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), `"progress":"2/2 pools","rebuilt":2`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress line for the 2 pools rebuilt:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, id := range pools {
+		if loaded, err := f.locks.Loaded(ctx, id); err != nil || !loaded {
+			t.Fatalf("pool %d not rebuilt: %v", id, err)
+		}
+	}
+	if n := strings.Count(logs.String(), `"msg":"rebuilding pool state in redis"`); n != 2 {
+		t.Fatalf("%d start lines, want one a pool:\n%s", n, logs.String())
+	}
+}
