@@ -131,7 +131,7 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 func newBenchChaosCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "chaos",
-		Short: "Randomized lifecycle checker: clients, chain events and faults against a local deployment, checked at every quiet point",
+		Short: "Randomized lifecycle checker of a local deployment: clients, chain events, faults",
 		Long: `chaos starts private redis-server and PostgreSQL processes on free loopback
 ports (their binaries must be installed) and a deployment of this bufferd on
 them (simulated chain, 3 APIs, 2 syncers), then runs rounds of client

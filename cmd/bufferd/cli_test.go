@@ -139,6 +139,13 @@ func TestNoFlagUsageHasBackquotes(t *testing.T) {
 	if !strings.Contains(out.String(), "--floor string ") {
 		t.Errorf("bench --help shows --floor without its value type:\n%s", out.String())
 	}
+	// Flag descriptions wrap (at 100 columns off a terminal); only a word
+	// longer than that may stick out.
+	for _, line := range strings.Split(out.String(), "\n") {
+		if len(line) > 100 && len(strings.Fields(line)) > 1 {
+			t.Errorf("bench --help: a line of %d columns: %q", len(line), line)
+		}
+	}
 }
 
 func TestGoRedisLogsThroughSlog(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/bufferd/bufferd/config"
 )
@@ -135,6 +136,14 @@ Environment:
 	root.AddCommand(newAPICmd(), newSyncerCmd(), newMigrateCmd(), newDevCmd(), newSimchainCmd(), newVersionCmd(), newHealthcheckCmd(), newPoolCmd(), newBenchCmd())
 	root.SetFlagErrorFunc(flagError)
 	strictArgs(root)
+	// Long flag descriptions wrap at the terminal's width (100 columns when
+	// it is unknown) instead of running on.
+	cobra.AddTemplateFunc("wrappedFlagUsages", func(fs *pflag.FlagSet) string { return fs.FlagUsagesWrapped(helpWidth()) })
+	t := root.UsageTemplate()
+	for _, set := range []string{"LocalFlags", "InheritedFlags"} {
+		t = strings.ReplaceAll(t, "{{."+set+".FlagUsages", "{{wrappedFlagUsages ."+set)
+	}
+	root.SetUsageTemplate(t)
 	return root
 }
 
@@ -163,6 +172,14 @@ func loadConfig(cmd *cobra.Command, flags ...string) *config.Config {
 		return nil
 	}
 	return &c
+}
+
+// helpWidth is the columns help text wraps at.
+func helpWidth() int {
+	if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil && w >= 40 {
+		return w
+	}
+	return 100
 }
 
 // signalContext is cancelled on SIGINT or SIGTERM.
