@@ -225,6 +225,12 @@ func (c *Config) Check(fs *pflag.FlagSet, names ...string) error {
 	return errors.Join(errs...)
 }
 
+// EnvOfFlag is the environment variable of the setting whose flag is name.
+func EnvOfFlag(name string) (string, bool) {
+	f, ok := fieldOfFlag(reflect.TypeOf(Config{}), name)
+	return f.Tag.Get("env"), ok
+}
+
 // fieldOfFlag is the field of t whose flag is name.
 func fieldOfFlag(t reflect.Type, name string) (reflect.StructField, bool) {
 	for i := 0; i < t.NumField(); i++ {

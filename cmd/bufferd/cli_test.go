@@ -183,3 +183,17 @@ func TestGoRedisLogsThroughSlog(t *testing.T) {
 	}
 	t.Fatalf("go-redis's message not logged; stderr had:\n%s", strings.Join(lines, "\n"))
 }
+
+func TestFlagErrorsNameTheVariableOnlyOfSettings(t *testing.T) {
+	var out bytes.Buffer
+	code := execute(newRootCmd(), []string{"bench", "chaos", "--sweep-interval=x"}, &out)
+	if first, _, _ := strings.Cut(out.String(), "\n"); code != exitUsage || strings.Contains(first, "BUFFERD_") ||
+		!strings.Contains(first, "--sweep-interval") {
+		t.Errorf("bench chaos --sweep-interval=x (its own flag): exit %d:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := execute(newRootCmd(), []string{"syncer", "--sweep-interval=x"}, &out); code != exitUsage ||
+		!strings.Contains(out.String(), `--sweep-interval="x": invalid duration (env BUFFERD_SWEEP_INTERVAL)`) {
+		t.Errorf("syncer --sweep-interval=x: exit %d:\n%s", code, out.String())
+	}
+}

@@ -70,8 +70,9 @@ func flagError(_ *cobra.Command, err error) error {
 	var ive *pflag.InvalidValueError
 	if errors.As(err, &ive) {
 		f := ive.GetFlag()
-		if _, env, ok := strings.Cut(f.Usage, "(env "); ok {
-			env, _, _ = strings.Cut(env, ")")
+		// Only a flag bound to a setting says "(env ...)" (bench chaos has
+		// a --sweep-interval of its own).
+		if env, ok := config.EnvOfFlag(f.Name); ok && strings.Contains(f.Usage, "(env "+env+")") {
 			return &usageError{err: &config.SettingError{Env: env, Flag: f.Name, Value: ive.GetValue(), FromFlag: true,
 				Reason: "invalid " + f.Value.Type()}, config: true}
 		}
