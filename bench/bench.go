@@ -33,6 +33,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -197,11 +198,14 @@ func Run(ctx context.Context, t Target, o Options) (*Report, error) {
 
 func (r *runner) want(name string) bool { return slices.Contains(r.o.Scenarios, name) }
 
+// step runs the scenarios it names.
+type step struct {
+	names []string
+	run   func(context.Context) error
+}
+
 func (r *runner) run(ctx context.Context) error {
-	steps := []struct {
-		names []string
-		run   func(context.Context) error
-	}{
+	steps := []step{
 		{[]string{"e"}, r.scenarioFloor},
 		{[]string{"a", "half"}, r.scenarioCycles},
 		{[]string{"b"}, r.scenarioContention},
@@ -209,15 +213,44 @@ func (r *runner) run(ctx context.Context) error {
 		{[]string{"d"}, r.scenarioLegacy},
 		{[]string{"memory"}, r.scenarioMemory},
 	}
-	for _, s := range steps {
-		if !slices.ContainsFunc(s.names, r.want) {
-			continue
-		}
+	steps = slices.DeleteFunc(steps, func(s step) bool { return !slices.ContainsFunc(s.names, r.want) })
+	var current atomic.Value // the step under way
+	stop := r.reportProgress(&current)
+	defer stop()
+	for i, s := range steps {
+		name := strings.Join(s.names, "/")
+		current.Store(fmt.Sprintf("scenario %s (%d/%d)", name, i+1, len(steps)))
 		if err := s.run(ctx); err != nil {
-			return fmt.Errorf("bench: scenario %s: %w", strings.Join(s.names, "/"), err)
+			return fmt.Errorf("bench: scenario %s: %w", name, err)
 		}
 	}
+	current.Store("journal check")
 	return r.checkJournal(ctx)
+}
+
+// progressEvery is how often a run logs which step it is at.
+const progressEvery = 5 * time.Second
+
+// reportProgress logs the step in current every progressEvery (a "progress"
+// record, which a terminal shows as one updating line) until stop is called.
+func (r *runner) reportProgress(current *atomic.Value) (stop func()) {
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if step, _ := current.Load().(string); step != "" {
+					r.log.Info("bench running", "progress", step, "elapsed", now.Sub(start).Round(time.Second).String())
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // checkJournal reads the journal rows of every pool of the run and checks them.

@@ -1,55 +1,40 @@
 package bench
 
 import (
-	"os"
-	"strconv"
-	"strings"
+	"fmt"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
-// clockTicks is Linux's USER_HZ, the unit of /proc's CPU times.
-const clockTicks = 100
-
 // cpuSample is the CPU time the machine and this process have used so far,
-// read from /proc (Linux); ok is false elsewhere.
+// read from /proc (Linux, github.com/prometheus/procfs); ok is false elsewhere.
 type cpuSample struct {
 	at          time.Time
-	busy, total float64 // machine, all CPUs, in ticks
-	self        float64 // this process, in ticks
+	busy, total float64 // machine, all CPUs, in seconds
+	self        float64 // this process, in seconds
 	ok          bool
 }
 
 func sampleCPU() cpuSample {
 	s := cpuSample{at: time.Now()}
-	stat, err1 := os.ReadFile("/proc/stat")
-	self, err2 := os.ReadFile("/proc/self/stat")
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return s
+	}
+	stat, err1 := fs.Stat()
+	self, err2 := fs.Self()
 	if err1 != nil || err2 != nil {
 		return s
 	}
-	line, _, _ := strings.Cut(string(stat), "\n")
-	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	if len(fields) < 9 || fields[0] != "cpu" {
+	ps, err := self.Stat()
+	if err != nil {
 		return s
 	}
-	for i, f := range fields[1:9] {
-		v, _ := strconv.ParseFloat(f, 64)
-		s.total += v
-		if i != 3 && i != 4 { // idle, iowait
-			s.busy += v
-		}
-	}
-	// The command name may hold spaces: fields are counted after its ')'.
-	rest := string(self)
-	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	pf := strings.Fields(rest) // state ppid ... utime(12) stime(13)
-	if len(pf) < 13 {
-		return s
-	}
-	ut, _ := strconv.ParseFloat(pf[11], 64)
-	st, _ := strconv.ParseFloat(pf[12], 64)
-	s.self, s.ok = ut+st, true
+	c := stat.CPUTotal
+	s.busy = c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
+	s.total = s.busy + c.Idle + c.Iowait
+	s.self, s.ok = ps.CPUTime(), true
 	return s
 }
 
@@ -70,19 +55,19 @@ func cpuBetween(a, b cpuSample, cpus int) (CPUUse, bool) {
 	}
 	return CPUUse{
 		Machine:   (b.busy - a.busy) / (b.total - a.total) * float64(cpus),
-		Generator: (b.self - a.self) / clockTicks / secs,
+		Generator: (b.self - a.self) / secs,
 	}, true
 }
 
 // loadAverage returns the 1, 5 and 15 minute load averages ("" when unknown).
 func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return ""
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
+	l, err := fs.LoadAvg()
+	if err != nil {
 		return ""
 	}
-	return strings.Join(f[:3], " ")
+	return fmt.Sprintf("%.2f %.2f %.2f", l.Load1, l.Load5, l.Load15)
 }

@@ -59,16 +59,15 @@ func usedMemory(ctx context.Context, url string) (int64, error) {
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	info, err := rdb.Info(ctx, "memory").Result()
+	info, err := rdb.InfoMap(ctx, "memory").Result()
 	if err != nil {
 		return 0, fmt.Errorf("bench: redis INFO: %w", err)
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
+	v, ok := info["Memory"]["used_memory"]
+	if !ok {
+		return 0, errors.New("bench: INFO memory has no used_memory")
 	}
-	return 0, errors.New("bench: INFO memory has no used_memory")
+	return strconv.ParseInt(v, 10, 64)
 }
 
 // journalTables are the tables a reservation writes: its row, and a row per

@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // Process groups of the CPU breakdown.
@@ -18,11 +18,12 @@ const (
 	groupOther      = "everything else on the machine"
 )
 
-// procSnapshot is the CPU time (ticks) used so far by each process of the
-// machine that belongs to a group, read from /proc (Linux; empty elsewhere).
+// procSnapshot is the CPU time (seconds) used so far by each process of the
+// machine that belongs to a group, read from /proc (Linux, through
+// github.com/prometheus/procfs; empty elsewhere).
 type procSnapshot struct {
 	at    time.Time
-	ticks map[int]float64
+	secs  map[int]float64
 	group map[int]string
 }
 
@@ -30,46 +31,46 @@ type procSnapshot struct {
 // names the deployment's processes by pid, database is its database's name
 // (its PostgreSQL sessions show it in their title).
 func snapshotProcs(own map[int]string, database string) procSnapshot {
-	s := procSnapshot{at: time.Now(), ticks: map[int]float64{}, group: map[int]string{}}
-	entries, err := os.ReadDir("/proc")
+	s := procSnapshot{at: time.Now(), secs: map[int]float64{}, group: map[int]string{}}
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return s
+	}
+	all, err := fs.AllProcs()
 	if err != nil {
 		return s
 	}
 	self := os.Getpid()
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		g := own[pid]
-		if pid == self {
+	for _, p := range all {
+		g := own[p.PID]
+		if p.PID == self {
 			g = groupGenerator
 		}
 		if g == "" {
-			g = classify(pid, database)
+			g = classify(p, database)
 		}
 		if g == "" {
 			continue
 		}
-		if t, ok := procTicks(pid); ok {
-			s.ticks[pid], s.group[pid] = t, g
+		if st, err := p.Stat(); err == nil {
+			s.secs[p.PID], s.group[p.PID] = st.CPUTime(), g
 		}
 	}
 	return s
 }
 
 // classify puts a process that is not the deployment's own in a group, or "".
-func classify(pid int, database string) string {
-	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+func classify(p procfs.Proc, database string) string {
+	comm, err := p.Comm()
 	if err != nil {
 		return ""
 	}
-	switch strings.TrimSpace(string(comm)) {
+	switch comm {
 	case "redis-server":
 		return groupRedis
 	case "postgres":
-		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-		title := string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		cmd, _ := p.CmdLine()
+		title := strings.Join(cmd, " ") + " "
 		switch {
 		case database != "" && strings.Contains(title, " "+database+" "):
 			return groupPGSessions
@@ -79,25 +80,6 @@ func classify(pid int, database string) string {
 		return groupPGShared
 	}
 	return ""
-}
-
-// procTicks is the user and system CPU time of pid.
-func procTicks(pid int) (float64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	rest := string(b)
-	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-		rest = rest[i+1:] // the command name may hold spaces
-	}
-	f := strings.Fields(rest) // state ppid ... utime(12) stime(13)
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	return ut + st, err1 == nil && err2 == nil
 }
 
 // GroupCPU is the CPU one group of processes used, in cores.
@@ -110,17 +92,17 @@ type GroupCPU struct {
 // rest of the machine's busy time (machine, in cores) is groupOther.
 func cpuByGroup(a, b procSnapshot, machine float64) []GroupCPU {
 	secs := b.at.Sub(a.at).Seconds()
-	if secs <= 0 || len(b.ticks) == 0 {
+	if secs <= 0 || len(b.secs) == 0 {
 		return nil
 	}
 	sums := map[string]float64{}
-	for pid, t := range b.ticks {
-		sums[b.group[pid]] += t - a.ticks[pid] // a process born in between counts whole
+	for pid, t := range b.secs {
+		sums[b.group[pid]] += t - a.secs[pid] // a process born in between counts whole
 	}
 	var out []GroupCPU
 	total := 0.0
 	for g, t := range sums {
-		c := t / clockTicks / secs
+		c := t / secs
 		total += c
 		out = append(out, GroupCPU{g, c})
 	}

@@ -1,11 +1,11 @@
 package bench
 
 import (
-	"math"
-	"slices"
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Summary describes a set of latencies.
@@ -15,37 +15,36 @@ type Summary struct {
 	Min, Max             time.Duration
 }
 
-// Summarize returns the summary of ds (which it sorts).
+// Latency histograms (HdrHistogram) count microseconds from 1 µs to
+// maxLatency with 3 significant digits: a quantile is within 0.1% of the
+// exact nearest-rank value.
+const (
+	maxLatency    = 10 * time.Minute
+	latencyDigits = 3
+)
+
+// Summarize returns the summary of ds: count, mean, minimum and maximum
+// exact, the percentiles by the nearest-rank method (the smallest value at
+// least a fraction q of the values are not above) read from an HdrHistogram.
 func Summarize(ds []time.Duration) Summary {
 	if len(ds) == 0 {
 		return Summary{}
 	}
-	slices.Sort(ds)
+	h := hdrhistogram.New(1, maxLatency.Microseconds(), latencyDigits)
 	var sum time.Duration
+	s := Summary{Count: len(ds), Min: ds[0], Max: ds[0]}
 	for _, d := range ds {
 		sum += d
+		s.Min, s.Max = min(s.Min, d), max(s.Max, d)
+		_ = h.RecordValue(min(max(d.Microseconds(), 1), maxLatency.Microseconds()))
 	}
-	return Summary{
-		Count: len(ds),
-		Mean:  sum / time.Duration(len(ds)),
-		P50:   Percentile(ds, 0.50),
-		P99:   Percentile(ds, 0.99),
-		P999:  Percentile(ds, 0.999),
-		Min:   ds[0],
-		Max:   ds[len(ds)-1],
+	s.Mean = sum / time.Duration(len(ds))
+	q := func(p float64) time.Duration {
+		v := time.Duration(h.ValueAtQuantile(p)) * time.Microsecond
+		return min(max(v, s.Min), s.Max) // the histogram's bucket may pass the extremes
 	}
-}
-
-// Percentile returns the q-quantile (0 < q <= 1) of sorted by the
-// nearest-rank method: the smallest value at least a fraction q of the
-// values are not above. It returns 0 for no values.
-func Percentile(sorted []time.Duration, q float64) time.Duration {
-	n := len(sorted)
-	if n == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(n))) - 1
-	return sorted[min(max(i, 0), n-1)]
+	s.P50, s.P99, s.P999 = q(50), q(99), q(99.9)
+	return s
 }
 
 // OpStats are the outcomes of one kind of request in one scenario.

@@ -90,3 +90,63 @@ func TestProtectionSettings(t *testing.T) {
 		t.Fatal("bad burst accepted")
 	}
 }
+
+func TestLoadNamesTheVariableAndTheFlag(t *testing.T) {
+	t.Setenv("BUFFERD_SYNC_INTERVAL", "abc")
+	t.Setenv("BUFFERD_DATABASE_MAX_CONNS", "many")
+	_, err := Load()
+	for _, want := range []string{`BUFFERD_SYNC_INTERVAL="abc": invalid duration`, "(flag --sync-interval)",
+		`BUFFERD_DATABASE_MAX_CONNS="many": invalid integer (flag --database-max-conns)`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load: %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "SyncInterval") {
+		t.Errorf("Load names the Go field: %v", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	all := []string{"addr", "metrics-addr", "api-metrics-addr", "pprof-addr", "database-url", "redis-url", "chain-url",
+		"chain-kind", "chain-timeout", "sync-interval", "database-max-conns", "reserve-rate", "log-level", "log-format"}
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	c.Bind(fs, all...)
+	if err := c.Check(fs, all...); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	for _, bad := range []struct{ flag, value, want string }{
+		{"addr", "3100", "--addr"},
+		{"redis-url", "nonsense", "--redis-url"},
+		{"redis-url", "redis://", "--redis-url"},
+		{"database-url", "mysql://x", "--database-url"},
+		{"database-url", "postgres://u:hidden@h:0x/db", `"postgres://***@h:0x/db"`},
+		{"chain-url", "127.0.0.1:3101", "--chain-url"},
+		{"chain-kind", "explorer", "want blockcenter or bytomd"},
+		{"sync-interval", "0s", "above 0"},
+		{"database-max-conns", "0", "at least 1"},
+		{"reserve-rate", "-1", "--reserve-rate"},
+		{"log-format", "xml", "json or text"},
+	} {
+		c2 := c
+		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+		c2.Bind(fs, all...)
+		if err := fs.Parse([]string{"--" + bad.flag + "=" + bad.value}); err != nil {
+			t.Fatal(err)
+		}
+		err := c2.Check(fs, all...)
+		if err == nil || !strings.Contains(err.Error(), bad.want) || strings.Contains(err.Error(), "hidden") {
+			t.Errorf("--%s=%s: %v, want %q", bad.flag, bad.value, err, bad.want)
+		}
+	}
+	for _, good := range []string{"127.0.0.1:6379", "redis://u:p@h:1/2", "rediss://h:1,h2:2", "redis+sentinel://s1,s2:5/mymaster"} {
+		c2 := c
+		c2.RedisURL = good
+		if err := c2.Check(fs, "redis-url"); err != nil {
+			t.Errorf("%s: %v", good, err)
+		}
+	}
+}

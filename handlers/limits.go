@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/gofiber/fiber/v2/utils"
+	"golang.org/x/time/rate"
 )
 
 // Validate checks the settings handlers.New would otherwise panic on or
@@ -124,32 +125,29 @@ const (
 	sweepEvery = time.Minute // how often full buckets are forgotten
 )
 
-// rateLimiter is a token bucket per client: each holds up to burst tokens
-// and gains rate tokens a second; a request takes one. A bucket idle long
-// enough to be full again is forgotten (it is the same as a new one).
+// rateLimiter is a token bucket per client (golang.org/x/time/rate): each
+// holds up to burst tokens and gains rate tokens a second; a request takes
+// one. A bucket idle long enough to be full again is forgotten (it is the
+// same as a new one), so memory stays bounded by the clients active lately.
 type rateLimiter struct {
-	rate, burst float64
+	rate  rate.Limit
+	burst int
 
 	mu        sync.Mutex
-	buckets   map[string]*bucket
+	buckets   map[string]*rate.Limiter
 	nextSweep time.Time
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// newRateLimiter returns a limiter of rate requests a second per client with
-// bursts of burst (at least 1); nil (no limit) when rate is 0 or less.
-func newRateLimiter(rate float64, burst int) *rateLimiter {
-	if rate <= 0 || math.IsNaN(rate) || math.IsInf(rate, 0) {
+// newRateLimiter returns a limiter of r requests a second per client with
+// bursts of burst (at least 1); nil (no limit) when r is 0 or less.
+func newRateLimiter(r float64, burst int) *rateLimiter {
+	if r <= 0 || math.IsNaN(r) || math.IsInf(r, 0) {
 		return nil
 	}
 	if burst < 1 {
 		burst = 1
 	}
-	return &rateLimiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
+	return &rateLimiter{rate: rate.Limit(r), burst: burst, buckets: map[string]*rate.Limiter{}}
 }
 
 // take spends a token of key's bucket at now. When there is none it returns
@@ -165,24 +163,19 @@ func (l *rateLimiter) take(key string, now time.Time) (bool, time.Duration) {
 		if len(l.buckets) >= maxBuckets {
 			return true, 0
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = rate.NewLimiter(l.rate, l.burst)
 		l.buckets[utils.CopyString(key)] = b // key may alias a request buffer
-	} else if now.After(b.last) {
-		b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-		b.last = now
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.AllowN(now, 1) {
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, time.Duration((1 - b.TokensAt(now)) / float64(l.rate) * float64(time.Second))
 }
 
 // sweep forgets the buckets that are full again at now.
 func (l *rateLimiter) sweep(now time.Time) {
-	refill := time.Duration(l.burst / l.rate * float64(time.Second))
 	for k, b := range l.buckets {
-		if now.Sub(b.last) >= refill {
+		if b.TokensAt(now) >= float64(l.burst) {
 			delete(l.buckets, k)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -56,11 +57,15 @@ type Index struct {
 	// Batch is how many blocks one transaction applies (DefaultIndexBatch),
 	// Fetchers how many blocks are fetched at once (DefaultIndexFetchers).
 	Batch, Fetchers int
-	Log             *slog.Logger
+	// ProgressEvery is how often a backfill logs its progress
+	// (DefaultProgressEvery when 0).
+	ProgressEvery time.Duration
+	Log           *slog.Logger
 
-	mempool map[string]*chain.Tx // pending transactions read so far, by id
-	genesis string               // the genesis hash, once checked
-	ahead   *prefetch            // the next batch, being fetched while one is applied
+	backfill backfillProgress     // of the backfill under way
+	mempool  map[string]*chain.Tx // pending transactions read so far, by id
+	genesis  string               // the genesis hash, once checked
+	ahead    *prefetch            // the next batch, being fetched while one is applied
 }
 
 // prefetch is a batch of blocks being fetched in the background.
@@ -281,6 +286,7 @@ func (x *Index) advance(ctx context.Context, pools []storage.Pool, cursors map[i
 		}
 	}
 	if len(heights) == 0 {
+		x.backfill = backfillProgress{} // every pool is at the tip
 		return 0, false, nil
 	}
 	levels := slices.Sorted(maps.Keys(heights))
@@ -353,6 +359,7 @@ func (x *Index) advance(ctx context.Context, pools []storage.Pool, cursors map[i
 	}
 	metrics.IndexBlocks.Add(float64(len(blocks)))
 	metrics.IndexBatchDuration.Observe(time.Since(start).Seconds())
+	x.reportBackfill(start, low, int64(last.Height), int64(tip), len(blocks), len(heights))
 	for _, id := range heights[low] {
 		metrics.SyncBlocksBehind.WithLabelValues(poolLabel(id)).Set(float64(tip - last.Height))
 	}
@@ -689,6 +696,46 @@ func poolIDs(pools []storage.Pool) []int64 {
 		out[i] = p.ID
 	}
 	return out
+}
+
+// DefaultProgressEvery is how often long operations (a backfill, rebuilds)
+// log their progress.
+const DefaultProgressEvery = 5 * time.Second
+
+// backfillProgress is what a backfill did since it started and since it last
+// logged.
+type backfillProgress struct {
+	from     int64     // the lowest height the backfill started from
+	started  time.Time // zero: no backfill under way
+	reported time.Time
+	blocks   int // applied since reported
+}
+
+// reportBackfill counts a batch of blocks applied from height low up to
+// height (the chain's tip being tip, groups the pool positions behind it)
+// and, every ProgressEvery, logs how far the backfill got: a "progress"
+// record, which a terminal shows as one updating line.
+func (x *Index) reportBackfill(start time.Time, low, height, tip int64, blocks, groups int) {
+	b := &x.backfill
+	if b.started.IsZero() {
+		*b = backfillProgress{from: low, started: start, reported: start}
+	}
+	b.from = min(b.from, low)
+	b.blocks += blocks
+	now := time.Now()
+	every := cmp.Or(x.ProgressEvery, DefaultProgressEvery)
+	if now.Sub(b.reported) < every {
+		return
+	}
+	pct := 100.0
+	if tip > b.from {
+		pct = float64(height-b.from) / float64(tip-b.from) * 100
+	}
+	rate := float64(b.blocks) / now.Sub(b.reported).Seconds()
+	x.logger().Info("index backfill", "progress", fmt.Sprintf("%.1f%%", pct), "height", height, "tip", tip,
+		"behind", tip-height, "position_groups", groups, "blocks_per_second", math.Round(rate*10)/10,
+		"elapsed", now.Sub(b.started).Round(time.Second).String())
+	b.reported, b.blocks = now, 0
 }
 
 func (x *Index) logger() *slog.Logger {

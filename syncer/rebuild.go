@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,9 @@ type Rebuilder struct {
 	// Prefix is put before the mutex names (the Redis key prefix).
 	Prefix string
 	Log    *slog.Logger
+	// ProgressEvery is how often Watch logs its progress through many lost
+	// pools (DefaultProgressEvery when 0).
+	ProgressEvery time.Duration
 
 	rebuilding atomic.Int32 // rebuilds under way in this process
 }
@@ -76,6 +80,7 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (rebuilt bool
 		}
 	}()
 	start := time.Now()
+	r.logger().Info("rebuilding pool state in redis", "pool", pool)
 	// The journal learns the new load before the snapshot is taken: a grant
 	// of the lost load still in flight is then either in the snapshot or
 	// refused by the journal, never acknowledged without being restored.
@@ -123,12 +128,23 @@ func (r *Rebuilder) Watch(ctx context.Context, interval time.Duration) {
 		if err != nil && ctx.Err() == nil {
 			r.logger().Warn("rebuild watch: list pools", "err", err)
 		}
-		for _, p := range pools {
+		start, reported, rebuilt := time.Now(), time.Now(), 0
+		for i, p := range pools {
 			if p.SyncedAt == nil {
 				continue // the syncer has not the pool's whole UTXO set yet
 			}
-			if _, err := r.RebuildIfLost(ctx, p.ID); err != nil && ctx.Err() == nil {
+			did, err := r.RebuildIfLost(ctx, p.ID)
+			if err != nil && ctx.Err() == nil {
 				r.logger().Warn("rebuild", "pool", p.ID, "err", err)
+			}
+			if did {
+				rebuilt++
+			}
+			// Many pools lost at once take a while: say how far it got.
+			if now := time.Now(); rebuilt > 0 && now.Sub(reported) >= cmp.Or(r.ProgressEvery, DefaultProgressEvery) {
+				r.logger().Info("rebuild of lost pools", "progress", fmt.Sprintf("%d/%d pools", i+1, len(pools)),
+					"rebuilt", rebuilt, "elapsed", now.Sub(start).Round(time.Second).String())
+				reported = now
 			}
 		}
 		select {

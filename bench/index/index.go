@@ -199,9 +199,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	o.Log.Info("building the chain", "blocks", o.Blocks, "transactions_per_block", o.TxsPerBlock, "pools", o.Pools)
+	reported := time.Now()
 	for i := 0; i < o.Blocks; i++ {
 		if err := b.block(); err != nil {
 			return nil, err
+		}
+		if time.Since(reported) >= syncer.DefaultProgressEvery {
+			o.Log.Info("building the chain", "progress", fmt.Sprintf("%d/%d blocks", i+1, o.Blocks))
+			reported = time.Now()
 		}
 	}
 	// The node's work is not the index's: its answers are ready, as a node

@@ -36,7 +36,7 @@ func newAPICmd() *cobra.Command {
 			return err
 		}
 		if err := apiConfig(c, handlers.Config{}).Validate(); err != nil {
-			return err
+			return &usageError{err: err, config: true}
 		}
 		ctx, stop := signalContext()
 		defer stop()

@@ -56,7 +56,7 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 	f.StringVar(&executable, "local-executable", "", "with --local: run the deployment from this bufferd binary (another version, to compare) instead of this one")
 	f.StringVar(&apis, "api", "", "comma-separated base URLs of running API replicas (without --local)")
 	f.StringVar(&chainURL, "chain", "", "base URL of the simulated chain the deployment follows (without --local)")
-	f.StringVar(&floorURL, "floor", "", "base URL of a running `bufferd bench floor` (default: start one with --redis-url)")
+	f.StringVar(&floorURL, "floor", "", "base URL of a running floor server, bufferd bench floor (default: start one with --redis-url)")
 	f.StringVar(&scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios to run")
 	f.DurationVar(&duration, "duration", bench.DefaultDuration, "measured length of each timed scenario (after a warm-up of a fifth of it, at most 2s)")
 	f.Float64Var(&rate, "rate", 0, "cycles a second of the open-loop scenario half (0: half of what a measured)")
@@ -131,7 +131,7 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 func newBenchChaosCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "chaos",
-		Short: "Randomized lifecycle checker: clients, chain events and faults against a local deployment, checked at every quiet point",
+		Short: "Randomized lifecycle checker of a local deployment: clients, chain events, faults",
 		Long: `chaos starts private redis-server and PostgreSQL processes on free loopback
 ports (their binaries must be installed) and a deployment of this bufferd on
 them (simulated chain, 3 APIs, 2 syncers), then runs rounds of client

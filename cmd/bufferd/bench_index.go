@@ -15,7 +15,7 @@ import (
 func newBenchIndexCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "index",
-		Short: "Measure the chain index: blocks a second of a backfill, and block -> reservable latency",
+		Short: "Measure the chain index: backfill blocks a second, block -> reservable latency",
 		Long: `index builds a chain on the simulated node (in this process, serving the bytomd
 routes on loopback): --pools pools, each funded with UTXOs, then --blocks blocks of
 --txs-per-block transactions that each spend a pool UTXO into a new one. It

@@ -130,8 +130,8 @@ func TestPoolAddRegistersOnce(t *testing.T) {
 		{"--asset", demoAsset, "--program", "0020abc"},  // odd length
 		{"--asset", demoAsset + "'", "--program", "00"}, // injection attempt
 	} {
-		if code, out := run(t, env, append([]string{"pool", "add"}, bad...)...); code != 1 {
-			t.Errorf("pool add %v: exit %d, want 1: %s", bad, code, out)
+		if code, out := run(t, env, append([]string{"pool", "add"}, bad...)...); code != exitUsage {
+			t.Errorf("pool add %v: exit %d, want 2: %s", bad, code, out)
 		}
 	}
 

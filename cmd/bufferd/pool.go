@@ -27,10 +27,10 @@ func newPoolCmd() *cobra.Command {
 	c := loadConfig(add, "database-url")
 	add.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkPoolArgs(*asset, *program); err != nil {
-			return err
+			return &usageError{err: err}
 		}
 		if *fromHeight < 0 {
-			return errors.New("--from-height must not be negative")
+			return &usageError{err: errors.New("--from-height must not be negative")}
 		}
 		ctx, stop := signalContext()
 		defer stop()

@@ -129,6 +129,29 @@ func newRedis(ctx context.Context, c *config.Config) (*redisConns, error) {
 	return conns, nil
 }
 
+// checkRedisURL reads BUFFERD_REDIS_URL as newRedis does, without
+// connecting or resolving names.
+func checkRedisURL(raw string) error {
+	if raw = strings.TrimSpace(raw); isSentinelURL(raw) {
+		_, err := parseSentinelURL(raw)
+		return err
+	}
+	for _, u := range splitList(raw) {
+		if _, err := redis.ParseURL(withRedisScheme(u)); err != nil {
+			return fmt.Errorf("%w: %v", errRedisURL, err)
+		}
+	}
+	return nil
+}
+
+// redisLogger sends go-redis's messages to slog's default logger, as
+// warnings: they are about connections failing or being replaced.
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
 // withRedisScheme adds redis:// to a bare host:port.
 func withRedisScheme(u string) string {
 	if !strings.Contains(u, "://") {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/term"
 
 	"github.com/bufferd/bufferd/config"
 	"github.com/bufferd/bufferd/handlers"
@@ -39,8 +40,12 @@ func newLogger(c *config.Config) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: want json or text", c.LogFormat)
 	}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		h = newProgressHandler(h, os.Stderr)
+	}
 	l := slog.New(h)
 	slog.SetDefault(l)
+	redis.SetLogger(redisLogger{})
 	return l, nil
 }
 
