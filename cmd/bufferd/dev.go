@@ -21,7 +21,7 @@ var (
 func newDevCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run everything in one process with embedded Redis and SQLite, the simulated chain and a demo pool (no setup)",
+		Short: "Everything in one process: embedded Redis and SQLite, simulated chain, demo pool",
 		Args:  cobra.NoArgs,
 	}
 	chainAddr := cmd.Flags().String("chain-addr", "127.0.0.1:3101", "listen address of the simulated chain")
