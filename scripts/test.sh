@@ -41,7 +41,12 @@ for a in "$@"; do
 		;;
 	esac
 done
-go test -race -count=1 -timeout 20m "$@" ${pkgs[@]+"${pkgs[@]}"}
+# Files the tests keep (t.ArtifactDir: the status page's screenshot from
+# Chromium) go to BUFFERD_TEST_ARTIFACTS (default .artifacts/, git-ignored).
+artifacts="${BUFFERD_TEST_ARTIFACTS:-$PWD/.artifacts}"
+rm -rf "$artifacts" && mkdir -p "$artifacts"
+go test -race -count=1 -timeout 20m -artifacts -outputdir "$artifacts" "$@" ${pkgs[@]+"${pkgs[@]}"}
+find "$artifacts" -type f -printf 'test artifact: %p\n' | sort
 if [ $# -eq 0 ]; then
 	(cd deploy && go test -count=1 -timeout 10m ./...)
 fi
