@@ -11,7 +11,6 @@ package devstack
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,26 +34,13 @@ import (
 	"github.com/bufferd/bufferd/syncer"
 )
 
-// The demo pool: the BTM asset locked by a made-up contract.
+// The demo pool (chain/sim's): the BTM asset locked by a made-up contract,
+// 24 UTXOs of 0.5 to 12 BTM.
 var (
-	// DemoAsset is the demo pool's asset (BTM).
-	DemoAsset = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
-	// DemoProgram is the demo pool's control program (a P2WSH program).
-	DemoProgram = func() string {
-		s := sha256.Sum256([]byte("bufferd demo contract"))
-		return "0020" + hex.EncodeToString(s[:])
-	}()
+	DemoAsset   = sim.DemoAsset
+	DemoProgram = sim.DemoProgram
+	DemoAmounts = sim.DemoAmounts
 )
-
-// DemoAmounts are the amounts of the demo pool's UTXOs: 24 different amounts
-// from 0.5 to 12 BTM (in neu, 50,000,000 apart).
-func DemoAmounts() []uint64 {
-	out := make([]uint64, 24)
-	for i := range out {
-		out[i] = uint64(i+1) * 50_000_000
-	}
-	return out
-}
 
 // ErrAddrInUse is returned by Start when a listen address is taken.
 var ErrAddrInUse = errors.New("devstack: address already in use")

@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,26 +13,16 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/bufferd/bufferd/chain/sim"
 )
 
-// The demo pool of `bufferd dev` (devstack.DemoAsset, DemoProgram, DemoAmounts;
-// devstack imports this package, so the values are repeated here): the BTM asset locked
-// by a made-up contract, 24 UTXOs of 0.5 to 12 BTM.
+// The demo pool of `bufferd dev`.
 var (
-	demoAsset   = strings.Repeat("f", 64)
-	demoProgram = func() string {
-		s := sha256.Sum256([]byte("bufferd demo contract"))
-		return "0020" + hex.EncodeToString(s[:])
-	}()
+	demoAsset   = sim.DemoAsset
+	demoProgram = sim.DemoProgram
+	demoAmounts = sim.DemoAmounts
 )
-
-func demoAmounts() []uint64 {
-	out := make([]uint64, 24)
-	for i := range out {
-		out[i] = uint64(i+1) * 50_000_000
-	}
-	return out
-}
 
 // chromium finds the browser: skipped without one, unless
 // BUFFERD_REQUIRE_CHROMIUM=1 (scripts/test.sh, which installs it) makes
@@ -47,9 +35,9 @@ func chromium(t *testing.T) string {
 		}
 	}
 	if os.Getenv("BUFFERD_REQUIRE_CHROMIUM") == "1" {
-		t.Fatal("chromium is not installed (scripts/ensure-chromium.sh installs it)")
+		t.Fatal("chromium is not installed (scripts/ensure-services.sh installs it)")
 	}
-	t.Skip("chromium is not installed; scripts/test.sh installs it (scripts/ensure-chromium.sh)")
+	t.Skip("chromium is not installed; scripts/test.sh installs it (scripts/ensure-services.sh)")
 	return ""
 }
 

@@ -5,7 +5,8 @@
 #   - the PostgreSQL server binaries (postgres, initdb) and psql, and a
 #     PostgreSQL answering on 127.0.0.1:5432 as user postgres, trust auth;
 #   - curl, which the commands of the README and docs/ use;
-#   - @redocly/cli (pinned) in ~/.cache/bufferd/redocly, with Node.js and npm.
+#   - @redocly/cli (pinned) in ~/.cache/bufferd/redocly, with Node.js and npm;
+#   - Chromium (Debian's chromium) for the status page's browser test.
 # Missing packages are installed with apt-get (as root, or through sudo when
 # not root); services that do not answer are started. It is idempotent, quiet
 # when all is fine, and never stops or restarts a service that is running.
@@ -193,7 +194,21 @@ ensure_redocly() {
 	[ -x "$bin" ] || die "redocly still missing after npm install"
 }
 
+# ensure_chromium installs Debian's chromium (the status page's browser test,
+# handlers/status_browser_test.go) when no Chromium is on PATH.
+ensure_chromium() {
+	if have chromium || have chromium-browser; then
+		return 0
+	fi
+	have apt-get || die "chromium is missing and there is no apt-get to install it"
+	log "installing chromium"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	have chromium || die "chromium is still missing after apt-get install"
+}
+
 install_missing
 ensure_redis
 ensure_postgres
 ensure_redocly
+ensure_chromium

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # test.sh is THE test command (CI runs it through .ci/run): it makes sure Redis
-# and PostgreSQL are installed and running (scripts/ensure-services.sh) and
-# Chromium installed (scripts/ensure-chromium.sh), then
-# runs every Go test once, with the race detector, against the local servers
-# (TEST_REDIS_URL and TEST_DATABASE_URL, when set, win).
+# and PostgreSQL are installed and running, and curl, redocly and Chromium
+# installed (scripts/ensure-services.sh), then runs every Go test once, with
+# the race detector, against the local servers (TEST_REDIS_URL and
+# TEST_DATABASE_URL, when set, win).
 #
 # Without arguments it also runs the deploy/ module's tests (a Go module of its
 # own, so the bufferd binary never pulls in Helm): the Helm chart, the compose
@@ -22,7 +22,6 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 fi
 
 scripts/ensure-services.sh
-scripts/ensure-chromium.sh
 # The status page's browser test runs here; without Chromium it fails, not skips.
 export BUFFERD_REQUIRE_CHROMIUM=1
 

@@ -54,10 +54,7 @@ func (s *Store) ListBalances(ctx context.Context, address, asset string) ([]Bala
 // PendingBalances returns up to limit pending rows, oldest first (limit <= 0
 // means 100, capped at MaxListLimit).
 func (s *Store) PendingBalances(ctx context.Context, limit int) ([]Balance, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, MaxListLimit)
+	limit = pageLimit(limit)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	var out []Balance

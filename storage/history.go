@@ -38,10 +38,7 @@ type BlockHeader struct {
 // newest first, with an id below beforeID (0: from the newest); address,
 // when set, keeps those with an input or output of that address.
 func (s *Store) ListTransactions(ctx context.Context, poolID int64, address string, beforeID int64, limit int) ([]Transaction, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, MaxListLimit)
+	limit = pageLimit(limit)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	q := s.db.WithContext(ctx).Where("transactions.pool_id = ?", poolID)

@@ -563,10 +563,7 @@ func (s *Store) LiveReservationIDs(ctx context.Context, poolID int64, at time.Ti
 // within the submit grace, oldest first. limit <= 0 means 100; it is capped
 // at MaxListLimit.
 func (s *Store) SubmittedReservations(ctx context.Context, limit int) ([]Reservation, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, MaxListLimit)
+	limit = pageLimit(limit)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	t := now()

@@ -32,10 +32,7 @@ type ReservationKey struct {
 // row at key (zero: from the start). The order follows the unique
 // (pool_id, fence) index, so a page never skips nor repeats a row.
 func (s *Store) ListReservations(ctx context.Context, f ReservationFilter, after ReservationKey, limit int) ([]Reservation, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, MaxListLimit)
+	limit = pageLimit(limit)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	t := now()

@@ -17,8 +17,17 @@ import (
 // IN list (well under PostgreSQL's 65535 and SQLite's 32766 parameters).
 const batchSize = 1000
 
-// MaxListLimit is the largest page ListUTXOs returns.
+// MaxListLimit is the largest page a List method returns.
 const MaxListLimit = 1000
+
+// pageLimit is a List method's page size: limit, 100 when it is not
+// positive, at most MaxListLimit.
+func pageLimit(limit int) int {
+	if limit <= 0 {
+		return 100
+	}
+	return min(limit, MaxListLimit)
+}
 
 // SyncResult is what ReconcilePool changed.
 type SyncResult struct {
@@ -303,10 +312,7 @@ func (s *Store) ListUTXOs(ctx context.Context, poolID int64, state string, after
 	if state != "" && !validUTXOState(state) && state != StateReserved {
 		return nil, fmt.Errorf("%w: unknown utxo state %q", ErrInvalidArgument, state)
 	}
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, MaxListLimit)
+	limit = pageLimit(limit)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	t := now()
