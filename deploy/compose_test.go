@@ -344,16 +344,16 @@ func TestComposeAdminTokenComesFromTheEnvironment(t *testing.T) {
 	}
 }
 
-func TestReadmeShowsTheComposeDemo(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
+func TestOperationsPageShowsTheComposeDemo(t *testing.T) {
+	b, err := os.ReadFile("../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
+	page := string(b)
 	for _, s := range []string{"## Run with docker-compose", "## Install on Kubernetes", "docker compose up",
 		demoAsset, demoProgram, "http://127.0.0.1:3100", "existingSecret", "values-prod.yaml", "helm test"} {
-		if !strings.Contains(readme, s) {
-			t.Errorf("README.md does not mention %q", s)
+		if !strings.Contains(page, s) {
+			t.Errorf("docs/operations.md does not mention %q", s)
 		}
 	}
 }
