@@ -59,12 +59,16 @@ type hub struct {
 	mu        sync.Mutex
 	waiters   map[string]map[chan struct{}]struct{}
 	ps        interface{ Close() error }
+	// closed is set by Close: a listener starting after it stops at once.
+	closed bool
 }
 
-// Close stops the Manager's notification subscription, if any.
+// Close stops the Manager's notification subscription, if any, also one
+// whose listener has not subscribed yet; waiters fall back to polling.
 func (m *Manager) Close() error {
 	m.hub.mu.Lock()
 	defer m.hub.mu.Unlock()
+	m.hub.closed = true
 	if m.hub.ps == nil {
 		return nil
 	}
@@ -96,6 +100,11 @@ func (m *Manager) subscribe(pool int64) (chan struct{}, func()) {
 func (m *Manager) listen() {
 	ps := m.rdb.PSubscribe(context.Background(), m.prefix+"*:freed")
 	m.hub.mu.Lock()
+	if m.hub.closed {
+		m.hub.mu.Unlock()
+		_ = ps.Close()
+		return
+	}
 	m.hub.ps = ps
 	m.hub.mu.Unlock()
 	for msg := range ps.Channel() {
