@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -159,13 +158,7 @@ func loadConfig(cmd *cobra.Command, flags ...string) *config.Config {
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
 		err := loadErr
 		if err == nil {
-			err = c.Check(cmd.Flags(), flags...)
-		}
-		if err == nil && slices.Contains(flags, "redis-url") {
-			if rerr := checkRedisURL(c.RedisURL); rerr != nil {
-				err = &config.SettingError{Env: "BUFFERD_REDIS_URL", Flag: "redis-url", Value: c.RedisURL,
-					FromFlag: cmd.Flags().Changed("redis-url"), Reason: strings.TrimPrefix(rerr.Error(), errRedisURL.Error()+": ")}
-			}
+			err = c.CheckWith(cmd.Flags(), map[string]config.Rule{"redis-url": redisURLRule}, flags...)
 		}
 		if err != nil {
 			return &usageError{err: err, config: true}

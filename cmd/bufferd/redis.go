@@ -129,6 +129,15 @@ func newRedis(ctx context.Context, c *config.Config) (*redisConns, error) {
 	return conns, nil
 }
 
+// redisURLRule is the config rule of BUFFERD_REDIS_URL: checkRedisURL's
+// reason, if any.
+func redisURLRule(v any) string {
+	if err := checkRedisURL(v.(string)); err != nil {
+		return strings.TrimPrefix(err.Error(), errRedisURL.Error()+": ")
+	}
+	return ""
+}
+
 // checkRedisURL reads BUFFERD_REDIS_URL as newRedis does, without
 // connecting or resolving names.
 func checkRedisURL(raw string) error {
