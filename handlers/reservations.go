@@ -462,11 +462,9 @@ func (s *server) status(c *fiber.Ctx) error {
 	case !errors.Is(err, storage.ErrNotFound):
 		return s.unavailable(c, "unavailable", fmt.Errorf("current term: %w", err))
 	}
-	for _, cur := range cursors {
-		if cur.PoolID == 0 && cur.Job == syncer.JobChain {
-			out.Chain = &chainJSON{TipHeight: cur.Height, TipHash: cur.BlockHash, LastSuccess: cur.LastSuccess,
-				LastError: cur.LastError, UpdatedAt: cur.UpdatedAt}
-		}
+	if cur := chainCursor(cursors); cur != nil {
+		out.Chain = &chainJSON{TipHeight: cur.Height, TipHash: cur.BlockHash, LastSuccess: cur.LastSuccess,
+			LastError: cur.LastError, UpdatedAt: cur.UpdatedAt}
 	}
 	sync := syncOf(cursors)
 	for _, p := range pools {
@@ -479,14 +477,23 @@ func (s *server) status(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
+// chainCursor is the chain source's position among cursors (the syncer's
+// view of the tip), nil before the syncer first ran.
+func chainCursor(cursors []storage.SyncCursor) *storage.SyncCursor {
+	for i := range cursors {
+		if cursors[i].PoolID == 0 && cursors[i].Job == syncer.JobChain {
+			return &cursors[i]
+		}
+	}
+	return nil
+}
+
 // syncOf renders every pool's sync positions by pool and job; the chain
 // index's tells how far the tip is ahead.
 func syncOf(cursors []storage.SyncCursor) map[int64]map[string]cursorJSON {
 	tip := int64(-1)
-	for _, cur := range cursors {
-		if cur.PoolID == 0 && cur.Job == syncer.JobChain {
-			tip = cur.Height
-		}
+	if cur := chainCursor(cursors); cur != nil {
+		tip = cur.Height
 	}
 	out := map[int64]map[string]cursorJSON{}
 	for _, cur := range cursors {

@@ -45,21 +45,27 @@ var paramErrors = map[string]error{
 // unknown one (reservationNotFound).
 var errReservationID = errors.New("handlers: malformed reservation id")
 
-// reservationIDSchema is openapi.yaml's ReservationID, built once.
-var reservationIDSchema = sync.OnceValue(func() *openapi3.Schema {
-	doc, err := OpenAPI()
-	if err != nil || doc.Components.Schemas["ReservationID"] == nil {
-		return nil
-	}
-	return doc.Components.Schemas["ReservationID"].Value
-})
-
-// validReservationID reports whether id is a ReservationID of openapi.yaml
-// (32 lower-case hex characters).
+// validReservationID reports whether id is a ReservationID of openapi.yaml:
+// 32 lower-case hex characters. It runs on every request naming a
+// reservation (get, extend, submit, release), so it is written out rather
+// than asking the spec: the schema's VisitJSON measured 735-803 ns and 3
+// allocations per id against 23-26 ns and none for this loop
+// (BenchmarkValidReservationID, -count=3, on the 2-core machine). TestReservationIDFollowsTheSpec keeps the two in agreement.
 func validReservationID(id string) bool {
-	s := reservationIDSchema()
-	return s != nil && s.VisitJSON(id) == nil
+	if len(id) != reservationIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
+
+// reservationIDLen is the length of a reservation id (128 random bits in hex).
+const reservationIDLen = 32
 
 // specOps is every operation of openapi.yaml by operationId, built once.
 var specOps = sync.OnceValue(func() map[string]*openapi3.Operation {

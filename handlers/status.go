@@ -199,10 +199,8 @@ func (s *server) statusData(c *fiber.Ctx, now time.Time) statusView {
 	case !errors.Is(err, storage.ErrNotFound):
 		return fail("term", err)
 	}
-	for _, cur := range cursors {
-		if cur.PoolID == 0 && cur.Job == syncer.JobChain {
-			v.Chain = &chainView{TipHeight: cur.Height, LastSuccess: agoPtr(now, cur.LastSuccess), Failing: cur.LastError != ""}
-		}
+	if cur := chainCursor(cursors); cur != nil {
+		v.Chain = &chainView{TipHeight: cur.Height, LastSuccess: agoPtr(now, cur.LastSuccess), Failing: cur.LastError != ""}
 	}
 	sync := syncOf(cursors)
 	for _, p := range pools {
