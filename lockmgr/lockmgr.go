@@ -121,6 +121,10 @@ var (
 	// ErrKeyTaken is what a Journal's Record returns (wrapped) when another
 	// reservation already has the idempotency key.
 	ErrKeyTaken = errors.New("lockmgr: idempotency key already recorded")
+
+	// ErrScriptKeys is a script called with another number of keys than
+	// its header declares: a bug in lockmgr, never sent to Redis.
+	ErrScriptKeys = errors.New("lockmgr: script called with the wrong number of keys")
 )
 
 // Default and limits of a reservation's time to live.

@@ -202,7 +202,7 @@ func (m *Manager) reserve(ctx context.Context, r Request, mayRetry bool) (*Reser
 	for _, h := range r.Hashes {
 		args = append(args, h)
 	}
-	raw, err := reserveScript.Run(ctx, m.rdb, k.with(k.idemKey(digest)), args...).Slice()
+	raw, err := reserveScript.run(ctx, m.rdb, k.with(k.idemKey(digest)), args...).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -292,7 +292,7 @@ func (m *Manager) replayKey(ctx context.Context, r Request, digest string) (*Res
 }
 
 func (m *Manager) undo(ctx context.Context, k poolKeys, res *Reservation) error {
-	if err := undoScript.Run(ctx, m.rdb, k.with(k.idemKey(res.Key)), res.ID).Err(); err != nil {
+	if err := undoScript.run(ctx, m.rdb, k.with(k.idemKey(res.Key)), res.ID).Err(); err != nil {
 		return fmt.Errorf("lockmgr: undo: %w", err)
 	}
 	return nil
@@ -383,7 +383,7 @@ const releasesKept = 10 * time.Minute
 // a live one is released in the journal first, then in Redis.
 func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
 	k := m.keys(pool)
-	raw, err := releaseScript.Run(ctx, m.rdb, k.with(k.releases()), id, ReleasedMemory.Milliseconds(),
+	raw, err := releaseScript.run(ctx, m.rdb, k.with(k.releases()), id, ReleasedMemory.Milliseconds(),
 		releasesKept.Milliseconds()).Slice()
 	if err == nil {
 		f, err := fieldsOf(raw)
@@ -556,7 +556,7 @@ func (m *Manager) follow(ctx context.Context, pool int64, id string) {
 // result. When the journal says the reservation ended meanwhile (a release
 // or the chain got there first), Redis follows and the change fails with
 // ErrNotFound.
-func (m *Manager) change(ctx context.Context, pool int64, id string, s *redis.Script, from []string, args ...any) (*Reservation, error) {
+func (m *Manager) change(ctx context.Context, pool int64, id string, s *script, from []string, args ...any) (*Reservation, error) {
 	res, err := m.run(ctx, pool, s, m.keys(pool).list, args...)
 	if err != nil {
 		return nil, err
@@ -578,8 +578,8 @@ func (m *Manager) change(ctx context.Context, pool int64, id string, s *redis.Sc
 	return res, nil
 }
 
-func (m *Manager) run(ctx context.Context, pool int64, s *redis.Script, keys []string, args ...any) (*Reservation, error) {
-	raw, err := s.Run(ctx, m.rdb, keys, args...).Slice()
+func (m *Manager) run(ctx context.Context, pool int64, s *script, keys []string, args ...any) (*Reservation, error) {
+	raw, err := s.run(ctx, m.rdb, keys, args...).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -619,7 +619,7 @@ func (m *Manager) endReservations(ctx context.Context, pool, epoch int64, ids []
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		if err := endScript.Run(ctx, m.rdb, k.list, args...).Err(); err != nil {
+		if err := endScript.run(ctx, m.rdb, k.list, args...).Err(); err != nil {
 			return fmt.Errorf("lockmgr: end reservations of pool %d: %w", pool, scriptError(err))
 		}
 	}

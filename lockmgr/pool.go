@@ -42,7 +42,7 @@ func (m *Manager) list(ctx context.Context, pool int64, desc bool, start, limit,
 		d = "1"
 	}
 	k := m.keys(pool)
-	raw, err := listScript.Run(ctx, m.rdb, k.with(k.tag+":listturn"), d, start, start+limit-1, size).Slice()
+	raw, err := listScript.run(ctx, m.rdb, k.with(k.tag+":listturn"), d, start, start+limit-1, size).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -55,7 +55,7 @@ func (m *Manager) list(ctx context.Context, pool int64, desc bool, start, limit,
 // reservation made through the v1 API. It reports whether a hold was shortened.
 // The journal learns the new expiry after Redis, well before it comes.
 func (m *Manager) ShortenOldestLegacy(ctx context.Context, pool int64) (bool, error) {
-	raw, err := shortenLegacyScript.Run(ctx, m.rdb, m.keys(pool).list, LegacyShortTTL.Milliseconds()).Slice()
+	raw, err := shortenLegacyScript.run(ctx, m.rdb, m.keys(pool).list, LegacyShortTTL.Milliseconds()).Slice()
 	if err != nil {
 		return false, fmt.Errorf("lockmgr: shorten legacy: %w", scriptError(err))
 	}
@@ -97,7 +97,7 @@ func (m *Manager) ApplyChain(ctx context.Context, pool int64, add []Item, remove
 		for _, h := range r {
 			args = append(args, h)
 		}
-		if err := chainScript.Run(ctx, m.rdb, k.list, args...).Err(); err != nil {
+		if err := chainScript.run(ctx, m.rdb, k.list, args...).Err(); err != nil {
 			return fmt.Errorf("lockmgr: apply chain to pool %d: %w", pool, scriptError(err))
 		}
 	}
@@ -192,7 +192,7 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 		keys = append(keys, k.idemKey(r.Key))
 		args = append(args, r.ID+" "+r.Fingerprint+" "+strconv.FormatInt(r.CreatedAt.UnixMilli(), 10), left.Milliseconds())
 	}
-	if err := rebuildCommitScript.Run(ctx, m.rdb, keys, args...).Err(); err != nil {
+	if err := rebuildCommitScript.run(ctx, m.rdb, keys, args...).Err(); err != nil {
 		return fmt.Errorf("lockmgr: rebuild pool %d: %w", pool, scriptError(err))
 	}
 	return nil
@@ -246,7 +246,7 @@ func (m *Manager) Offered(ctx context.Context, pool int64) (map[string]uint64, e
 // Reclaim ends the reservations of the pool whose hold ran out (every
 // script does it in passing); it returns how many holds ran out.
 func (m *Manager) Reclaim(ctx context.Context, pool int64) (int, error) {
-	n, err := reclaimScript.Run(ctx, m.rdb, m.keys(pool).list).Int()
+	n, err := reclaimScript.run(ctx, m.rdb, m.keys(pool).list).Int()
 	if err != nil {
 		return 0, fmt.Errorf("lockmgr: reclaim pool %d: %w", pool, scriptError(err))
 	}

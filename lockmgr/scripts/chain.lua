@@ -4,6 +4,7 @@
 -- on one stays until its reservation ends, and then it is not offered).
 -- Every call bumps the pool's sync generation, so that a rebuild whose
 -- snapshot predates it knows it is stale.
+--! keys 13
 -- KEYS: the pool's keys (see the prelude)
 -- ARGV: 1 leadership epoch, 2 number of additions n, then n pairs hash, amount
 -- (20 digits), then hashes to remove

@@ -1,6 +1,7 @@
 -- End reservations the journal says have ended (settled by the chain,
 -- expired, released): Redis follows the journal. Each UTXO they hold is
 -- offered again if the chain still offers it (see end_res).
+--! keys 13
 -- KEYS: the pool's keys (see the prelude)
 -- ARGV: 1 leadership epoch (0: not a sync job's write), 2.. ids
 -- Returns how many of the reservations Redis still had.

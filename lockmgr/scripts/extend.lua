@@ -1,4 +1,5 @@
 -- Extend a held reservation to end ttl from now.
+--! keys 13
 -- KEYS: the pool's keys (see the prelude)
 -- ARGV: 1 id, 2 ttl_ms, 3 max lifetime ms
 -- Returns the reservation or an error NOTLOADED | NOTFOUND | NOTHELD | LIFETIME.

@@ -1,4 +1,5 @@
 -- List free UTXOs of a pool by amount: a page of the ranking, or a sample.
+--! keys 14
 -- KEYS: the pool's keys (see the prelude), then 14 the pool's counter of
 --       sampled listings
 -- ARGV: 1 desc (0|1), 2 start, 3 stop, 4 sample size (0: the page start..stop)

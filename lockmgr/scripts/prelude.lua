@@ -21,10 +21,16 @@
 --   KEYS[12] submitted pub/sub channel: a reservation was submitted
 --   KEYS[13] idem      the prefix of idempotency keys
 --
--- and its own keys after them. The pool's other keys: <tag>:listturn (STRING,
--- the counter of sampled listings, see list.lua), <tag>:releases (ZSET, the
--- recent releases, see release.lua) and <tag>:stage:<nonce>:* (a rebuild's
--- staged state, see rebuild_commit.lua).
+-- and its own keys after them. Each script declares how many keys it takes
+-- on a line "--! keys N" ("N+" when more may follow), which Go checks on
+-- every call. Keys a script derives itself (a reservation's: KEYS[10] .. id;
+-- an idempotency key's: KEYS[13] .. digest) extend a key of the pool, so
+-- they carry its hash tag and live in its cluster slot.
+--
+-- The pool's other keys: <tag>:listturn (STRING, the counter of sampled
+-- listings, see list.lua), <tag>:releases (ZSET, the recent releases, see
+-- release.lua) and <tag>:stage:<nonce>:* (a rebuild's staged state, see
+-- rebuild_commit.lua).
 local P = {
   free = KEYS[1], utxo = KEYS[2], held = KEYS[3], holder = KEYS[4], legacy = KEYS[5],
   fence = KEYS[6], ready = KEYS[7], syncgen = KEYS[8], epoch = KEYS[9], res = KEYS[10],
@@ -35,6 +41,10 @@ local P = {
 -- run twice (go-redis resends one after a lost connection) finds the first
 -- run's reservation even when its hold was very short.
 local RERUN_GRACE_MS = 10000
+
+-- The owner of legacy reservations (lockmgr.LegacyOwner), which the pool's
+-- legacy set lists.
+local LEGACY_OWNER = 'legacy'
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -50,6 +60,18 @@ end
 local function offer(h)
   local a = redis.call('HGET', P.utxo, h)
   if a and redis.call('HEXISTS', P.holder, h) == 0 then
+    redis.call('ZADD', P.free, 0, member(a, h))
+    return 1
+  end
+  return 0
+end
+
+-- offer_unheld is offer for an h nobody holds (its hold was just removed):
+-- it goes free if the chain offers it. amount, when given, is its amount
+-- and says the chain offers it (the caller checked), saving the read.
+local function offer_unheld(h, amount)
+  local a = amount or redis.call('HGET', P.utxo, h)
+  if a then
     redis.call('ZADD', P.free, 0, member(a, h))
     return 1
   end
@@ -106,31 +128,42 @@ local function set_field(r, name, v)
   r[#r + 1] = v
 end
 
--- end_res is the one way a reservation ends in Redis, whatever ends it (a
--- release, its expiry, the chain, an undone grant): each UTXO it still holds
--- is let go and offered again if, and only if, the chain still offers it.
--- Its key is deleted, except that one which ran out within RERUN_GRACE_MS of
--- its creation stays until then, marked ended, for a rerun of its reserve
--- script to find. It returns how many UTXOs became free.
-local function end_res(id, now)
-  local key = P.res .. id
-  local f = redis.call('HMGET', key, 'hashes', 'created', 'expires')
+-- let_go is the one way holds end, whatever ends them (a release, an expiry,
+-- the chain, an undone grant): each of hashes reservation id still holds is
+-- let go and offered again if, and only if, the chain still offers it.
+-- offered, when given, holds the amounts of hashes, all of which the caller
+-- found the chain offering in this same script. It returns how many UTXOs
+-- became free, having told the waiters.
+local function let_go(id, hashes, offered)
   local freed = 0
-  for _, h in ipairs(split(f[1])) do
+  for i, h in ipairs(hashes) do
     if redis.call('HGET', P.holder, h) == id then
       redis.call('ZREM', P.held, h)
       redis.call('HDEL', P.holder, h)
-      freed = freed + offer(h)
+      freed = freed + offer_unheld(h, offered and offered[i])
     end
   end
+  if freed > 0 then
+    redis.call('PUBLISH', P.freed, '1')
+  end
+  return freed
+end
+
+-- end_res is the one way a reservation ends in Redis (its holds end through
+-- let_go). Its key is deleted, except that one which ran out within
+-- RERUN_GRACE_MS of its creation stays until then, marked ended, for a rerun
+-- of its reserve script to find. It returns how many UTXOs became free.
+local function end_res(id, now)
+  local key = P.res .. id
+  local f = redis.call('HMGET', key, 'hashes', 'created', 'expires', 'owner')
+  local freed = let_go(id, split(f[1]))
   if f[2] and tonumber(f[3]) <= now and tonumber(f[2]) + RERUN_GRACE_MS > now then
     redis.call('HSET', key, 'state', 'ended')
   else
     redis.call('DEL', key)
   end
-  redis.call('ZREM', P.legacy, id)
-  if freed > 0 then
-    redis.call('PUBLISH', P.freed, '1')
+  if f[4] == LEGACY_OWNER then
+    redis.call('ZREM', P.legacy, id)
   end
   return freed
 end
@@ -148,7 +181,7 @@ local function reclaim(now)
     if redis.call('HGET', P.holder, h) == id then
       redis.call('ZREM', P.held, h)
       redis.call('HDEL', P.holder, h)
-      if offer(h) > 0 then
+      if offer_unheld(h) > 0 then
         redis.call('PUBLISH', P.freed, '1')
       end
     end
@@ -158,11 +191,13 @@ end
 
 -- require_ready fails the script when Redis lost the pool (restart, flush,
 -- failover to a stale replica): nothing may be granted until it is rebuilt.
+-- Else it returns nil and the id of the pool's current load into Redis.
 local function require_ready()
-  if redis.call('EXISTS', P.ready) == 0 then
+  local load = redis.call('GET', P.ready)
+  if not load then
     return redis.error_reply('NOTLOADED')
   end
-  return nil
+  return nil, load
 end
 
 -- holds_all reports whether reservation id holds every one of hashes.

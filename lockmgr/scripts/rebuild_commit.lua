@@ -5,6 +5,7 @@
 -- has not learnt yet),
 -- their idempotency keys too, every held UTXO stays out of the free set, the
 -- fencing counter is raised to the floor, and the pool is marked ready.
+--! keys 18+
 -- KEYS: the pool's keys (see the prelude), then 14 staged free, 15 staged utxo,
 --       16-18 the keys of the layout before bufferd 2 (avail, amount, loaded),
 --       deleted; 19.. the idempotency keys to restore, one per record in ARGV

@@ -1,4 +1,5 @@
 -- Reserve UTXOs of one pool atomically.
+--! keys 14
 -- KEYS: the pool's keys (see the prelude), then
 --   14 the reservation's idempotency key (any key of the pool when unused)
 -- ARGV: 1 id, 2 owner, 3 ttl_ms, 4 legacy (0|1), 5 mode (hashes|count|amount|combine),
@@ -19,20 +20,19 @@ local id, owner, ttl, is_legacy, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARG
 local count, want, fingerprint = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local window, budget = tonumber(ARGV[9]), tonumber(ARGV[10])
 
-local err = require_ready()
+local err, load = require_ready()
 if err then return err end
 
 local function result(kind, r)
-  local out = {'result', kind, 'load', redis.call('GET', P.ready)}
+  local out = {'result', kind, 'load', load}
   for _, x in ipairs(r) do
     out[#out + 1] = x
   end
   return out
 end
 
-local prev = read_res(id)
-if prev then
-  return result('rerun', prev)
+if redis.call('EXISTS', P.res .. id) == 1 then
+  return result('rerun', read_res(id))
 end
 
 local now = now_ms()

@@ -1,6 +1,7 @@
 -- The original bufferserver's rule, for legacy holds only: when no UTXO of the
 -- pool is free, the oldest live legacy hold is cut to at most short_ms from now.
 -- It never lengthens a hold and never touches a hold made through the v1 API.
+--! keys 13
 -- KEYS: the pool's keys (see the prelude)
 -- ARGV: 1 short_ms
 -- Returns the shortened reservation, or an empty array.

@@ -1,5 +1,6 @@
 -- Mark a reservation submitted with its spending transaction; it keeps holding
 -- until at least grace from now, while the chain settles the transaction.
+--! keys 13
 -- KEYS: the pool's keys (see the prelude)
 -- ARGV: 1 id, 2 tx id, 3 grace_ms
 -- Returns the reservation or an error NOTLOADED | NOTFOUND | TXMISMATCH.

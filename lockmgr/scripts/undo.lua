@@ -1,5 +1,6 @@
 -- Undo a grant the journal refused: the reservation ends at once, and its
 -- idempotency key is forgotten when it names it.
+--! keys 14
 -- KEYS: the pool's keys (see the prelude), then 14 the idempotency key (any key
 -- of the pool when unused)
 -- ARGV: 1 id

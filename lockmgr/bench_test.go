@@ -1,0 +1,61 @@
+package lockmgr_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/testenv"
+)
+
+// redisCPU returns the CPU time the Redis server has used so far, in
+// microseconds (INFO's used_cpu_sys and used_cpu_user, main thread and all).
+func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += f
+		}
+	}
+	return total * 1e6
+}
+
+// BenchmarkReserveRelease runs reserve (one UTXO by count) and release one
+// after the other on a pool of 20,000 UTXOs, without a journal: what the two
+// scripts cost. redis-µs/cycle is the Redis server's CPU per cycle.
+func BenchmarkReserveRelease(b *testing.B) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(b)
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
+	if err := m.LoadAvailable(ctx, 1, items(20000)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	before := redisCPU(b, rdb)
+	for i := 0; i < b.N; i++ {
+		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Release(ctx, 1, r.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric((redisCPU(b, rdb)-before)/float64(b.N), "redis-µs/cycle")
+}
