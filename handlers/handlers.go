@@ -21,9 +21,6 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 	"github.com/gofiber/fiber/v2/utils"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/storage"
 )
 
 // Limits of a request.
@@ -38,8 +35,8 @@ const (
 
 // Config wires the handlers to their dependencies.
 type Config struct {
-	Store *storage.Store
-	Locks *lockmgr.Manager
+	Store Store // a *storage.Store
+	Locks Locks // a *lockmgr.Manager
 	// AdminToken guards the admin routes (update-base, POST /v1/pools). When
 	// empty, admin routes are refused.
 	AdminToken string
@@ -78,8 +75,8 @@ type Config struct {
 
 // server holds the dependencies of the route handlers.
 type server struct {
-	store     *storage.Store
-	locks     *lockmgr.Manager
+	store     Store
+	locks     Locks
 	adminHash [sha256.Size]byte
 	adminSet  bool
 	log       *slog.Logger

@@ -68,9 +68,5 @@ func (s *server) pingPostgres(ctx context.Context) error {
 	if s.store == nil {
 		return errors.New("handlers: no store")
 	}
-	db, err := s.store.DB().DB()
-	if err != nil {
-		return err
-	}
-	return db.PingContext(ctx)
+	return s.store.Ping(ctx)
 }

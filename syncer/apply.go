@@ -16,8 +16,8 @@ import (
 // the reservations, whatever the source (see the lifecycle in lockmgr's
 // package doc).
 type Applier struct {
-	Store *storage.Store
-	Locks *lockmgr.Manager
+	Store applyStore
+	Locks applyLocks
 	Log   *slog.Logger
 }
 

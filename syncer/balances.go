@@ -20,7 +20,7 @@ const DefaultUnknownTxTTL = 600 * time.Second
 // original trusted the client; here a row counts only when its transaction,
 // once in a block, really moves that amount of that asset for that address.
 type BalanceVerify struct {
-	Store *storage.Store
+	Store balanceStore
 	Chain chain.Source
 	// UnknownTxTTL expires rows whose transaction stays unknown; 0 means DefaultUnknownTxTTL.
 	UnknownTxTTL time.Duration

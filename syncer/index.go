@@ -47,7 +47,7 @@ var ErrOtherChain = errors.New("syncer: the node is on another chain than the in
 // A pool is offered (its Redis state loaded) once its index reached the tip;
 // until then it is backfilling and reserves in it answer "rebuilding".
 type Index struct {
-	Store   *storage.Store
+	Store   indexStore
 	Node    chain.Indexer
 	Apply   *Applier
 	Rebuild *Rebuilder

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 
 	"github.com/bufferd/bufferd/chain"
-	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
@@ -17,8 +16,8 @@ import (
 // mined, or dropped from the mempool) invalidates its outputs and the
 // reservations on them, and releases the reservation that submitted it.
 type lineage struct {
-	store *storage.Store
-	locks *lockmgr.Manager
+	store lineageStore
+	locks endLocks
 	chain chain.Source
 	apply *Applier
 	log   *slog.Logger

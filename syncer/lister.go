@@ -30,8 +30,8 @@ const JobUTXO = "utxo"
 // UTXOSync syncs the UTXOs of one pool at a time from a source that lists
 // them.
 type UTXOSync struct {
-	Store   *storage.Store
-	Locks   *lockmgr.Manager
+	Store   utxoStore
+	Locks   endLocks
 	Chain   chain.Source
 	Lister  chain.Lister
 	Apply   *Applier

@@ -24,8 +24,8 @@ import (
 // and API replicas may all run one: a redsync mutex per pool lets one of them
 // rebuild while the others' reserves answer "rebuilding".
 type Rebuilder struct {
-	Store   *storage.Store
-	Locks   *lockmgr.Manager
+	Store   rebuildStore
+	Locks   rebuildLocks
 	Mutexes *redsync.Redsync
 	// Prefix is put before the mutex names (the Redis key prefix).
 	Prefix string

@@ -34,7 +34,7 @@ type Runner struct {
 	Sweep         *Sweep          // optional
 	Balances      *BalanceVerify  // optional
 	Submitted     *SubmittedCheck // optional (sources that list UTXOs)
-	Store         *storage.Store
+	Store         runnerStore
 	Interval      time.Duration
 	IndexPoll     time.Duration // 0 means DefaultIndexPoll
 	SweepInterval time.Duration // 0 means DefaultSweepInterval

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/bufferd/bufferd/chain"
-	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 )
 
@@ -19,8 +18,8 @@ import (
 // vanishes before it was seen lets the hold run out at the end of the submit
 // grace.
 type SubmittedCheck struct {
-	Store *storage.Store
-	Locks *lockmgr.Manager
+	Store submittedStore
+	Locks endLocks
 	Chain chain.Source
 	Apply *Applier
 	Log   *slog.Logger

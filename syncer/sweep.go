@@ -37,8 +37,8 @@ const ExpiryMargin = 30 * time.Second
 //
 // It runs in the job that writes the pool's chain state, never beside it.
 type Sweep struct {
-	Store *storage.Store
-	Locks *lockmgr.Manager
+	Store sweepStore
+	Locks sweepLocks
 	Apply *Applier
 	Log   *slog.Logger
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/handlers"
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/lockmgr/leader"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -76,12 +77,12 @@ func newSyncerCmd() *cobra.Command {
 		g.Go(func() error { return serveOps(gctx, c.MetricsAddr, ready, log) })
 		// One syncer leads; the others stand by and take over when it stops
 		// (it releases the lease on SIGTERM) or can no longer renew.
-		elector := &lockmgr.Elector{
+		elector := &leader.Elector{
 			Mutexes: b.redis.Mutexes(), Job: syncer.LeaderJob, Prefix: c.RedisPrefix,
 			LeaderID: c.InstanceID, TTL: c.LeaderTTL, Epochs: store, Log: log,
 		}
 		g.Go(func() error {
-			err := elector.Run(gctx, func(ctx context.Context, t lockmgr.Term) {
+			err := elector.Run(gctx, func(ctx context.Context, t leader.Term) {
 				// Every write of the term carries its epoch.
 				runner := jobs.ForTerm(t.Epoch)
 				runner.Wake = locks.WatchSubmits(ctx)

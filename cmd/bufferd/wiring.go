@@ -19,7 +19,7 @@ import (
 
 	"github.com/bufferd/bufferd/config"
 	"github.com/bufferd/bufferd/handlers"
-	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/lockmgr/leader"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 )
@@ -140,7 +140,7 @@ type backends struct {
 func openBackends(ctx context.Context, c *config.Config, role string, opts ...storage.Option) (*backends, error) {
 	id := c.InstanceID
 	if id == "" {
-		id = lockmgr.DefaultLeaderID()
+		id = leader.DefaultID()
 	}
 	opts = append([]storage.Option{storage.WithMaxConns(c.DatabaseMaxConns),
 		storage.WithApplicationName("bufferd-" + role + " " + id)}, opts...)

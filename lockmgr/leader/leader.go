@@ -1,4 +1,8 @@
-package lockmgr
+// Package leader elects the one process that runs a job (the syncer's jobs)
+// among replicas: a lease in Redis taken through redsync, renewed while the
+// job runs, and an epoch minted durably for each term, which the job's writes
+// carry so that a deposed leader's late writes are refused.
+package leader
 
 import (
 	"context"
@@ -12,8 +16,8 @@ import (
 	"github.com/go-redsync/redsync/v4"
 )
 
-// DefaultLeaderTTL is how long a leadership term lasts without renewal.
-const DefaultLeaderTTL = 9 * time.Second
+// DefaultTTL is how long a leadership term lasts without renewal.
+const DefaultTTL = 9 * time.Second
 
 // Term is one leadership term of a job.
 type Term struct {
@@ -38,14 +42,14 @@ type Elector struct {
 	Mutexes  *redsync.Redsync
 	Job      string // names the mutex and the epoch sequence
 	Prefix   string // put before the mutex name (the Redis key prefix)
-	LeaderID string // defaults to DefaultLeaderID()
+	LeaderID string // defaults to DefaultID()
 	TTL      time.Duration
 	Epochs   EpochSource
 	Log      *slog.Logger
 }
 
-// DefaultLeaderID is <hostname>-<pid>.
-func DefaultLeaderID() string {
+// DefaultID is <hostname>-<pid>.
+func DefaultID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "unknown"
@@ -57,15 +61,15 @@ func DefaultLeaderID() string {
 // context that ends with the term. It returns nil when ctx ends.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, t Term)) error {
 	if e.Mutexes == nil || e.Epochs == nil || e.Job == "" {
-		return errors.New("lockmgr: elector needs Mutexes, Epochs and Job")
+		return errors.New("leader: elector needs Mutexes, Epochs and Job")
 	}
 	ttl := e.TTL
 	if ttl <= 0 {
-		ttl = DefaultLeaderTTL
+		ttl = DefaultTTL
 	}
 	id := e.LeaderID
 	if id == "" {
-		id = DefaultLeaderID()
+		id = DefaultID()
 	}
 	for ctx.Err() == nil {
 		led, err := e.term(ctx, id, ttl, lead)
@@ -93,7 +97,7 @@ func (e *Elector) term(ctx context.Context, id string, ttl time.Duration, lead f
 		if errors.As(err, &taken) || errors.Is(err, redsync.ErrFailed) {
 			return false, nil
 		}
-		return false, fmt.Errorf("lockmgr: campaign: %w", err)
+		return false, fmt.Errorf("leader: campaign: %w", err)
 	}
 	defer func() {
 		// Hand over at once: a standby need not wait for the TTL.
@@ -103,10 +107,10 @@ func (e *Elector) term(ctx context.Context, id string, ttl time.Duration, lead f
 	}()
 	epoch, err := e.Epochs.NewTerm(ctx, e.Job, id)
 	if err != nil {
-		return false, fmt.Errorf("lockmgr: new term: %w", err)
+		return false, fmt.Errorf("leader: new term: %w", err)
 	}
 	if time.Since(start) > ttl-margin {
-		return false, errors.New("lockmgr: term expired while its epoch was minted")
+		return false, errors.New("leader: term expired while its epoch was minted")
 	}
 	termCtx, end := context.WithCancelCause(ctx)
 	defer end(nil)
@@ -118,7 +122,7 @@ func (e *Elector) term(ctx context.Context, id string, ttl time.Duration, lead f
 	t := Term{LeaderID: id, Epoch: epoch, Since: start}
 	e.logger().Info("leading", "job", e.Job, "leader", id, "epoch", epoch)
 	lead(termCtx, t)
-	end(errors.New("lockmgr: job returned"))
+	end(errors.New("leader: job returned"))
 	<-kept
 	e.logger().Info("term ended", "job", e.Job, "leader", id, "epoch", epoch, "cause", context.Cause(termCtx))
 	return true, nil
@@ -136,7 +140,7 @@ func (e *Elector) keep(ctx context.Context, end context.CancelCauseFunc, mu *red
 		case <-ctx.Done():
 			return
 		case <-trust.C:
-			end(errors.New("lockmgr: leadership trust window ran out"))
+			end(errors.New("leader: leadership trust window ran out"))
 			return
 		case <-renew.C:
 			began := time.Now()
@@ -144,7 +148,7 @@ func (e *Elector) keep(ctx context.Context, end context.CancelCauseFunc, mu *red
 			ok, err := mu.ExtendContext(rctx)
 			cancel()
 			if err != nil || !ok {
-				end(fmt.Errorf("lockmgr: leadership renewal failed: %w", errors.Join(err, errors.New("not extended"))))
+				end(fmt.Errorf("leader: leadership renewal failed: %w", errors.Join(err, errors.New("not extended"))))
 				return
 			}
 			trust.Reset(time.Until(began.Add(ttl - margin)))

@@ -1,4 +1,4 @@
-package lockmgr_test
+package leader_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/lockmgr/leader"
 	"github.com/bufferd/bufferd/testenv"
 )
 
@@ -32,12 +32,12 @@ type termLog struct {
 	mu      sync.Mutex
 	leading atomic.Int32
 	overlap atomic.Bool
-	starts  []lockmgr.Term
-	started chan lockmgr.Term
+	starts  []leader.Term
+	started chan leader.Term
 }
 
 // lead is the job: it records its term and runs until the term ends.
-func (l *termLog) lead(ctx context.Context, t lockmgr.Term) {
+func (l *termLog) lead(ctx context.Context, t leader.Term) {
 	if l.leading.Add(1) > 1 {
 		l.overlap.Store(true)
 	}
@@ -53,14 +53,14 @@ func TestOneLeaderAndFastHandover(t *testing.T) {
 	rdb, prefix := testenv.Redis(t)
 	rs := redsync.New(goredis.NewPool(rdb))
 	epochs := &epochCounter{}
-	log := &termLog{started: make(chan lockmgr.Term, 10)}
+	log := &termLog{started: make(chan leader.Term, 10)}
 	const ttl = 1500 * time.Millisecond
 	ctxs := map[string]context.CancelFunc{}
 	var wg sync.WaitGroup
 	for _, id := range []string{"a", "b", "c"} {
 		ctx, cancel := context.WithCancel(context.Background())
 		ctxs[id] = cancel
-		e := &lockmgr.Elector{Mutexes: rs, Job: "sync", Prefix: prefix, LeaderID: id, TTL: ttl, Epochs: epochs}
+		e := &leader.Elector{Mutexes: rs, Job: "sync", Prefix: prefix, LeaderID: id, TTL: ttl, Epochs: epochs}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = e.Run(ctx, log.lead) }()
 	}
@@ -101,13 +101,13 @@ func TestLeaderStopsWhenItCannotRenew(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
 	const ttl = 1500 * time.Millisecond
-	e := &lockmgr.Elector{Mutexes: redsync.New(goredis.NewPool(rdb)), Job: "sync", LeaderID: "a", TTL: ttl, Epochs: &epochCounter{}}
-	log := &termLog{started: make(chan lockmgr.Term, 10)}
+	e := &leader.Elector{Mutexes: redsync.New(goredis.NewPool(rdb)), Job: "sync", LeaderID: "a", TTL: ttl, Epochs: &epochCounter{}}
+	log := &termLog{started: make(chan leader.Term, 10)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ended := make(chan time.Time, 10)
 	go func() {
-		_ = e.Run(ctx, func(ctx context.Context, t lockmgr.Term) {
+		_ = e.Run(ctx, func(ctx context.Context, t leader.Term) {
 			log.lead(ctx, t)
 			ended <- time.Now()
 		})
