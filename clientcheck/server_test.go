@@ -1,4 +1,4 @@
-package client_test
+package clientcheck_test
 
 import (
 	"bytes"
@@ -396,6 +396,8 @@ type tripper struct {
 	dropped []*http.Response // the lost answers, bodies read
 	// fail, when set, says whether to fail a request before sending it.
 	fail func(r *http.Request) bool
+	// onSend, when set, sees every request as it is sent.
+	onSend func(r *http.Request)
 }
 
 // errDropped is the connection error a tripper reports for a lost answer.
@@ -414,7 +416,11 @@ func (tr *tripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	fail := tr.fail != nil && tr.fail(r)
 	drop := tr.drop != nil && tr.drop(r)
+	onSend := tr.onSend
 	tr.mu.Unlock()
+	if onSend != nil {
+		onSend(r)
+	}
 	if fail {
 		return nil, errDropped
 	}
