@@ -79,4 +79,7 @@ require (
 	modernc.org/sqlite v1.60.1 // indirect
 )
 
+// The Go client is a module of its own (client/go.mod), so DApp backends
+// importing it pull in none of the above; the root module's tests of it
+// (clientcheck) use the client of this working tree.
 replace github.com/bufferd/bufferd/client => ./client
