@@ -1,7 +1,6 @@
 package clientcheck_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,9 +13,9 @@ import (
 	"github.com/bufferd/bufferd/client"
 )
 
-// The lease tests wait for events (an extend that moved the expiry, the
-// lease's context ending, its goroutine gone), never for a length of time;
-// the bounds on those waits only stop a test that hangs.
+// The lease tests assert on events (an extend that moved the server's
+// expiry, the lease's context ending, its goroutine gone), not on how long
+// anything took; the bounds on their waits only stop a test that hangs.
 
 // hang bounds every wait for an event of a lease.
 const hang = 15 * time.Second
@@ -57,8 +56,8 @@ func stopped(t *testing.T) {
 	mine := fmt.Sprintf(" in goroutine %d\n", goroutineID())
 	for wait := time.Now().Add(500 * time.Millisecond); ; time.Sleep(5 * time.Millisecond) {
 		n := 0
-		for _, g := range goroutines() {
-			if strings.Contains(g, "\ncreated by github.com/bufferd/bufferd/client.") && strings.Contains(g, mine) {
+		for _, g := range leaseStacks() {
+			if strings.Contains(g, mine) {
 				n++
 			}
 		}
@@ -82,30 +81,27 @@ func goroutineID() int {
 	return id
 }
 
-// goroutines are the stacks of every goroutine, one string each.
-func goroutines() []string {
+// leaseStacks are the stacks of the goroutines the client package started
+// (also those not yet running), one string each, ending with the line
+// "created by github.com/bufferd/bufferd/client.… in goroutine N".
+func leaseStacks() []string {
 	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Split(string(buf[:n]), "\n\n")
-		}
+	n := runtime.Stack(buf, true)
+	for n == len(buf) {
 		buf = make([]byte, 2*len(buf))
+		n = runtime.Stack(buf, true)
 	}
+	var out []string
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, "\ncreated by github.com/bufferd/bufferd/client.") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
-// leaseGoroutines counts the goroutines the client package started, from
-// every goroutine's stack (also those not yet running).
-func leaseGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return bytes.Count(buf[:n], []byte("created by github.com/bufferd/bufferd/client."))
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
+// leaseGoroutines counts the goroutines the client package started.
+func leaseGoroutines() int { return len(leaseStacks()) }
 
 func TestHoldKeepsAShortReservationAlive(t *testing.T) {
 	t.Parallel()
