@@ -5,11 +5,13 @@
 # the race detector, against the local servers (TEST_REDIS_URL and
 # TEST_DATABASE_URL, when set, win).
 #
-# Without arguments it also vets and tests the client/ module (the Go client:
-# a module of its own, so a DApp backend importing it pulls in none of the
-# server's dependencies; its tests against the service are the root module's
-# clientcheck package) and runs the deploy/ module's tests (a module of its own
-# too, so the bufferd binary never pulls in Helm): the Helm chart, the compose
+# Without arguments it also vets and tests the client/ module: the Go client,
+# a module of its own so that a DApp backend importing it pulls in none of the
+# server's dependencies (its tests against the service are the root module's
+# clientcheck package).
+#
+# Without arguments it also runs the deploy/ module's tests (a Go module of its
+# own, so the bufferd binary never pulls in Helm): the Helm chart, the compose
 # file and the Dockerfile checked offline.
 #
 # Extra arguments go to `go test` of the root module only; packages among them
