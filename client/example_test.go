@@ -96,17 +96,19 @@ func ExampleClient_Hold() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer lease.Release(context.Background()) // does nothing once submitted
+	defer func() { _ = lease.Release(context.Background()) }() // does nothing once submitted
 
 	// Build the transaction under lease.Context(): it ends the moment the
 	// hold may be lost.
 	txID, err := signAndSend(lease.Context(), lease.Reservation().UTXOs)
 	if err != nil {
-		log.Fatal(errors.Join(err, lease.Err()))
+		fmt.Println("not sent:", errors.Join(err, lease.Err())) // lease.Err(): why the lease ended, if it did
+		return
 	}
 	res, err := lease.Submit(ctx, txID)
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println("not submitted:", err)
+		return
 	}
 	fmt.Println(res.State, res.Total())
 	fmt.Println(lease.Err())
