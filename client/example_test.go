@@ -178,7 +178,7 @@ func ExampleClient_AllUTXOs() {
 func ExampleClient_CreatePool() {
 	ctx := context.Background()
 	req := client.CreatePoolRequest{
-		Asset:   "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+		Asset:   "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", // BTM
 		Program: "00204e2e5b4e2c33b5c7e3bbc8e5e2b1b0c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8",
 	}
 	_, _, err := client.New(apiURL).CreatePool(ctx, req)
