@@ -22,8 +22,11 @@
 // ErrUnavailable, ErrUnauthorized, ErrRateLimited, ErrBadRequest,
 // ErrIdempotencyKeyReused and ErrIdempotencyKeyInUse.
 //
-// The examples run against devstack, the whole service in one process with
-// nothing installed; against a deployment only the URL changes.
+// The package is a Go module of its own, github.com/bufferd/bufferd/client,
+// which needs only the standard library and cenkalti/backoff: importing it
+// builds none of the server. The examples talk to `bufferd dev`; the
+// bufferd repository runs the same flows against the whole service in one
+// process (its clientcheck package) and checks their output.
 package client
 
 import (

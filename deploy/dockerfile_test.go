@@ -181,3 +181,34 @@ func matchGlob(pattern, name string) bool {
 	ok, _ := regexp.MatchString(re, name)
 	return ok
 }
+
+// go mod download reads the go.mod of every module the root module replaces
+// with a directory (./client): the build stage copies those files with the
+// root's go.mod and go.sum, before the download.
+func TestDockerfileCopiesReplacedModules(t *testing.T) {
+	mod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := regexp.MustCompile(`(?m)=>\s*\./(\S+)\s*$`).FindAllStringSubmatch(string(mod), -1)
+	if len(dirs) == 0 {
+		t.Fatal("go.mod replaces no module with a directory; the client module is one")
+	}
+	var copied []string
+	for _, in := range parseDockerfile(t, dockerfile) {
+		if in.cmd == "RUN" && strings.Contains(in.args, "go mod download") {
+			for _, d := range dirs {
+				for _, f := range []string{"go.mod", "go.sum"} {
+					if p := d[1] + "/" + f; !slices.Contains(copied, p) {
+						t.Errorf("%s is not copied before go mod download", p)
+					}
+				}
+			}
+			return
+		}
+		if in.cmd == "COPY" {
+			copied = append(copied, strings.Fields(in.args)...)
+		}
+	}
+	t.Fatal("no go mod download in the Dockerfile")
+}

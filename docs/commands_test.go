@@ -3,6 +3,7 @@ package docs_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,8 +91,9 @@ func live(cmd string) bool {
 // The shell blocks of the README and docs/: commands against the API run
 // against a devstack (the same service `bufferd dev` runs) and must succeed
 // (every curl with --fail-with-body); bufferd commands must parse (the binary
-// runs them with --help); make targets must exist (make -n); deployment
-// commands must name files the repository has. A command of any other kind
+// runs them with --help); make targets must exist (make -n); go get must name
+// a module of the repository; deployment commands must name files the
+// repository has. A command of any other kind
 // fails the test until a check is added for it.
 func TestDocumentedCommands(t *testing.T) {
 	bin := buildBufferd(t)
@@ -155,6 +157,8 @@ func checkCommand(t *testing.T, bin, c string) string {
 		return bufferdParses(bin, f[1:])
 	case strings.HasPrefix(c, "go build "):
 		return run("go", append([]string{"list"}, f[len(f)-1])...)
+	case strings.HasPrefix(c, "go get "):
+		return isModule(f[len(f)-1])
 	case f[0] == "scripts/test.sh":
 		if st, err := os.Stat("../scripts/test.sh"); err != nil || st.Mode()&0o111 == 0 {
 			return "scripts/test.sh is missing or not executable"
@@ -194,6 +198,24 @@ func checkCommand(t *testing.T, bin, c string) string {
 // must exist.
 func bufferdParses(bin string, args []string) string {
 	return run(bin, append(args, "--help")...)
+}
+
+// isModule reports whether path (with an optional @version) is a Go module
+// of the repository, in the directory its path names.
+func isModule(path string) string {
+	path, _, _ = strings.Cut(path, "@")
+	dir, ok := strings.CutPrefix(path, "github.com/bufferd/bufferd/")
+	if !ok {
+		return path + " is not a module of this repository"
+	}
+	cmd := exec.Command("go", "list", "-m")
+	cmd.Dir = filepath.Join("..", dir)
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != path {
+		return fmt.Sprintf("%s/ is not module %s: %v %s", dir, path, err, out)
+	}
+	return ""
 }
 
 // needFiles reports the paths (from the repository root) that are missing.

@@ -5,6 +5,11 @@
 # the race detector, against the local servers (TEST_REDIS_URL and
 # TEST_DATABASE_URL, when set, win).
 #
+# Without arguments it also vets and tests the client/ module: the Go client,
+# a module of its own so that a DApp backend importing it pulls in none of the
+# server's dependencies (its tests against the service are the root module's
+# clientcheck package).
+#
 # Without arguments it also runs the deploy/ module's tests (a Go module of its
 # own, so the bufferd binary never pulls in Helm): the Helm chart, the compose
 # file and the Dockerfile checked offline.
@@ -47,5 +52,6 @@ rm -rf "$artifacts" && mkdir -p "$artifacts"
 go test -race -count=1 -timeout 20m -artifacts -outputdir "$artifacts" "$@" ${pkgs[@]+"${pkgs[@]}"}
 find "$artifacts" -type f -printf 'test artifact: %p\n' | sort
 if [ $# -eq 0 ]; then
+	(cd client && go vet ./... && go test -race -count=1 -timeout 5m ./...)
 	(cd deploy && go test -count=1 -timeout 10m ./...)
 fi

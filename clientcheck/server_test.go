@@ -1,4 +1,4 @@
-package client_test
+package clientcheck_test
 
 import (
 	"bytes"
@@ -41,14 +41,9 @@ type server struct {
 	cleanups []func()
 }
 
-// startServer starts a server with a pool of UTXOs of the given amounts. It
-// needs no *testing.T, so examples can use it; Close stops it and drops its
-// database and keys.
-func startServer(amounts ...uint64) (*server, error) {
-	return startServerWith(nil, amounts...)
-}
-
-// startServerWith is startServer with the handlers' configuration adjusted by configure.
+// startServerWith starts a server with a pool of UTXOs of the given amounts
+// and the handlers' configuration adjusted by configure. It needs no
+// *testing.T; Close stops it and drops its database and keys.
 func startServerWith(configure func(*handlers.Config), amounts ...uint64) (_ *server, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -153,7 +148,7 @@ func (s *server) replica(t testing.TB, wrap func(lockmgr.Journal) lockmgr.Journa
 	return url
 }
 
-// newServer is startServer for a test, stopped when the test ends.
+// newServer starts a server for a test, stopped when the test ends.
 func newServer(t testing.TB, amounts ...uint64) *server {
 	t.Helper()
 	return newServerWith(t, nil, amounts...)
@@ -396,6 +391,8 @@ type tripper struct {
 	dropped []*http.Response // the lost answers, bodies read
 	// fail, when set, says whether to fail a request before sending it.
 	fail func(r *http.Request) bool
+	// onSend, when set, sees every request as it is sent.
+	onSend func(r *http.Request)
 }
 
 // errDropped is the connection error a tripper reports for a lost answer.
@@ -414,7 +411,11 @@ func (tr *tripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	fail := tr.fail != nil && tr.fail(r)
 	drop := tr.drop != nil && tr.drop(r)
+	onSend := tr.onSend
 	tr.mu.Unlock()
+	if onSend != nil {
+		onSend(r)
+	}
 	if fail {
 		return nil, errDropped
 	}

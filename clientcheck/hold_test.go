@@ -1,9 +1,9 @@
-package client_test
+package clientcheck_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strings"
@@ -13,45 +13,95 @@ import (
 	"github.com/bufferd/bufferd/client"
 )
 
-// waitDone waits up to d for ctx to end and returns how long it took.
-func waitDone(t *testing.T, ctx context.Context, d time.Duration, what string) time.Duration {
+// The lease tests assert on events (an extend that moved the server's
+// expiry, the lease's context ending, its goroutine gone), not on how long
+// anything took; the bounds on their waits only stop a test that hangs.
+
+// hang bounds every wait for an event of a lease.
+const hang = 15 * time.Second
+
+// waitEnd waits for the lease to end.
+func waitEnd(t *testing.T, l *client.Lease, what string) {
 	t.Helper()
-	start := time.Now()
 	select {
-	case <-ctx.Done():
-		return time.Since(start)
-	case <-time.After(d):
-		t.Fatalf("%s: lease context still live after %s", what, d)
-		return 0
+	case <-l.Context().Done():
+	case <-time.After(hang):
+		t.Fatalf("%s: lease context still live after %s", what, hang)
 	}
 }
 
-// stopped fails unless the lease's goroutine has returned or does so at once.
-func stopped(t *testing.T, l *client.Lease) {
+// waitExtended waits until a successful extend has moved the lease's expiry
+// (the server's) past after; it fails if the lease ends first.
+func waitExtended(t *testing.T, l *client.Lease, after time.Time) {
 	t.Helper()
-	done := client.LoopDone(l)
-	if done == nil {
-		t.Fatal("lease never started its goroutine")
-	}
-	select {
-	case <-done:
-	case <-time.After(500 * time.Millisecond):
-		t.Fatal("the lease's goroutine is still running")
-	}
-}
-
-// leaseGoroutines counts the goroutines the client package started, from
-// every goroutine's stack (also those not yet running).
-func leaseGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return bytes.Count(buf[:n], []byte("created by github.com/bufferd/bufferd/client."))
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.After(hang)
+	for !l.Reservation().ExpiresAt.After(after) {
+		select {
+		case <-l.Context().Done():
+			t.Fatalf("lease ended before an extend past %s: %v", after.Format(time.StampMilli), l.Err())
+		case <-limit:
+			t.Fatalf("no extend past %s within %s", after.Format(time.StampMilli), hang)
+		case <-tick.C:
 		}
-		buf = make([]byte, 2*len(buf))
 	}
 }
+
+// stopped fails unless every lease goroutine started from the calling test's
+// goroutine (by Hold, or by a Submit that went back to extending) has
+// returned, or does so at once (it may be on its way out).
+func stopped(t *testing.T) {
+	t.Helper()
+	mine := fmt.Sprintf(" in goroutine %d\n", goroutineID())
+	for wait := time.Now().Add(500 * time.Millisecond); ; time.Sleep(5 * time.Millisecond) {
+		n := 0
+		for _, g := range leaseStacks() {
+			if strings.Contains(g, mine) {
+				n++
+			}
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("%d of the test's lease goroutines still running", n)
+		}
+	}
+}
+
+// goroutineID is the id of the calling goroutine, from its stack's header.
+func goroutineID() int {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	var id int
+	if _, err := fmt.Sscanf(string(buf), "goroutine %d ", &id); err != nil {
+		panic("goroutine id: " + err.Error())
+	}
+	return id
+}
+
+// leaseStacks are the stacks of the goroutines the client package started
+// (also those not yet running), one string each, ending with the line
+// "created by github.com/bufferd/bufferd/client.… in goroutine N".
+func leaseStacks() []string {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	for n == len(buf) {
+		buf = make([]byte, 2*len(buf))
+		n = runtime.Stack(buf, true)
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, "\ncreated by github.com/bufferd/bufferd/client.") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// leaseGoroutines counts the goroutines the client package started.
+func leaseGoroutines() int { return len(leaseStacks()) }
 
 func TestHoldKeepsAShortReservationAlive(t *testing.T) {
 	t.Parallel()
@@ -60,7 +110,8 @@ func TestHoldKeepsAShortReservationAlive(t *testing.T) {
 	c := client.New(s.URL, client.WithHTTPClient(tr.client()))
 	ctx := testCtx(t)
 
-	lease, err := c.Hold(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, TTL: 2 * time.Second})
+	const ttl = 2 * time.Second
+	lease, err := c.Hold(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,24 +119,22 @@ func TestHoldKeepsAShortReservationAlive(t *testing.T) {
 	if first.State != client.StateHeld || !sameInts(amounts(&first), []uint64{100}) {
 		t.Fatalf("hold: %+v", first)
 	}
-	select {
-	case <-lease.Context().Done():
-		t.Fatalf("lease lost while the server answers: %v", lease.Err())
-	case <-time.After(5 * time.Second):
-	}
+	// An extend the server answered 3 s after the reserve, on a 2 s TTL: the
+	// reservation outlived its first expiry because the lease extended it.
+	waitExtended(t, lease, first.ExpiresAt.Add(3*time.Second))
 	if lease.Err() != nil {
 		t.Fatalf("Err = %v while held", lease.Err())
 	}
-	// Five seconds on a 2 s TTL: still held, because it was extended every ~2/3 s.
 	got, err := c.Get(ctx, first.ID)
 	if err != nil || got.State != client.StateHeld {
-		t.Fatalf("after 5 s: %+v, %v", got, err)
+		t.Fatalf("past its first expiry: %+v, %v", got, err)
 	}
-	if n := tr.countSuffix("/extend"); n < 6 || n > 9 {
-		t.Errorf("%d extends in 5 s at TTL/3, want ~7", n)
-	}
-	if last := lease.Reservation(); !last.ExpiresAt.After(first.ExpiresAt.Add(3 * time.Second)) {
-		t.Errorf("expiry %s not moved on from %s", last.ExpiresAt, first.ExpiresAt)
+	// Not more often than every TTL/3: the extends moved the server's expiry
+	// on by at least TTL/3 each (one more may be on its way).
+	n := tr.countSuffix("/extend")
+	moved := lease.Reservation().ExpiresAt.Sub(first.ExpiresAt)
+	if n < 2 || n > int(moved/(ttl/3))+2 {
+		t.Errorf("%d extends moved the expiry on by %s, want one per TTL/3 (%s)", n, moved, ttl/3)
 	}
 	// Someone else cannot take it.
 	if _, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Hashes: []string{first.UTXOs[0].Hash}}); !errors.Is(err, client.ErrUTXOLocked) {
@@ -99,15 +148,15 @@ func TestHoldKeepsAShortReservationAlive(t *testing.T) {
 		!errors.Is(context.Cause(lease.Context()), client.ErrLeaseReleased) {
 		t.Errorf("after release: Err %v, context %v", lease.Err(), lease.Context().Err())
 	}
-	stopped(t, lease)
+	// Its goroutine is gone: nothing can extend it any more.
+	stopped(t)
+	n = tr.countSuffix("/extend")
 	if got, err := c.Get(ctx, first.ID); err != nil || got.State != client.StateReleased {
 		t.Fatalf("after release: %+v, %v", got, err)
 	}
 	if err := lease.Release(ctx); err != nil {
 		t.Errorf("second release: %v", err)
 	}
-	n := tr.countSuffix("/extend")
-	time.Sleep(time.Second)
 	if m := tr.countSuffix("/extend"); m != n {
 		t.Errorf("%d extends after release", m-n)
 	}
@@ -116,25 +165,28 @@ func TestHoldKeepsAShortReservationAlive(t *testing.T) {
 func TestHoldLostWhenReleasedElsewhere(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, 100)
-	c := client.New(s.URL)
+	tr := newTripper()
+	c := client.New(s.URL, client.WithHTTPClient(tr.client()))
 	ctx := testCtx(t)
 
 	lease, err := c.Hold(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, TTL: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitExtended(t, lease, lease.Reservation().ExpiresAt) // the lease is extending
 	rawDelete(t, s.URL, lease.Reservation().ID)
-	took := waitDone(t, lease.Context(), 3*time.Second, "released elsewhere")
-	t.Logf("lost %s after the release", took)
-	if took > 1200*time.Millisecond {
-		t.Errorf("lease cancelled %s after the release, want within one extend interval (~0.7 s)", took)
+	released := tr.countSuffix("/extend")
+	waitEnd(t, lease, "released elsewhere")
+	// The first extend sent after the release (or one already on its way)
+	// found it ended: no extend succeeded in between.
+	if n := tr.countSuffix("/extend") - released; n > 1 {
+		t.Errorf("%d extends after the release, want the lease lost at the first", n)
 	}
 	err = lease.Err()
 	if !errors.Is(err, client.ErrLeaseLost) || !errors.Is(err, client.ErrEnded) {
 		t.Fatalf("Err = %v, want lost: ended", err)
 	}
-	stopped(t, lease)
+	stopped(t)
 	if _, err := lease.Submit(ctx, txA); !errors.Is(err, client.ErrEnded) {
 		t.Errorf("submit of a lost lease: %v", err)
 	}
@@ -166,26 +218,24 @@ func TestHoldLostWhenServerStopsAnswering(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(1100 * time.Millisecond) // at least one extend went through
-			if lease.Err() != nil {
-				t.Fatalf("lost before the stop: %v", lease.Err())
-			}
+			waitExtended(t, lease, lease.Reservation().ExpiresAt) // at least one extend went through
+			lost := make(chan time.Time, 1)
+			context.AfterFunc(lease.Context(), func() { lost <- time.Now() })
 			tc.stop(p)
-			took := waitDone(t, lease.Context(), 3*time.Second, "server gone")
-			t.Logf("lost %s after the server went away", took)
-			// The last successful extend started less than one interval plus
-			// a request before the stop; the lease gives up 1.5 s (TTL minus
-			// TTL/4) after it, before the server would hand the UTXO out again.
-			if took > 1600*time.Millisecond {
-				t.Errorf("lease cancelled %s after the server went away, want before 1.5 s", took)
+			waitEnd(t, lease, "server gone")
+			lostAt := <-lost
+			// One failed extend is no proof of loss: the lease gave up at its
+			// local deadline (the start of the last successful extend plus
+			// TTL minus TTL/4), before the server's expiry of that extend,
+			// after which the server may hand the UTXO out again.
+			err = lease.Err()
+			if !errors.Is(err, client.ErrLeaseLost) || !strings.Contains(err.Error(), "no successful extend before the local deadline") {
+				t.Fatalf("Err = %v, want lost at the local deadline", err)
 			}
-			if took < 500*time.Millisecond {
-				t.Errorf("lease cancelled after %s: one failed extend is no proof of loss", took)
+			if exp := lease.Reservation().ExpiresAt; !lostAt.Before(exp) {
+				t.Errorf("lease lost at %s, after the server's expiry %s", lostAt.Format(time.StampMilli), exp.Format(time.StampMilli))
 			}
-			if err := lease.Err(); !errors.Is(err, client.ErrLeaseLost) {
-				t.Fatalf("Err = %v, want lost", err)
-			}
-			stopped(t, lease)
+			stopped(t)
 			// The server still holds it until the TTL runs out.
 			if got, err := client.New(s.URL).Get(ctx, lease.Reservation().ID); err != nil || got.State != client.StateHeld {
 				t.Errorf("on the server: %+v, %v", got, err)
@@ -205,11 +255,13 @@ func TestLeaseSubmit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	first := lease.Reservation()
 	// A refused submit (bad tx id) leaves the lease extending.
 	if _, err := lease.Submit(ctx, "not-a-tx"); !errors.Is(err, client.ErrBadRequest) {
 		t.Fatalf("submit a bad tx id: %v", err)
 	}
-	time.Sleep(2500 * time.Millisecond) // past the TTL: only the extends keep it
+	// Past the TTL: only the extends keep it.
+	waitExtended(t, lease, first.ExpiresAt.Add(2*time.Second))
 	if lease.Err() != nil {
 		t.Fatalf("lease ended after a refused submit: %v", lease.Err())
 	}
@@ -224,13 +276,13 @@ func TestLeaseSubmit(t *testing.T) {
 	if !errors.Is(lease.Err(), client.ErrLeaseSubmitted) || lease.Context().Err() == nil {
 		t.Errorf("after submit: Err %v", lease.Err())
 	}
-	stopped(t, lease)
+	// Its goroutine is gone: nothing can extend it any more.
+	stopped(t)
 	n := tr.countSuffix("/extend")
 	// Release after submit does nothing: the transaction spends these UTXOs.
 	if err := lease.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
 	if m := tr.countSuffix("/extend"); m != n {
 		t.Errorf("%d extends after submit", m-n)
 	}
@@ -254,11 +306,11 @@ func TestHoldEndsWithItsContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	waitDone(t, lease.Context(), time.Second, "parent cancelled")
+	waitEnd(t, lease, "parent cancelled")
 	if !errors.Is(lease.Err(), context.Canceled) || errors.Is(lease.Err(), client.ErrLeaseLost) {
 		t.Errorf("Err = %v, want context.Canceled", lease.Err())
 	}
-	stopped(t, lease)
+	stopped(t)
 	// The reservation is still there until released.
 	if err := lease.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -271,30 +323,45 @@ func TestHoldEndsWithItsContext(t *testing.T) {
 func TestHoldWaitsForAFreeUTXO(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, 100)
-	c := client.New(s.URL)
+	tr := newTripper()
+	waiting := make(chan time.Time, 1)
+	tr.onSend = func(r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/reservations" {
+			select {
+			case waiting <- time.Now():
+			default:
+			}
+		}
+	}
+	c := client.New(s.URL, client.WithHTTPClient(tr.client()))
 	ctx := testCtx(t)
 
-	other, err := c.Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1})
+	other, err := client.New(s.URL).Reserve(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The hold's reserve waits (long-polls) for longer than its TTL before
+	// the UTXO is released.
+	const ttl = 2 * time.Second
 	go func() {
-		time.Sleep(2500 * time.Millisecond) // longer than the TTL of the hold
+		select {
+		case sent := <-waiting:
+			<-time.After(time.Until(sent.Add(ttl + ttl/4)))
+		case <-ctx.Done():
+			return
+		}
 		if _, err := c.Release(context.Background(), other.ID); err != nil {
 			t.Errorf("release: %v", err)
 		}
 	}()
-	lease, err := c.Hold(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, TTL: 2 * time.Second, Wait: 10 * time.Second})
+	lease, err := c.Hold(ctx, client.ReserveRequest{Pool: s.Pool.ID, Count: 1, TTL: ttl, Wait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lease.Release(ctx)
-	// Granted after a wait longer than its TTL, yet not taken for lost.
-	select {
-	case <-lease.Context().Done():
-		t.Fatalf("lease lost: %v", lease.Err())
-	case <-time.After(1500 * time.Millisecond):
-	}
+	// Granted after a wait longer than its TTL, yet not taken for lost: it
+	// goes on extending.
+	waitExtended(t, lease, lease.Reservation().ExpiresAt)
 	if got, err := c.Get(ctx, lease.Reservation().ID); err != nil || got.State != client.StateHeld {
 		t.Fatalf("after the wait: %+v, %v", got, err)
 	}
@@ -335,8 +402,11 @@ func TestLeasesLeaveNoGoroutines(t *testing.T) {
 		}
 	}
 	for _, l := range leases {
-		stopped(t, l)
+		if l.Context().Err() == nil {
+			t.Fatalf("lease %s still live", l.Reservation().ID)
+		}
 	}
+	stopped(t)
 	for _, cancel := range cancels {
 		cancel()
 	}
@@ -369,7 +439,7 @@ func TestLeaseReleaseAfterALostSubmit(t *testing.T) {
 	if _, err := lease.Submit(ctx, txA); !errors.Is(err, errDropped) {
 		t.Fatalf("submit with lost answers: %v", err)
 	}
-	waitDone(t, lease.Context(), 3*time.Second, "extends of a submitted reservation")
+	waitEnd(t, lease, "extends of a submitted reservation")
 	if err := lease.Err(); !errors.Is(err, client.ErrLeaseLost) || !errors.Is(err, client.ErrSubmitted) {
 		t.Fatalf("Err = %v, want lost: submitted", err)
 	}
