@@ -71,9 +71,9 @@ func (e *APIError) Error() string {
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrNoUTXOAvailable:
-		return e.Status == http.StatusConflict && e.Code == "no_utxo_available"
+		return e.Status == http.StatusConflict && e.Code == CodeNoUTXOAvailable
 	case ErrUTXOLocked:
-		return e.Status == http.StatusConflict && e.Code == "utxo_locked"
+		return e.Status == http.StatusConflict && e.Code == CodeUTXOLocked
 	case ErrEnded:
 		return e.Status == http.StatusGone
 	case ErrNotFound:
@@ -87,11 +87,11 @@ func (e *APIError) Is(target error) bool {
 	case ErrBadRequest:
 		return e.Status == http.StatusBadRequest
 	case ErrSubmitted:
-		return e.Status == http.StatusConflict && e.Code == "reservation_submitted"
+		return e.Status == http.StatusConflict && e.Code == CodeReservationSubmitted
 	case ErrIdempotencyKeyReused:
-		return e.Status == http.StatusUnprocessableEntity && e.Code == "idempotency_key_reused"
+		return e.Status == http.StatusUnprocessableEntity && e.Code == CodeIdempotencyKeyReused
 	case ErrIdempotencyKeyInUse:
-		return e.Status == http.StatusConflict && e.Code == "idempotency_key_in_use"
+		return e.Status == http.StatusConflict && e.Code == CodeIdempotencyKeyInUse
 	}
 	return false
 }

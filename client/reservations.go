@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// States of a reservation.
+// States of a reservation: held or submitted while live, then released,
+// expired, spent or invalidated. The server's packages use these names.
 const (
 	StateHeld        = "held"
 	StateSubmitted   = "submitted"

@@ -3,6 +3,8 @@ package handlers
 import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/bufferd/bufferd/client"
 )
 
 // Every error answer outside the legacy routes is an RFC 9457 problem
@@ -29,28 +31,29 @@ type problemType struct {
 	Title  string `json:"title" yaml:"title"`
 }
 
-// problemCodes is every error code of the API, one name per error.
+// problemCodes is every error code of the API, one name per error: the
+// client module's Code constants (client.Codes), each with its status and title.
 var problemCodes = map[string]problemType{
-	"bad_request":            {fiber.StatusBadRequest, "Bad request"},
-	"unauthorized":           {fiber.StatusUnauthorized, "Unauthorized"},
-	"not_found":              {fiber.StatusNotFound, "No such route"},
-	"pool_not_found":         {fiber.StatusNotFound, "Pool not found"},
-	"reservation_not_found":  {fiber.StatusNotFound, "Reservation not found"},
-	"utxo_not_found":         {fiber.StatusNotFound, "UTXO not found"},
-	"method_not_allowed":     {fiber.StatusMethodNotAllowed, "Method not allowed"},
-	"no_utxo_available":      {fiber.StatusConflict, "No UTXO available"},
-	"utxo_locked":            {fiber.StatusConflict, "UTXO locked"},
-	"lifetime_exceeded":      {fiber.StatusConflict, "Lifetime exceeded"},
-	"reservation_submitted":  {fiber.StatusConflict, "Reservation submitted"},
-	"tx_mismatch":            {fiber.StatusConflict, "Transaction mismatch"},
-	"idempotency_key_in_use": {fiber.StatusConflict, "Idempotency key in use"},
-	"reservation_ended":      {fiber.StatusGone, "Reservation ended"},
-	"body_too_large":         {fiber.StatusRequestEntityTooLarge, "Request body too large"},
-	"idempotency_key_reused": {fiber.StatusUnprocessableEntity, "Idempotency key reused"},
-	"rate_limited":           {fiber.StatusTooManyRequests, "Too many requests"},
-	"internal":               {fiber.StatusInternalServerError, "Internal error"},
-	"unavailable":            {fiber.StatusServiceUnavailable, "Service unavailable"},
-	"rebuilding":             {fiber.StatusServiceUnavailable, "Pool being rebuilt"},
+	client.CodeBadRequest:           {fiber.StatusBadRequest, "Bad request"},
+	client.CodeUnauthorized:         {fiber.StatusUnauthorized, "Unauthorized"},
+	client.CodeNotFound:             {fiber.StatusNotFound, "No such route"},
+	client.CodePoolNotFound:         {fiber.StatusNotFound, "Pool not found"},
+	client.CodeReservationNotFound:  {fiber.StatusNotFound, "Reservation not found"},
+	client.CodeUTXONotFound:         {fiber.StatusNotFound, "UTXO not found"},
+	client.CodeMethodNotAllowed:     {fiber.StatusMethodNotAllowed, "Method not allowed"},
+	client.CodeNoUTXOAvailable:      {fiber.StatusConflict, "No UTXO available"},
+	client.CodeUTXOLocked:           {fiber.StatusConflict, "UTXO locked"},
+	client.CodeLifetimeExceeded:     {fiber.StatusConflict, "Lifetime exceeded"},
+	client.CodeReservationSubmitted: {fiber.StatusConflict, "Reservation submitted"},
+	client.CodeTxMismatch:           {fiber.StatusConflict, "Transaction mismatch"},
+	client.CodeIdempotencyKeyInUse:  {fiber.StatusConflict, "Idempotency key in use"},
+	client.CodeReservationEnded:     {fiber.StatusGone, "Reservation ended"},
+	client.CodeBodyTooLarge:         {fiber.StatusRequestEntityTooLarge, "Request body too large"},
+	client.CodeIdempotencyKeyReused: {fiber.StatusUnprocessableEntity, "Idempotency key reused"},
+	client.CodeRateLimited:          {fiber.StatusTooManyRequests, "Too many requests"},
+	client.CodeInternal:             {fiber.StatusInternalServerError, "Internal error"},
+	client.CodeUnavailable:          {fiber.StatusServiceUnavailable, "Service unavailable"},
+	client.CodeRebuilding:           {fiber.StatusServiceUnavailable, "Pool being rebuilt"},
 }
 
 // problem is an RFC 9457 problem details object with bufferd's extension members.

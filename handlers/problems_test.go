@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bufferd/bufferd/client"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/testenv"
 )
@@ -219,6 +220,19 @@ func TestLegacyRedisDown(t *testing.T) {
 		status, b := do(t, app, http.MethodPost, x.path, x.body)
 		if status != 200 || string(b) != `{"code":300,"msg":"service unavailable, retry later"}` {
 			t.Errorf("%s with Redis down: %d %s", x.path, status, b)
+		}
+	}
+}
+
+// The server answers with the client module's codes, all of them: one
+// vocabulary for both sides.
+func TestProblemCodesAreTheClients(t *testing.T) {
+	if len(client.Codes) != len(problemCodes) {
+		t.Errorf("the client knows %d codes, the server %d", len(client.Codes), len(problemCodes))
+	}
+	for _, code := range client.Codes {
+		if _, ok := problemCodes[code]; !ok {
+			t.Errorf("the client knows %q, which the server never answers", code)
 		}
 	}
 }

@@ -78,6 +78,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/bufferd/bufferd/client"
 )
 
 // Sentinel errors.
@@ -156,14 +158,15 @@ const IdempotencyWindow = 24 * time.Hour
 // grant that failed without being undone, and is forgotten.
 const keyInFlightLimit = 30 * time.Second
 
-// Reservation states as clients see them.
+// Reservation states: the client module's names (one vocabulary from the
+// API to the journal).
 const (
-	StateHeld        = "held"
-	StateSubmitted   = "submitted"
-	StateReleased    = "released"
-	StateExpired     = "expired"
-	StateSpent       = "spent"
-	StateInvalidated = "invalidated"
+	StateHeld        = client.StateHeld
+	StateSubmitted   = client.StateSubmitted
+	StateReleased    = client.StateReleased
+	StateExpired     = client.StateExpired
+	StateSpent       = client.StateSpent
+	StateInvalidated = client.StateInvalidated
 )
 
 // Live reports whether a reservation in state holds its UTXOs.

@@ -17,14 +17,15 @@ const (
 	StateReserved    = "reserved"
 )
 
-// Reservation states as kept in the journal.
+// Reservation states as kept in the journal: lockmgr's, which are the
+// client module's (one vocabulary from the API to the database).
 const (
-	ResHeld        = "held"
-	ResSubmitted   = "submitted"
-	ResReleased    = "released"
-	ResExpired     = "expired"
-	ResSpent       = "spent"
-	ResInvalidated = "invalidated"
+	ResHeld        = lockmgr.StateHeld
+	ResSubmitted   = lockmgr.StateSubmitted
+	ResReleased    = lockmgr.StateReleased
+	ResExpired     = lockmgr.StateExpired
+	ResSpent       = lockmgr.StateSpent
+	ResInvalidated = lockmgr.StateInvalidated
 )
 
 // Balance states (legacy update-balance rows).
