@@ -2,14 +2,14 @@
 // every operation is one Lua script over keys sharing the pool's hash tag, so a
 // UTXO is never held by two reservations, whatever the number of API replicas,
 // and the layout also works on Redis Cluster. The key layout is documented at
-// the top of scripts/prelude.lua; amounts are kept as 20-digit decimal
+// the top of internal/scripts/prelude.lua; amounts are kept as 20-digit decimal
 // strings and the free set is ordered by them lexically, so selection by
 // amount is exact up to 2^64-1.
 //
 // # The reservation lifecycle
 //
 // This is the one state machine of a reservation; every path that ends one
-// goes through the same Redis function (end_res in scripts/prelude.lua) and
+// goes through the same Redis function (let_go in internal/scripts/prelude.lua) and
 // the journal's conditional update (Journal.Update).
 //
 // A UTXO's chain state, as the syncer keeps it in PostgreSQL, is one of
@@ -80,6 +80,7 @@ import (
 	"time"
 
 	"github.com/bufferd/bufferd/client"
+	"github.com/bufferd/bufferd/lockmgr/internal/scripts"
 )
 
 // Sentinel errors.
@@ -126,7 +127,7 @@ var (
 
 	// ErrScriptKeys is a script called with another number of keys than
 	// its header declares: a bug in lockmgr, never sent to Redis.
-	ErrScriptKeys = errors.New("lockmgr: script called with the wrong number of keys")
+	ErrScriptKeys = scripts.ErrKeyCount
 )
 
 // Default and limits of a reservation's time to live.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/lockmgr/internal/scripts"
 )
 
 // combineBudget bounds the search of a combine reservation (nodes visited);
@@ -62,63 +64,8 @@ func (m *Manager) Fenced(epoch int64) *Manager {
 	return &c
 }
 
-// poolKeys are the keys of one pool; they all share the hash tag {p<id>}.
-// list holds the ones every script receives first, in the order the
-// prelude of the scripts documents.
-type poolKeys struct {
-	tag, free, utxo, held, holder, legacy, fence, ready, syncgen, epoch, res, freed, submitted, idem string
-	list                                                                                             []string
-}
-
-func (m *Manager) keys(pool int64) poolKeys {
-	tag := m.prefix + "{p" + strconv.FormatInt(pool, 10) + "}"
-	k := poolKeys{
-		tag:       tag,
-		free:      tag + ":free",
-		utxo:      tag + ":utxo",
-		held:      tag + ":held",
-		holder:    tag + ":holder",
-		legacy:    tag + ":legacy",
-		fence:     tag + ":fence",
-		ready:     tag + ":ready",
-		syncgen:   tag + ":syncgen",
-		epoch:     tag + ":epoch",
-		res:       tag + ":res:",
-		freed:     tag + ":freed",
-		submitted: tag + ":submitted",
-		idem:      tag + ":idem:",
-	}
-	k.list = []string{k.free, k.utxo, k.held, k.holder, k.legacy, k.fence, k.ready, k.syncgen, k.epoch,
-		k.res, k.freed, k.submitted, k.idem}
-	return k
-}
-
-// releases is the key of the pool's releases kept for the sweep.
-func (k poolKeys) releases() string { return k.tag + ":releases" }
-
-// poolKeyCount is how many keys every script receives first.
-const poolKeyCount = 13
-
-// with returns the pool's keys followed by extra.
-func (k poolKeys) with(extra ...string) []string {
-	out := make([]string, 0, len(k.list)+len(extra))
-	return append(append(out, k.list...), extra...)
-}
-
-// idemKey is the key of an idempotency key's digest; with no key, a key of
-// the pool that no script writes (scripts take a fixed number of keys).
-func (k poolKeys) idemKey(digest string) string {
-	if digest == "" {
-		return k.idem + "-"
-	}
-	return k.idem + digest
-}
-
-// stage names the keys a rebuild builds its new state in; each rebuild has
-// its own, so concurrent rebuilds never mix.
-func (k poolKeys) stage(nonce string) (free, utxo string) {
-	return k.tag + ":stage:" + nonce + ":free", k.tag + ":stage:" + nonce + ":utxo"
-}
+// keys returns the keys of pool (their layout is in internal/scripts).
+func (m *Manager) keys(pool int64) scripts.Keys { return scripts.KeysOf(m.prefix, pool) }
 
 // Ping checks that Redis answers.
 func (m *Manager) Ping(ctx context.Context) error { return m.rdb.Ping(ctx).Err() }
@@ -202,7 +149,7 @@ func (m *Manager) reserve(ctx context.Context, r Request, mayRetry bool) (*Reser
 	for _, h := range r.Hashes {
 		args = append(args, h)
 	}
-	raw, err := reserveScript.run(ctx, m.rdb, k.with(k.idemKey(digest)), args...).Slice()
+	raw, err := scripts.Reserve.Run(ctx, m.rdb, k.With(k.IdemKey(digest)), args...).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -291,8 +238,8 @@ func (m *Manager) replayKey(ctx context.Context, r Request, digest string) (*Res
 	return res, nil
 }
 
-func (m *Manager) undo(ctx context.Context, k poolKeys, res *Reservation) error {
-	if err := undoScript.run(ctx, m.rdb, k.with(k.idemKey(res.Key)), res.ID).Err(); err != nil {
+func (m *Manager) undo(ctx context.Context, k scripts.Keys, res *Reservation) error {
+	if err := scripts.Undo.Run(ctx, m.rdb, k.With(k.IdemKey(res.Key)), res.ID).Err(); err != nil {
 		return fmt.Errorf("lockmgr: undo: %w", err)
 	}
 	return nil
@@ -306,8 +253,8 @@ func (m *Manager) Get(ctx context.Context, pool int64, id string) (*Reservation,
 	var fields *redis.SliceCmd
 	var ready *redis.IntCmd
 	_, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fields = p.HMGet(ctx, k.res+id, resFields...)
-		ready = p.Exists(ctx, k.ready)
+		fields = p.HMGet(ctx, k.Res+id, resFields...)
+		ready = p.Exists(ctx, k.Ready)
 		return nil
 	})
 	if err != nil {
@@ -345,21 +292,21 @@ func (m *Manager) Extend(ctx context.Context, pool int64, id string, ttl time.Du
 	if ttl < MinTTL || ttl > MaxTTL {
 		return nil, fmt.Errorf("%w: ttl must be between %s and %s", ErrBadRequest, MinTTL, MaxTTL)
 	}
-	return m.change(ctx, pool, id, extendScript, []string{StateHeld}, id, ttl.Milliseconds(), m.life.Milliseconds())
+	return m.change(ctx, pool, id, scripts.Extend, []string{StateHeld}, id, ttl.Milliseconds(), m.life.Milliseconds())
 }
 
 // Submit records the transaction that spends a held reservation's UTXOs: the
 // reservation becomes submitted and keeps holding for at least the submit
 // grace, until the syncer settles it. Submitting the same tx again is a no-op.
 func (m *Manager) Submit(ctx context.Context, pool int64, id, txID string) (*Reservation, error) {
-	res, err := m.change(ctx, pool, id, submitScript, []string{StateHeld, StateSubmitted}, id, txID, m.grace.Milliseconds())
+	res, err := m.change(ctx, pool, id, scripts.Submit, []string{StateHeld, StateSubmitted}, id, txID, m.grace.Milliseconds())
 	if err != nil {
 		return nil, err
 	}
 	// The leading syncer syncs the pool at once, so the change output is
 	// offered soon; told only now that the journal has the submit, it cannot
 	// settle the reservation before the submit is answered.
-	_ = m.rdb.Publish(context.WithoutCancel(ctx), m.keys(pool).submitted, "1").Err()
+	_ = m.rdb.Publish(context.WithoutCancel(ctx), m.keys(pool).Submitted, "1").Err()
 	return res, nil
 }
 
@@ -383,7 +330,7 @@ const releasesKept = 10 * time.Minute
 // a live one is released in the journal first, then in Redis.
 func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservation, error) {
 	k := m.keys(pool)
-	raw, err := releaseScript.run(ctx, m.rdb, k.with(k.releases()), id, ReleasedMemory.Milliseconds(),
+	raw, err := scripts.Release.Run(ctx, m.rdb, k.With(k.Releases()), id, ReleasedMemory.Milliseconds(),
 		releasesKept.Milliseconds()).Slice()
 	if err == nil {
 		f, err := fieldsOf(raw)
@@ -453,7 +400,7 @@ func (r ReleaseRecord) member() string { return r.ID + " " + strconv.FormatInt(r
 // The sweep writes them to the journal, where the API's own write of a
 // release was lost (the API died right after answering).
 func (m *Manager) RecentReleases(ctx context.Context, pool int64, cutoff time.Time) ([]ReleaseRecord, error) {
-	zs, err := m.rdb.ZRangeByScoreWithScores(ctx, m.keys(pool).releases(), &redis.ZRangeBy{
+	zs, err := m.rdb.ZRangeByScoreWithScores(ctx, m.keys(pool).Releases(), &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(cutoff.UnixMilli(), 10)}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: releases of pool %d: %w", pool, err)
@@ -484,7 +431,7 @@ func (m *Manager) ReleasesOf(ctx context.Context, pool int64, rs []ReleaseRecord
 	for i, r := range rs {
 		members[i] = r.member()
 	}
-	scores, err := m.rdb.ZMScore(ctx, m.keys(pool).releases(), members...).Result()
+	scores, err := m.rdb.ZMScore(ctx, m.keys(pool).Releases(), members...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: releases of pool %d: %w", pool, err)
 	}
@@ -507,7 +454,7 @@ func (m *Manager) ForgetReleases(ctx context.Context, pool int64, rs []ReleaseRe
 	for i, r := range rs {
 		members[i] = r.member()
 	}
-	if err := m.rdb.ZRem(ctx, m.keys(pool).releases(), members...).Err(); err != nil {
+	if err := m.rdb.ZRem(ctx, m.keys(pool).Releases(), members...).Err(); err != nil {
 		return fmt.Errorf("lockmgr: forget releases of pool %d: %w", pool, err)
 	}
 	return nil
@@ -520,7 +467,7 @@ func (m *Manager) ForgetReleases(ctx context.Context, pool int64, rs []ReleaseRe
 // reader that must not go back in time asks here before the journal.
 func (m *Manager) Peek(ctx context.Context, pool int64, id string) (*Reservation, error) {
 	names := append(resFields[:len(resFields):len(resFields)], "ended")
-	v, err := m.rdb.HMGet(ctx, m.keys(pool).res+id, names...).Result()
+	v, err := m.rdb.HMGet(ctx, m.keys(pool).Res+id, names...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: peek: %w", err)
 	}
@@ -556,8 +503,8 @@ func (m *Manager) follow(ctx context.Context, pool int64, id string) {
 // result. When the journal says the reservation ended meanwhile (a release
 // or the chain got there first), Redis follows and the change fails with
 // ErrNotFound.
-func (m *Manager) change(ctx context.Context, pool int64, id string, s *script, from []string, args ...any) (*Reservation, error) {
-	res, err := m.run(ctx, pool, s, m.keys(pool).list, args...)
+func (m *Manager) change(ctx context.Context, pool int64, id string, s *scripts.Script, from []string, args ...any) (*Reservation, error) {
+	res, err := m.run(ctx, pool, s, m.keys(pool).List, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -578,8 +525,8 @@ func (m *Manager) change(ctx context.Context, pool int64, id string, s *script, 
 	return res, nil
 }
 
-func (m *Manager) run(ctx context.Context, pool int64, s *script, keys []string, args ...any) (*Reservation, error) {
-	raw, err := s.run(ctx, m.rdb, keys, args...).Slice()
+func (m *Manager) run(ctx context.Context, pool int64, s *scripts.Script, keys []string, args ...any) (*Reservation, error) {
+	raw, err := s.Run(ctx, m.rdb, keys, args...).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -619,7 +566,7 @@ func (m *Manager) endReservations(ctx context.Context, pool, epoch int64, ids []
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		if err := endScript.run(ctx, m.rdb, k.list, args...).Err(); err != nil {
+		if err := scripts.End.Run(ctx, m.rdb, k.List, args...).Err(); err != nil {
 			return fmt.Errorf("lockmgr: end reservations of pool %d: %w", pool, scriptError(err))
 		}
 	}

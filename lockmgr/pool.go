@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/lockmgr/internal/scripts"
 )
 
 // ListAvailable returns free UTXOs of the pool sorted by amount (then hash),
@@ -42,7 +44,7 @@ func (m *Manager) list(ctx context.Context, pool int64, desc bool, start, limit,
 		d = "1"
 	}
 	k := m.keys(pool)
-	raw, err := listScript.run(ctx, m.rdb, k.with(k.tag+":listturn"), d, start, start+limit-1, size).Slice()
+	raw, err := scripts.List.Run(ctx, m.rdb, k.With(k.ListTurn()), d, start, start+limit-1, size).Slice()
 	if err != nil {
 		return nil, scriptError(err)
 	}
@@ -55,7 +57,7 @@ func (m *Manager) list(ctx context.Context, pool int64, desc bool, start, limit,
 // reservation made through the v1 API. It reports whether a hold was shortened.
 // The journal learns the new expiry after Redis, well before it comes.
 func (m *Manager) ShortenOldestLegacy(ctx context.Context, pool int64) (bool, error) {
-	raw, err := shortenLegacyScript.run(ctx, m.rdb, m.keys(pool).list, LegacyShortTTL.Milliseconds()).Slice()
+	raw, err := scripts.ShortenLegacy.Run(ctx, m.rdb, m.keys(pool).List, LegacyShortTTL.Milliseconds()).Slice()
 	if err != nil {
 		return false, fmt.Errorf("lockmgr: shorten legacy: %w", scriptError(err))
 	}
@@ -97,7 +99,7 @@ func (m *Manager) ApplyChain(ctx context.Context, pool int64, add []Item, remove
 		for _, h := range r {
 			args = append(args, h)
 		}
-		if err := chainScript.run(ctx, m.rdb, k.list, args...).Err(); err != nil {
+		if err := scripts.Chain.Run(ctx, m.rdb, k.List, args...).Err(); err != nil {
 			return fmt.Errorf("lockmgr: apply chain to pool %d: %w", pool, scriptError(err))
 		}
 	}
@@ -117,7 +119,7 @@ func (m *Manager) LoadAvailable(ctx context.Context, pool int64, all []Item) err
 // SyncGeneration counts the ApplyChain calls on the pool; read it before
 // taking a rebuild's snapshot (Snapshot.SyncGen).
 func (m *Manager) SyncGeneration(ctx context.Context, pool int64) (int64, error) {
-	n, err := m.rdb.Get(ctx, m.keys(pool).syncgen).Int64()
+	n, err := m.rdb.Get(ctx, m.keys(pool).SyncGen).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -145,7 +147,7 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 	if load == "" {
 		load = nonce
 	}
-	stageFree, stageUTXO := k.stage(nonce)
+	stageFree, stageUTXO := k.Stage(nonce)
 	for i := 0; i < len(s.Available); i += batch {
 		chunk := s.Available[i:min(i+batch, len(s.Available))]
 		zs := make([]redis.Z, len(chunk))
@@ -182,17 +184,17 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 			r.TxID, strings.Join(r.Hashes(), ","), strings.Join(amounts, ","))
 	}
 	old := m.prefix + "{p" + strconv.FormatInt(pool, 10) + "}"
-	keys := k.with(stageFree, stageUTXO, old+":avail", old+":amount", old+":loaded")
+	keys := k.With(stageFree, stageUTXO, old+":avail", old+":amount", old+":loaded")
 	now := time.Now()
 	for _, r := range s.Keys {
 		if r.Key == "" {
 			continue
 		}
 		left := r.CreatedAt.Add(IdempotencyWindow).Sub(now)
-		keys = append(keys, k.idemKey(r.Key))
+		keys = append(keys, k.IdemKey(r.Key))
 		args = append(args, r.ID+" "+r.Fingerprint+" "+strconv.FormatInt(r.CreatedAt.UnixMilli(), 10), left.Milliseconds())
 	}
-	if err := rebuildCommitScript.run(ctx, m.rdb, keys, args...).Err(); err != nil {
+	if err := scripts.RebuildCommit.Run(ctx, m.rdb, keys, args...).Err(); err != nil {
 		return fmt.Errorf("lockmgr: rebuild pool %d: %w", pool, scriptError(err))
 	}
 	return nil
@@ -202,7 +204,7 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 // its data (restart without persistence, flush, failover to a stale replica),
 // which calls for a Rebuild.
 func (m *Manager) Loaded(ctx context.Context, pool int64) (bool, error) {
-	n, err := m.rdb.Exists(ctx, m.keys(pool).ready).Result()
+	n, err := m.rdb.Exists(ctx, m.keys(pool).Ready).Result()
 	if err != nil {
 		return false, fmt.Errorf("lockmgr: loaded: %w", err)
 	}
@@ -215,8 +217,8 @@ func (m *Manager) PoolCounts(ctx context.Context, pool int64) (free, held int64,
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	var fc, hc *redis.IntCmd
 	_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fc = p.ZCard(ctx, k.free)
-		hc = p.ZCount(ctx, k.held, "("+now, "+inf")
+		fc = p.ZCard(ctx, k.Free)
+		hc = p.ZCount(ctx, k.Held, "("+now, "+inf")
 		return nil
 	})
 	if err != nil {
@@ -228,7 +230,7 @@ func (m *Manager) PoolCounts(ctx context.Context, pool int64) (free, held int64,
 // Offered returns the UTXOs Redis offers for the pool (free or held), with
 // their amounts: what the syncer's sweep compares with the journal's view.
 func (m *Manager) Offered(ctx context.Context, pool int64) (map[string]uint64, error) {
-	all, err := m.rdb.HGetAll(ctx, m.keys(pool).utxo).Result()
+	all, err := m.rdb.HGetAll(ctx, m.keys(pool).UTXO).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: offered utxos of pool %d: %w", pool, err)
 	}
@@ -246,7 +248,7 @@ func (m *Manager) Offered(ctx context.Context, pool int64) (map[string]uint64, e
 // Reclaim ends the reservations of the pool whose hold ran out (every
 // script does it in passing); it returns how many holds ran out.
 func (m *Manager) Reclaim(ctx context.Context, pool int64) (int, error) {
-	n, err := reclaimScript.run(ctx, m.rdb, m.keys(pool).list).Int()
+	n, err := scripts.Reclaim.Run(ctx, m.rdb, m.keys(pool).List).Int()
 	if err != nil {
 		return 0, fmt.Errorf("lockmgr: reclaim pool %d: %w", pool, scriptError(err))
 	}
@@ -261,7 +263,7 @@ func (m *Manager) Holds(ctx context.Context, pool int64) (map[string]time.Time, 
 		return nil, err
 	}
 	k := m.keys(pool)
-	holders, err := m.rdb.HGetAll(ctx, k.holder).Result()
+	holders, err := m.rdb.HGetAll(ctx, k.Holder).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: holds of pool %d: %w", pool, err)
 	}
@@ -273,7 +275,7 @@ func (m *Manager) Holds(ctx context.Context, pool int64) (map[string]time.Time, 
 	cmds := make(map[string]*redis.StringCmd, len(ids))
 	_, err = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for id := range ids {
-			cmds[id] = p.HGet(ctx, k.res+id, "created")
+			cmds[id] = p.HGet(ctx, k.Res+id, "created")
 		}
 		return nil
 	})

@@ -78,7 +78,7 @@ func (m *Manager) Close() error {
 func (m *Manager) subscribe(pool int64) (chan struct{}, func()) {
 	m.hub.listening.Do(func() { go m.listen() })
 	ch := make(chan struct{}, 1)
-	name := m.keys(pool).freed
+	name := m.keys(pool).Freed
 	m.hub.mu.Lock()
 	if m.hub.waiters[name] == nil {
 		m.hub.waiters[name] = map[chan struct{}]struct{}{}

@@ -61,7 +61,7 @@ func (f *fixture) view(t *testing.T, pool int64) poolView {
 }
 
 // poolKey is the Redis key of one part of a pool's state (see the key
-// layout in lockmgr's scripts/prelude.lua).
+// layout in lockmgr/internal/scripts/prelude.lua).
 func (f *fixture) poolKey(pool int64, part string) string {
 	return f.prefix + "{p" + strconv.FormatInt(pool, 10) + "}:" + part
 }

@@ -176,7 +176,7 @@ func TestChaosReportsInjectedLostUTXO(t *testing.T) {
 		if err != nil || len(free) == 0 {
 			return fmt.Errorf("no free utxo to take: %v", err)
 		}
-		// The free set's members are "<amount, 20 digits>:<hash>" (lockmgr/scripts/prelude.lua).
+		// The free set's members are "<amount, 20 digits>:<hash>" (lockmgr/internal/scripts/prelude.lua).
 		member := fmt.Sprintf("%020d:%s", free[0].Amount, free[0].Hash)
 		return rdb.ZRem(ctx, fmt.Sprintf("%s{p%d}:free", p.Prefix, p.Pools[0]), member).Err()
 	})
