@@ -7,7 +7,8 @@
 #
 # Without arguments it also runs the deploy/ module's tests (a Go module of its
 # own, so the bufferd binary never pulls in Helm): the Helm chart, the compose
-# file and the Dockerfile checked offline.
+# file and the Dockerfile checked offline; then golangci-lint on every module
+# (scripts/lint.sh, .golangci.yml), which must find nothing.
 #
 # Extra arguments go to `go test` of the root module only; packages among them
 # (./storage/..., .) replace the default ./... . Give flag values as -flag=value.
@@ -48,4 +49,5 @@ go test -race -count=1 -timeout 20m -artifacts -outputdir "$artifacts" "$@" ${pk
 find "$artifacts" -type f -printf 'test artifact: %p\n' | sort
 if [ $# -eq 0 ]; then
 	(cd deploy && go test -count=1 -timeout 10m ./...)
+	scripts/lint.sh
 fi
