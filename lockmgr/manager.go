@@ -96,9 +96,6 @@ func (m *Manager) keys(pool int64) poolKeys {
 // releases is the key of the pool's releases kept for the sweep.
 func (k poolKeys) releases() string { return k.tag + ":releases" }
 
-// poolKeyCount is how many keys every script receives first.
-const poolKeyCount = 13
-
 // with returns the pool's keys followed by extra.
 func (k poolKeys) with(extra ...string) []string {
 	out := make([]string, 0, len(k.list)+len(extra))
@@ -519,7 +516,7 @@ func (m *Manager) ForgetReleases(ctx context.Context, pool int64, rs []ReleaseRe
 // live reservation takes effect first (its journal write follows), so a
 // reader that must not go back in time asks here before the journal.
 func (m *Manager) Peek(ctx context.Context, pool int64, id string) (*Reservation, error) {
-	names := append(resFields[:len(resFields):len(resFields)], "ended")
+	names := append(resFields[:len(resFields):len(resFields)], "ended") //nolint:gocritic // the 3-index slice makes append copy
 	v, err := m.rdb.HMGet(ctx, m.keys(pool).res+id, names...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: peek: %w", err)

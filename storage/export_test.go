@@ -12,7 +12,7 @@ func MigrateUpTo(ctx context.Context, databaseURL string, version int64) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	p, err := newProvider(db)
 	if err != nil {
 		return err
@@ -29,7 +29,7 @@ func MigrateDownTo(ctx context.Context, databaseURL string, version int64) error
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	p, err := newProvider(db)
 	if err != nil {
 		return err

@@ -76,7 +76,7 @@ func postRaw(t *testing.T, url string, body any) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func postRaw(t *testing.T, url string, body any) (int, []byte) {
 }
 
 // post is postRaw decoding the JSON answer into out.
-func post(t *testing.T, url string, body any, out any) int {
+func post(t *testing.T, url string, body, out any) int {
 	t.Helper()
 	status, raw := postRaw(t, url, body)
 	if out != nil {
@@ -224,7 +224,8 @@ func TestBlockcenterRawListing(t *testing.T) {
 		Msg  string `json:"msg"`
 	}
 	body["sort"] = map[string]any{"by": "amount", "order": "desc; drop table"}
-	if post(t, base+"/api/v1/btm/q/list-utxos", body, &fail); fail.Code != 300 || fail.Msg == "" {
+	post(t, base+"/api/v1/btm/q/list-utxos", body, &fail)
+	if fail.Code != 300 || fail.Msg == "" {
 		t.Fatalf("bad order accepted: %+v", fail)
 	}
 }
