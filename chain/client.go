@@ -102,7 +102,7 @@ func New(kind, baseURL string, opts ...Option) (Source, error) {
 
 // transport sends JSON requests to one service and reads bounded responses.
 type transport struct {
-	source string // for errors: blockcenter, explorer, bytomd
+	source string // for errors: blockcenter or bytomd
 	base   string // scheme://host[/prefix], no trailing slash
 	cfg    config
 }
