@@ -249,10 +249,6 @@ func (s *Store) Close() error {
 	return sqlDB.Close()
 }
 
-// StatementCount is the number of SQL statements this store has issued so far
-// (transaction BEGIN/COMMIT not included). Tests use deltas of it.
-func (s *Store) StatementCount() int64 { return s.stmts.Load() }
-
 type stmtCounterKey struct{}
 
 // countStatements makes the statements issued under ctx also count into n.

@@ -633,13 +633,6 @@ func (r *Runner) lastSuccess(id int64) (poolState, bool) {
 	return poolState{lastSuccess: s.lastSuccess, tip: s.tip}, true
 }
 
-// Failures returns how many syncs of the pool failed in a row.
-func (r *Runner) Failures(id int64) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.state(id).failures
-}
-
 func (r *Runner) logger() *slog.Logger {
 	if r.Log != nil {
 		return r.Log
