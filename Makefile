@@ -17,10 +17,8 @@ test-race: test ## Same as test: -race is always on
 test-short: ## Quick run: go test -short ./... without the race detector
 	$(GO) test -short ./...
 
-lint: ## Check formatting (gofmt -l) and run go vet
-	@out="$$(gofmt -l .)"; \
-	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+lint: ## Run golangci-lint (.golangci.yml: gofmt, vet, staticcheck, layering...) on every module (scripts/lint.sh)
+	scripts/lint.sh
 
 services: ## Install and start the local Redis and PostgreSQL if needed
 	scripts/ensure-services.sh

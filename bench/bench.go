@@ -37,7 +37,7 @@ import (
 	"time"
 )
 
-// Scenario names, in the order Run runs them.
+// Scenarios are the scenario names, in the order Run runs them.
 var Scenarios = []string{"e", "a", "half", "b", "c", "d", "memory"}
 
 // Defaults of Options.

@@ -14,7 +14,9 @@ func TestCPUReadingsFromProc(t *testing.T) {
 		t.Skip("/proc is Linux's")
 	}
 	a, pa := sampleCPU(), snapshotProcs(nil, "")
-	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); { // burn some CPU
+	spins := 0 // burn some CPU
+	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+		spins++
 	}
 	b, pb := sampleCPU(), snapshotProcs(nil, "")
 	use, ok := cpuBetween(a, b, runtime.NumCPU())

@@ -218,7 +218,7 @@ func ReadJournal(ctx context.Context, url string, pools []int64) ([]JournalRow, 
 	if err != nil {
 		return nil, fmt.Errorf("bench: journal: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	rows, err := conn.Query(ctx, `SELECT r.id, r.pool_id, r.fence, r.hashes, r.state, r.created_at, r.expires_at, r.updated_at,
 		ARRAY(SELECT ru.hash FROM reservation_utxos ru WHERE ru.reservation_id = r.id AND ru.pool_id = r.pool_id)
 		FROM reservations r WHERE r.pool_id = ANY($1)`, pools)

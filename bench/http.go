@@ -87,7 +87,7 @@ func (p *peer) call(ctx context.Context, method, path string, body any) (answer,
 	if err != nil {
 		return answer{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return answer{}, err

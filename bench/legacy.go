@@ -248,7 +248,7 @@ func (rc *recycler) stop() { rc.once.Do(func() { close(rc.done) }) }
 
 // run recycles until stop, then once more, and closes the connection.
 func (rc *recycler) run(ctx context.Context) {
-	defer rc.conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = rc.conn.Close(context.WithoutCancel(ctx)) }()
 	t := time.NewTicker(recycleEvery)
 	defer t.Stop()
 	for {

@@ -233,7 +233,7 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String(), nil
 }
 
@@ -249,7 +249,7 @@ func waitHTTP(ctx context.Context, u, method string) error {
 		req.Close = true // no idle connection to hold up the server's shutdown
 		resp, err := hc.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode < 500 {
 				return nil
 			}
@@ -277,7 +277,7 @@ func freshDatabase(ctx context.Context, adminURL string) (string, func(), error)
 	if err != nil {
 		return "", nil, fmt.Errorf("bench: database: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	name := "bufferd_bench_" + randomHex(6)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", nil, fmt.Errorf("bench: create database: %w", err)
@@ -289,7 +289,7 @@ func freshDatabase(ctx context.Context, adminURL string) (string, func(), error)
 		if err != nil {
 			return
 		}
-		defer c.Close(ctx)
+		defer func() { _ = c.Close(ctx) }()
 		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	}
 	u.Path = "/" + name
@@ -307,7 +307,7 @@ func deleteKeys(redisURL, prefix string, log *slog.Logger) {
 		return
 	}
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n := 0

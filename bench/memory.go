@@ -58,7 +58,7 @@ func usedMemory(ctx context.Context, url string) (int64, error) {
 		return 0, fmt.Errorf("bench: redis url: %w", err)
 	}
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	info, err := rdb.InfoMap(ctx, "memory").Result()
 	if err != nil {
 		return 0, fmt.Errorf("bench: redis INFO: %w", err)
@@ -81,7 +81,7 @@ func tableBytes(ctx context.Context, url string, tables ...string) (int64, error
 	if err != nil {
 		return 0, fmt.Errorf("bench: database: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	var total int64
 	for _, table := range tables {
 		var n int64

@@ -161,7 +161,7 @@ func (r *runner) scenarioCycles(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		defer r.retire(ctx, p)
+		defer r.retire(ctx, p) //nolint:revive,gocritic // every pool is retired when the scenario ends, not per iteration
 		pools[i], ids[i] = p, p.ID
 	}
 	poolOf := func(c *client) int64 { return pools[c.id%n].ID }

@@ -133,7 +133,7 @@ func TestSmokeEveryScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	forged := storage.Reservation{ID: strings.Repeat("f", 32), PoolID: pool, Fence: 1_000_000, Hashes: victim.Hashes[0],
 		State: storage.ResHeld, CreatedAt: victim.CreatedAt.Add(10 * time.Millisecond), ExpiresAt: victim.ExpiresAt}
 	if err := store.RecordReservation(ctx, forged); err != nil {

@@ -51,7 +51,7 @@ type bcResult[T any] struct {
 
 // call sends one request and decodes result into out. A code other than 200 is
 // an *APIError.
-func (b *Blockcenter) call(ctx context.Context, method, path string, q url.Values, in any, out any) error {
+func (b *Blockcenter) call(ctx context.Context, method, path string, q url.Values, in, out any) error {
 	r, err := b.t.do(ctx, method, path, q, in)
 	if err != nil {
 		return err

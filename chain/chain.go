@@ -1,5 +1,6 @@
 // Package chain reads the state of a UTXO-model chain (Bytom first) from one of
-// its public APIs: a blockcenter wallet server, a block explorer or a bytomd node.
+// its public APIs: a blockcenter wallet server or a bytomd node (New picks one
+// by BUFFERD_CHAIN_KIND).
 //
 // The syncer depends only on the Source interface, so the same code runs against
 // the simulated chain in chain/sim and against the real services.
@@ -27,7 +28,7 @@ var (
 // APIError is a response whose envelope reports a failure (blockcenter code other
 // than 200, bytomd status "fail") or whose HTTP status is not 200.
 type APIError struct {
-	Source     string // "blockcenter", "explorer" or "bytomd"
+	Source     string // "blockcenter" or "bytomd"
 	Path       string // the route called
 	HTTPStatus int
 	Code       string // the envelope's code, e.g. "300" or "BTM107"
@@ -131,8 +132,8 @@ type Lister interface {
 	ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error)
 }
 
-// BlockSource is implemented by sources that serve whole blocks (bytomd,
-// explorer). Height 0 is the genesis block.
+// BlockSource is implemented by sources that serve whole blocks (bytomd).
+// Height 0 is the genesis block.
 type BlockSource interface {
 	// GetBlock returns the block at height or ErrBlockNotFound.
 	GetBlock(ctx context.Context, height uint64) (*Block, error)

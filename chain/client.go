@@ -102,7 +102,7 @@ func New(kind, baseURL string, opts ...Option) (Source, error) {
 
 // transport sends JSON requests to one service and reads bounded responses.
 type transport struct {
-	source string // for errors: blockcenter, explorer, bytomd
+	source string // for errors: blockcenter or bytomd
 	base   string // scheme://host[/prefix], no trailing slash
 	cfg    config
 }
@@ -147,7 +147,7 @@ func (t *transport) do(ctx context.Context, method, path string, query url.Value
 	if err != nil {
 		return response{}, fmt.Errorf("chain: %s %s: %w", t.source, path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	// The body is read into a buffer of its announced size (a block is large).
 	buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), maxBodyBytes)+bytes.MinRead))
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBodyBytes+1)); err != nil {

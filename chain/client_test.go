@@ -116,9 +116,6 @@ func TestInvalidJSONIsBadResponse(t *testing.T) {
 		"blockcenter list":   func() error { _, err := NewBlockcenter(srv.URL).ListUTXOs(ctx, f); return err },
 		"blockcenter tx":     func() error { _, err := NewBlockcenter(srv.URL).GetTransaction(ctx, testTx); return err },
 		"blockcenter status": func() error { _, err := NewBlockcenter(srv.URL).ChainStatus(ctx); return err },
-		"explorer tx":        func() error { _, err := NewExplorer(srv.URL).GetTransaction(ctx, testTx); return err },
-		"explorer block":     func() error { _, err := NewExplorer(srv.URL).GetBlock(ctx, 1); return err },
-		"explorer status":    func() error { _, err := NewExplorer(srv.URL).ChainStatus(ctx); return err },
 		"bytomd mempool":     func() error { _, err := NewBytomd(srv.URL).Mempool(ctx); return err },
 		"bytomd mempool tx":  func() error { _, err := NewBytomd(srv.URL).MempoolTx(ctx, testTx); return err },
 		"bytomd status":      func() error { _, err := NewBytomd(srv.URL).ChainStatus(ctx); return err },
@@ -146,7 +143,6 @@ func TestSlowServerHitsTimeout(t *testing.T) {
 	f := Filter{Asset: testAsset, Program: testProgram}
 	calls := map[string]func() error{
 		"blockcenter": func() error { _, err := NewBlockcenter(srv.URL, opt).ListUTXOs(ctx, f); return err },
-		"explorer":    func() error { _, err := NewExplorer(srv.URL, opt).GetTransaction(ctx, testTx); return err },
 		"bytomd":      func() error { _, err := NewBytomd(srv.URL, opt).ChainStatus(ctx); return err },
 	}
 	for name, call := range calls {
@@ -296,39 +292,6 @@ func TestBlockcenterTransactionMapping(t *testing.T) {
 	}
 	if len(tx.Outputs) != 1 || tx.Outputs[0].UTXO != testAsset || tx.Outputs[0].Amount != 4 || tx.Outputs[0].Type != "control" {
 		t.Fatalf("outputs %+v", tx.Outputs)
-	}
-}
-
-func TestExplorerNotFound(t *testing.T) {
-	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/transaction/" + testTx:
-			writeJSON(w, 404, map[string]any{"error": "not found"})
-		case "/block/9":
-			writeJSON(w, 404, map[string]any{"error": "not found"})
-		case "/status":
-			writeJSON(w, 503, map[string]any{"error": "down"})
-		default: // an error body with status 200
-			writeJSON(w, 200, map[string]any{"msg": "tx not exist"})
-		}
-	})
-	ex := NewExplorer(srv.URL)
-	ctx := ctxT(t)
-	var apiErr *APIError
-	_, err := ex.GetTransaction(ctx, testTx)
-	if !errors.Is(err, ErrTxNotFound) || !errors.As(err, &apiErr) || apiErr.HTTPStatus != 404 {
-		t.Fatalf("404 tx: %v", err)
-	}
-	_, err = ex.GetTransaction(ctx, testAsset)
-	if !errors.Is(err, ErrTxNotFound) || !errors.As(err, &apiErr) || apiErr.Msg != "tx not exist" {
-		t.Fatalf("error body tx: %v", err)
-	}
-	if _, err = ex.GetBlock(ctx, 9); !errors.Is(err, ErrBlockNotFound) {
-		t.Fatalf("404 block: %v", err)
-	}
-	_, err = ex.ChainStatus(ctx)
-	if !errors.As(err, &apiErr) || apiErr.HTTPStatus != 503 {
-		t.Fatalf("status: %v", err)
 	}
 }
 

@@ -163,34 +163,6 @@ func FuzzBytomdMempool(f *testing.F) {
 	})
 }
 
-func FuzzExplorerGetBlock(f *testing.F) {
-	f.Add([]byte(`{"hash":"` + fuzzHash + `","height":3,"previous_block_hash":"` + fuzzHash + `","timestamp":1700000000,"transactions":[]}`))
-	f.Add([]byte(`{"error":"not found"}`))
-	u, set := fuzzServer(f)
-	c := NewExplorer(u)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		set(body)
-		blk, err := c.GetBlock(fuzzCtx(t), 3)
-		if err == nil && (blk == nil || blk.Height != 3) {
-			t.Fatalf("asked block 3, got %+v", blk)
-		}
-	})
-}
-
-func FuzzExplorerGetTransaction(f *testing.F) {
-	f.Add([]byte(`{"id":"` + fuzzHash + `","height":0,"status_fail":false,"detail":[]}`))
-	f.Add([]byte(`{"id":"` + fuzzHash + `","height":"5"}`))
-	u, set := fuzzServer(f)
-	c := NewExplorer(u)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		set(body)
-		tx, err := c.GetTransaction(fuzzCtx(t), fuzzHash)
-		if err == nil && tx == nil {
-			t.Fatal("no error and no transaction")
-		}
-	})
-}
-
 // FuzzDecodeSuccess checks the fast decoder of node answers against
 // encoding/json, for every shape the bytomd client decodes: whatever it
 // accepts, encoding/json accepts too, with the same status and the same

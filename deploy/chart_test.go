@@ -255,7 +255,7 @@ func checkChart(t *testing.T, r rendered) {
 		if _, ok := w.o.obj.(*appsv1.Deployment); ok && w.spec.ServiceAccountName == "" {
 			t.Errorf("%s: no service account", w.o)
 		}
-		if w.spec.ServiceAccountName != "" && w.spec.ServiceAccountName != "default" && v["serviceAccount"].(map[string]any)["create"] == true {
+		if w.spec.ServiceAccountName != "" && w.spec.ServiceAccountName != "default" && enabled(v["serviceAccount"], "create") {
 			sa := byName[*corev1.ServiceAccount](t, r, w.spec.ServiceAccountName)
 			if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
 				t.Errorf("ServiceAccount %s automounts its token", sa.Name)
@@ -388,7 +388,7 @@ func checkChart(t *testing.T, r rendered) {
 						}
 					}
 				}
-				if !ok && v["tests"].(map[string]any)["enabled"] == true {
+				if !ok && enabled(v["tests"], "enabled") {
 					t.Errorf("NetworkPolicy %s shuts out the helm test pod", np.Name)
 				}
 			}
@@ -420,7 +420,7 @@ func checkChart(t *testing.T, r rendered) {
 	}
 
 	// The migration hook Job and the helm test pod.
-	migrations := v["migrations"].(map[string]any)["enabled"] == true
+	migrations := enabled(v["migrations"], "enabled")
 	jobs := all[*batchv1.Job](r)
 	if migrations != (len(jobs) == 1) {
 		t.Errorf("migrations enabled %v, %d Jobs", migrations, len(jobs))
@@ -796,4 +796,10 @@ func find(t *testing.T, r rendered, x any) object {
 	}
 	t.Fatalf("object %T not rendered", x)
 	return object{}
+}
+
+// enabled reports whether the values object section has key set to true.
+func enabled(section any, key string) bool {
+	on, _ := section.(map[string]any)[key].(bool)
+	return on
 }

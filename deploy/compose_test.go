@@ -307,7 +307,7 @@ func TestComposeWiresServicesTogether(t *testing.T) {
 	}
 	// Reservations long-poll for up to 30 s: nginx must wait longer.
 	m := regexp.MustCompile(`proxy_read_timeout\s+(\d+)s;`).FindStringSubmatch(conf)
-	if m == nil || atoi(m[1]) <= 30 {
+	if len(m) < 2 || atoi(m[1]) <= 30 {
 		t.Errorf("proxy_read_timeout %v, want more than the 30 s long-poll", m)
 	}
 

@@ -199,9 +199,13 @@ func tryRender(t *testing.T, vals map[string]any, kv chartutil.KubeVersion) (ren
 	return r, nil
 }
 
+// manifestIndex is the n of a "manifest-n" key of a rendered split manifest,
+// -1 for any other key (sorted first).
 func manifestIndex(key string) int {
 	var n int
-	fmt.Sscanf(key, "manifest-%d", &n)
+	if _, err := fmt.Sscanf(key, "manifest-%d", &n); err != nil {
+		return -1
+	}
 	return n
 }
 
@@ -213,7 +217,7 @@ func stripComments(s string) string { return commentLine.ReplaceAllString(s, "")
 // chart uses (the operator's Go types are not worth a dependency); decoding is
 // strict, so any other field fails.
 type serviceMonitor struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta   // embedded: encoding/json inlines it (k8s' ",inline" tag is for its own codecs)
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
 		Selector          metav1.LabelSelector `json:"selector"`
@@ -232,7 +236,7 @@ type serviceMonitor struct {
 // prometheusRule is the Prometheus Operator's PrometheusRule as the chart
 // renders it: its spec is a Prometheus rule file.
 type prometheusRule struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta   // embedded: encoding/json inlines it (k8s' ",inline" tag is for its own codecs)
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
 		Groups []struct {

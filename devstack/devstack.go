@@ -283,10 +283,12 @@ func (s *Stack) shutdown(grace time.Duration) error {
 	close(s.quit)
 	s.stop()
 	deadline := time.After(grace + time.Second)
+	var errs []error // of the servers and the jobs: a failed start or drain
 wait:
 	for range s.servers {
 		select {
-		case <-s.done:
+		case err := <-s.done:
+			errs = append(errs, err)
 		case <-deadline:
 			break wait
 		}
@@ -300,9 +302,9 @@ wait:
 	if s.journal != nil {
 		s.journal.Close()
 	}
-	var err error
+	err := errors.Join(errs...)
 	if s.Store != nil {
-		err = s.Store.Close()
+		err = errors.Join(err, s.Store.Close())
 	}
 	if s.tmpDir != "" {
 		err = errors.Join(err, os.RemoveAll(s.tmpDir))

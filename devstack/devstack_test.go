@@ -19,14 +19,14 @@ func TestStartOnATakenAddressTouchesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer taken.Close()
+	defer func() { _ = taken.Close() }()
 	addr := taken.Addr().String()
 
 	for _, o := range []devstack.Options{{Addr: addr}, {ChainAddr: addr}} {
 		o.DataDir = filepath.Join(t.TempDir(), "data")
 		s, err := devstack.Start(context.Background(), o)
 		if err == nil {
-			s.Close()
+			_ = s.Close()
 			t.Fatalf("%+v: started on a taken address", o)
 		}
 		want := "api"
@@ -52,7 +52,7 @@ func TestTwoStacksAndClose(t *testing.T) {
 	}
 	b, err := devstack.Start(ctx, devstack.Options{})
 	if err != nil {
-		a.Close()
+		_ = a.Close()
 		t.Fatal(err)
 	}
 	if a.APIURL == b.APIURL || a.AdminToken == b.AdminToken || len(a.AdminToken) != 32 {

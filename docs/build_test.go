@@ -22,7 +22,7 @@ func (e *buildError) Error() string { return "go build: " + e.err.Error() + "\n"
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binPath != "" {
-		os.RemoveAll(binPath[:len(binPath)-len("/bufferd")])
+		_ = os.RemoveAll(binPath[:len(binPath)-len("/bufferd")])
 	}
 	os.Exit(code)
 }

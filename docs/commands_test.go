@@ -33,7 +33,7 @@ type block struct {
 // setting is a line that sets a bufferd variable.
 var setting = regexp.MustCompile(`^BUFFERD_[A-Z_]+=`)
 
-var fence = regexp.MustCompile("(?ms)^```(sh|bash)\n(.*?)^```")
+var fence = regexp.MustCompile("(?ms)^```(sh|bash)\n(.*?)^```") //nolint:gocritic // (?m): the second ^ starts a line
 
 // shellBlocks returns the ```sh and ```bash blocks of the pages.
 func shellBlocks(t *testing.T) []block {
@@ -101,7 +101,7 @@ func TestDocumentedCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 
 	blocks := shellBlocks(t)
 	if len(blocks) < 4 {

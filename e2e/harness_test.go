@@ -218,13 +218,14 @@ func (p *proc) waitOutput(t *testing.T, s string, timeout time.Duration) string 
 	}
 }
 
-// problems returns the first max lines of out logged at warn or error level.
-func problems(out string, max int) string {
+// problems returns the first limit lines of out logged at warn or error level.
+func problems(out string, limit int) string {
 	var b strings.Builder
 	n := 0
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, "panic") {
-			if n++; n > max {
+			n++
+			if n > limit {
 				b.WriteString("…\n")
 				break
 			}
@@ -290,13 +291,13 @@ func callHeader(ctx context.Context, method, url string, body any, header ...str
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, raw, resp.Header, err
 }
 
 // mustCall is call for setup steps: anything but status want fails the test.
-func mustCall(t *testing.T, want int, method, url string, body any, out any, header ...string) {
+func mustCall(t *testing.T, want int, method, url string, body, out any, header ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -461,7 +462,7 @@ func queryJournal(t *testing.T, dbURL string) []journalRow {
 	if err != nil {
 		t.Fatalf("journal: %v", err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	rows, err := conn.Query(ctx, "SELECT id, pool_id, fence, hashes, state, tx_id FROM reservations ORDER BY pool_id, fence")
 	if err != nil {
 		t.Fatalf("journal: %v", err)
@@ -487,7 +488,7 @@ func journalSnapshot(t *testing.T, dbURL string) []string {
 	if err != nil {
 		t.Fatalf("journal snapshot: %v", err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	rows, err := conn.Query(ctx, "SELECT row_to_json(r)::text FROM reservations r ORDER BY id")
 	if err != nil {
 		t.Fatalf("journal snapshot: %v", err)

@@ -123,7 +123,7 @@ func TestSyncLeaderKilledAndPausedUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	var epoch int64
 	if err := conn.QueryRow(ctx, `SELECT epoch FROM sync_cursors WHERE pool_id = $1 AND job = 'utxo'`, s.pool).Scan(&epoch); err != nil {
 		t.Fatal(err)

@@ -144,7 +144,7 @@ func (s *stack) liveHolds(ctx context.Context) (map[string][]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	holds := map[string][]string{}
 	rows, err := conn.Query(ctx, `SELECT ru.hash, r.id FROM reservations r
 		JOIN reservation_utxos ru ON ru.reservation_id = r.id
@@ -528,7 +528,8 @@ func checkOutageAnswers(t *testing.T, w *workload, spent map[string]bool) {
 	checkGrantsKnown(t, w)
 	bad := 0
 	report := func(what string, a attempt) {
-		if bad++; bad <= 10 {
+		bad++
+		if bad <= 10 {
 			t.Errorf("%s sent at %s answered %d %s %s (retry-after %q)", what, a.Call, a.Status, a.Code, a.Err, a.RetryAfter)
 		}
 	}
@@ -573,7 +574,8 @@ func checkGrantsAfterChain(t *testing.T, s *stack, grants []*grantRec, spent map
 		}
 		states[r.Res.State]++
 		if !ok {
-			if bad++; bad <= 10 {
+			bad++
+			if bad <= 10 {
 				t.Errorf("grant %+v (utxo spent by the chain: %v) reads back %s", *g, spent[g.Hash], r)
 			}
 		}

@@ -554,8 +554,11 @@ func logCounterexample(t *testing.T, info porcupine.LinearizationInfo, history [
 		sort.Slice(sorted, func(i, j int) bool { return sorted[i].Call < sorted[j].Call })
 		for _, op := range sorted {
 			in := op.Input.(linInput)
-			fmt.Fprintf(f, "%s [%d..%d] client %d: %s id=%s tx=%.8s\n", in.Hash, op.Call, op.Return, op.ClientId,
-				linModel.DescribeOperation(op.Input, op.Output), in.ID, in.Tx)
+			if _, err := fmt.Fprintf(f, "%s [%d..%d] client %d: %s id=%s tx=%.8s\n", in.Hash, op.Call, op.Return, op.ClientId,
+				linModel.DescribeOperation(op.Input, op.Output), in.ID, in.Tx); err != nil {
+				t.Logf("history not written: %v", err)
+				break
+			}
 		}
 		_ = f.Close()
 		t.Logf("history, by call time: %s", f.Name())

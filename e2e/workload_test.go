@@ -102,13 +102,14 @@ func (w *workload) client(c, keep int) {
 			a.Retry, a.Hash = retry, g.Hash
 			w.mu.Lock()
 			w.releases = append(w.releases, a)
-			if r.Err == nil && r.Status == http.StatusOK && r.Res.ID == g.ID && r.Res.State == "released" {
+			switch {
+			case r.Err == nil && r.Status == http.StatusOK && r.Res.ID == g.ID && r.Res.State == "released":
 				g.Released = true
 				live = live[1:]
-			} else if r.Err == nil && r.Status == http.StatusGone && r.Code == "reservation_ended" {
+			case r.Err == nil && r.Status == http.StatusGone && r.Code == "reservation_ended":
 				g.Ended = true
 				live = live[1:]
-			} else {
+			default:
 				releaseFailed = true
 				pause = 20 * time.Millisecond
 			}
@@ -123,13 +124,14 @@ func (w *workload) client(c, keep int) {
 			w.reserves = append(w.reserves, a)
 			// Whether the UTXO is the pool's is checked at the end
 			// (checkGrantsKnown): chain events may create pool UTXOs.
-			if r.Err == nil && r.Status == http.StatusCreated && (r.hash() == "" || r.Res.Pool != w.s.pool) {
+			switch {
+			case r.Err == nil && r.Status == http.StatusCreated && (r.hash() == "" || r.Res.Pool != w.s.pool):
 				w.malformed = append(w.malformed, r.String())
-			} else if r.Err == nil && r.Status == http.StatusCreated {
+			case r.Err == nil && r.Status == http.StatusCreated:
 				g := &grantRec{ID: r.Res.ID, Hash: r.hash(), Fence: r.Res.Fence, API: api, Call: call, Ret: a.Ret}
 				w.grants = append(w.grants, g)
 				live = append(live, g)
-			} else {
+			default:
 				pause = 20 * time.Millisecond
 			}
 			w.mu.Unlock()
@@ -174,7 +176,7 @@ func (w *workload) halt() {
 
 // firstGrantAfter waits until a reserve sent after t was granted and returns
 // when its answer came; ok is false after timeout.
-func (w *workload) firstGrantAfter(t time.Duration, timeout time.Duration) (time.Duration, bool) {
+func (w *workload) firstGrantAfter(t, timeout time.Duration) (time.Duration, bool) {
 	deadline := time.Now().Add(timeout)
 	for {
 		w.mu.Lock()
@@ -379,11 +381,12 @@ func checkLiveAfter(t *testing.T, s *stack, grants []*grantRec) {
 				}
 				r := getReservation(ctx, s.api(i), g.ID)
 				mu.Lock()
-				if r.Err != nil || r.Status != http.StatusOK || r.Res.State != want || r.Res.Fence != g.Fence {
+				switch {
+				case r.Err != nil || r.Status != http.StatusOK || r.Res.State != want || r.Res.Fence != g.Fence:
 					bad = append(bad, fmt.Sprintf("GET reservation %s (fence %d, want %s): %s", g.ID, g.Fence, want, r))
-				} else if g.Released {
+				case g.Released:
 					released++
-				} else {
+				default:
 					live++
 				}
 				mu.Unlock()

@@ -237,7 +237,7 @@ func do(t testing.TB, app *fiber.App, method, target, body string, header ...str
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, target, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -422,7 +422,7 @@ func (f *fixture) applyBlock(b storage.IndexedBlock) {
 
 // spendBlock is a block at height spending each UTXO of the pool in spends
 // (hash -> spending transaction), with txs as the pool's history.
-func spendBlock(pool int64, height int64, spends map[string]string, txs ...storage.CrawledTx) storage.IndexedBlock {
+func spendBlock(pool, height int64, spends map[string]string, txs ...storage.CrawledTx) storage.IndexedBlock {
 	b := storage.IndexedBlock{
 		Header: storage.BlockHeader{Height: height, Hash: fmt.Sprintf("%064x", height), Time: time.Now()},
 		Txs:    map[int64][]storage.CrawledTx{pool: txs},

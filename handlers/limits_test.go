@@ -76,7 +76,7 @@ func TestReserveIsRateLimitedPerClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, err := io.ReadAll(resp.Body)
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ func TestReserveIsRateLimitedPerClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || string(lb) != `{"code":300,"msg":"too many requests"}` {
 		t.Fatalf("legacy update-utxo past the burst: %d %s", resp.StatusCode, lb)
 	}
@@ -148,7 +148,7 @@ func TestCORS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp
 	}
 	resp := preflight(app, "/v1/reservations", "https://app.example")
@@ -171,7 +171,7 @@ func TestCORS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://other.example" ||
 		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Retry-After") {
 		t.Fatalf("v1 GET with an allowed origin: %d %v", resp.StatusCode, resp.Header)

@@ -35,7 +35,7 @@ func scrape(t *testing.T, app *fiber.App) []sample {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -219,15 +219,17 @@ func TestV1BodyTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "POST /v1/reservations HTTP/1.1\r\nHost: bufferd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"owner\":\"", BodyLimit+100)
+	if _, err := fmt.Fprintf(conn, "POST /v1/reservations HTTP/1.1\r\nHost: bufferd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"owner\":\"", BodyLimit+100); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	wantError(t, "big body", resp.StatusCode, b, http.StatusRequestEntityTooLarge, "body_too_large")
 	if got := testutil.ToFloat64(metrics.HTTPRequests.WithLabelValues("POST", metrics.RouteUnmatched, "413")); got != before+1 {
 		t.Fatalf("413 requests counted %v, want %v", got, before+1)

@@ -507,7 +507,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	c.send(app, exchange{method: "GET", target: resPath(byAmount.ID), status: 200})
 
 	released := c.send(app, exchange{method: "DELETE", target: resPath(byHash.ID), status: 200})
-	if again := c.send(app, exchange{method: "DELETE", target: resPath(byHash.ID), status: 200}); string(again.body) != string(released.body) {
+	if again := c.send(app, exchange{method: "DELETE", target: resPath(byHash.ID), status: 200}); !bytes.Equal(again.body, released.body) {
 		t.Fatalf("release again: %s, first %s", again.body, released.body)
 	}
 	c.send(app, exchange{method: "DELETE", target: resPath(byAmount.ID), status: 409}) // reservation_submitted

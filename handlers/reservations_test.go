@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -371,7 +372,7 @@ func TestReserveIdempotency(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, _ := readAll(resp)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Idempotent-Replayed") != "true" || string(again) != string(first) {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again, first) {
 		t.Fatalf("replay: %d replayed=%q %s; want 200 replayed=true %s", resp.StatusCode, resp.Header.Get("Idempotent-Replayed"), again, first)
 	}
 	r1 := decode[resBody](t, first)
@@ -401,7 +402,7 @@ func TestReserveIdempotency(t *testing.T) {
 }
 
 func readAll(resp *http.Response) ([]byte, error) {
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	return io.ReadAll(resp.Body)
 }
 
@@ -592,7 +593,7 @@ func TestRelease(t *testing.T) {
 	// Releasing again is answered with the final state, unchanged (it used to
 	// be 410): a client whose answer was lost may simply retry.
 	status, again := f.call(http.MethodDelete, "/v1/reservations/"+r.ID, "")
-	if status != http.StatusOK || string(again) != string(b) {
+	if status != http.StatusOK || !bytes.Equal(again, b) {
 		t.Fatalf("release twice: %d %s, want 200 %s", status, again, b)
 	}
 	status, b = f.call(http.MethodPost, "/v1/reservations/"+r.ID+"/extend", `{"ttl_seconds":60}`)
@@ -740,7 +741,7 @@ func TestReleaseOfAnOlderFormatID(t *testing.T) {
 	}
 	// Again: the final state, not 410 (before this version it was 410).
 	status, again := f.call(http.MethodDelete, "/v1/reservations/"+id, "")
-	if status != http.StatusOK || string(again) != string(b) {
+	if status != http.StatusOK || !bytes.Equal(again, b) {
 		t.Fatalf("release again: %d %s, want 200 %s", status, again, b)
 	}
 }

@@ -202,12 +202,12 @@ func (s *server) statusData(c *fiber.Ctx, now time.Time) statusView {
 	if cur := chainCursor(cursors); cur != nil {
 		v.Chain = &chainView{TipHeight: cur.Height, LastSuccess: agoPtr(now, cur.LastSuccess), Failing: cur.LastError != ""}
 	}
-	sync := syncOf(cursors)
+	jobsOf := syncOf(cursors)
 	for _, p := range pools {
 		pv := poolView{ID: p.ID, Asset: p.Asset, Program: p.Program, Synced: p.SyncedAt != nil, Counts: counts[p.ID],
 			Live: liveCounts[p.ID], ChartHeight: chartH, ChartWidth: chartW}
 		pv.Bars, pv.ChartMax, pv.Granted = barsOf(history[p.ID], now)
-		jobs := sync[p.ID]
+		jobs := jobsOf[p.ID]
 		for _, job := range slices.Sorted(maps.Keys(jobs)) {
 			j := jobs[job]
 			pv.Sync = append(pv.Sync, syncView{Job: job, Height: j.Height, Behind: j.BlocksBehind,

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,7 +54,7 @@ func TestV1CreatePool(t *testing.T) {
 		t.Fatalf("body %s, want %s", b, want)
 	}
 	status, b2 := do(t, f.app, http.MethodPost, "/v1/pools", body, auth...)
-	if status != http.StatusOK || string(b2) != string(b) {
+	if status != http.StatusOK || !bytes.Equal(b2, b) {
 		t.Fatalf("again: %d %s, want 200 %s", status, b2, b)
 	}
 
@@ -117,7 +118,7 @@ func TestV1CreatePoolOptions(t *testing.T) {
 	}
 	// Registering it again keeps its settings, whatever the request says.
 	again := fmt.Sprintf(`{"asset":%q,"program":%q,"from_height":5,"unconfirmed":true}`, asset, program)
-	if status, b2 := do(t, f.app, http.MethodPost, "/v1/pools", again, auth...); status != http.StatusOK || string(b2) != string(b) {
+	if status, b2 := do(t, f.app, http.MethodPost, "/v1/pools", again, auth...); status != http.StatusOK || !bytes.Equal(b2, b) {
 		t.Fatalf("again: %d %s, want 200 %s", status, b2, b)
 	}
 	// null is absent: the defaults.

@@ -340,7 +340,7 @@ func TestReserveWaitIsWokenByARelease(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := testenv.Redis(t)
 	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
-	t.Cleanup(func() { m.Close() })
+	t.Cleanup(func() { _ = m.Close() })
 	load(t, m, 1, items(1))
 	holder, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1})
 	if err != nil {

@@ -16,7 +16,7 @@ func ExampleManager_Reserve() {
 		panic(err)
 	}
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	prefix := testenv.RandomName("example") + ":"
 	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
 	ctx := context.Background()

@@ -466,7 +466,7 @@ func (m *Manager) ForgetReleases(ctx context.Context, pool int64, rs []ReleaseRe
 // live reservation takes effect first (its journal write follows), so a
 // reader that must not go back in time asks here before the journal.
 func (m *Manager) Peek(ctx context.Context, pool int64, id string) (*Reservation, error) {
-	names := append(resFields[:len(resFields):len(resFields)], "ended")
+	names := append(resFields[:len(resFields):len(resFields)], "ended") //nolint:gocritic // the 3-index slice makes append copy
 	v, err := m.rdb.HMGet(ctx, m.keys(pool).Res+id, names...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: peek: %w", err)

@@ -15,7 +15,7 @@ func (m *Manager) WatchSubmits(ctx context.Context) <-chan int64 {
 	ps := m.rdb.PSubscribe(ctx, m.prefix+"*:submitted")
 	go func() {
 		defer close(out)
-		defer ps.Close()
+		defer func() { _ = ps.Close() }()
 		msgs := ps.Channel()
 		for {
 			select {

@@ -37,8 +37,9 @@ func (m *Manager) ReserveWait(ctx context.Context, r Request, wait time.Duration
 		if sub == nil {
 			var cancel func()
 			sub, cancel = m.subscribe(r.PoolID)
-			defer cancel()
-			continue // retry once now that we listen: a release may have slipped in between
+			defer cancel() //nolint:revive,gocritic // runs once: with sub set, this branch is not taken again
+			// Retry once now that we listen: a release may have slipped in between.
+			continue
 		}
 		t := time.NewTimer(min(left, waitPoll))
 		select {

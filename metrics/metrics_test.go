@@ -57,7 +57,7 @@ func TestPoolCollectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	if err := db.PingContext(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -6,13 +6,18 @@
 #     PostgreSQL answering on 127.0.0.1:5432 as user postgres, trust auth;
 #   - curl, which the commands of the README and docs/ use;
 #   - @redocly/cli (pinned) in ~/.cache/bufferd/redocly, with Node.js and npm;
-#   - Chromium (Debian's chromium) for the status page's browser test.
+#   - Chromium (Debian's chromium) for the status page's browser test;
+#   - golangci-lint (pinned) in ~/.cache/bufferd/golangci-lint, built with the
+#     local Go by `go install` from the Go module proxy.
 # Missing packages are installed with apt-get (as root, or through sudo when
 # not root); services that do not answer are started. It is idempotent, quiet
 # when all is fine, and never stops or restarts a service that is running.
 # Go itself is assumed to be installed; this script does not handle it.
 #
 # ENSURE_SERVICES_TIMEOUT: seconds to wait for a service to answer (60).
+#
+# `ensure-services.sh golangci-lint` only installs golangci-lint when needed
+# and prints the path of its binary (scripts/lint.sh).
 set -euo pipefail
 
 REDIS_HOST=127.0.0.1
@@ -25,6 +30,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # REDOCLY_VERSION must be handlers/lint_test.go's redoclyVersion. 1.x runs on
 # Debian 12's Node.js 18; 2.x needs Node.js 20.19 or later.
 REDOCLY_VERSION=1.34.5
+# GOLANGCI_LINT_VERSION is the golangci-lint that checks .golangci.yml's rules.
+GOLANGCI_LINT_VERSION=2.15.0
 
 log() { printf 'ensure-services: %s\n' "$*" >&2; }
 die() {
@@ -207,8 +214,38 @@ ensure_chromium() {
 	have chromium || die "chromium is still missing after apt-get install"
 }
 
+# ensure_golangci_lint installs the pinned golangci-lint into the user's cache
+# directory unless it is there, built by the local Go (golangci-lint refuses
+# code of a Go version newer than its own), and prints the binary's path.
+# The directory's name carries both versions, so a new Go or a new pin gets
+# its own build.
+ensure_golangci_lint() {
+	if ! have go && [ -x /usr/local/go/bin/go ]; then
+		export PATH="/usr/local/go/bin:$PATH"
+	fi
+	have go || die "go is not on PATH: golangci-lint is installed with go install"
+	local gover dir bin
+	gover=$(go env GOVERSION)
+	dir="${XDG_CACHE_HOME:-$HOME/.cache}/bufferd/golangci-lint/v$GOLANGCI_LINT_VERSION-$gover"
+	bin="$dir/golangci-lint"
+	if ! [ -x "$bin" ] || [ "$("$bin" version --short 2>/dev/null)" != "$GOLANGCI_LINT_VERSION" ]; then
+		log "installing golangci-lint v$GOLANGCI_LINT_VERSION ($gover) into $dir"
+		# Outside the checkout, so that its go.mod plays no part.
+		(cd / && GOBIN="$dir" GOFLAGS= \
+			go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$GOLANGCI_LINT_VERSION")
+		[ -x "$bin" ] || die "golangci-lint still missing after go install"
+	fi
+	printf '%s\n' "$bin"
+}
+
+if [ "${1:-}" = golangci-lint ]; then
+	ensure_golangci_lint
+	exit 0
+fi
+
 install_missing
 ensure_redis
 ensure_postgres
 ensure_redocly
 ensure_chromium
+ensure_golangci_lint >/dev/null

@@ -12,7 +12,8 @@
 #
 # Without arguments it also runs the deploy/ module's tests (a Go module of its
 # own, so the bufferd binary never pulls in Helm): the Helm chart, the compose
-# file and the Dockerfile checked offline.
+# file and the Dockerfile checked offline; then golangci-lint on every module
+# (scripts/lint.sh, .golangci.yml), which must find nothing.
 #
 # Extra arguments go to `go test` of the root module only; packages among them
 # (./storage/..., .) replace the default ./... . Give flag values as -flag=value.
@@ -54,4 +55,5 @@ find "$artifacts" -type f -printf 'test artifact: %p\n' | sort
 if [ $# -eq 0 ]; then
 	(cd client && go vet ./... && go test -race -count=1 -timeout 5m ./...)
 	(cd deploy && go test -count=1 -timeout 10m ./...)
+	scripts/lint.sh
 fi

@@ -12,7 +12,7 @@ func MigrateUpTo(ctx context.Context, databaseURL string, version int64) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	p, err := newProvider(db)
 	if err != nil {
 		return err
@@ -29,7 +29,7 @@ func MigrateDownTo(ctx context.Context, databaseURL string, version int64) error
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	p, err := newProvider(db)
 	if err != nil {
 		return err
@@ -39,3 +39,11 @@ func MigrateDownTo(ctx context.Context, databaseURL string, version int64) error
 	}
 	return nil
 }
+
+// Batches is the number of group transactions committed so far (writes
+// retried one by one after a failed batch are not counted).
+func (j *Journal) Batches() int64 { return j.batches.Load() }
+
+// StatementCount is the number of SQL statements this store has issued so far
+// (transaction BEGIN/COMMIT not included). Tests use deltas of it.
+func (s *Store) StatementCount() int64 { return s.stmts.Load() }

@@ -434,8 +434,7 @@ func recordHistoryPG(tx *gorm.DB, pg pgConn, rows []Transaction, ios [][2][]TxIO
 		var id, p int64
 		var x string
 		if err := res.Scan(&id, &p, &x); err != nil {
-			res.Close()
-			return fmt.Errorf("record transactions: %w", err)
+			return fmt.Errorf("record transactions: %w", errors.Join(err, res.Close()))
 		}
 		seen := map[string]bool{}
 		for _, side := range ios[index[strconv.FormatInt(p, 10)+"/"+x]] {

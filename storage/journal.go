@@ -409,10 +409,6 @@ func (j *Journal) Close() {
 	}
 }
 
-// Batches is the number of group transactions committed so far (writes
-// retried one by one after a failed batch are not counted).
-func (j *Journal) Batches() int64 { return j.batches.Load() }
-
 // Pending is the number of writes queued and not yet taken by a writer.
 func (j *Journal) Pending() int {
 	n := 0

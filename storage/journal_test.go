@@ -582,9 +582,10 @@ func TestJournalBatchIsolatesBadWrites(t *testing.T) {
 	}
 	old := *good[0]
 	old.Fence = 3 // good[0] has fence 10
-	writes = append(writes, func() error { return j.Update(ctx, &old) })
-	writes = append(writes, func() error { return j.Update(ctx, lockRes(p.ID, 60, hashOf(1, 60))) })
-	writes = append(writes, func() error { return j.Record(ctx, lockRes(p.ID, good[1].Fence, hashOf(1, 61))) })
+	writes = append(writes,
+		func() error { return j.Update(ctx, &old) },
+		func() error { return j.Update(ctx, lockRes(p.ID, 60, hashOf(1, 60))) },
+		func() error { return j.Record(ctx, lockRes(p.ID, good[1].Fence, hashOf(1, 61))) })
 	taken := lockRes(p.ID, 62, hashOf(1, 62))
 	taken.Key = first.Key
 	writes = append(writes, func() error { return j.Record(ctx, taken) })

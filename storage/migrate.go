@@ -28,12 +28,12 @@ const migrationLockID int64 = 0x6275666665726400 // "bufferd\0"
 // MigrateUp applies every pending migration to the PostgreSQL database at
 // databaseURL. Concurrent callers serialise on a session-level advisory lock;
 // the ones that get it after the first find nothing to do.
-func MigrateUp(ctx context.Context, databaseURL string) error {
+func MigrateUp(ctx context.Context, databaseURL string) (err error) {
 	db, err := openSQL(ctx, databaseURL, nil)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { err = errors.Join(err, db.Close()) }()
 	locker, err := lock.NewPostgresSessionLocker(
 		lock.WithLockID(migrationLockID),
 		lock.WithLockTimeout(1, 600), // poll every second for up to 10 minutes
@@ -63,7 +63,7 @@ func MigrateStatus(ctx context.Context, databaseURL string) (current, latest int
 	if err != nil {
 		return 0, 0, err
 	}
-	defer db.Close()
+	defer func() { err = errors.Join(err, db.Close()) }()
 	return schemaVersions(ctx, db)
 }
 
@@ -123,8 +123,7 @@ func openSQL(ctx context.Context, databaseURL string, params map[string]string) 
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("storage: connect postgres: %w", err)
+		return nil, errors.Join(fmt.Errorf("storage: connect postgres: %w", err), db.Close())
 	}
 	return db, nil
 }

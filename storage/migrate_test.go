@@ -53,7 +53,7 @@ func TestMigrateUpConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	countVersions := func() int64 {
 		var n int64
 		if err := s.DB().WithContext(ctx).Raw("SELECT COUNT(*) FROM goose_db_version").Scan(&n).Error; err != nil {
@@ -92,7 +92,7 @@ func TestOpenUnmigrated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	var tables int
 	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables); err != nil {
 		t.Fatal(err)
@@ -370,7 +370,7 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	var tables int
 	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()
 		AND table_name <> 'goose_db_version'`).Scan(&tables); err != nil {
@@ -386,7 +386,7 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	checkSchema(t, s)
 }
 
@@ -406,7 +406,7 @@ func TestMigration4KeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	exec := func(q string, args ...any) {
 		t.Helper()
 		if _, err := raw.ExecContext(ctx, q, args...); err != nil {
@@ -465,7 +465,7 @@ func TestMigration4KeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	checkSchema(t, s)
 
 	// After Up (and after Down and Up again): the migrated picture.
@@ -570,7 +570,7 @@ func TestMigration4KeepsData(t *testing.T) {
 		}
 		tables = append(tables, name)
 	}
-	rows.Close()
+	_ = rows.Close()
 	if !slices.Contains(tables, "crawled_blocks") || slices.Contains(tables, "reservation_utxos") || slices.Contains(tables, "chain_blocks") {
 		t.Errorf("tables after down: %v", tables)
 	}

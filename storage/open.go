@@ -130,12 +130,11 @@ func openPostgres(ctx context.Context, databaseURL string, cfg openConfig) (*Sto
 	defer cancel()
 	current, latest, err := schemaVersions(ctx2, sqlDB)
 	if err != nil {
-		sqlDB.Close()
-		return nil, err
+		return nil, errors.Join(err, sqlDB.Close())
 	}
 	if current < latest {
-		sqlDB.Close()
-		return nil, fmt.Errorf("%w: database at version %d, binary needs %d", ErrNotMigrated, current, latest)
+		return nil, errors.Join(fmt.Errorf("%w: database at version %d, binary needs %d", ErrNotMigrated, current, latest),
+			sqlDB.Close())
 	}
 	if current > latest {
 		slog.Warn("storage: database schema is newer than this binary", "current", current, "latest", latest)
@@ -146,8 +145,7 @@ func openPostgres(ctx context.Context, databaseURL string, cfg openConfig) (*Sto
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), gormConfig())
 	if err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("storage: open postgres: %w", err)
+		return nil, errors.Join(fmt.Errorf("storage: open postgres: %w", err), sqlDB.Close())
 	}
 	return newStore(db, DialectPostgres)
 }
@@ -189,8 +187,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if err := db.WithContext(ctx).AutoMigrate(Models()...); err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("storage: sqlite schema: %w", err)
+		return nil, errors.Join(fmt.Errorf("storage: sqlite schema: %w", err), sqlDB.Close())
 	}
 	return newStore(db, DialectSQLite)
 }
@@ -209,7 +206,7 @@ func setAsideOldDevFile(ctx context.Context, path string) error {
 	var cols []struct{ Name string }
 	err = db.WithContext(ctx).Raw(`SELECT name FROM pragma_table_info('utxos')`).Scan(&cols).Error
 	if sqlDB, e := db.DB(); e == nil {
-		sqlDB.Close()
+		err = errors.Join(err, sqlDB.Close())
 	}
 	if err != nil || len(cols) == 0 {
 		return err
@@ -252,10 +249,6 @@ func (s *Store) Close() error {
 	return sqlDB.Close()
 }
 
-// StatementCount is the number of SQL statements this store has issued so far
-// (transaction BEGIN/COMMIT not included). Tests use deltas of it.
-func (s *Store) StatementCount() int64 { return s.stmts.Load() }
-
 type stmtCounterKey struct{}
 
 // countStatements makes the statements issued under ctx also count into n.
@@ -284,10 +277,11 @@ func newStore(db *gorm.DB, dialect string) (*Store, error) {
 		cb.Raw().After("gorm:raw").Register("bufferd:count_raw", count),
 	} {
 		if err != nil {
+			err = fmt.Errorf("storage: register callback: %w", err)
 			if sqlDB, e := db.DB(); e == nil {
-				sqlDB.Close()
+				err = errors.Join(err, sqlDB.Close())
 			}
-			return nil, fmt.Errorf("storage: register callback: %w", err)
+			return nil, err
 		}
 	}
 	return s, nil

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"database/sql"
+	"errors"
 	"strings"
 	"time"
 
@@ -53,12 +54,12 @@ func pgExec(tx *gorm.DB, q string, args ...any) error {
 }
 
 // pgScanRows runs a query on tx's connection and hands each row to scan.
-func pgScanRows(tx *gorm.DB, q string, scan func(*sql.Rows) error, args ...any) error {
+func pgScanRows(tx *gorm.DB, q string, scan func(*sql.Rows) error, args ...any) (err error) {
 	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, q, args...)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer func() { err = errors.Join(err, rows.Close()) }()
 	for rows.Next() {
 		if err := scan(rows); err != nil {
 			return err

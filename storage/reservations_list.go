@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -106,7 +107,7 @@ func (s *Store) LiveReservations(ctx context.Context, limit int) (map[int64]int6
 // intervals of width step ending at end: out[pool][i] is the count of the
 // i-th, oldest first. A reservation expires after it was created, so the
 // expires_at index bounds the rows read to the window.
-func (s *Store) GrantHistory(ctx context.Context, end time.Time, step time.Duration, n int) (map[int64][]int64, error) {
+func (s *Store) GrantHistory(ctx context.Context, end time.Time, step time.Duration, n int) (_ map[int64][]int64, err error) {
 	if n <= 0 || step <= 0 {
 		return nil, fmt.Errorf("%w: history needs intervals", ErrInvalidArgument)
 	}
@@ -128,7 +129,7 @@ func (s *Store) GrantHistory(ctx context.Context, end time.Time, step time.Durat
 	if err != nil {
 		return nil, fmt.Errorf("storage: grant history: %w", err)
 	}
-	defer rows.Close()
+	defer func() { err = errors.Join(err, rows.Close()) }()
 	out := map[int64][]int64{}
 	for rows.Next() {
 		var pool int64

@@ -21,7 +21,7 @@ func TestSessionSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	var name, timeout string
 	if err := s.DB().Raw(`SELECT current_setting('application_name'), current_setting('idle_in_transaction_session_timeout')`).Row().Scan(&name, &timeout); err != nil {
 		t.Fatal(err)

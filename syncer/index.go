@@ -88,18 +88,18 @@ func (x *Index) fetchAhead(ctx context.Context, from uint64, n int) {
 }
 
 // take returns the blocks fetched ahead from height from, if that is what
-// was fetched (at most n of them).
-func (x *Index) take(from uint64, n int) ([]*chain.Block, error, bool) {
+// was fetched (at most n of them): ok is false when nothing usable was.
+func (x *Index) take(from uint64, n int) (blocks []*chain.Block, ok bool) {
 	p := x.ahead
 	x.ahead = nil
 	if p == nil {
-		return nil, nil, false
+		return nil, false
 	}
 	<-p.done
 	if p.from != from || p.err != nil {
-		return nil, nil, false
+		return nil, false
 	}
-	return p.blocks[:min(len(p.blocks), n)], nil, true
+	return p.blocks[:min(len(p.blocks), n)], true
 }
 
 // IndexResult is what one pass did.
@@ -297,7 +297,7 @@ func (x *Index) advance(ctx context.Context, pools []storage.Pool, cursors map[i
 	}
 	n := int(min(stop-low, int64(cmp.Or(x.Batch, DefaultIndexBatch))))
 	start := time.Now()
-	blocks, err, ok := x.take(uint64(low)+1, n)
+	blocks, ok := x.take(uint64(low)+1, n)
 	if !ok {
 		blocks, err = x.fetch(ctx, uint64(low)+1, n)
 	}
@@ -474,8 +474,8 @@ func (x *Index) forkPoint(ctx context.Context, height int64) (int64, string, err
 		}
 		return blk.Hash == stored, stored, nil
 	}
-	lowest, any, err := x.Store.LowestIndexed(ctx)
-	if err != nil || !any {
+	lowest, indexed, err := x.Store.LowestIndexed(ctx)
+	if err != nil || !indexed {
 		return max(0, height-1), "", err
 	}
 	for h := height; h >= max(lowest, height-storage.ReorgWindow); h-- {

@@ -245,7 +245,7 @@ func TestChainErrorMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	other := sim.NewNetwork("elsewhere")
 	oln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -388,11 +388,12 @@ func (r *Runner) Tick(ctx context.Context) error {
 	}
 	if r.Balances != nil {
 		out, err := r.Balances.Run(ctx)
-		if r.refused(err) {
+		switch {
+		case r.refused(err):
 			return nil
-		} else if err != nil && ctx.Err() == nil {
+		case err != nil && ctx.Err() == nil:
 			r.logger().Warn("balance verify", "err", err)
-		} else if out.Confirmed+out.Rejected+out.Expired > 0 {
+		case out.Confirmed+out.Rejected+out.Expired > 0:
 			r.logger().Info("balances verified", "confirmed", out.Confirmed, "rejected", out.Rejected, "expired", out.Expired)
 		}
 	}
@@ -630,13 +631,6 @@ func (r *Runner) lastSuccess(id int64) (poolState, bool) {
 		return poolState{}, false
 	}
 	return poolState{lastSuccess: s.lastSuccess, tip: s.tip}, true
-}
-
-// Failures returns how many syncs of the pool failed in a row.
-func (r *Runner) Failures(id int64) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.state(id).failures
 }
 
 func (r *Runner) logger() *slog.Logger {

@@ -50,7 +50,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { _ = store.Close() })
 	rdb, prefix := testenv.Redis(t)
 	ch := sim.New()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

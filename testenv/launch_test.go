@@ -21,7 +21,7 @@ func TestLaunchRedisCrashRelaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
@@ -52,7 +52,7 @@ func TestLaunchPostgresShutdownKeepsCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	exec := func(sql string) error {
@@ -60,7 +60,7 @@ func TestLaunchPostgresShutdownKeepsCommits(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		defer conn.Close(context.Background())
+		defer func() { _ = conn.Close(context.Background()) }()
 		_, err = conn.Exec(ctx, sql)
 		return err
 	}
@@ -80,7 +80,7 @@ func TestLaunchPostgresShutdownKeepsCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("after a clean shutdown: %d rows (%v), want 1", n, err)
@@ -98,7 +98,7 @@ func TestLaunchProcessSignals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Kill()
+	defer func() { _ = p.Kill() }()
 	first := p.Pid()
 	for _, sig := range []syscall.Signal{syscall.SIGSTOP, syscall.SIGCONT} {
 		if err := p.Signal(sig); err != nil {

@@ -13,7 +13,7 @@ func TestProxyForwardsDelaysDropsAndRefuses(t *testing.T) {
 	srv := StartRedis(t)
 	p := StartProxy(t, srv.Addr())
 	rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, DialTimeout: time.Second})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	ctx := context.Background()
 	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatalf("through the proxy: %v", err)
@@ -33,7 +33,7 @@ func TestProxyForwardsDelaysDropsAndRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	buf := make([]byte, 64)
 	if _, err := raw.Write([]byte("PING\r\n")); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestProxyForwardsDelaysDropsAndRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer refused.Close()
+	defer func() { _ = refused.Close() }()
 	_ = refused.SetReadDeadline(time.Now().Add(time.Second))
 	if _, err := refused.Read(buf); err == nil {
 		t.Fatal("a refused connection stayed open")

@@ -253,7 +253,7 @@ func (s *PostgresServer) waitReady() error {
 		if err != nil {
 			return err
 		}
-		defer conn.Close(context.Background())
+		defer func() { _ = conn.Close(context.Background()) }()
 		_, err = conn.Exec(ctx, "SELECT 1")
 		return err
 	})

@@ -299,9 +299,9 @@ func (p *process) logTail() string {
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}
-	const max = 2000
-	if len(b) > max {
-		b = b[len(b)-max:]
+	const tail = 2000
+	if len(b) > tail {
+		b = b[len(b)-tail:]
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			b = b[i+1:]
 		}

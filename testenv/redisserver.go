@@ -159,7 +159,7 @@ func (s *RedisServer) waitReady() error {
 		PoolSize:              1,
 		ContextTimeoutEnabled: true,
 	})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	return waitUntil(redisReadyTimeout, s.proc, func(ctx context.Context) error {
 		return rdb.Ping(ctx).Err()
 	})
@@ -347,7 +347,7 @@ var errClusterNotOK = errors.New("testenv: cluster_state is not ok")
 
 func (s *RedisServer) waitClusterOK() error {
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, MaxRetries: -1, PoolSize: 1, ContextTimeoutEnabled: true})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	return waitUntil(redisReadyTimeout, s.proc, func(ctx context.Context) error {
 		info, err := rdb.ClusterInfo(ctx).Result()
 		if err != nil {

@@ -23,7 +23,7 @@ func TestFreePort(t *testing.T) {
 	if err != nil {
 		t.Fatalf("port %d from FreePort is not free: %v", p, err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	if portFree(p) {
 		t.Fatalf("portFree(%d) = true while it is listened on", p)
 	}
@@ -87,7 +87,7 @@ func TestRedisKillRestart(t *testing.T) {
 	}
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 300 * time.Millisecond, ContextTimeoutEnabled: true})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func pgQuery(url string, d time.Duration, sql string, args ...any) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	var n int
 	err = conn.QueryRow(ctx, sql, args...).Scan(&n)
 	return n, err
@@ -245,7 +245,7 @@ func TestPostgresKillRestart(t *testing.T) {
 	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
 		t.Fatal("open connection still works after Kill")
 	}
-	conn.Close(context.Background())
+	_ = conn.Close(context.Background())
 	if _, err := pgQuery(s.URL(), time.Second, "SELECT 1"); err == nil {
 		t.Fatal("new connection works after Kill")
 	}
@@ -284,7 +284,7 @@ func TestPostgresStopCont(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	s.Stop()
 	// Both a new connection and one opened before Stop (its backend is paused
 	// too) get no answer.

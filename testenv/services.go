@@ -27,6 +27,6 @@ func SkipWithoutServices(t testing.TB) {
 		if err != nil {
 			t.Skipf("no server at %s (%v): scripts/test.sh installs and starts Redis and PostgreSQL", u.Host, err)
 		}
-		conn.Close()
+		_ = conn.Close()
 	}
 }

@@ -88,7 +88,7 @@ func CreateDatabase(t testing.TB, adminURL string) string {
 	if err != nil {
 		t.Fatalf("testenv: postgres at %s: %v (run `make services` or set TEST_DATABASE_URL)", adminURL, err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	name := RandomName("bufferd_test_")
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("testenv: create database: %v", err)
@@ -100,7 +100,7 @@ func CreateDatabase(t testing.TB, adminURL string) string {
 		if err != nil {
 			return
 		}
-		defer c.Close(context.Background())
+		defer func() { _ = c.Close(context.Background()) }()
 		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	})
 	u, err := url.Parse(adminURL)

@@ -35,7 +35,7 @@ func (ch *chainActor) do(ctx context.Context, s Step) string {
 	case evForeignSpend:
 		return ch.spendOne(ctx, s, func(unconf, _ []listed) []listed { return unconf })
 	case evChildSpend:
-		return ch.spendOne(ctx, s, func(unconf, conf []listed) []listed { return minus(unconf, conf) })
+		return ch.spendOne(ctx, s, minus)
 	case evDoubleSpend:
 		return ch.spendOne(ctx, s, func(unconf, conf []listed) []listed { return minus(conf, unconf) })
 	case evMine:

@@ -60,7 +60,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 func report(rep *chaos.Report) string {
 	var b strings.Builder
 	if rep != nil {
-		rep.Write(&b)
+		_ = rep.Write(&b) // a strings.Builder does not fail
 	}
 	return b.String()
 }
@@ -136,7 +136,7 @@ func TestChaosReportsInjectedDoubleHold(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		defer conn.Close(context.WithoutCancel(ctx))
+		defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 		var hash string
 		err = conn.QueryRow(ctx, `SELECT hash FROM utxos u WHERE pool_id = $1 AND state = 'available' AND NOT EXISTS (
 			SELECT 1 FROM reservation_utxos ru JOIN reservations r ON r.id = ru.reservation_id
@@ -171,7 +171,7 @@ func TestChaosReportsInjectedLostUTXO(t *testing.T) {
 	}
 	rep := injected(t, chaos.KindLost, chaos.Options{SweepInterval: time.Hour}, func(ctx context.Context, p chaos.Probe) error {
 		rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(p.RedisURL, "redis://"), "/0")})
-		defer rdb.Close()
+		defer func() { _ = rdb.Close() }()
 		free, err := lockmgr.New(rdb, lockmgr.Options{Prefix: p.Prefix}).ListAvailable(ctx, p.Pools[0], false, 0, 1)
 		if err != nil || len(free) == 0 {
 			return fmt.Errorf("no free utxo to take: %v", err)

@@ -99,7 +99,7 @@ func readJournal(ctx context.Context, d *deployment, s *snapshot, now time.Time)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	rows, err := conn.Query(ctx, `SELECT r.id, r.pool_id, r.state, r.expires_at, ru.hash FROM reservations r
 		JOIN reservation_utxos ru ON ru.reservation_id = r.id
 		WHERE r.state IN ('held', 'submitted') AND r.expires_at > $1 ORDER BY r.id`, now.Add(-expiryBand))
@@ -259,7 +259,7 @@ func readAllJournal(ctx context.Context, d *deployment) ([]journalRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	rows, err := conn.Query(ctx, `SELECT id, pool_id, fence, hashes, state, tx_id, created_at, expires_at, updated_at FROM reservations`)
 	if err != nil {
 		return nil, err

@@ -238,10 +238,10 @@ func (c *client) submit(ctx context.Context, s Step) string {
 	b := c.d.web.call(ctx, http.MethodPost, c.d.api(c.n+int(s.Pick%3))+"/v1/reservations/"+h.id+"/submit",
 		map[string]string{"tx_id": spent.TxID})
 	c.rec.outcome("submit", b.label())
-	switch {
-	case b.Status == http.StatusOK:
+	switch b.Status {
+	case http.StatusOK:
 		h.submitted = true
-	case b.Status == http.StatusGone || b.Status == http.StatusNotFound:
+	case http.StatusGone, http.StatusNotFound:
 		c.forget(h)
 	}
 	return fmt.Sprintf("%s: tx %s (fail %t) spends %v -> %s", h.id, short1(spent.TxID), s.Fail, short(h.hashes), b)

@@ -130,7 +130,7 @@ func (w *web) call(ctx context.Context, method, url string, body any, header ...
 	if err != nil {
 		return answer{Err: err}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	return answer{Status: resp.StatusCode, Body: raw, Header: resp.Header, Err: err}
 }

@@ -11,48 +11,67 @@ import (
 const maxListed = 60
 
 // Write prints the report for people: what was done, what was checked, and
-// for a failure the seed, the violations and the shortest history found.
-func (r *Report) Write(w io.Writer) {
-	fmt.Fprintf(w, "bufferd chaos: seed %d, %s, %d round(s), %d quiet point(s) checked, %d UTXO grant(s)\n",
+// for a failure the seed, the violations and the shortest history found. It
+// returns the first error writing to w.
+func (r *Report) Write(w io.Writer) error {
+	p := &printer{w: w}
+	r.print(p)
+	return p.err
+}
+
+// printer writes to w until a write fails, keeping that error.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) printf(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+func (r *Report) print(w *printer) {
+	w.printf("bufferd chaos: seed %d, %s, %d round(s), %d quiet point(s) checked, %d UTXO grant(s)\n",
 		r.Seed, r.Elapsed.Round(time.Millisecond), r.Rounds, r.QuietPoints, r.Grants)
 	writeCounts(w, "client operations", r.Ops)
 	writeCounts(w, "operation outcomes", r.Outcomes)
 	writeCounts(w, "chain events", r.Chain)
 	writeCounts(w, "faults", r.Faults)
-	fmt.Fprintf(w, "violations: %d; UTXOs lost: %d\n", len(r.Violations), r.Lost)
+	w.printf("violations: %d; UTXOs lost: %d\n", len(r.Violations), r.Lost)
 	if r.Error != "" {
-		fmt.Fprintf(w, "result: INCOMPLETE (seed %d): %s\n", r.Seed, r.Error)
-		fmt.Fprintf(w, "history so far (%d steps):\n", countSteps(r.History))
+		w.printf("result: INCOMPLETE (seed %d): %s\n", r.Seed, r.Error)
+		w.printf("history so far (%d steps):\n", countSteps(r.History))
 		writeEvents(w, r.History)
-		fmt.Fprintf(w, "process logs: %s\n", r.WorkDir)
+		w.printf("process logs: %s\n", r.WorkDir)
 		return
 	}
 	if !r.Failed() {
-		fmt.Fprintf(w, "result: PASS (seed %d)\n", r.Seed)
+		w.printf("result: PASS (seed %d)\n", r.Seed)
 		return
 	}
 	for i, v := range r.Violations {
 		if i == maxListed {
-			fmt.Fprintf(w, "  ... %d more\n", len(r.Violations)-i)
+			w.printf("  ... %d more\n", len(r.Violations)-i)
 			break
 		}
-		fmt.Fprintf(w, "  %s\n", v)
+		w.printf("  %s\n", v)
 	}
-	fmt.Fprintf(w, "result: FAIL (seed %d)\n", r.Seed)
+	w.printf("result: FAIL (seed %d)\n", r.Seed)
 	switch {
 	case r.Shortest != nil:
-		fmt.Fprintf(w, "shortest failing history (%d steps, found in %d replay(s)):\n", countSteps(r.Shortest), r.ShrinkTrials)
+		w.printf("shortest failing history (%d steps, found in %d replay(s)):\n", countSteps(r.Shortest), r.ShrinkTrials)
 		writeEvents(w, r.Shortest)
 	case r.ShrinkTrials > 0:
-		fmt.Fprintf(w, "no replay of a shorter history failed again (%d replay(s)); the failing history (%d steps):\n",
+		w.printf("no replay of a shorter history failed again (%d replay(s)); the failing history (%d steps):\n",
 			r.ShrinkTrials, countSteps(r.History))
 		writeEvents(w, r.History)
 	default:
-		fmt.Fprintf(w, "the failing history (%d steps):\n", countSteps(r.History))
+		w.printf("the failing history (%d steps):\n", countSteps(r.History))
 		writeEvents(w, r.History)
 	}
 	if r.WorkDir != "" {
-		fmt.Fprintf(w, "process logs: %s\n", r.WorkDir)
+		w.printf("process logs: %s\n", r.WorkDir)
 	}
 }
 
@@ -68,23 +87,23 @@ func countSteps(events []Event) int {
 
 // writeEvents prints events, the last ones when there are many (the failure
 // is at the end).
-func writeEvents(w io.Writer, events []Event) {
+func writeEvents(w *printer, events []Event) {
 	start := 0
 	if len(events) > 4*maxListed {
 		start = len(events) - 4*maxListed
-		fmt.Fprintf(w, "  ... %d earlier events\n", start)
+		w.printf("  ... %d earlier events\n", start)
 	}
 	for _, e := range events[start:] {
-		fmt.Fprintf(w, "  %s\n", e)
+		w.printf("  %s\n", e)
 	}
 }
 
-func writeCounts(w io.Writer, title string, m map[string]int) {
+func writeCounts(w *printer, title string, m map[string]int) {
 	total := 0
 	parts := make([]string, 0, len(m))
 	for _, k := range sortedKeys(m) {
 		total += m[k]
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
-	fmt.Fprintf(w, "%s: %d (%s)\n", title, total, strings.Join(parts, ", "))
+	w.printf("%s: %d (%s)\n", title, total, strings.Join(parts, ", "))
 }

@@ -133,6 +133,14 @@ func (r *runner) trial(ctx context.Context, keep func(Step) bool, lastRound int,
 	}
 }
 
+// trial is one deployment going through rounds.
+type trial struct {
+	*runner
+	d      *deployment
+	rec    *recorder
+	fences map[int64]int64
+}
+
 // saveHistory writes the trial's history to path.
 func (t *trial) saveHistory(path string) {
 	var b strings.Builder
@@ -152,14 +160,6 @@ func filter(steps []Step, keep func(Step) bool) []Step {
 		}
 	}
 	return out
-}
-
-// trial is one deployment going through rounds.
-type trial struct {
-	*runner
-	d      *deployment
-	rec    *recorder
-	fences map[int64]int64
 }
 
 // round runs the round's clients, chain events and faults at once and

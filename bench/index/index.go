@@ -170,13 +170,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	ropt, err := redis.ParseURL(o.RedisURL)
 	if err != nil {
 		return nil, err
 	}
 	rdb := redis.NewClient(ropt)
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	prefix := "benchindex" + randomHex(4) + ":"
 	defer deleteKeys(rdb, prefix)
 	journal := storage.NewJournal(store, storage.JournalOptions{})
@@ -421,7 +421,7 @@ func freshDatabase(ctx context.Context, adminURL string) (string, func(), error)
 	if err != nil {
 		return "", nil, fmt.Errorf("index: postgres: %w", err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	name := "bufferd_bench_index_" + randomHex(4)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", nil, fmt.Errorf("index: create database: %w", err)
@@ -438,7 +438,7 @@ func freshDatabase(ctx context.Context, adminURL string) (string, func(), error)
 		if err != nil {
 			return
 		}
-		defer c.Close(context.Background())
+		defer func() { _ = c.Close(context.Background()) }()
 		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	}, nil
 }

@@ -108,7 +108,7 @@ func btmPost(t *testing.T, url string, body any) (int, btmAnswer) {
 }
 
 // btmData calls a bytomd route that must succeed and decodes its data.
-func btmData(t *testing.T, url string, body any, out any) {
+func btmData(t *testing.T, url string, body, out any) {
 	t.Helper()
 	st, a := btmPost(t, url, body)
 	if st != http.StatusOK || a.Status != "success" {
@@ -293,7 +293,7 @@ func TestBytomdBlockJSON(t *testing.T) {
 	}
 
 	tx := at(t, block(3), "data", "transactions", 1)
-	if at(t, tx, "id") != spend || at(t, tx, "status_fail") != true {
+	if failed, _ := at(t, tx, "status_fail").(bool); at(t, tx, "id") != spend || !failed {
 		t.Fatalf("failed tx %v", tx)
 	}
 	contractIn, feeIn := at(t, tx, "inputs", 0), at(t, tx, "inputs", 1)
@@ -491,7 +491,7 @@ func get(t *testing.T, url string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		t.Fatal(err)

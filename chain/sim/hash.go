@@ -104,7 +104,7 @@ func IsHash(s string) bool { return len(s) == 64 && isHex(s) }
 // IsProgram reports whether s is a non-empty, even-length lowercase hex control
 // program of at most MaxProgramLen characters.
 func IsProgram(s string) bool {
-	return len(s) > 0 && len(s)%2 == 0 && len(s) <= MaxProgramLen && isHex(s)
+	return s != "" && len(s)%2 == 0 && len(s) <= MaxProgramLen && isHex(s)
 }
 
 func isHex(s string) bool {

@@ -26,8 +26,14 @@ const (
 //   - blockcenter v1 under /api/v1/btm: POST /q/list-utxos?start&limit (limit
 //     defaults to 100 and is capped at 1000; the result echoes the limit used),
 //     POST /merchant/get-transaction, GET /q/chain-status;
-//   - explorer: GET /transaction/:id, GET /block/:height, GET /status
-//     (shapes documented on chain.Explorer);
+//   - explorer (blockmeta-style, plain JSON without an envelope; bufferd
+//     itself reads none of it): GET /transaction/:id -> tx,
+//     GET /block/:height -> {"hash","height","previous_block_hash",
+//     "timestamp","transactions":[tx...]}, GET /status -> {"height","hash"},
+//     where tx = {"id","height","block_hash","timestamp","status_fail",
+//     "size","detail":[{"direction":"input"|"output","type","utxo_id",
+//     "address","asset_id","amount","control_program"}]}, height 0 meaning
+//     pending; an unknown transaction or block is a 404;
 //   - bytomd v1.1: POST /get-block-count, /get-block-hash, /get-block,
 //     /get-block-header, /list-unconfirmed-transactions,
 //     /get-unconfirmed-transaction and the wallet route /list-unspent-outputs,

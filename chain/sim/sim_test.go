@@ -468,15 +468,23 @@ func TestDrop(t *testing.T) {
 	}
 }
 
-// reorgSetup: funding in block 1, tx a in block 2, tx b in block 3.
-func reorgSetup(t *testing.T) (c *sim.Chain, funding []string, a, b string, aOut, bOut []string) {
-	c = sim.New()
-	funding = mustAdd(t, c, 100, 200)
-	a, aOut = mustSpend(t, c, funding[:1], false, out(asset, program, 100))
-	mustMine(t, c, 1)
-	b, bOut = mustSpend(t, c, funding[1:], false, out(asset, program, 200))
-	mustMine(t, c, 1)
-	return
+// reorgChain is a chain with funding in block 1, tx a in block 2, tx b in
+// block 3, and the outputs of a and b.
+type reorgChain struct {
+	c          *sim.Chain
+	funding    []string
+	a, b       string
+	aOut, bOut []string
+}
+
+func reorgSetup(t *testing.T) reorgChain {
+	r := reorgChain{c: sim.New()}
+	r.funding = mustAdd(t, r.c, 100, 200)
+	r.a, r.aOut = mustSpend(t, r.c, r.funding[:1], false, out(asset, program, 100))
+	mustMine(t, r.c, 1)
+	r.b, r.bOut = mustSpend(t, r.c, r.funding[1:], false, out(asset, program, 200))
+	mustMine(t, r.c, 1)
+	return r
 }
 
 func checkLinked(t *testing.T, c *sim.Chain) {
@@ -504,7 +512,8 @@ func checkLinked(t *testing.T, c *sim.Chain) {
 }
 
 func TestReorgRemines(t *testing.T) {
-	c, _, a, b, aOut, bOut := reorgSetup(t)
+	r := reorgSetup(t)
+	c, a, b, aOut, bOut := r.c, r.a, r.b, r.aOut, r.bOut
 	old := c.Tip()
 	b1 := mustBlock(t, c, 1)
 	b2 := mustBlock(t, c, 2)
@@ -543,7 +552,8 @@ func TestReorgRemines(t *testing.T) {
 }
 
 func TestReorgDrop(t *testing.T) {
-	c, funding, a, b, _, _ := reorgSetup(t)
+	r := reorgSetup(t)
+	c, funding, a, b := r.c, r.funding, r.a, r.b
 	tip, err := c.Reorg(2, true)
 	if err != nil || tip.Height != 4 {
 		t.Fatalf("reorg: %+v, %v", tip, err)
@@ -564,7 +574,8 @@ func TestReorgDrop(t *testing.T) {
 }
 
 func TestReorgKeepsPendingAndBounds(t *testing.T) {
-	c, _, _, _, aOut, _ := reorgSetup(t)
+	r := reorgSetup(t)
+	c, aOut := r.c, r.aOut
 	p, _ := mustSpend(t, c, aOut, false, out(asset, program, 100))
 	if _, err := c.Reorg(1, false); err != nil {
 		t.Fatal(err)

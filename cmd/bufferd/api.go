@@ -49,7 +49,8 @@ func newAPICmd() *cobra.Command {
 		journal := storage.NewJournal(store, storage.JournalOptions{})
 		defer journal.Close() // after the server has drained, before the store closes
 		locks := lockmgr.New(rdb, lockmgr.Options{Prefix: c.RedisPrefix, Journal: journal})
-		defer locks.Close()
+		// It closes only the notification subscription: nothing to lose.
+		defer func() { _ = locks.Close() }()
 		// Any replica may rebuild a pool Redis lost, so reserves recover quickly.
 		rebuilder := syncer.NewRebuilder(store, locks, rdb, c.RedisPrefix, log)
 		rebuilder.Mutexes = b.redis.Mutexes()

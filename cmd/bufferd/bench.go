@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -113,7 +114,9 @@ floor server. Set BUFFERD_RESERVE_RATE=0 on APIs you benchmark.`,
 			rep.Deployment = deployment
 			md := rep.Markdown()
 			if out == "" {
-				fmt.Fprint(cmd.OutOrStdout(), md)
+				if _, werr := fmt.Fprint(cmd.OutOrStdout(), md); werr != nil {
+					return errors.Join(err, werr)
+				}
 			} else if werr := os.WriteFile(out, []byte(md), 0o644); werr != nil {
 				return werr
 			} else {
@@ -170,7 +173,7 @@ non-zero.`,
 		o.Log = log
 		rep, err := chaos.Run(ctx, o)
 		if rep != nil {
-			rep.Write(cmd.OutOrStdout())
+			err = errors.Join(err, rep.Write(cmd.OutOrStdout()))
 		}
 		return err
 	}

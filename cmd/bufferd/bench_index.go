@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -38,7 +39,7 @@ reservable. PostgreSQL (--database-url, a fresh database on that server) and Red
 	f.DurationVar(&o.Poll, "poll", 0, "the index's poll interval (default: the syncer's, BUFFERD_INDEX_POLL's default)")
 	out := f.String("out", "", "write the markdown report to this file (default: standard output)")
 	cpuProfile := f.String("cpu-profile", "", "write a Go CPU profile of the backfill (the simulated node and the index) to this file")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	cmd.RunE = func(cmd *cobra.Command, _ []string) (err error) {
 		log, err := newLogger(c)
 		if err != nil {
 			return err
@@ -51,7 +52,7 @@ reservable. PostgreSQL (--database-url, a fresh database on that server) and Red
 			if err != nil {
 				return err
 			}
-			defer pf.Close()
+			defer func() { err = errors.Join(err, pf.Close()) }() // a profile is complete only once closed
 			o.CPUProfile = pf
 		}
 		start := time.Now()
@@ -62,8 +63,8 @@ reservable. PostgreSQL (--database-url, a fresh database on that server) and Red
 		md := fmt.Sprintf("`%s` (%s, %s)\n\n%s", commandLine(os.Args), time.Now().UTC().Format(time.RFC3339),
 			time.Since(start).Round(time.Second), rep.Markdown())
 		if *out == "" {
-			fmt.Fprint(cmd.OutOrStdout(), md)
-			return nil
+			_, err := fmt.Fprint(cmd.OutOrStdout(), md)
+			return err
 		}
 		return os.WriteFile(*out, []byte(md), 0o644)
 	}

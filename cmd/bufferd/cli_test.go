@@ -67,14 +67,14 @@ func listen(t *testing.T) (addr string, connected func() bool) {
 			if err != nil {
 				return
 			}
-			c.Close()
+			_ = c.Close()
 			select {
 			case got <- struct{}{}:
 			default:
 			}
 		}
 	}()
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	return ln.Addr().String(), func() bool {
 		select {
 		case <-got:
@@ -165,10 +165,10 @@ func TestGoRedisLogsThroughSlog(t *testing.T) {
 		_, _ = newLogger(&config.Config{LogLevel: "info", LogFormat: "json"})
 	})
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	// go-redis warns that it truncates a TTL under a millisecond.
 	_ = rdb.Set(context.Background(), "k", "v", time.Microsecond).Err()
-	w.Close()
+	_ = w.Close()
 	sc := bufio.NewScanner(r)
 	var lines []string
 	for sc.Scan() {

@@ -50,7 +50,7 @@ func TestSyncLeaderKilledOrPausedIsReplacedAndFenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { _ = store.Close() })
 	syncers := startSyncers(t, env, "s1", "s2", "s3")
 	// term waits for a term other than the one led by notBy and returns it.
 	term := func(notBy string, within time.Duration) storage.LeaderTerm {
@@ -93,7 +93,9 @@ func TestSyncLeaderKilledOrPausedIsReplacedAndFenced(t *testing.T) {
 	// kill -9: no unlock; a standby takes over once the lease runs out.
 	killed := time.Now()
 	_ = syncers[first.LeaderID].cmd.Process.Kill()
-	<-syncers[first.LeaderID].exited
+	if err := <-syncers[first.LeaderID].exited; err == nil {
+		t.Fatal("the killed leader exited cleanly")
+	}
 	second := term(first.LeaderID, 2*(ttl+time.Second))
 	took := time.Since(killed)
 	t.Logf("leader %s (epoch %d) killed; %s leads with epoch %d after %s", first.LeaderID, first.Epoch,

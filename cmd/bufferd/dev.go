@@ -60,7 +60,8 @@ func newDevCmd() *cobra.Command {
 
 // printWelcome tells what `bufferd dev` serves and how to try it.
 func printWelcome(w io.Writer, d *devstack.Stack) {
-	fmt.Fprintf(w, `
+	// Best effort: the stack serves whether or not anyone reads this.
+	_, _ = fmt.Fprintf(w, `
 bufferd dev is ready.
 
   status page      %[1]s/

@@ -69,7 +69,7 @@ func TestDevOnATakenPortSaysWhichAndTouchesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer taken.Close()
+	defer func() { _ = taken.Close() }()
 	data := filepath.Join(t.TempDir(), "data")
 	out, err := exec.Command(binary, "dev", "--data", data, "--addr", taken.Addr().String(),
 		"--chain-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))).CombinedOutput()

@@ -30,8 +30,8 @@ func newHealthcheckCmd() *cobra.Command {
 		if status != http.StatusOK {
 			return fmt.Errorf("healthcheck: %s answered %d", *url, status)
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), "ok")
-		return nil
+		_, err = fmt.Fprintln(cmd.OutOrStdout(), "ok")
+		return err
 	}
 	return cmd
 }
@@ -46,7 +46,8 @@ func probe(ctx context.Context, url string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
+	// Only the status matters: the body is drained for the connection's sake.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
 	return resp.StatusCode, nil
 }

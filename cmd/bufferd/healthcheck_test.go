@@ -81,7 +81,7 @@ func TestHealthcheckExitsZeroOnlyOn200(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := "http://" + ln.Addr().String() + "/livez"
-	ln.Close()
+	_ = ln.Close()
 	if code, out := run(t, nil, "healthcheck", "--url", closed); code != 1 {
 		t.Errorf("closed port: exit %d, want 1: %s", code, out)
 	}
@@ -99,7 +99,7 @@ func TestHealthcheckProbesTheDefaultAPIAddress(t *testing.T) {
 		}
 	})}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	if code, out := run(t, nil, "healthcheck"); code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -141,7 +141,7 @@ func TestPoolAddRegistersOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	pools, err := store.ListPools(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func leaderOf(t *testing.T, api string) (string, int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	var s statusBody
 	if err := json.Unmarshal(b, &s); err != nil {

@@ -40,15 +40,16 @@ func execute(root *cobra.Command, args []string, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "bufferd:", err)
+	// There is nowhere else to report a failed write to stderr.
+	_, _ = fmt.Fprintln(stderr, "bufferd:", err)
 	var ue *usageError
 	if !errors.As(err, &ue) {
 		return exitFailure
 	}
 	if ue.config {
-		fmt.Fprintf(stderr, "Run '%s --help' for the settings.\n", cmd.CommandPath())
+		_, _ = fmt.Fprintf(stderr, "Run '%s --help' for the settings.\n", cmd.CommandPath())
 	} else {
-		fmt.Fprint(stderr, cmd.UsageString())
+		_, _ = fmt.Fprint(stderr, cmd.UsageString())
 	}
 	return exitUsage
 }

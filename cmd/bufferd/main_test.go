@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -75,7 +75,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	}()
 	go func() {
 		err := p.cmd.Wait()
-		pw.Close()
+		_ = pw.Close()
 		p.exited <- err
 	}()
 	t.Cleanup(func() {
@@ -132,7 +132,7 @@ func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
 			}
@@ -172,7 +172,7 @@ func postJSON(t *testing.T, url string, body any, header ...string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	out, _ := io.ReadAll(resp.Body)
 	return out
 }
@@ -259,7 +259,7 @@ func TestDevServesTheDemoPoolAndSurvivesARestart(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("run %d: HEAD /dapp: %v %v", run, resp, err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 
 		e := legacy(t, api+"/dapp/update-utxo", map[string]string{"hash": desc[0].Hash})
 		if e.Code != 200 {

@@ -56,8 +56,8 @@ func newMigrateCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "current %d, latest %d\n", cur, latest)
-		return nil
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "current %d, latest %d\n", cur, latest)
+		return err
 	}
 	cmd.AddCommand(up, status)
 	return cmd

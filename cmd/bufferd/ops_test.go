@@ -22,7 +22,7 @@ func scrapeMetrics(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s/metrics: %d %s", url, resp.StatusCode, b)
@@ -68,7 +68,7 @@ func TestDevServesMetricsAndAppliesProtections(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		codes[i] = resp.StatusCode
 	}
 	if codes[0] != 201 || codes[1] != 201 || codes[2] != http.StatusTooManyRequests {
@@ -81,7 +81,7 @@ func TestDevServesMetricsAndAppliesProtections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
@@ -165,7 +165,7 @@ func waitNotReady(t *testing.T, url, check string, timeout time.Duration) {
 		resp, err := http.Get(url)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			var body handlers.Readiness
 			if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(b, &body) == nil &&
 				body.Status == "unavailable" && body.Checks[check] == "fail" {
@@ -207,7 +207,7 @@ func TestAPIServesMetricsOnItsOwnPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("public GET /metrics: %d, want 404", resp.StatusCode)
 	}

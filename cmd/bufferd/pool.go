@@ -25,7 +25,7 @@ func newPoolCmd() *cobra.Command {
 	fromHeight := add.Flags().Int64("from-height", 0, "with a bytomd node: the block the chain index starts the pool from (0: BUFFERD_INDEX_START_DEPTH blocks below the tip)")
 	unconfirmed := add.Flags().Bool("unconfirmed", true, "offer outputs of pending transactions (false: wait for their block)")
 	c := loadConfig(add, "database-url")
-	add.RunE = func(cmd *cobra.Command, _ []string) error {
+	add.RunE = func(cmd *cobra.Command, _ []string) (err error) {
 		if err := checkPoolArgs(*asset, *program); err != nil {
 			return &usageError{err: err}
 		}
@@ -38,7 +38,7 @@ func newPoolCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		defer store.Close()
+		defer func() { err = errors.Join(err, store.Close()) }()
 		p, created, err := store.EnsurePool(ctx, *asset, *program,
 			storage.PoolOptions{FromHeight: *fromHeight, Unconfirmed: unconfirmed})
 		if err != nil {
@@ -48,8 +48,8 @@ func newPoolCmd() *cobra.Command {
 		if created {
 			what = "created"
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "pool %d %s: asset %s program %s\n", p.ID, what, p.Asset, p.Program)
-		return nil
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "pool %d %s: asset %s program %s\n", p.ID, what, p.Asset, p.Program)
+		return err
 	}
 	cmd.AddCommand(add)
 	return cmd

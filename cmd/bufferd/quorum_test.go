@@ -33,7 +33,7 @@ func TestSyncLeadershipNeedsARedisQuorum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { _ = store.Close() })
 	syncers := startSyncers(t, env, "q1", "q2")
 	for _, s := range syncers {
 		s.waitLine(t, "Redlock quorum", 20*time.Second)

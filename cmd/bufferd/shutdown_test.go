@@ -45,7 +45,7 @@ func TestAPIDrainsInFlightRequestsOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	if err := store.MarkSynced(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestAPIDrainsInFlightRequestsOnSIGTERM(t *testing.T) {
 				return
 			}
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 503 {
 				time.Sleep(100 * time.Millisecond)
 				continue

@@ -99,7 +99,7 @@ func TestOneLeaderAndFastHandover(t *testing.T) {
 func TestLeaderStopsWhenItCannotRenew(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { rdb.Close() })
+	t.Cleanup(func() { _ = rdb.Close() })
 	const ttl = 1500 * time.Millisecond
 	e := &leader.Elector{Mutexes: redsync.New(goredis.NewPool(rdb)), Job: "sync", LeaderID: "a", TTL: ttl, Epochs: &epochCounter{}}
 	log := &termLog{started: make(chan leader.Term, 10)}

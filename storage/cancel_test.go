@@ -1,0 +1,69 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/testenv"
+)
+
+// A reserve whose context ends while the journal checks the grant's load
+// (it waits on the pool's row, which a rebuild beginning a new load holds)
+// fails with the context's error, never with ErrRebuilding: the pool was not
+// reloaded, the caller gave up. Its hold is undone in Redis and the journal
+// has no row of it.
+func TestReserveContextEndsDuringLoadCheck(t *testing.T) {
+	s := openPostgres(t)
+	p := mustPool(t, s, assetA, programA)
+	rdb, prefix := testenv.Redis(t)
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: newJournal(t, s, storage.JournalOptions{})})
+	t.Cleanup(func() { _ = m.Close() })
+	ctx := testCtx(t)
+	load, err := lockmgr.NewLoadID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginLoad(ctx, p.ID, load); err != nil {
+		t.Fatal(err)
+	}
+	hash := hashOf(1, 1)
+	snap := lockmgr.Snapshot{Available: []lockmgr.Item{{Hash: hash, Amount: 5}}, Load: load}
+	if err := m.Rebuild(ctx, p.ID, snap); err != nil {
+		t.Fatal(err)
+	}
+	req := lockmgr.Request{PoolID: p.ID, Hashes: []string{hash}, Owner: "o"}
+
+	// Hold the pool's row as a rebuild's BeginLoad does.
+	tx := s.DB().WithContext(ctx).Begin()
+	if tx.Error != nil {
+		t.Fatal(tx.Error)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	if err := tx.Exec(`SELECT id FROM pools WHERE id = ? FOR UPDATE`, p.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	res, err := m.Reserve(rctx, req)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, lockmgr.ErrRebuilding) {
+		t.Fatalf("reserve whose context ended in the load check: %+v, %v; want the context's error, not ErrRebuilding", res, err)
+	}
+	waitLockWaiters(t, s, 0) // the journal's statement was cancelled, not left to commit
+	tx.Rollback()
+
+	var rows int64
+	if err := s.DB().WithContext(ctx).Model(&storage.Reservation{}).Where("pool_id = ?", p.ID).Count(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 {
+		t.Fatalf("the journal has %d reservation(s) of the pool, want none", rows)
+	}
+	again, err := m.Reserve(ctx, req)
+	if err != nil || again.Hashes()[0] != hash {
+		t.Fatalf("reserve after the failed one: %+v, %v; want its UTXO free again", again, err)
+	}
+}
