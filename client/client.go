@@ -262,7 +262,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, payload []byte) error {
 	if err != nil {
 		return fmt.Errorf("client: %s %s: %w", cl.method, cl.path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // the body is read to its end (or maxBody) first
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return fmt.Errorf("client: %s %s: read answer: %w", cl.method, cl.path, err)

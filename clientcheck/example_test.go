@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"time"
 
 	"github.com/bufferd/bufferd/chain/sim"
@@ -27,26 +26,26 @@ func Example() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 
 	c := client.New(srv.APIURL, client.WithOwner("alice"))
 	res, err := c.Reserve(ctx, client.ReserveRequest{Pool: srv.Pool.ID, Amount: 1 * btm, TTL: time.Minute})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println(res.State, res.Owner, res.Total())
 
 	got, err := c.Get(ctx, res.ID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println(got.State, got.UTXOs[0].Hash == res.UTXOs[0].Hash)
 
 	released, err := c.Release(ctx, res.ID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println(released.State)
 	// Output:
@@ -61,21 +60,21 @@ func ExampleClient_Reserve() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 	c := client.New(srv.APIURL)
 	pool := srv.Pool.ID
 
 	one, err := c.Reserve(ctx, client.ReserveRequest{Pool: pool, Amount: 120_000_000})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("amount:", one.Total())
 
 	two, err := c.Reserve(ctx, client.ReserveRequest{Pool: pool, Count: 2})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("count:", two.UTXOs[0].Amount, two.UTXOs[1].Amount)
 
@@ -84,7 +83,7 @@ func ExampleClient_Reserve() {
 	fmt.Println("20 BTM alone:", errors.Is(err, client.ErrNoUTXOAvailable))
 	combined, err := c.Reserve(ctx, client.ReserveRequest{Pool: pool, Amount: 20 * btm, Combine: true})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("combined:", len(combined.UTXOs), combined.Total() >= 20*btm)
 
@@ -106,23 +105,23 @@ func ExampleClient_Hold() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 	c := client.New(srv.APIURL)
 
 	// A 1 s TTL, extended every third of it by the lease.
 	lease, err := c.Hold(ctx, client.ReserveRequest{Pool: srv.Pool.ID, Amount: 2 * btm, TTL: time.Second})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer lease.Release(context.Background()) // does nothing once submitted
+	defer func() { _ = lease.Release(context.Background()) }() // does nothing once submitted
 
 	// Build the transaction under lease.Context(): it ends the moment the
 	// hold may be lost. Here the simulated node plays the wallet.
 	select {
 	case <-lease.Context().Done():
-		log.Fatal("lost: ", lease.Err())
+		panic(fmt.Sprint("lost: ", lease.Err()))
 	case <-time.After(1500 * time.Millisecond):
 		fmt.Println("still held after 1.5 s")
 	}
@@ -130,7 +129,7 @@ func ExampleClient_Hold() {
 
 	res, err := lease.Submit(ctx, txID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println(res.State, res.Total())
 	fmt.Println(lease.Err())
@@ -146,31 +145,31 @@ func ExampleClient_ListTransactions() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{SyncInterval: 100 * time.Millisecond})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 	c := client.New(srv.APIURL)
 
 	res, err := c.Reserve(ctx, client.ReserveRequest{Pool: srv.Pool.ID, Amount: 3 * btm})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	txID := spend(srv, *res)
 	if _, err := c.Submit(ctx, res.ID, txID); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	if _, err := srv.Chain.Mine(1); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	// The chain index sees the block within a sync interval: the
 	// reservation ends spent and the pool's history records the transaction.
 	var page *client.TransactionPage
 	for {
 		if res, err = c.Get(ctx, res.ID); err != nil {
-			log.Fatal(err)
+			panic(err)
 		}
 		if page, err = c.ListTransactions(ctx, client.ListTransactionsRequest{Pool: srv.Pool.ID}); err != nil {
-			log.Fatal(err)
+			panic(err)
 		}
 		if res.State == client.StateSpent && len(page.Transactions) > 0 {
 			break
@@ -190,19 +189,19 @@ func ExampleClient_AllUTXOs() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 	c := client.New(srv.APIURL)
 
 	if _, err := c.Reserve(ctx, client.ReserveRequest{Pool: srv.Pool.ID, Count: 3}); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	var n int
 	var sum uint64
 	for u, err := range c.AllUTXOs(ctx, client.ListUTXOsRequest{Pool: srv.Pool.ID, State: client.UTXOAvailable, Limit: 10}) {
 		if err != nil {
-			log.Fatal(err)
+			panic(err)
 		}
 		n++
 		sum += u.Amount
@@ -211,7 +210,7 @@ func ExampleClient_AllUTXOs() {
 
 	detail, err := c.GetPool(ctx, srv.Pool.ID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println(detail.Counts.Available, "available,", detail.Counts.Reserved, "reserved")
 	// Output:
@@ -224,9 +223,9 @@ func ExampleClient_CreatePool() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{AdminToken: "s3cret"})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 
 	req := client.CreatePoolRequest{
 		Asset:   devstack.DemoAsset,
@@ -238,12 +237,12 @@ func ExampleClient_CreatePool() {
 	admin := client.New(srv.APIURL, client.WithAdminToken("s3cret"))
 	pool, created, err := admin.CreatePool(ctx, req)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println(pool.ID, created)
 	again, created, err := admin.CreatePool(ctx, req)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println(again.ID, created)
 	// Output:
@@ -257,19 +256,19 @@ func ExampleClient_Status() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{SyncInterval: 100 * time.Millisecond})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 	c := client.New(srv.APIURL)
 
 	// Two new blocks: the status follows the chain within a sync interval.
 	if _, err := srv.Chain.Mine(2); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	for {
 		st, err := c.Status(ctx)
 		if err != nil {
-			log.Fatal(err)
+			panic(err)
 		}
 		if st.Chain != nil && st.Chain.TipHeight == 3 && len(st.Pools) == 1 {
 			index := st.Pools[0].Sync["index"]
@@ -298,7 +297,7 @@ func spend(srv *devstack.Stack, r client.Reservation) string {
 	out := sim.Output{Asset: devstack.DemoAsset, Program: devstack.DemoProgram, Amount: r.Total() - btm/100}
 	txID, _, err := srv.Chain.Spend(hashes, []sim.Output{out}, false)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	return txID
 }
@@ -309,23 +308,30 @@ func ExampleClient_ListReservations() {
 	ctx := context.Background()
 	srv, err := devstack.Start(ctx, devstack.Options{AdminToken: "s3cret"})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
-	defer srv.Close()
+	defer closeDev(srv)
 	c := client.New(srv.APIURL, client.WithAdminToken("s3cret"))
 
 	for _, owner := range []string{"alice", "bob", "alice"} {
 		if _, err := c.Reserve(ctx, client.ReserveRequest{Pool: srv.Pool.ID, Count: 1, Owner: owner}); err != nil {
-			log.Fatal(err)
+			panic(err)
 		}
 	}
 	for r, err := range c.AllReservations(ctx, client.ListReservationsRequest{State: client.StateLive, Owner: "alice", Limit: 1}) {
 		if err != nil {
-			log.Fatal(err)
+			panic(err)
 		}
 		fmt.Println(r.Owner, r.State, r.UTXOs[0].Amount)
 	}
 	// Output:
 	// alice held 150000000
 	// alice held 50000000
+}
+
+// closeDev stops an example's service; an example that cannot is broken.
+func closeDev(srv *devstack.Stack) {
+	if err := srv.Close(); err != nil {
+		panic(err)
+	}
 }

@@ -358,7 +358,7 @@ func TestHoldWaitsForAFreeUTXO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lease.Release(ctx)
+	defer func() { _ = lease.Release(ctx) }()
 	// Granted after a wait longer than its TTL, yet not taken for lost: it
 	// goes on extending.
 	waitExtended(t, lease, lease.Reservation().ExpiresAt)

@@ -64,7 +64,7 @@ func startServerWith(configure func(*handlers.Config), amounts ...uint64) (_ *se
 	if s.store, err = storage.Open(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s.defer_(func() { _ = s.store.Close() })
+	s.onClose(func() { _ = s.store.Close() })
 
 	opt, err := redis.ParseURL(testenv.RedisURL())
 	if err != nil {
@@ -72,7 +72,7 @@ func startServerWith(configure func(*handlers.Config), amounts ...uint64) (_ *se
 	}
 	s.rdb = redis.NewClient(opt)
 	s.prefix = testenv.RandomName("t") + ":"
-	s.defer_(func() {
+	s.onClose(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		iter := s.rdb.Scan(ctx, 0, s.prefix+"*", 1000).Iterator()
@@ -86,9 +86,9 @@ func startServerWith(configure func(*handlers.Config), amounts ...uint64) (_ *se
 	}
 
 	journal := storage.NewJournal(s.store, storage.JournalOptions{})
-	s.defer_(journal.Close)
+	s.onClose(journal.Close)
 	s.locks = lockmgr.New(s.rdb, lockmgr.Options{Prefix: s.prefix, Journal: journal})
-	s.defer_(func() { _ = s.locks.Close() })
+	s.onClose(func() { _ = s.locks.Close() })
 
 	cfg := handlers.Config{
 		Store:      s.store,
@@ -120,7 +120,7 @@ func (s *server) listen(cfg handlers.Config) (string, error) {
 		defer close(served)
 		_ = app.Listener(ln)
 	}()
-	s.defer_(func() {
+	s.onClose(func() {
 		_ = app.ShutdownWithTimeout(5 * time.Second)
 		<-served
 	})
@@ -139,13 +139,13 @@ func (s *server) replica(t testing.TB, wrap func(lockmgr.Journal) lockmgr.Journa
 	}
 	locks := lockmgr.New(s.rdb, lockmgr.Options{Prefix: s.prefix, Journal: j})
 	// Registered before listen's: the app stops first, then these.
-	s.defer_(journal.Close)
-	s.defer_(func() { _ = locks.Close() })
-	url, err := s.listen(handlers.Config{Store: s.store, Locks: locks, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.onClose(journal.Close)
+	s.onClose(func() { _ = locks.Close() })
+	apiURL, err := s.listen(handlers.Config{Store: s.store, Locks: locks, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return url
+	return apiURL
 }
 
 // newServer starts a server for a test, stopped when the test ends.
@@ -166,8 +166,8 @@ func newServerWith(t testing.TB, configure func(*handlers.Config), amounts ...ui
 	return s
 }
 
-// defer_ registers a cleanup; Close runs them in reverse order.
-func (s *server) defer_(f func()) { s.cleanups = append(s.cleanups, f) }
+// onClose registers a cleanup; Close runs them in reverse order.
+func (s *server) onClose(f func()) { s.cleanups = append(s.cleanups, f) }
 
 // Close stops the server and removes its database and Redis keys.
 func (s *server) Close() {
@@ -184,19 +184,19 @@ func (s *server) createDatabase(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("postgres at %s: %w", admin, err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	name := testenv.RandomName("bufferd_client_")
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", fmt.Errorf("create database: %w", err)
 	}
-	s.defer_(func() {
+	s.onClose(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		c, err := pgx.Connect(ctx, admin)
 		if err != nil {
 			return
 		}
-		defer c.Close(context.Background())
+		defer func() { _ = c.Close(context.Background()) }()
 		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	})
 	u, err := url.Parse(admin)
@@ -468,7 +468,7 @@ func rawDelete(t testing.TB, base, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("DELETE reservation: %d %s", resp.StatusCode, b)

@@ -60,7 +60,7 @@ func TestArchitectureNamesWhatExists(t *testing.T) {
 		}
 	}
 	for _, m := range regexp.MustCompile("`([a-z_]+\\.lua)`").FindAllStringSubmatch(page, -1) {
-		if _, err := os.Stat(filepath.Join("../lockmgr/internal/scripts", m[1])); err != nil {
+		if _, err := os.Stat(filepath.Join("..", "lockmgr", "internal", "scripts", m[1])); err != nil {
 			t.Errorf("ARCHITECTURE.md names the script %s: %v", m[1], err)
 		}
 	}
