@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,5 +66,63 @@ func TestReserveContextEndsDuringLoadCheck(t *testing.T) {
 	again, err := m.Reserve(ctx, req)
 	if err != nil || again.Hashes()[0] != hash {
 		t.Fatalf("reserve after the failed one: %+v, %v; want its UTXO free again", again, err)
+	}
+}
+
+// A caller that gives up while its grant is in a batch that other callers
+// still wait for learns the batch's outcome, not "failed": the batch commits
+// the grant, and a caller told it failed would undo in Redis a hold the
+// journal keeps live. Its write is either journalled and acknowledged, or
+// neither.
+func TestRecordAbandonedInARunningBatchTellsItsOutcome(t *testing.T) {
+	s := openPostgres(t)
+	ctx := testCtx(t)
+	p1 := mustPool(t, s, assetA, programA)
+	p2 := mustPool(t, s, assetB, programA)
+	j := newJournal(t, s, storage.JournalOptions{})
+
+	lockPool := func(id int64) (release func()) {
+		tx := s.DB().WithContext(ctx).Begin()
+		if tx.Error != nil {
+			t.Fatal(tx.Error)
+		}
+		if err := tx.Exec(`SELECT id FROM pools WHERE id = ? FOR UPDATE`, id).Error; err != nil {
+			t.Fatal(err)
+		}
+		var once sync.Once
+		release = func() { once.Do(func() { tx.Rollback() }) }
+		t.Cleanup(release)
+		return release
+	}
+	release1, release2 := lockPool(p1.ID), lockPool(p2.ID)
+
+	// A first grant waits on pool 1; two more queue behind it for pool 2.
+	first := make(chan error, 1)
+	go func() { first <- j.Record(ctx, lockRes(p1.ID, 1, hashOf(1, 1))) }()
+	waitLockWaiters(t, s, 1)
+	a, b := lockRes(p2.ID, 1, hashOf(2, 1)), lockRes(p2.ID, 2, hashOf(2, 2))
+	actx, cancelA := context.WithCancel(ctx)
+	defer cancelA()
+	aErr, bErr := make(chan error, 1), make(chan error, 1)
+	go func() { aErr <- j.Record(actx, a) }()
+	go func() { bErr <- j.Record(ctx, b) }()
+	waitFor(t, "two grants queued", func() bool { return j.Pending() == 2 })
+
+	// The first commits; a and b go together and wait on pool 2.
+	release1()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	waitLockWaiters(t, s, 1)
+	cancelA() // a's caller gives up; b's still waits, so the batch goes on
+	release2()
+	if err := <-bErr; err != nil {
+		t.Fatalf("b: %v", err)
+	}
+	errA := <-aErr
+	_, getErr := s.GetReservation(ctx, a.ID)
+	journalled := getErr == nil
+	if (errA == nil) != journalled {
+		t.Fatalf("a's caller was told %v, and the journal has it: %v (lookup: %v)", errA, journalled, getErr)
 	}
 }

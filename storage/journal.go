@@ -91,6 +91,7 @@ type journalWrite struct {
 	deferred bool
 	giveUp   time.Time
 	tries    int
+	taken    bool // in a batch (guarded by its writer's mu)
 }
 
 // NewJournal starts a journal writing to s. Close it to flush and stop it.
@@ -427,7 +428,12 @@ func (w *journalWriter) signal() {
 	}
 }
 
-// submit queues w and waits for its outcome or the end of ctx.
+// submit queues w and waits for its outcome. When ctx ends first, a write
+// still queued is abandoned (commit drops it), but one already in a batch is
+// waited for: the batch commits it when other callers still wait, and a
+// caller told "failed" would undo in Redis a grant the journal keeps. That
+// wait is short: a batch whose callers all gave up is cancelled
+// (batchContext), and every batch is bounded by the journal's timeout.
 func (j *Journal) submit(ctx context.Context, w *journalWrite) error {
 	w.ctx = ctx
 	w.err = make(chan error, 1)
@@ -438,8 +444,15 @@ func (j *Journal) submit(ctx context.Context, w *journalWrite) error {
 	case err := <-w.err:
 		return err
 	case <-ctx.Done():
+	}
+	wr := j.writerOf(w)
+	wr.mu.Lock()
+	taken := w.taken
+	wr.mu.Unlock()
+	if !taken {
 		return ctx.Err()
 	}
+	return <-w.err
 }
 
 // run is a writer: it commits batches of w's queue until the journal is
@@ -480,6 +493,9 @@ func (w *journalWriter) take(limit int) ([]*journalWrite, bool) {
 	defer w.mu.Unlock()
 	n := min(len(w.queue), limit)
 	batch := w.queue[:n:n]
+	for _, x := range batch {
+		x.taken = true
+	}
 	if n == len(w.queue) {
 		w.queue = nil
 	} else {
@@ -518,7 +534,11 @@ func (j *Journal) commit(batch []*journalWrite) {
 		// unreachable, so retrying one by one would only wait again.
 		err = fmt.Errorf("storage: journal: %w", err)
 		for _, w := range live {
-			j.finish(w, err)
+			if cerr := w.ctx.Err(); cerr != nil {
+				j.finish(w, cerr) // its caller gave up: say so, not the batch's error
+			} else {
+				j.finish(w, err)
+			}
 		}
 		return
 	}
