@@ -6,13 +6,11 @@ import (
 	"time"
 )
 
-// pollEvery is how often Eventually checks its condition.
-const pollEvery = 10 * time.Millisecond
-
-// Eventually calls cond every 10 ms until it returns nil, and fails the test
-// with cond's last error if that has not happened within timeout. The
-// timeout only bounds a failing test: a passing one returns as soon as cond
-// holds. Call it from the test's goroutine.
+// Eventually checks cond first at once, then after 10 ms, with the pause
+// doubling up to 250 ms, until it returns nil, and fails the test with cond's
+// last error if that has not happened within timeout. The timeout only
+// bounds a failing test: a passing one returns as soon as cond holds. Call it
+// from the test's goroutine.
 func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
 	if err := Poll(timeout, cond); err != nil {
@@ -24,17 +22,18 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 // cond does, or cond's last error when timeout has passed.
 func Poll(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
+	pause := 10 * time.Millisecond
 	for {
 		err := cond()
 		if err == nil {
 			return nil
 		}
-		if !time.Now().Before(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return err
 		}
-		<-tick.C
+		time.Sleep(min(pause, left)) // the poll's pause: nothing to wait on but time
+		pause = min(2*pause, 250*time.Millisecond)
 	}
 }
 
