@@ -55,7 +55,12 @@ func TestSyncLeadershipNeedsARedisQuorum(t *testing.T) {
 
 	// One of three down: a majority is still there to lead with.
 	servers[2].Kill()
-	waitRenewals(t, servers[0].Client(), "leader:sync", 2)
+	// The lease (under bufferd's default key prefix) is renewed on the two left.
+	lease, err := servers[0].Client().Keys(ctx, "*leader:sync").Result()
+	if err != nil || len(lease) != 1 {
+		t.Fatalf("leases on the first server: %v, %v", lease, err)
+	}
+	waitRenewals(t, servers[0].Client(), lease[0], 2)
 	waitFor(t, "one leader with 2 of 3 servers", 20*time.Second, func() bool { return len(leading()) == 1 })
 	if tm, _ := store.CurrentTerm(ctx, "sync"); tm.Epoch != first.Epoch {
 		t.Logf("the term changed hands with 2 of 3 servers: %s/%d -> %s/%d", first.LeaderID, first.Epoch, tm.LeaderID, tm.Epoch)
