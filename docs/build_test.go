@@ -4,6 +4,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/bufferd/bufferd/testenv"
 )
 
 var (
@@ -24,5 +26,5 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		_ = os.RemoveAll(binPath[:len(binPath)-len("/bufferd")])
 	}
-	os.Exit(code)
+	os.Exit(testenv.CheckLeaks(code))
 }

@@ -53,7 +53,7 @@ func TestRedisKillRestartMidWorkload(t *testing.T) {
 		// dead Redis took about 1.8 s to answer 503 here (bufferd 2 also
 		// tries to undo the grant after the script failed), so with 2 s
 		// every reserve sent after the kill could hang until the restart.
-		time.Sleep(3 * time.Second)
+		time.Sleep(3 * time.Second) // the fault lasts: Redis stays down that long
 		dark.to = w.now()
 		srv.Restart()
 		return dark
@@ -75,13 +75,13 @@ func redisFault(t *testing.T, fault func(*stack, *testenv.RedisServer, *workload
 	w := startWorkload(s, faultClients, faultKeep)
 	defer w.cancel()
 
-	time.Sleep(2 * time.Second)
+	w.waitGrants(t, 0, 20)
 	faultStart := w.now()
 	dark := fault(s, srv, w)
 	faultEnd := w.now()
 	recovered, ok := w.firstGrantAfter(faultEnd, recoveryLimit)
 	if ok {
-		time.Sleep(1500 * time.Millisecond)
+		w.waitGrants(t, faultEnd, 20)
 	}
 	w.halt()
 	t.Logf("fault from %s to %s; reserves: %s; releases: %s", faultStart.Round(time.Millisecond),
@@ -168,28 +168,30 @@ func TestPostgresDownFailsClosed(t *testing.T) {
 	s := startStack(t, stackConfig{APIs: 2, UTXOs: faultUTXOs, DatabaseURL: db})
 	w := startWorkload(s, faultClients, faultKeep)
 	defer w.cancel()
-	time.Sleep(1500 * time.Millisecond)
+	w.waitGrants(t, 0, 20)
 
 	// A paused server: the journal writes hang, then go through.
 	pauseFrom := w.now()
 	pg.Stop()
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // the fault lasts
 	pg.Cont()
 	pauseEnd := w.now()
 	rec1, ok1 := w.firstGrantAfter(pauseEnd, 15*time.Second)
-	time.Sleep(time.Second)
+	if ok1 {
+		w.waitGrants(t, pauseEnd, 20)
+	}
 
 	// A killed server: the journal writes fail at once, until it is back.
 	killFrom := w.now()
 	pg.Kill()
 	dark := &window{from: w.now() + settle}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // the fault lasts
 	dark.to = w.now()
 	pg.Restart()
 	killEnd := w.now()
 	rec2, ok2 := w.firstGrantAfter(killEnd, 15*time.Second)
 	if ok2 {
-		time.Sleep(time.Second)
+		w.waitGrants(t, killEnd, 20)
 	}
 	w.halt()
 	t.Logf("paused %s..%s, killed %s..%s; reserves: %s; releases: %s", pauseFrom.Round(time.Millisecond), pauseEnd.Round(time.Millisecond),

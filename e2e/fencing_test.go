@@ -54,7 +54,7 @@ func TestFencingPausedHolder(t *testing.T) {
 	if r := reserve(ctx, s.apis[1], reserveReq{Pool: s.pool, Hashes: []string{target}, TTLSeconds: 60}); r.Status != http.StatusConflict {
 		t.Fatalf("reserve of a held utxo: %s", r)
 	}
-	time.Sleep(time.Until(granted.Add(3 * time.Second)))
+	time.Sleep(time.Until(granted.Add(3 * time.Second))) // the paused holder's 3 s TTL runs out
 
 	r := reserve(ctx, s.apis[1], reserveReq{Pool: s.pool, Hashes: []string{target}, TTLSeconds: 60, Owner: "successor"})
 	if r.Err != nil || r.Status != http.StatusCreated || r.hash() != target {
@@ -111,7 +111,7 @@ func stableSnapshot(t *testing.T, dbURL string) []string {
 	t.Helper()
 	prev := journalSnapshot(t, dbURL)
 	for i := 0; i < 20; i++ {
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // the window a stable journal must hold still over
 		cur := journalSnapshot(t, dbURL)
 		if slices.Equal(prev, cur) {
 			return cur

@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.CheckLeaks(code))
 }
 
 // ---- processes ----
@@ -199,23 +199,22 @@ func (p *proc) stop(t *testing.T) {
 // after it, up to the end of that line.
 func (p *proc) waitOutput(t *testing.T, s string, timeout time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var line string
+	testenv.Eventually(t, timeout, func() error {
 		out := p.output()
 		if i := strings.Index(out, s); i >= 0 {
 			rest := out[i+len(s):]
 			if j := strings.IndexByte(rest, '\n'); j >= 0 {
-				return rest[:j]
+				line = rest[:j]
+				return nil
 			}
 		}
 		if p.exited() {
 			t.Fatalf("%s exited (%v) before printing %q", p.name, p.err, s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not print %q within %s", p.name, s, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("%s did not print %q", p.name, s)
+	})
+	return line
 }
 
 // problems returns the first limit lines of out logged at warn or error level.
@@ -318,22 +317,18 @@ func mustCall(t *testing.T, want int, method, url string, body, out any, header 
 // waitHTTP waits until url answers 200.
 func waitHTTP(t *testing.T, url string, timeout time.Duration, p *proc) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testenv.Eventually(t, timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		status, _, err := call(ctx, http.MethodGet, url, nil)
 		cancel()
 		if err == nil && status == http.StatusOK {
-			return
+			return nil
 		}
 		if p != nil && p.exited() {
 			t.Fatalf("%s exited (%v) before %s answered", p.name, p.err, url)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within %s: status %d, %v", url, timeout, status, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("%s not ready: status %d, %v", url, status, err)
+	})
 }
 
 // ---- the reservation API ----
@@ -688,37 +683,26 @@ func (s *stack) listedFree(ctx context.Context, api string) (int, error) {
 func (s *stack) waitAvailable(n int, timeout time.Duration) {
 	t := s.t
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		ok := true
+	testenv.Eventually(t, timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		c, err := s.counts(ctx, s.apis[0])
 		if err != nil || c.Available != int64(n) {
-			ok = false
-			last = fmt.Sprintf("counts %+v, %v", c, err)
+			err = fmt.Errorf("pool %d not synced with %d available: counts %+v, %v", s.pool, n, c, err)
 		}
 		for _, a := range s.apis {
-			if !ok {
+			if err != nil {
 				break
 			}
-			if got, err := s.listedFree(ctx, a); err != nil || got != n {
-				ok = false
-				last = fmt.Sprintf("%s lists %d free, %v", a, got, err)
+			if got, lerr := s.listedFree(ctx, a); lerr != nil || got != n {
+				err = fmt.Errorf("pool %d not synced with %d available: %s lists %d free, %v", s.pool, n, a, got, lerr)
 			}
 		}
-		cancel()
-		if ok {
-			return
-		}
-		if s.syncer.exited() {
+		if err != nil && s.syncer.exited() {
 			t.Fatalf("syncer exited (%v) before the pool was synced", s.syncer.err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pool %d not synced with %d available within %s: %s", s.pool, n, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // api returns the i-th API replica's URL, round robin.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -261,29 +262,31 @@ func sortedKeys[V any](m map[string]V) []string {
 func (s *stack) waitNoneLost(t *testing.T, deadline time.Time) accounting {
 	t.Helper()
 	var last []string
-	for {
+	var a accounting
+	err := testenv.Poll(time.Until(deadline), func() (err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		a, err := s.account(ctx)
-		cancel()
-		if err == nil {
-			if last = a.problems(); len(last) == 0 {
-				return a
-			}
-		} else {
+		defer cancel()
+		if a, err = s.account(ctx); err != nil {
 			last = []string{err.Error()}
+			return err
 		}
-		if time.Now().After(deadline) {
-			for i, p := range last {
-				if i == 20 {
-					t.Errorf("... %d problems in all", len(last))
-					break
-				}
-				t.Error(p)
-			}
-			t.FailNow()
+		if last = a.problems(); len(last) > 0 {
+			return errors.New("the accounting has problems")
 		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	if err == nil {
+		return a
 	}
+	for i, p := range last {
+		if i == 20 {
+			t.Errorf("... %d problems in all", len(last))
+			break
+		}
+		t.Error(p)
+	}
+	t.FailNow()
+	return a
 }
 
 // reserveAllFree reserves every reservable UTXO of the pool (count mode, at
@@ -388,16 +391,16 @@ func issue13ForeignSpend(t *testing.T, s *stack, afterSettle bool, unspent int) 
 		t.Fatal(err)
 	}
 	if afterSettle {
-		for {
+		testenv.Eventually(t, time.Until(deadline), func() error {
 			g := getReservation(ctx, s.apis[1], res.ID)
 			if g.Err == nil && g.Status == http.StatusOK && g.Res.State == "spent" {
-				break
+				return nil
 			}
-			if g.Err != nil || g.Status != http.StatusOK || g.Res.State != "held" || time.Now().After(deadline) {
+			if g.Err != nil || g.Status != http.StatusOK || g.Res.State != "held" {
 				t.Fatalf("the reservation whose UTXO another party spent reads %s; want held, then spent before it runs out", g)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return fmt.Errorf("the reservation whose UTXO another party spent still reads %s; want spent before it runs out", g)
+		})
 	}
 
 	// Without waiting, the release races the syncer's settlement: either it
@@ -461,19 +464,19 @@ func TestPostgresOutageLosesNoUTXO(t *testing.T) {
 	defer w.cancel()
 	ev := startChainEvents(s)
 	defer ev.stop()
-	time.Sleep(1500 * time.Millisecond)
+	w.waitGrants(t, 0, 20)
 
 	downFrom := w.now()
 	pg.Stop()
-	time.Sleep(outage / 2)
+	time.Sleep(outage / 2) // the fault lasts
 	pg.Cont()
 	pg.Kill()
-	time.Sleep(outage / 2)
+	time.Sleep(outage / 2) // the fault lasts
 	pg.Restart()
 	downTo := w.now()
 	recovered, ok := w.firstGrantAfter(downTo, 20*time.Second)
 	if ok {
-		time.Sleep(time.Second)
+		w.waitGrants(t, downTo, 20)
 	}
 	spent := ev.stop()
 	w.halt()
@@ -791,25 +794,19 @@ func syncerChainDown(t *testing.T, kind string) {
 
 	// Not ready, for the chain source's sake (the failed check is "chain");
 	// the status says why.
-	deadline := time.Now().Add(20 * time.Second)
-	var last string
-	for {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		code, reason, err := readyz(ctx, "http://"+ops)
 		ch, _, serr := s.chainStatus(ctx)
 		if err == nil && serr == nil && code == http.StatusServiceUnavailable && reason == "chain" &&
 			ch != nil && strings.Contains(ch.LastError, chainAddr) {
 			t.Logf("readyz: %d %s; status chain: %+v", code, reason, *ch)
-			break
+			return nil
 		}
-		last = fmt.Sprintf("readyz %d %q %v; status chain %+v %v", code, reason, err, ch, serr)
 		if s.syncer.exited() {
 			t.Fatalf("syncer exited (%v) while the chain was unreachable", s.syncer.err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no 503 naming the chain source within 20s: %s", last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("no 503 naming the chain source: readyz %d %q %v; status chain %+v %v", code, reason, err, ch, serr)
+	})
 	_, leader, err := s.chainStatus(ctx)
 	if err != nil || leader.ID == "" {
 		t.Fatalf("leader while the chain is unreachable: %+v, %v", leader, err)
@@ -823,7 +820,7 @@ func syncerChainDown(t *testing.T, kind string) {
 		if s.syncer.exited() {
 			t.Fatalf("syncer exited (%v) while the chain was unreachable", s.syncer.err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // a window over the retries: what must not happen has no event
 	}
 
 	// The chain comes up at that address, with the pool's UTXOs.
@@ -839,10 +836,17 @@ func syncerChainDown(t *testing.T, kind string) {
 	waitHTTP(t, "http://"+ops+"/readyz", 15*time.Second, s.syncer)
 	t.Logf("ready %s after the chain came up", time.Since(up).Round(time.Millisecond))
 	s.waitAvailable(utxos, 15*time.Second)
-	ch, now, err := s.chainStatus(ctx)
-	if err != nil || ch == nil || ch.LastError != "" || ch.LastSuccess == nil || ch.TipHeight < 1 {
-		t.Errorf("status chain once it answers: %+v, %v", ch, err)
-	}
+	// The status follows (a probe may have seen the chain before its first
+	// block, at tip 0).
+	var now statusLeader
+	testenv.Eventually(t, 15*time.Second, func() error {
+		ch, l, err := s.chainStatus(ctx)
+		if err != nil || ch == nil || ch.LastError != "" || ch.LastSuccess == nil || ch.TipHeight < 1 {
+			return fmt.Errorf("status chain once it answers: %+v, %v", ch, err)
+		}
+		now = l
+		return nil
+	})
 	if now != leader {
 		t.Errorf("leader changed from %+v to %+v: the chain's outage cost the term", leader, now)
 	}

@@ -24,8 +24,9 @@ func TestRedisLatencyAndDroppedConnections(t *testing.T) {
 	s := startStack(t, stackConfig{APIs: 2, UTXOs: faultUTXOs, RedisURL: "redis://" + proxy.Addr() + "/0"})
 	w := startWorkload(s, faultClients, faultKeep)
 	defer w.cancel()
-	time.Sleep(time.Second)
+	w.waitGrants(t, 0, 20)
 
+	// The faults last, each a while: the sleeps are their length.
 	faultStart := w.now()
 	proxy.SetLatency(20 * time.Millisecond)
 	time.Sleep(1500 * time.Millisecond)
@@ -42,7 +43,7 @@ func TestRedisLatencyAndDroppedConnections(t *testing.T) {
 	faultEnd := w.now()
 	recovered, ok := w.firstGrantAfter(faultEnd, recoveryLimit)
 	if ok {
-		time.Sleep(time.Second)
+		w.waitGrants(t, faultEnd, 20)
 	}
 	w.halt()
 	t.Logf("faults from %s to %s (%d connections dropped); reserves: %s; releases: %s", faultStart.Round(time.Millisecond),
@@ -71,18 +72,18 @@ func TestAPIKilledMidRequest(t *testing.T) {
 	s := startStack(t, stackConfig{APIs: 3, UTXOs: faultUTXOs, Env: []string{"BUFFERD_SWEEP_INTERVAL=" + faultSweep.String()}})
 	w := startWorkload(s, 3*faultClients, faultKeep)
 	defer w.cancel()
-	time.Sleep(time.Second)
+	w.waitGrants(t, 0, 20)
 
 	faultStart := w.now()
 	victim := s.apiProcs[1]
 	victim.signal(t, syscall.SIGKILL)
 	<-victim.done
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the fault lasts: the API stays dead that long
 	addr := strings.TrimPrefix(s.apis[1], "http://")
 	s.apiProcs[1] = startBufferd(t, "api1-restarted", s.env, "api", "--addr", addr)
 	waitHTTP(t, s.apis[1]+"/readyz", 30*time.Second, s.apiProcs[1])
 	faultEnd := w.now()
-	time.Sleep(time.Second)
+	w.waitGrants(t, faultEnd, 20)
 	w.halt()
 	t.Logf("api killed at %s, back at %s; reserves: %s; releases: %s", faultStart.Round(time.Millisecond),
 		faultEnd.Round(time.Millisecond), statusCounts(w.reserves), statusCounts(w.releases))

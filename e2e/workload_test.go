@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bufferd/bufferd/testenv"
 )
 
 // grantRec is a reservation a client was granted (201) during a workload.
@@ -177,21 +180,39 @@ func (w *workload) halt() {
 // firstGrantAfter waits until a reserve sent after t was granted and returns
 // when its answer came; ok is false after timeout.
 func (w *workload) firstGrantAfter(t, timeout time.Duration) (time.Duration, bool) {
-	deadline := time.Now().Add(timeout)
-	for {
+	var ret time.Duration
+	err := testenv.Poll(timeout, func() error {
 		w.mu.Lock()
+		defer w.mu.Unlock()
 		for _, g := range w.grants {
 			if g.Call > t {
-				w.mu.Unlock()
-				return g.Ret, true
+				ret = g.Ret
+				return nil
 			}
 		}
-		w.mu.Unlock()
-		if time.Now().After(deadline) {
-			return 0, false
+		return errors.New("no grant yet")
+	})
+	return ret, err == nil
+}
+
+// waitGrants waits until n reserves sent after from were granted: the
+// workload is under way (before a fault), or has recovered (after one).
+func (w *workload) waitGrants(t *testing.T, from time.Duration, n int) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		got := 0
+		for _, g := range w.grants {
+			if g.Call > from {
+				got++
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		if got < n {
+			return fmt.Errorf("%d grants since %s, want %d", got, from.Round(time.Millisecond), n)
+		}
+		return nil
+	})
 }
 
 // statusCounts summarises answers, e.g. "201:812 503:40".
@@ -287,22 +308,22 @@ func checkFences(t *testing.T, grants []*grantRec, faultStart, faultEnd time.Dur
 // journalSettle to agree.
 func checkJournal(t *testing.T, s *stack, grants []*grantRec) {
 	t.Helper()
-	deadline := time.Now().Add(journalSettle)
-	for {
-		problems, summary := journalProblems(t, s, grants)
-		if len(problems) == 0 || time.Now().After(deadline) {
-			for i, p := range problems {
-				if i == 10 {
-					t.Errorf("... %d problems in all", len(problems))
-					break
-				}
-				t.Error(p)
-			}
-			t.Log(summary)
-			return
+	var problems []string
+	var summary string
+	_ = testenv.Poll(journalSettle, func() error {
+		if problems, summary = journalProblems(t, s, grants); len(problems) > 0 {
+			return errors.New("the journal disagrees")
 		}
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	})
+	for i, p := range problems {
+		if i == 10 {
+			t.Errorf("... %d problems in all", len(problems))
+			break
+		}
+		t.Error(p)
 	}
+	t.Log(summary)
 }
 
 // journalSettle is how long checkJournal waits for the journal to agree

@@ -376,16 +376,15 @@ func withoutHash(us []chain.UTXO, hash string) []chain.UTXO {
 	return out
 }
 
-// waitFor polls cond until it holds, failing the test after timeout.
+// waitFor waits for cond to hold, failing the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	testenv.Eventually(t, timeout, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // applyBlock applies one block as the chain index does (storage.ApplyBlocks:

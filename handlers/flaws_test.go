@@ -24,6 +24,7 @@ import (
 // Flaw 1: eight clients doing list -> pick first -> lock all "won" the same UTXO.
 // Here each client retries until it wins one, and no UTXO is won twice.
 func TestFlaw1DoubleAllocation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, 20, 30, 40, 50, 60, 70, 80)
 	const clients = 8
 	var (
@@ -79,6 +80,7 @@ func TestFlaw1DoubleAllocation(t *testing.T) {
 
 // Flaw 2: {} or {"hash":""} locked the first UTXO; empty filters listed everything.
 func TestFlaw2EmptyInput(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 1, 2, 3)
 	for _, body := range []string{`{}`, `{"hash":""}`, `{"hash":null}`, `null`} {
 		if r := f.legacy("/dapp/update-utxo", body); r.Code != 300 || r.Msg != errBadHash.Error() {
@@ -112,6 +114,7 @@ func TestFlaw2EmptyInput(t *testing.T) {
 
 // Flaw 3: sort.order was pasted into ORDER BY.
 func TestFlaw3SortOrderInjection(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 1, 2)
 	for _, sort := range []string{
 		`{"by":"amount","order":"desc; DROP TABLE utxos; --"}`,
@@ -139,6 +142,7 @@ func TestFlaw3SortOrderInjection(t *testing.T) {
 // never went back up. Here list-utxos only ever shortens the oldest legacy hold,
 // to at most 60 s, never touches v1 holds and never lengthens anything.
 func TestFlaw4ListHasNoUnboundedSideEffect(t *testing.T) {
+	t.Parallel()
 	f := newResFixture(t, 10, 20, 30)
 	ctx := testCtx(t)
 	v1Hash, legacyOld, legacyNew := f.utxos[0].Hash, f.utxos[1].Hash, f.utxos[2].Hash
@@ -157,7 +161,7 @@ func TestFlaw4ListHasNoUnboundedSideEffect(t *testing.T) {
 	if r := f.updateUTXO(legacyOld); r.Code != 200 {
 		t.Fatal(r)
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the clock must move between the two holds for their order to show
 	if r := f.updateUTXO(legacyNew); r.Code != 200 {
 		t.Fatal(r)
 	}
@@ -222,6 +226,7 @@ func TestFlaw4ListHasNoUnboundedSideEffect(t *testing.T) {
 
 // Flaw 5: anyone could add a base, and duplicates were possible.
 func TestFlaw5AdminAuth(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	asset, program := randHex(t, 32), "0014"+randHex(t, 20)
 	body := fmt.Sprintf(`{"asset":%q,"program":%q}`, asset, program)
@@ -276,6 +281,7 @@ func TestFlaw5AdminAuth(t *testing.T) {
 // Flaw 6: update-balance trusted the client. Input is validated and rows are
 // stored pending; only the syncer's verification makes them count.
 func TestFlaw6UpdateBalanceValidated(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := testCtx(t)
 	asset := f.pool.Asset
@@ -331,6 +337,7 @@ func TestFlaw6UpdateBalanceValidated(t *testing.T) {
 // Flaw 10: internal and SQL errors reached clients. Here a closed database, a
 // dead Redis and a panic all answer with a generic message; details go to the log.
 func TestFlaw10NoInternalErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 1, 2)
 	leaky := []string{"sql", "SQL", "database", "closed", "redis", "panic", "runtime", "goroutine", "nil pointer", ".go:"}
 	checkClean := func(what string, b []byte) {

@@ -18,6 +18,7 @@ import (
 )
 
 func TestHeadDapp(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	status, body := do(t, f.app, http.MethodHead, "/dapp", "")
 	if status != http.StatusOK || len(body) != 0 {
@@ -29,6 +30,7 @@ func TestHeadDapp(t *testing.T) {
 // original built "result" as a Go map, so its keys came out sorted ("_links"
 // first) and encoding/json escaped "&" as \u0026; these are the bytes it sent.
 func TestLegacyEnvelopeBytes(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 100, 300, 200)
 	byAmount := map[uint64]string{}
 	for _, u := range f.utxos {
@@ -107,6 +109,7 @@ func TestLegacyEnvelopeBytes(t *testing.T) {
 // TestUpdateUTXOConcurrent: of 50 concurrent update-utxo calls on one hash,
 // exactly one wins; the UTXO then leaves list-utxos.
 func TestUpdateUTXOConcurrent(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, 20, 30)
 	target := f.utxos[1].Hash
 	const n = 50
@@ -144,6 +147,7 @@ func TestUpdateUTXOConcurrent(t *testing.T) {
 }
 
 func TestUpdateUTXOOutcomes(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, 20)
 	ctx := testCtx(t)
 
@@ -170,6 +174,7 @@ func TestUpdateUTXOOutcomes(t *testing.T) {
 }
 
 func TestListUTXOsOrderAndPaging(t *testing.T) {
+	t.Parallel()
 	amounts := []uint64{5, 1, 4, 2, 3}
 	f := newFixture(t, amounts...)
 
@@ -228,6 +233,7 @@ func TestListUTXOsOrderAndPaging(t *testing.T) {
 }
 
 func TestLegacyBadBodies(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 1)
 	for _, path := range []string{"/dapp/list-utxos", "/dapp/list-balances", "/dapp/update-utxo", "/dapp/update-balance"} {
 		for _, body := range []string{`{`, `not json`, `{"hash":1,"asset":1,"address":1}`, `[1,2]`} {
@@ -267,6 +273,7 @@ func TestLegacyBadBodies(t *testing.T) {
 }
 
 func TestListBalances(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := testCtx(t)
 	asset := f.pool.Asset
@@ -325,6 +332,7 @@ func frontendPick(list []legacyUTXO, want uint64) string {
 // disjoint samples, each still sorted and offering the largest UTXO, so their
 // picks differ and each wins its update-utxo.
 func TestListUTXOsSpreadsConcurrentFrontends(t *testing.T) {
+	t.Parallel()
 	amounts := make([]uint64, 64)
 	for i := range amounts {
 		amounts[i] = uint64(100 + i) // 100..163

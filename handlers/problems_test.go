@@ -40,6 +40,7 @@ func withoutRequestID(t *testing.T, b []byte) string {
 // status, detail, and the code and request_id extensions; the title and
 // status are the code's own. Unknown routes, 405, 413 and 429 included.
 func TestProblemDetails(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 1)
 	app := f.newApp(Config{RateLimit: 0.001, RateBurst: 1})
 	reserve := fmt.Sprintf(`{"pool":%d,"count":1,"ttl_seconds":5}`, f.pool.ID)
@@ -112,6 +113,7 @@ func TestProblemDetails(t *testing.T) {
 // ProblemCode (its enum and its x-problem-types table, with the same status
 // and title), and every code a response of the document names is one of them.
 func TestProblemCodesMatchSpec(t *testing.T) {
+	t.Parallel()
 	doc, err := OpenAPI()
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +184,7 @@ func TestProblemCodesMatchSpec(t *testing.T) {
 // and a wrong method answer HTTP 404 (as the original, gin, did for both)
 // with {"code":300,"msg":"route not found"}, never a v1 problem.
 func TestLegacyNoRoute(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, x := range []struct{ method, target string }{
 		{"POST", "/dapp/nothing"},
@@ -207,6 +210,7 @@ func TestLegacyNoRoute(t *testing.T) {
 // With its Redis killed, the legacy routes that need Redis say the service
 // is unavailable (code 300, HTTP 200 as always), not "internal error".
 func TestLegacyRedisDown(t *testing.T) {
+	t.Parallel()
 	srv := testenv.StartRedis(t)
 	rdb := srv.Client()
 	t.Cleanup(func() { _ = rdb.Close() })

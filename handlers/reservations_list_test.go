@@ -21,6 +21,7 @@ type resListBody struct {
 // PostgreSQL) page by page and with each filter, refuses callers without the
 // admin token, and answers bad parameters with 400.
 func TestListReservationsRoute(t *testing.T) {
+	t.Parallel()
 	f := newResFixture(t, 10, 20, 30, 40, 50, 60)
 	auth := []string{"Authorization", "Bearer " + testToken}
 	other, _ := f.addPool(randHex(t, 32), "51", 5, 6)
@@ -141,6 +142,7 @@ func TestListReservationsRoute(t *testing.T) {
 // TestResCursorRoundTrip checks that every cursor the route writes parses
 // back to its position.
 func TestResCursorRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, k := range [][2]int64{{1, 1}, {7, 123456}, {1<<63 - 1, 1<<63 - 1}} {
 		want := storage.ReservationKey{PoolID: k[0], Fence: k[1]}
 		c := formatResCursor(want)

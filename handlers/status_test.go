@@ -18,6 +18,7 @@ import (
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
+	"github.com/bufferd/bufferd/testenv"
 )
 
 // exerciseStatusRoutes is TestOpenAPIEveryRoute's part for GET / and
@@ -40,11 +41,15 @@ func exerciseStatusRoutes(c *oaChecker, f *fixture) {
 // exerciseStatusRoutesDown is its part once PostgreSQL is gone: the page
 // still answers, saying so; the list answers 503.
 func exerciseStatusRoutesDown(c *oaChecker, f *fixture) {
-	time.Sleep(statusTTL) // past what the page read while the database was up
-	page := c.send(f.app, exchange{method: "GET", target: "/", status: 200})
-	if !strings.Contains(string(page.body), `id="unavailable"`) {
-		c.t.Errorf("the page does not say PostgreSQL is down: %s", page.body)
-	}
+	// Once what the page read while the database was up is older than
+	// statusTTL, the page says the database is down.
+	testenv.Eventually(c.t, 10*statusTTL, func() error {
+		page := c.send(f.app, exchange{method: "GET", target: "/", status: 200})
+		if !strings.Contains(string(page.body), `id="unavailable"`) {
+			return fmt.Errorf("the page does not say PostgreSQL is down: %s", page.body)
+		}
+		return nil
+	})
 	c.send(f.app, exchange{method: "GET", target: "/v1/reservations", header: []string{"Authorization", "Bearer " + testToken}, status: 503})
 }
 

@@ -11,6 +11,7 @@ import (
 )
 
 func TestListTransactionsPagesAndFilters(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, 20, 30, 40, 50)
 	pool := f.pool
 	// Five blocks with one spend each; every other one pays alice.

@@ -34,6 +34,7 @@ type apiErr struct {
 }
 
 func TestV1CreatePool(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	asset, program := randHex(t, 32), "0014"+randHex(t, 20)
 	body := fmt.Sprintf(`{"asset":%q,"program":%q}`, strings.ToUpper(asset), program)
@@ -159,6 +160,7 @@ func TestV1CreatePoolOptions(t *testing.T) {
 }
 
 func TestV1ListAndGetPool(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, 20, 30, 40)
 	ctx := testCtx(t)
 	other, _ := f.addPool(randHex(t, 32), "51", 7)
@@ -258,6 +260,7 @@ func TestV1ListAndGetPool(t *testing.T) {
 }
 
 func TestV1PoolUTXOs(t *testing.T) {
+	t.Parallel()
 	amounts := make([]uint64, 25)
 	for i := range amounts {
 		amounts[i] = uint64(i + 1)
@@ -341,6 +344,7 @@ func TestV1PoolUTXOs(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	status, b := do(t, f.app, http.MethodGet, "/livez", "")
 	if status != 200 || string(b) != `{"status":"ok"}` {

@@ -3,6 +3,7 @@ package lockmgr_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -195,7 +196,12 @@ func TestExtendSubmitRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, err := m.Peek(ctx, 1, x.ID); !errors.Is(err, lockmgr.ErrNotFound) {
+			return fmt.Errorf("peek: %v, want it expired", err)
+		}
+		return nil
+	})
 	if _, err := m.Extend(ctx, 1, x.ID, time.Second); !errors.Is(err, lockmgr.ErrNotFound) {
 		t.Fatalf("extend after expiry: %v", err)
 	}
@@ -280,10 +286,12 @@ func TestEndingOffersOnlyWhatTheChainStillOffers(t *testing.T) {
 	if err := m.ApplyChain(ctx, 1, nil, []string{x.Items[0].Hash}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond)
-	if free, err := m.ListAvailable(ctx, 1, false, 0, 10); err != nil || len(free) != 3 {
-		t.Fatalf("after expiry: %v %v; want 3", free, err)
-	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if free, err := m.ListAvailable(ctx, 1, false, 0, 10); err != nil || len(free) != 3 {
+			return fmt.Errorf("after expiry: %v %v; want 3", free, err)
+		}
+		return nil
+	})
 }
 
 func TestLostRedisStateIsRebuiltBeforeServing(t *testing.T) {
@@ -353,28 +361,35 @@ func TestReserveWaitIsWokenByARelease(t *testing.T) {
 	type result struct {
 		r   *lockmgr.Reservation
 		err error
-		at  time.Time
 	}
+	// The waiter polls only hourly here: the release's notification is what
+	// must wake it, long before its 20 s wait ends.
+	restore := lockmgr.SetWaitPoll(time.Hour)
+	defer restore()
 	done := make(chan result, 1)
 	go func() {
-		r, err := m.ReserveWait(ctx, lockmgr.Request{PoolID: 1, Count: 1}, 10*time.Second)
-		done <- result{r, err, time.Now()}
+		r, err := m.ReserveWait(ctx, lockmgr.Request{PoolID: 1, Count: 1}, 20*time.Second)
+		done <- result{r, err}
 	}()
-	// Release just after the waiter's first poll: its next poll is ~400 ms away,
-	// so only the pub/sub notification can wake it sooner.
-	time.Sleep(600 * time.Millisecond)
-	released := time.Now()
+	// The waiter listens, and Redis has the subscription (a message on
+	// another pool's channel reaches the Manager).
+	testenv.Eventually(t, 10*time.Second, testenv.Is(func() bool { return lockmgr.Waiters(m, 1) == 1 }))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n, err := rdb.Publish(ctx, lockmgr.FreedChannel(m, 2), "").Result(); err != nil || n == 0 {
+			return fmt.Errorf("publish reached %d subscribers: %v", n, err)
+		}
+		return nil
+	})
 	if _, err := m.Release(ctx, 1, holder.ID); err != nil {
 		t.Fatal(err)
 	}
-	res := <-done
-	if res.err != nil || res.r.Items[0] != holder.Items[0] {
-		t.Fatalf("waiter got %+v, %v", res.r, res.err)
-	}
-	woke := res.at.Sub(released)
-	t.Logf("waiter woke %s after the release", woke.Round(time.Millisecond))
-	if woke > 200*time.Millisecond {
-		t.Fatalf("waiter woke %s after the release: not by notification", woke)
+	select {
+	case res := <-done:
+		if res.err != nil || res.r.Items[0] != holder.Items[0] {
+			t.Fatalf("waiter got %+v, %v", res.r, res.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the release did not wake the waiter")
 	}
 	if got := countKeys(t, rdb, prefix); got != keysBefore {
 		t.Fatalf("waiting left keys behind: %d before, %d after", keysBefore, got)

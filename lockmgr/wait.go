@@ -12,8 +12,9 @@ import (
 const MaxWait = 30 * time.Second
 
 // waitPoll is how often a waiter retries when no notification arrives (a hold
-// that expires is only noticed by the next script touching the pool).
-const waitPoll = 500 * time.Millisecond
+// that expires is only noticed by the next script touching the pool); a
+// variable only for tests.
+var waitPoll = 500 * time.Millisecond
 
 // ReserveWait is Reserve that, while nothing fits (ErrUnavailable or
 // ErrLocked), waits up to wait for a UTXO of the pool to be freed and tries

@@ -16,6 +16,7 @@ var amounts = []uint64{0, 1<<53 + 1, 1 << 63, math.MaxUint64}
 // Amounts round-trip exactly through every path that writes or reads them,
 // on both dialects (NUMERIC(20,0) in PostgreSQL, decimal text in SQLite).
 func TestAmountsRoundTrip(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA) // indexed: ChangeUTXOs and ApplyBlocks write it
@@ -155,6 +156,7 @@ func mustParse(t *testing.T, s string) uint64 {
 
 // Amount is written as a decimal string and read from what the drivers give.
 func TestAmountValueAndScan(t *testing.T) {
+	t.Parallel()
 	for _, a := range amounts {
 		v, err := storage.Amount(a).Value()
 		if err != nil || v != strconv.FormatUint(a, 10) {

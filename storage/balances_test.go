@@ -9,6 +9,7 @@ import (
 )
 
 func TestBalances(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		add := func(addr, asset string, amount int64) {
@@ -89,6 +90,7 @@ func TestBalances(t *testing.T) {
 }
 
 func TestCursors(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)

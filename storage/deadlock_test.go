@@ -17,6 +17,7 @@ import (
 // PostgreSQL would find deadlocks and fail one of the transactions after
 // deadlock_timeout.
 func TestSyncerAndJournalDoNotDeadlock(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		if s.Dialect() != storage.DialectPostgres {
 			t.Skip("SQLite runs one writer at a time")

@@ -13,6 +13,7 @@ import (
 // Every write of a sync job made through a store fenced with an ended term's
 // epoch is rolled back with ErrStaleEpoch; the current term's store writes.
 func TestFencedWritesOfAnEndedTermAreRefused(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)

@@ -46,6 +46,7 @@ func mustIndexed(t *testing.T, s *storage.Store, from, to int64) map[int64]strin
 }
 
 func TestApplyBlocks(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -214,6 +215,7 @@ func TestApplyBlocks(t *testing.T) {
 }
 
 func TestRollbackIndex(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -323,6 +325,7 @@ func TestRollbackIndex(t *testing.T) {
 }
 
 func TestMatureUTXOs(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -367,6 +370,7 @@ func TestMatureUTXOs(t *testing.T) {
 }
 
 func TestMempoolRows(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -409,6 +413,7 @@ func TestMempoolRows(t *testing.T) {
 }
 
 func TestChangeUTXOs(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -462,6 +467,7 @@ func TestChangeUTXOs(t *testing.T) {
 }
 
 func TestGenesis(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		if g, err := s.Genesis(ctx); err != nil || g != "" {
@@ -492,6 +498,7 @@ func TestGenesis(t *testing.T) {
 }
 
 func TestMarkSyncedAndAvailableUTXOs(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -507,7 +514,7 @@ func TestMarkSyncedAndAvailableUTXOs(t *testing.T) {
 			t.Fatalf("after MarkSynced: %+v, %v", got, err)
 		}
 		first := *got.SyncedAt
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // the clock must move for a rewrite of synced_at to show
 		if err := s.MarkSynced(ctx, p.ID); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 // transaction that spent one of them, down the lineage, and releases the
 // submitted reservations of those transactions.
 func TestFailLineage(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)

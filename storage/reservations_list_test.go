@@ -14,6 +14,7 @@ import (
 // its expiry counts as expired, and the live summary and the grant history
 // count what was recorded.
 func TestListReservations(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p1 := mustPool(t, s, assetA, programA)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestReservationJournal(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -139,6 +140,7 @@ func TestReservationJournal(t *testing.T) {
 }
 
 func TestUpdateReservation(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -218,6 +220,7 @@ type settleCase struct {
 // TestSettle applies the chain to reservations with Store.Settle, one case
 // per row of the lifecycle table in lockmgr's package doc.
 func TestSettle(t *testing.T) {
+	t.Parallel()
 	const (
 		T = "7100000000000000000000000000000000000000000000000000000000000000" // the reservation's own transaction
 		X = "7800000000000000000000000000000000000000000000000000000000000000" // another one
@@ -412,6 +415,7 @@ func settledIDs(rs []storage.Settled) []string {
 // UnsettledHashes finds the UTXOs whose reservations the chain moved without
 // Settle seeing it; LiveReservationIDs the live reservations not run out.
 func TestUnsettledHashesAndLiveReservationIDs(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)

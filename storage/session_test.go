@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 // The session settings reach PostgreSQL: the name shows in pg_stat_activity
 // and a transaction left idle past the timeout is ended by the server.
 func TestSessionSettings(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	url := testenv.Postgres(t)
 	if err := storage.MigrateUp(ctx, url); err != nil {
@@ -30,10 +32,18 @@ func TestSessionSettings(t *testing.T) {
 		t.Fatalf("application_name %q, idle_in_transaction_session_timeout %q", name, timeout)
 	}
 	tx := s.DB().Begin()
-	if err := tx.Exec(`SELECT 1`).Error; err != nil {
+	var pid int
+	if err := tx.Raw(`SELECT pg_backend_pid()`).Row().Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	// The server ends the idle transaction's session.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var n int
+		if err := s.DB().Raw(`SELECT count(*) FROM pg_stat_activity WHERE pid = ?`, pid).Row().Scan(&n); err != nil || n != 0 {
+			return fmt.Errorf("session %d still there (%d) %v", pid, n, err)
+		}
+		return nil
+	})
 	if err := tx.Exec(`SELECT 1`).Error; err == nil {
 		t.Fatal("a transaction idle past the timeout was not ended")
 	}

@@ -31,6 +31,7 @@ func ids(rs []storage.Reservation) []string {
 }
 
 func TestSnapshot(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -130,6 +131,7 @@ func TestSnapshot(t *testing.T) {
 }
 
 func TestSubmittedReservations(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)

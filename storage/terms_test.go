@@ -10,6 +10,7 @@ import (
 )
 
 func TestTermsOnlyGrow(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		{
 			ctx := context.Background()

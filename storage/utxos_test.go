@@ -13,6 +13,7 @@ import (
 )
 
 func TestEnsurePoolConcurrent(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		var (
@@ -76,6 +77,7 @@ func TestEnsurePoolConcurrent(t *testing.T) {
 }
 
 func TestReconcile(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -202,6 +204,7 @@ func TestReconcile(t *testing.T) {
 }
 
 func TestReconcileSkipsForeignAndBadEntries(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		p1 := mustPool(t, s, assetA, programA)
 		p2 := mustPool(t, s, assetB, programB)
@@ -240,6 +243,7 @@ func TestReconcileSkipsForeignAndBadEntries(t *testing.T) {
 }
 
 func TestListUTXOsPagination(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -287,6 +291,7 @@ func TestListUTXOsPagination(t *testing.T) {
 }
 
 func TestStateCheckConstraint(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		p := mustPool(t, s, assetA, programA)
 		mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 1))
@@ -304,6 +309,7 @@ func TestStateCheckConstraint(t *testing.T) {
 // A pool's options are set when it is registered; registering it again
 // keeps them.
 func TestEnsurePoolOptions(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		def, created, err := s.EnsurePool(ctx, assetA, programA)
@@ -341,6 +347,7 @@ func TestEnsurePoolOptions(t *testing.T) {
 
 // A pool without Unconfirmed takes a pending output only once it is confirmed.
 func TestReconcileUnconfirmedOption(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		no := false
 		p := mustPool(t, s, assetA, programA, storage.PoolOptions{Unconfirmed: &no})
@@ -375,6 +382,7 @@ func TestReconcileUnconfirmedOption(t *testing.T) {
 // live, unexpired reservation holds is reserved; a spent one stays spent;
 // UTXOs of ended or run-out reservations are available.
 func TestPoolCountsDerived(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)
@@ -435,6 +443,7 @@ func TestPoolCountsDerived(t *testing.T) {
 // ListUTXOs shows an available UTXO held by a live reservation as reserved
 // and filters on it.
 func TestListUTXOsReserved(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, s *storage.Store) {
 		ctx := testCtx(t)
 		p := mustPool(t, s, assetA, programA)

@@ -159,17 +159,19 @@ func run(t testing.TB, r *syncer.Runner) (stop func() error, done <-chan struct{
 // (the runner's first pass loads it).
 func reserveWhenLoaded(t testing.TB, f *fixture, req lockmgr.Request) *lockmgr.Reservation {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		res, err := f.locks.Reserve(context.Background(), req)
-		if err == nil {
-			return res
+	var res *lockmgr.Reservation
+	var err error
+	_ = testenv.Poll(10*time.Second, func() error {
+		res, err = f.locks.Reserve(context.Background(), req)
+		if errors.Is(err, lockmgr.ErrRebuilding) {
+			return err
 		}
-		if !errors.Is(err, lockmgr.ErrRebuilding) || time.Now().After(deadline) {
-			t.Fatalf("reserve: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return nil // reserved, or refused for good
+	})
+	if err != nil {
+		t.Fatalf("reserve: %v", err)
 	}
+	return res
 }
 
 // runnerFor is the runner of f's chain read as kind ("bytomd": indexed,

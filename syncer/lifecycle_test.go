@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
+	"github.com/bufferd/bufferd/testenv"
 )
 
 // gold is an issued asset: a transaction that fails moves none of it.
@@ -205,6 +207,7 @@ func (s *source) pool(t *testing.T, asset, prog string, opts ...storage.PoolOpti
 // UTXOs leaves the chain, whether somebody else spends it, a reorganisation
 // removes it, or the transaction that created it fails.
 func TestOtherUTXOsComeBackWhenOneLeavesTheChain(t *testing.T) {
+	t.Parallel()
 	eachSource(t, func(t *testing.T, s *source) {
 		ctx := context.Background()
 		f := s.f
@@ -297,6 +300,7 @@ func TestOtherUTXOsComeBackWhenOneLeavesTheChain(t *testing.T) {
 // Case 2: a reservation that ran out before its UTXO was spent ends expired,
 // not spent, and its other UTXOs are not counted reserved.
 func TestExpiredReservationIsNotSettledSpent(t *testing.T) {
+	t.Parallel()
 	eachSource(t, func(t *testing.T, s *source) {
 		ctx := context.Background()
 		f := s.f
@@ -333,6 +337,7 @@ func TestExpiredReservationIsNotSettledSpent(t *testing.T) {
 // outputs (a child spend) is invalidated, not left spent, and so on down the
 // lineage; the reservation of the failed transaction gets its UTXO back.
 func TestChildOfAFailedTransactionIsInvalidated(t *testing.T) {
+	t.Parallel()
 	eachSource(t, func(t *testing.T, s *source) {
 		ctx := context.Background()
 		f := s.f
@@ -396,6 +401,7 @@ func TestChildOfAFailedTransactionIsInvalidated(t *testing.T) {
 // Case 3: a submitted reservation is not released (its transaction may be
 // mined), so its UTXOs are never offered to somebody else meanwhile.
 func TestSubmittedReservationIsNotReleased(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	s := newSource(t, f, "bytomd")
@@ -432,6 +438,7 @@ func TestSubmittedReservationIsNotReleased(t *testing.T) {
 // without the node's wallet; coinbase outputs are reservable only once
 // mature; amounts above 2^53 are exact end to end.
 func TestIndexSeesEveryProgramAndWaitsForMaturity(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	s := newSource(t, f, "bytomd")
@@ -488,6 +495,7 @@ func TestIndexSeesEveryProgramAndWaitsForMaturity(t *testing.T) {
 // pass, and comes back when that spend vanishes; outputs of pending
 // transactions are offered unconfirmed only where the pool takes them.
 func TestIndexOverlaysTheMempool(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	s := newSource(t, f, "bytomd")
@@ -553,6 +561,7 @@ func TestIndexOverlaysTheMempool(t *testing.T) {
 // abandoned blocks undone, outputs they created gone unless the new branch
 // has them.
 func TestIndexFollowsReorganisations(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	s := newSource(t, f, "bytomd")
@@ -601,6 +610,7 @@ func TestIndexFollowsReorganisations(t *testing.T) {
 // Issue 12: backfill from a pool's from_height; a pool is offered only once
 // its index reached the tip, and a restart resumes from the stored cursor.
 func TestIndexBackfillsAndResumes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	prog := program("backfill")
@@ -653,6 +663,7 @@ func sorted(xs []string) []string {
 // Issue 12: a node on another chain (another genesis block) stops the index
 // with a clear error, and changes nothing.
 func TestIndexRefusesANodeOnAnotherChain(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	s := newSource(t, f, "bytomd")
@@ -678,16 +689,15 @@ func TestIndexRefusesANodeOnAnotherChain(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
+// waitFor waits up to d for cond to hold.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(t, d, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // A pool still backfilling meets blocks a pool ahead of it indexed on a
@@ -695,6 +705,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // before the one behind writes the new branch, so both reach the tip (the
 // pool ahead used to stay stuck at the fork, its cursor on the old branch).
 func TestIndexPoolsAtDifferentHeightsSurviveAReorg(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	s := newSource(t, f, "bytomd")
 	ahead, behind := program("ahead"), program("behind")

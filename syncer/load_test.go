@@ -43,6 +43,7 @@ func (f *fixture) flushAndRebuild(t testing.TB, pool int64) {
 }
 
 func TestGrantRedisLostBeforeTheRebuildIsNotAcknowledged(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	p := f.syncedPool(t, "load-fence", 3)
@@ -124,6 +125,7 @@ func (f *fixture) syncedPool(t *testing.T, name string, n int) storage.Pool {
 // UTXO in the journal; after a loss of Redis the newer one, whose client was
 // told it holds the UTXO, must be the one restored.
 func TestRebuildRestoresTheNewerOfTwoLiveReservationsOfAUTXO(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	p := f.syncedPool(t, "lost-release", 1)
@@ -168,6 +170,7 @@ func TestRebuildRestoresTheNewerOfTwoLiveReservationsOfAUTXO(t *testing.T) {
 // settling the reservation) goes through the journal, which orders it
 // against the settlement.
 func TestReleaseIsNotOvertakenByTheChain(t *testing.T) {
+	t.Parallel()
 	eachSource(t, func(t *testing.T, s *source) {
 		ctx := context.Background()
 		f := s.f
@@ -230,6 +233,7 @@ func TestReleaseIsNotOvertakenByTheChain(t *testing.T) {
 // reservation as held until it runs out while Redis keeps its UTXOs for the
 // submit grace (a UTXO lost to the chaos checker's quiet point).
 func TestSubmitWhoseJournalWriteFailedReachesTheJournal(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	p := f.syncedPool(t, "late submit", 1)

@@ -74,7 +74,7 @@ func TestRebuildingWhileARebuildRuns(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, 10*time.Second, "Rebuilding() during the rebuild", rb.Rebuilding)
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // a window for the flag to go wrongly false: no event to wait on
 	if !rb.Rebuilding() {
 		t.Fatal("Rebuilding() went false while the snapshot is blocked")
 	}
@@ -136,7 +136,7 @@ func TestSyncLagMetrics(t *testing.T) {
 	if _, err := f.chain.Mine(3); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond) // past the backoff
+	time.Sleep(5 * time.Millisecond) // past the 1 ms backoff, a timer with no event to wait on
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestSyncLagMetrics(t *testing.T) {
 
 	// Recovered: caught up again.
 	job.Lister = f.client
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // past the backoff again
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -504,8 +504,10 @@ func TestPoolGauges(t *testing.T) {
 	}
 	p := f.pool(t, prog)
 	pool := strconv.FormatInt(p.ID, 10)
+	// A sweep interval no test outlasts, shortened below once the gauges
+	// must be set again.
 	r := &syncer.Runner{UTXO: f.job(), Store: f.store, Interval: time.Millisecond, MaxBackoff: time.Millisecond,
-		SweepInterval: 50 * time.Millisecond}
+		SweepInterval: time.Hour}
 	utxos := func(state string) float64 { return testutil.ToFloat64(metrics.PoolUTXOs.WithLabelValues(pool, state)) }
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
@@ -523,7 +525,8 @@ func TestPoolGauges(t *testing.T) {
 	if utxos("reserved") != 0 {
 		t.Fatal("pool gauges set again within the sweep interval")
 	}
-	time.Sleep(100 * time.Millisecond)
+	r.SweepInterval = 50 * time.Millisecond
+	time.Sleep(100 * time.Millisecond) // past the sweep interval, the reservation ageing meanwhile
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -103,13 +104,12 @@ func TestRebuildWatchLogsItsProgress(t *testing.T) {
 	rb := syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, slog.New(slog.NewJSONHandler(&logs, nil)))
 	rb.ProgressEvery = time.Nanosecond
 	go rb.Watch(ctx, time.Hour)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), `"progress":"2/2 pools","rebuilt":2`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no progress line for the 2 pools rebuilt:\n%s", logs.String())
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if !strings.Contains(logs.String(), `"progress":"2/2 pools","rebuilt":2`) {
+			return fmt.Errorf("no progress line for the 2 pools rebuilt:\n%s", logs.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	for _, id := range pools {
 		if loaded, err := f.locks.Loaded(ctx, id); err != nil || !loaded {
 			t.Fatalf("pool %d not rebuilt: %v", id, err)

@@ -99,6 +99,7 @@ func amounts(n int) []uint64 {
 // The original fetched only the first 1000 UTXOs of a base and marked the rest
 // spent (flaw 7); and it wrote row by row (flaw 9).
 func TestLargePoolSyncsCompletelyWithConstantStatements(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	prog := program("large")
@@ -187,6 +188,7 @@ func TestLargePoolSyncsCompletelyWithConstantStatements(t *testing.T) {
 // A failed transaction moves no issued asset (status_fail moves only BTM):
 // its outputs go and its inputs come back.
 func TestFailedTransactionOutputsGoAndInputsComeBack(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	prog := contract + "51"
@@ -232,6 +234,7 @@ func TestFailedTransactionOutputsGoAndInputsComeBack(t *testing.T) {
 }
 
 func TestRedisLossReloadsThePoolView(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	prog := program("flush")
@@ -272,6 +275,7 @@ func (s failingSource) ListUTXOs(ctx context.Context, f chain.Filter) ([]chain.U
 
 // The original aborted the whole tick when one base failed (flaw 8).
 func TestOneFailingPoolDoesNotStopTheOthers(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	bad, good := program("bad"), program("good")

@@ -263,16 +263,17 @@ func TestPostgresKillRestart(t *testing.T) {
 // alive reports whether pid is a live process (not gone, not a zombie),
 // waiting up to 2 s for it to die.
 func alive(pid int) bool {
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	dead := Poll(2*time.Second, func() error {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
-			return false
+			return nil
 		}
 		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-			return false
+			return nil
 		}
-	}
-	return true
+		return fmt.Errorf("process %d alive", pid)
+	})
+	return dead != nil
 }
 
 func TestPostgresStopCont(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bufferd/bufferd/bench/chaos"
 	"github.com/bufferd/bufferd/lockmgr"
+	"github.com/bufferd/bufferd/testenv"
 )
 
 // bufferdBin is the bufferd executable, built with -race by TestMain.
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.CheckLeaks(code))
 }
 
 // testLog logs the checker's warnings through t.

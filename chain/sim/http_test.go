@@ -430,7 +430,7 @@ func TestListenAndServeStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.ListenAndServe(ctx, "127.0.0.1:0") }()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // lets it start serving: nothing tells when it does
 	cancel()
 	select {
 	case err := <-done:

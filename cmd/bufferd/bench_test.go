@@ -13,6 +13,7 @@ import (
 // `bufferd bench --local` starts a whole deployment, runs every scenario
 // (briefly here) and writes a report whose duplicate checks found nothing.
 func TestBenchRunsEveryScenarioLocally(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a whole deployment")
 	}

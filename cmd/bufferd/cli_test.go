@@ -21,6 +21,7 @@ import (
 )
 
 func TestUnknownSubcommandsAndBadFlagsExitTwoWithUsage(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"nosuch"}, {"pool", "nosuch"}, {"migrate", "nosuch"}, {"bench", "nosuch"}, {"syncer", "extra"},
 		{"api", "--nosuch"}, {"migrate", "up", "--nosuch"},
@@ -38,6 +39,7 @@ func TestUnknownSubcommandsAndBadFlagsExitTwoWithUsage(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheVariableAndTheFlag(t *testing.T) {
+	t.Parallel()
 	code, out := run(t, []string{"BUFFERD_SYNC_INTERVAL=abc"}, "syncer")
 	if code != exitUsage || !strings.Contains(out, `BUFFERD_SYNC_INTERVAL="abc": invalid duration`) ||
 		!strings.Contains(out, "(flag --sync-interval)") || strings.Contains(out, "SyncInterval") {
@@ -86,6 +88,7 @@ func listen(t *testing.T) (addr string, connected func() bool) {
 }
 
 func TestSettingsAreCheckedBeforeAnyConnection(t *testing.T) {
+	t.Parallel()
 	db, dbConnected := listen(t)
 	rd, redisConnected := listen(t)
 	base := []string{"BUFFERD_DATABASE_URL=postgres://postgres@" + db + "/x?sslmode=disable&connect_timeout=1",
@@ -117,6 +120,7 @@ func TestSettingsAreCheckedBeforeAnyConnection(t *testing.T) {
 }
 
 func TestNoFlagUsageHasBackquotes(t *testing.T) {
+	t.Parallel()
 	// pflag takes a `quoted` word of a usage as the flag's value name.
 	var walk func(*cobra.Command)
 	walk = func(cmd *cobra.Command) {
@@ -185,6 +189,7 @@ func TestGoRedisLogsThroughSlog(t *testing.T) {
 }
 
 func TestFlagErrorsNameTheVariableOnlyOfSettings(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	code := execute(newRootCmd(), []string{"bench", "chaos", "--sweep-interval=x"}, &out)
 	if first, _, _ := strings.Cut(out.String(), "\n"); code != exitUsage || strings.Contains(first, "BUFFERD_") ||

@@ -65,6 +65,7 @@ func bannerCommands(banner string) []string {
 // A second copy on the same ports names the API's address (the one a user
 // chose, not the chain's) and leaves its data directory alone.
 func TestDevOnATakenPortSaysWhichAndTouchesNothing(t *testing.T) {
+	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

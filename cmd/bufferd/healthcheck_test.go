@@ -35,6 +35,7 @@ func run(t *testing.T, env []string, args ...string) (int, string) {
 }
 
 func TestHealthcheckExitsZeroOnlyOn200(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -106,6 +107,7 @@ func TestHealthcheckProbesTheDefaultAPIAddress(t *testing.T) {
 }
 
 func TestPoolAddRegistersOnce(t *testing.T) {
+	t.Parallel()
 	dbURL := testenv.Postgres(t)
 	env := []string{"BUFFERD_DATABASE_URL=" + dbURL}
 	if code, out := run(t, env, "migrate", "up"); code != 0 {

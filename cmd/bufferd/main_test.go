@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.CheckLeaks(code))
 }
 
 // proc is a bufferd process started by a test.
@@ -128,18 +128,17 @@ func (p *proc) stop(t *testing.T) {
 // waitHTTP waits until url answers 200.
 func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	testenv.Eventually(t, timeout, func() error {
 		resp, err := http.Get(url)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready within %s", url, timeout)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
+	})
 }
 
 // envelope is the legacy response body.
@@ -191,15 +190,15 @@ func listUTXOs(t *testing.T, api, order string, limit int) []legacyUTXO {
 	t.Helper()
 	var e envelope
 	// A pool just registered is briefly "restoring its state" until loaded.
-	for try := 0; try < 50; try++ {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		e = legacy(t, fmt.Sprintf("%s/dapp/list-utxos?limit=%d", api, limit), map[string]any{
 			"asset": demoAsset, "program": demoProgram, "sort": map[string]string{"by": "amount", "order": order},
 		})
-		if !strings.HasPrefix(e.Msg, "service is restoring") {
-			break
+		if strings.HasPrefix(e.Msg, "service is restoring") {
+			return fmt.Errorf("list-utxos: %+v", e)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if e.Code != 200 {
 		t.Fatalf("list-utxos: %+v", e)
 	}
@@ -211,6 +210,7 @@ func listUTXOs(t *testing.T, api, order string, limit int) []legacyUTXO {
 }
 
 func TestHelpExplainsEverySubcommandAndVariable(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command(binary, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -275,6 +275,7 @@ func TestDevServesTheDemoPoolAndSurvivesARestart(t *testing.T) {
 }
 
 func TestProcessesShareOneRedisAndPostgres(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts several processes")
 	}
@@ -336,17 +337,13 @@ func TestProcessesShareOneRedisAndPostgres(t *testing.T) {
 		t.Fatalf("update-base: %s", raw)
 	}
 	syncer := start(t, env, "syncer")
-	deadline := time.Now().Add(20 * time.Second)
 	var free []legacyUTXO
-	for time.Now().Before(deadline) {
-		if free = listUTXOs(t, apis[2], "desc", 100); len(free) == len(demoAmounts()) {
-			break
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if free = listUTXOs(t, apis[2], "desc", 100); len(free) != len(demoAmounts()) {
+			return fmt.Errorf("syncer made %d utxos available, want %d", len(free), len(demoAmounts()))
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(free) != len(demoAmounts()) {
-		t.Fatalf("syncer made %d utxos available, want %d", len(free), len(demoAmounts()))
-	}
+		return nil
+	})
 
 	// 50 concurrent locks of one UTXO spread over three API processes: one wins.
 	target := free[3].Hash

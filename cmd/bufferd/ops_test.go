@@ -118,6 +118,7 @@ func TestDevServesMetricsAndAppliesProtections(t *testing.T) {
 // The syncer serves its metrics, the pool statistics included, on
 // BUFFERD_METRICS_ADDR, and counts as the leader while it runs.
 func TestSyncerServesMetrics(t *testing.T) {
+	t.Parallel()
 	dbURL := testenv.Postgres(t)
 	_, prefix := testenv.Redis(t)
 	ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -138,11 +139,11 @@ func TestSyncerServesMetrics(t *testing.T) {
 	waitHTTP(t, "http://"+ops+"/livez", 20*time.Second)
 	// bufferd 2: a syncer whose chain source fails is not ready, and says why.
 	waitNotReady(t, "http://"+ops+"/readyz", "chain", 20*time.Second)
-	m := scrapeMetrics(t, "http://"+ops)
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m, "\nbufferd_sync_leader 1") && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
+	var m string
+	testenv.Eventually(t, 10*time.Second, testenv.Is(func() bool {
 		m = scrapeMetrics(t, "http://"+ops)
-	}
+		return strings.Contains(m, "\nbufferd_sync_leader 1")
+	}))
 	wantSeries(t, "syncer", m,
 		`bufferd_sync_leader 1`,
 		`bufferd_sync_leader_changes_total 1`,
@@ -159,31 +160,27 @@ func TestSyncerServesMetrics(t *testing.T) {
 // (handlers.Readiness) with check failed.
 func waitNotReady(t *testing.T, url, check string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
+	testenv.Eventually(t, timeout, func() error {
 		resp, err := http.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			var body handlers.Readiness
-			if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(b, &body) == nil &&
-				body.Status == "unavailable" && body.Checks[check] == "fail" {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
-		} else {
-			last = err.Error()
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not answer 503 failing check %q within %s; last: %s", url, check, timeout, last)
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		var body handlers.Readiness
+		if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(b, &body) == nil &&
+			body.Status == "unavailable" && body.Checks[check] == "fail" {
+			return nil
+		}
+		return fmt.Errorf("%s did not answer 503 failing check %q: %d %s", url, check, resp.StatusCode, b)
+	})
 }
 
 // With BUFFERD_API_METRICS_ADDR the API serves /metrics (with
 // bufferd_build_info), /livez and /readyz there, and its public address keeps
 // /livez and /readyz but no longer answers /metrics.
 func TestAPIServesMetricsOnItsOwnPort(t *testing.T) {
+	t.Parallel()
 	_, prefix := testenv.Redis(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))

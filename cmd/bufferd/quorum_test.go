@@ -55,8 +55,13 @@ func TestSyncLeadershipNeedsARedisQuorum(t *testing.T) {
 
 	// One of three down: a majority is still there to lead with.
 	servers[2].Kill()
-	time.Sleep(2 * ttl)
-	waitFor(t, "one leader with 2 of 3 servers", ttl+time.Second, func() bool { return len(leading()) == 1 })
+	// The lease (under bufferd's default key prefix) is renewed on the two left.
+	lease, err := servers[0].Client().Keys(ctx, "*leader:sync").Result()
+	if err != nil || len(lease) != 1 {
+		t.Fatalf("leases on the first server: %v, %v", lease, err)
+	}
+	waitRenewals(t, servers[0].Client(), lease[0], 2)
+	waitFor(t, "one leader with 2 of 3 servers", 20*time.Second, func() bool { return len(leading()) == 1 })
 	if tm, _ := store.CurrentTerm(ctx, "sync"); tm.Epoch != first.Epoch {
 		t.Logf("the term changed hands with 2 of 3 servers: %s/%d -> %s/%d", first.LeaderID, first.Epoch, tm.LeaderID, tm.Epoch)
 		first = tm
@@ -64,8 +69,8 @@ func TestSyncLeadershipNeedsARedisQuorum(t *testing.T) {
 
 	// Two of three down: no majority, nobody may lead.
 	servers[1].Kill()
-	waitFor(t, "the leader to step down without a majority", ttl+time.Second, func() bool { return len(leading()) == 0 })
-	time.Sleep(ttl)
+	waitFor(t, "the leader to step down without a majority", 20*time.Second, func() bool { return len(leading()) == 0 })
+	time.Sleep(ttl) // a lease's time in which a leader without a majority would show: nothing to wait on
 	if l := leading(); len(l) != 0 {
 		t.Fatalf("with 1 of 3 servers: leaders %v, want none", l)
 	}

@@ -20,8 +20,9 @@ import (
 // SIGTERM drains: a request in flight (a long-polling reserve) still gets its
 // answer, new connections are refused, and the process exits cleanly.
 func TestAPIDrainsInFlightRequestsOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	dbURL := testenv.Postgres(t)
-	_, prefix := testenv.Redis(t)
+	rdb, prefix := testenv.Redis(t)
 	env := []string{
 		"BUFFERD_DATABASE_URL=" + dbURL, "BUFFERD_REDIS_URL=" + testenv.RedisURL(), "BUFFERD_REDIS_PREFIX=" + prefix,
 		"BUFFERD_ADMIN_TOKEN=s3cret", "BUFFERD_DATABASE_MAX_CONNS=4", "BUFFERD_SHUTDOWN_TIMEOUT=10s",
@@ -57,24 +58,36 @@ func TestAPIDrainsInFlightRequestsOnSIGTERM(t *testing.T) {
 	}
 	done := make(chan answer, 1)
 	go func() {
-		for { // until the replica has loaded the new pool
+		var a answer
+		err := testenv.Poll(20*time.Second, func() error { // until the replica has loaded the new pool
 			resp, err := http.Post(api+"/v1/reservations", "application/json",
 				strings.NewReader(`{"pool":1,"count":1,"wait_seconds":3}`))
 			if err != nil {
-				done <- answer{err: err}
-				return
+				a = answer{err: err}
+				return nil
 			}
 			b, _ := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
+			a = answer{status: resp.StatusCode, body: string(b)}
 			if resp.StatusCode == 503 {
-				time.Sleep(100 * time.Millisecond)
-				continue
+				return fmt.Errorf("reserve: %d %s", resp.StatusCode, b)
 			}
-			done <- answer{status: resp.StatusCode, body: string(b)}
-			return
+			return nil
+		})
+		if err != nil {
+			a.err = err
 		}
+		done <- a
 	}()
-	time.Sleep(1500 * time.Millisecond) // the reserve is waiting
+	// The reserve is waiting: the API's lock manager listens for released
+	// UTXOs (a message on another pool's channel reaches it), which it
+	// starts doing for the first waiter.
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n, err := rdb.Publish(context.Background(), prefix+"{p1000}:freed", "").Result(); err != nil || n == 0 {
+			return fmt.Errorf("publish reached %d subscribers: %v", n, err)
+		}
+		return nil
+	})
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	a := <-done
 	if a.err != nil || a.status != 409 || !strings.Contains(a.body, "no_utxo_available") {
