@@ -212,7 +212,7 @@ func (s *server) updateUTXO(c *fiber.Ctx) error {
 	switch err := rerr; {
 	case err == nil:
 		return legacyOKData(c, nil)
-	case errors.Is(err, lockmgr.ErrLocked), errors.Is(err, lockmgr.ErrUnavailable):
+	case errors.Is(err, lockmgr.ErrLocked), errors.Is(err, lockmgr.ErrNoUTXOAvailable):
 		return legacyFailMsg(c, msgLocked)
 	case errors.Is(err, lockmgr.ErrUnknownUTXO):
 		return legacyFailMsg(c, msgNotFound)

@@ -131,7 +131,7 @@ func methodLabel(m string) string {
 // lockmgr error means.
 func countLockError(err error) {
 	switch {
-	case errors.Is(err, lockmgr.ErrUnavailable), errors.Is(err, lockmgr.ErrLocked):
+	case errors.Is(err, lockmgr.ErrNoUTXOAvailable), errors.Is(err, lockmgr.ErrLocked):
 		metrics.Outcome(metrics.OutcomeConflict)
 	case errors.Is(err, lockmgr.ErrRebuilding):
 		metrics.Outcome(metrics.OutcomeRebuilding)

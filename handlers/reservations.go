@@ -100,7 +100,7 @@ func (s *server) unavailable(c *fiber.Ctx, code string, err error) error {
 func (s *server) lockError(c *fiber.Ctx, err error) error {
 	countLockError(err)
 	switch {
-	case errors.Is(err, lockmgr.ErrUnavailable):
+	case errors.Is(err, lockmgr.ErrNoUTXOAvailable):
 		return apiError(c, fiber.StatusConflict, "no_utxo_available", "no free utxo matches the request")
 	case errors.Is(err, lockmgr.ErrLocked):
 		return apiError(c, fiber.StatusConflict, "utxo_locked", "a requested utxo is held by another reservation")

@@ -53,7 +53,7 @@ func TestReserveByAmountIsBestFit(t *testing.T) {
 			t.Fatalf("amount %d: got %v, want one UTXO of %d", c.want, r.Items, c.got)
 		}
 	}
-	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Amount: 100}); !errors.Is(err, lockmgr.ErrUnavailable) {
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Amount: 100}); !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
 		t.Fatalf("only 99 left, amount 100: %v", err)
 	}
 }
@@ -98,8 +98,8 @@ func TestCombineMatchesBruteForce(t *testing.T) {
 		count, best, ok := bruteCombine(amounts, want)
 		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: pool, Amount: want, Combine: true})
 		if !ok {
-			if !errors.Is(err, lockmgr.ErrUnavailable) {
-				t.Fatalf("case %d %v want %d: got %v, %v; want ErrUnavailable", c, amounts, want, r, err)
+			if !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
+				t.Fatalf("case %d %v want %d: got %v, %v; want ErrNoUTXOAvailable", c, amounts, want, r, err)
 			}
 			continue
 		}
@@ -332,7 +332,7 @@ func TestLostRedisStateIsRebuiltBeforeServing(t *testing.T) {
 	if got[hashOf(2)] {
 		t.Fatal("the UTXO of a live reservation was granted again after the rebuild")
 	}
-	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}); !errors.Is(err, lockmgr.ErrUnavailable) {
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}); !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
 		t.Fatalf("pool should be exhausted: %v", err)
 	}
 	g, err := m.Get(ctx, 1, live.ID)
@@ -355,7 +355,7 @@ func TestReserveWaitIsWokenByARelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	keysBefore := countKeys(t, rdb, prefix)
-	if _, err := m.ReserveWait(ctx, lockmgr.Request{PoolID: 1, Count: 1}, 300*time.Millisecond); !errors.Is(err, lockmgr.ErrUnavailable) {
+	if _, err := m.ReserveWait(ctx, lockmgr.Request{PoolID: 1, Count: 1}, 300*time.Millisecond); !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
 		t.Fatalf("wait on an empty pool: %v", err)
 	}
 	type result struct {
@@ -438,8 +438,8 @@ func TestBestFitMatchesBruteForce(t *testing.T) {
 		}
 		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: pool, Amount: want})
 		if !found {
-			if !errors.Is(err, lockmgr.ErrUnavailable) {
-				t.Fatalf("case %d %v want %d: got %v, %v; want ErrUnavailable", c, amounts, want, r, err)
+			if !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
+				t.Fatalf("case %d %v want %d: got %v, %v; want ErrNoUTXOAvailable", c, amounts, want, r, err)
 			}
 			continue
 		}

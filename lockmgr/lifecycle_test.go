@@ -120,8 +120,8 @@ func TestCombineIsExactForHugeAmounts(t *testing.T) {
 		count, best, ok := bruteCombineBig(amounts, want)
 		r, err := m.Reserve(ctx, lockmgr.Request{PoolID: pool, Amount: want.Uint64(), Combine: true})
 		if !ok {
-			if !errors.Is(err, lockmgr.ErrUnavailable) {
-				t.Fatalf("case %d %v want %s: got %v, %v; want ErrUnavailable", c, amounts, want, r, err)
+			if !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
+				t.Fatalf("case %d %v want %s: got %v, %v; want ErrNoUTXOAvailable", c, amounts, want, r, err)
 			}
 			continue
 		}

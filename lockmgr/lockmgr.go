@@ -85,8 +85,8 @@ import (
 
 // Sentinel errors.
 var (
-	// ErrUnavailable means no free UTXO matches the request.
-	ErrUnavailable = errors.New("lockmgr: no utxo available")
+	// ErrNoUTXOAvailable means no free UTXO matches the request.
+	ErrNoUTXOAvailable = errors.New("lockmgr: no utxo available")
 	// ErrLocked means a requested UTXO is held by another reservation.
 	ErrLocked = errors.New("lockmgr: utxo is locked")
 	// ErrUnknownUTXO means a requested UTXO is not an unspent UTXO of the pool.

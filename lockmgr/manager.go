@@ -584,7 +584,7 @@ func scriptError(err error) error {
 	case "UNKNOWN":
 		return fmt.Errorf("%w: %s", ErrUnknownUTXO, rest)
 	case "UNAVAILABLE":
-		return ErrUnavailable
+		return ErrNoUTXOAvailable
 	case "NOTLOADED":
 		return ErrRebuilding
 	case "NOTFOUND":

@@ -86,7 +86,7 @@ func TestReserveCountNeverGrantsTwice(t *testing.T) {
 			r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1, Owner: "t"})
 			mu.Lock()
 			defer mu.Unlock()
-			if errors.Is(err, lockmgr.ErrUnavailable) {
+			if errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
 				unavailable++
 				return
 			}
@@ -170,7 +170,7 @@ func TestHoldExpiresAndFenceGrows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}); !errors.Is(err, lockmgr.ErrUnavailable) {
+	if _, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1}); !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
 		t.Fatalf("second reserve while held: %v", err)
 	}
 	var second *lockmgr.Reservation

@@ -16,7 +16,7 @@ const MaxWait = 30 * time.Second
 // variable only for tests.
 var waitPoll = 500 * time.Millisecond
 
-// ReserveWait is Reserve that, while nothing fits (ErrUnavailable or
+// ReserveWait is Reserve that, while nothing fits (ErrNoUTXOAvailable or
 // ErrLocked), waits up to wait for a UTXO of the pool to be freed and tries
 // again. It is woken by Redis pub/sub on the pool's channel, with a slow poll
 // as fallback; waiting leaves nothing in Redis.
@@ -28,7 +28,7 @@ func (m *Manager) ReserveWait(ctx context.Context, r Request, wait time.Duration
 	var sub chan struct{}
 	for {
 		res, err := m.Reserve(ctx, r)
-		if wait <= 0 || !(errors.Is(err, ErrUnavailable) || errors.Is(err, ErrLocked)) {
+		if wait <= 0 || !(errors.Is(err, ErrNoUTXOAvailable) || errors.Is(err, ErrLocked)) {
 			return res, err
 		}
 		left := time.Until(deadline)

@@ -457,7 +457,7 @@ func TestIndexSeesEveryProgramAndWaitsForMaturity(t *testing.T) {
 			c, f.chain.Tip().Height)
 	}
 	f.checkNoneLost(t, btm, nil)
-	if _, err := f.locks.Reserve(ctx, lockmgr.Request{PoolID: btm.ID, Count: 6}); !errors.Is(err, lockmgr.ErrUnavailable) {
+	if _, err := f.locks.Reserve(ctx, lockmgr.Request{PoolID: btm.ID, Count: 6}); !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
 		t.Fatalf("reserved more than the mature outputs: %v", err)
 	}
 	// One more block matures one more coinbase.

@@ -157,7 +157,7 @@ func TestRebuildRestoresTheNewerOfTwoLiveReservationsOfAUTXO(t *testing.T) {
 			t.Fatalf("released reservation %d restored: %v", r.Fence, err)
 		}
 	}
-	if _, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1}); !errors.Is(err, lockmgr.ErrUnavailable) {
+	if _, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1}); !errors.Is(err, lockmgr.ErrNoUTXOAvailable) {
 		t.Fatalf("the held UTXO was granted again: %v", err)
 	}
 }
