@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 func TestUsedMemoryReadsRedisInfo(t *testing.T) {

@@ -21,9 +21,9 @@ import (
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/handlers"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // server is the real bufferd API (handlers, lockmgr, the journal) on a fresh

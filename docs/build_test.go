@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 var (

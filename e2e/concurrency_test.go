@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 func TestThreeAPIsGrantEachUTXOOnce(t *testing.T) {

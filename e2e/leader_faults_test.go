@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // leaderTTL is the sync leadership lease of the leader fault test.

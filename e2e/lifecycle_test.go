@@ -17,7 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // Chain kinds a stack's syncer can follow the simulated chain as.

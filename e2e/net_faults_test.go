@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // The APIs (and the syncer) reach Redis through a TCP proxy that adds

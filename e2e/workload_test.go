@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // grantRec is a reservation a client was granted (201) during a workload.

@@ -16,9 +16,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // TestReleaseOfASubmittedReservationIsRefused (case 3): DELETE of a

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/bufferd/bufferd/client"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // problemJSON is the problem answer of code with detail, without its request_id.

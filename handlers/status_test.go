@@ -14,11 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/metrics"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // exerciseStatusRoutes is TestOpenAPIEveryRoute's part for GET / and

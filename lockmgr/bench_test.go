@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // redisCPU returns the CPU time the Redis server has used so far, in

@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 func load(t *testing.T, m *lockmgr.Manager, pool int64, its []lockmgr.Item) {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/testenv"
 	"github.com/redis/go-redis/v9"
 )
 

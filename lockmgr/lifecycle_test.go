@@ -13,8 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // The lifecycle table of the package doc, row by row.

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // hashOf returns a deterministic 64-hex UTXO hash for tests.

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/metrics"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 func TestRegisterTwiceAndInTwoRegistries(t *testing.T) {

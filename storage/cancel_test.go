@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // A reserve whose context ends while the journal checks the grant's load

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 func testCtx(t *testing.T) context.Context {

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // recorder is the part of lockmgr.Journal the benchmark drives.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 	"gorm.io/gorm/schema"
 )
 

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // Helpers shared by the test files written after syncer_test.go and

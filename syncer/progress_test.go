@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/bufferd/bufferd/chain"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // lockedBuffer is a log destination safe for concurrent writes.

@@ -10,9 +10,9 @@ import (
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/chain/sim"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // indexRunner is a runner indexing f's chain through a proxy (to cut the

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/bufferd/bufferd/bench/index"
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // A small run of the index benchmark: it measures, the index keeps up, and

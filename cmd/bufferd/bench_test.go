@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // `bufferd bench --local` starts a whole deployment, runs every scenario

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // The banner of `bufferd dev` names the status page, the docs and the

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 type statusBody struct {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // binary is the bufferd executable the tests run as real processes.

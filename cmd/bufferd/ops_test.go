@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/bufferd/bufferd/handlers"
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // scrapeMetrics GETs url/metrics and returns the exposition.

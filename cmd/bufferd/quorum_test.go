@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // With three independent Redis servers in BUFFERD_REDIS_URL the sync

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/storage"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // SIGTERM drains: a request in flight (a long-polling reserve) still gets its

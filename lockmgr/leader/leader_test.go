@@ -12,8 +12,8 @@ import (
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr/leader"
-	"github.com/bufferd/bufferd/testenv"
 )
 
 // epochCounter mints epochs in memory (bufferd mints them in PostgreSQL).

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/bufferd/bufferd/testenv"
+	"github.com/bufferd/bufferd/internal/testenv"
 )
 
 // usedKey is a literal KEYS[n] in a script.
