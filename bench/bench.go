@@ -173,7 +173,7 @@ func Run(ctx context.Context, t Target, o Options) (*Report, error) {
 	if t.Chain == "" {
 		return nil, ErrNoChain
 	}
-	hc := newHTTPClient(clientsB + clientsHalf)
+	hc, closeConns := newHTTPClient(clientsB + clientsHalf)
 	r := &runner{t: t, o: o, log: o.Log,
 		chain: &peer{base: strings.TrimRight(t.Chain, "/"), hc: hc},
 		admin: &peer{base: strings.TrimRight(t.APIs[0], "/"), hc: hc, token: t.AdminToken},
@@ -191,7 +191,8 @@ func Run(ctx context.Context, t Target, o Options) (*Report, error) {
 		r.floor = &peer{base: strings.TrimRight(t.Floor, "/"), hc: hc}
 	}
 	err := r.run(ctx)
-	hc.CloseIdleConnections() // servers being stopped need not wait for them
+	hc.CloseIdleConnections()
+	closeConns() // servers being stopped need not wait for them
 	r.rep.Finished, r.rep.LoadAfter = time.Now(), loadAverage()
 	return r.rep, err
 }
