@@ -183,8 +183,8 @@ func (m *Manager) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 		args = append(args, r.ID, r.Fence, r.Owner, r.State, r.CreatedAt.UnixMilli(), r.ExpiresAt.UnixMilli(),
 			r.TxID, strings.Join(r.Hashes(), ","), strings.Join(amounts, ","))
 	}
-	old := m.prefix + "{p" + strconv.FormatInt(pool, 10) + "}"
-	keys := k.With(stageFree, stageUTXO, old+":avail", old+":amount", old+":loaded")
+	// The layout before bufferd 2 had the same tag.
+	keys := k.With(stageFree, stageUTXO, k.Tag+":avail", k.Tag+":amount", k.Tag+":loaded")
 	now := time.Now()
 	for _, r := range s.Keys {
 		if r.Key == "" {

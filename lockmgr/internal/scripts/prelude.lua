@@ -56,20 +56,10 @@ local function member(amount, h)
   return amount .. ':' .. h
 end
 
--- offer makes h free if the chain offers it and nobody holds it.
-local function offer(h)
-  local a = redis.call('HGET', P.utxo, h)
-  if a and redis.call('HEXISTS', P.holder, h) == 0 then
-    redis.call('ZADD', P.free, 0, member(a, h))
-    return 1
-  end
-  return 0
-end
-
--- offer_unheld is offer for an h nobody holds (its hold was just removed):
--- it goes free if the chain offers it. amount, when given, is its amount
--- and says the chain offers it (the caller checked), saving the read.
-local function offer_unheld(h, amount)
+-- offer makes h, whose hold was just removed, free if the chain offers it.
+-- amount, when given, is its amount and says the chain offers it (the
+-- caller checked), saving the read.
+local function offer(h, amount)
   local a = amount or redis.call('HGET', P.utxo, h)
   if a then
     redis.call('ZADD', P.free, 0, member(a, h))
@@ -140,7 +130,7 @@ local function let_go(id, hashes, offered)
     if redis.call('HGET', P.holder, h) == id then
       redis.call('ZREM', P.held, h)
       redis.call('HDEL', P.holder, h)
-      freed = freed + offer_unheld(h, offered and offered[i])
+      freed = freed + offer(h, offered and offered[i])
     end
   end
   if freed > 0 then
@@ -178,13 +168,7 @@ local function reclaim(now)
       end_res(id, now)
     end
     -- What is left of the hold (its reservation's key expired first).
-    if redis.call('HGET', P.holder, h) == id then
-      redis.call('ZREM', P.held, h)
-      redis.call('HDEL', P.holder, h)
-      if offer_unheld(h) > 0 then
-        redis.call('PUBLISH', P.freed, '1')
-      end
-    end
+    let_go(id, {h})
   end
   return #expired
 end
