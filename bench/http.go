@@ -39,8 +39,8 @@ func newHTTPClient(conns int) (*http.Client, func()) {
 	}, set.closeAll
 }
 
-// errClientClosed is a dial after the load generator closed its connections.
-var errClientClosed = errors.New("bench: the load generator's HTTP client is closed")
+// errClientClosed is a connection made after its set was closed.
+var errClientClosed = errors.New("bench: connection set closed")
 
 // connSet is the open connections of a client.
 type connSet struct {
@@ -69,15 +69,20 @@ func (s *connSet) dialer(d *net.Dialer) func(ctx context.Context, network, addr 
 		if err != nil {
 			return nil, err
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.closed {
-			return nil, errors.Join(errClientClosed, c.Close())
-		}
-		tc := &trackedConn{Conn: c, set: s}
-		s.conns[tc] = struct{}{}
-		return tc, nil
+		return s.track(c)
 	}
+}
+
+// track adds c to the set, or closes it when the set is closed.
+func (s *connSet) track(c net.Conn) (net.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.Join(errClientClosed, c.Close())
+	}
+	tc := &trackedConn{Conn: c, set: s}
+	s.conns[tc] = struct{}{}
+	return tc, nil
 }
 
 // closeAll closes every connection and refuses new ones.

@@ -21,16 +21,36 @@ import (
 	"github.com/bufferd/bufferd/syncer"
 )
 
-// serve serves app on a free loopback port until the test ends.
+// serve serves app on a free loopback port until the test ends, then
+// closes every connection it accepted: a client's pooled connection that
+// never sent a request is not one the server's shutdown closes.
 func serve(t *testing.T, app *fiber.App) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.ShutdownWithTimeout(time.Second) })
+	accepted := &connSet{conns: map[*trackedConn]struct{}{}}
+	go func() { _ = app.Listener(&trackingListener{Listener: ln, set: accepted}) }()
+	t.Cleanup(func() {
+		_ = app.ShutdownWithTimeout(time.Second)
+		accepted.closeAll()
+	})
 	return "http://" + ln.Addr().String()
+}
+
+// trackingListener adds the connections it accepts to a set.
+type trackingListener struct {
+	net.Listener
+	set *connSet
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.set.track(c)
 }
 
 // deployment starts in this process what `bufferd bench --local 2` starts as
