@@ -41,7 +41,7 @@ func BenchmarkBytomdGetBlock(b *testing.B) {
 	}
 	app := ch.Handler()
 	go func() { _ = app.Listener(ln) }()
-	b.Cleanup(func() { _ = app.Shutdown() })
+	b.Cleanup(func() { _ = app.Shutdown(); _ = ln.Close() })
 	node := chain.NewBytomd("http://" + ln.Addr().String())
 	ctx := context.Background()
 	b.ReportAllocs()

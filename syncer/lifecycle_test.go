@@ -678,7 +678,7 @@ func TestIndexRefusesANodeOnAnotherChain(t *testing.T) {
 	}
 	app := other.Handler()
 	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.Shutdown() })
+	t.Cleanup(func() { _ = app.Shutdown(); _ = ln.Close() })
 	_, err = newSourceAt(t, f, "bytomd", "http://"+ln.Addr().String()).runner.Index.Pass(ctx)
 	if !errors.Is(err, syncer.ErrOtherChain) {
 		t.Fatalf("pass against another chain: %v, want ErrOtherChain", err)

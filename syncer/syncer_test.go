@@ -59,7 +59,8 @@ func newFixture(t testing.TB) *fixture {
 	}
 	app := ch.Handler()
 	go func() { _ = app.Listener(ln) }()
-	t.Cleanup(func() { _ = app.Shutdown() })
+	// Closing the listener too ends a Serve that began after Shutdown ran.
+	t.Cleanup(func() { _ = app.Shutdown(); _ = ln.Close() })
 	// Runs before the shutdown: the server waits for a client's idle
 	// keep-alive connection until its read timeout (30 s) otherwise.
 	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
