@@ -3,12 +3,11 @@ package chain
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/bufferd/bufferd/internal/testenv"
 )
 
-// TestMain fails the package when its tests leave goroutines running.
+// TestMain fails the package when its tests leave goroutines running, and
+// drops its template databases.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testenv.LeakOptions()...)
+	testenv.Main(m)
 }

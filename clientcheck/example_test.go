@@ -330,8 +330,10 @@ func ExampleClient_ListReservations() {
 }
 
 // closeDev stops an example's service; an example that cannot is broken.
+// The grace is generous: on a loaded machine (the whole suite under -race on
+// two cores) a drain was seen to take over Close's one second.
 func closeDev(srv *devstack.Stack) {
-	if err := srv.Close(); err != nil {
+	if err := srv.Shutdown(10 * time.Second); err != nil {
 		panic(err)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/chain"
@@ -57,9 +56,6 @@ func startServerWith(configure func(*handlers.Config), amounts ...uint64) (_ *se
 	dbURL, err := s.createDatabase(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if err := storage.MigrateUp(ctx, dbURL); err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	if s.store, err = storage.Open(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -177,35 +173,19 @@ func (s *server) Close() {
 	s.cleanups = nil
 }
 
-// createDatabase creates a database on the test PostgreSQL, dropped by Close.
+// createDatabase clones the migrated template into a database of its own,
+// dropped by Close.
 func (s *server) createDatabase(ctx context.Context) (string, error) {
-	admin := testenv.DatabaseURL()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", fmt.Errorf("postgres at %s: %w", admin, err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	name := testenv.RandomName("bufferd_client_")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", fmt.Errorf("create database: %w", err)
-	}
-	s.onClose(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			return
-		}
-		defer func() { _ = c.Close(context.Background()) }()
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
-	u, err := url.Parse(admin)
+	u, drop, err := migrated.Clone(ctx)
 	if err != nil {
 		return "", err
 	}
-	u.Path = "/" + name
-	return u.String(), nil
+	s.onClose(drop)
+	return u, nil
 }
+
+// migrated is the package's migrated database, which servers clone.
+var migrated = testenv.NewTemplate(storage.MigrateUp)
 
 // addPool registers the pool and syncs UTXOs of the given amounts into
 // PostgreSQL and Redis and marks it synced, as the syncer would.

@@ -26,5 +26,5 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		_ = os.RemoveAll(binPath[:len(binPath)-len("/bufferd")])
 	}
-	os.Exit(testenv.CheckLeaks(code))
+	os.Exit(testenv.AfterTests(code))
 }

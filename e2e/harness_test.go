@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
-	os.Exit(testenv.CheckLeaks(code))
+	os.Exit(testenv.AfterTests(code))
 }
 
 // ---- processes ----

@@ -97,8 +97,11 @@ func randHex(t testing.TB, n int) string {
 func newFixture(t *testing.T, amounts ...uint64) *fixture {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)
-	return newFixtureOn(t, testenv.Postgres(t), rdb, prefix, amounts...)
+	return newFixtureOn(t, migrated.Postgres(t), rdb, prefix, amounts...)
 }
+
+// migrated is the package's migrated database, which fixtures clone.
+var migrated = testenv.NewTemplate(storage.MigrateUp)
 
 // newFixtureOn is newFixture on the database at dbURL (migrated here) and
 // the keys of rdb under prefix.

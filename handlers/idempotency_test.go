@@ -368,7 +368,7 @@ func TestIdempotencyReplayAfterRelease(t *testing.T) {
 func TestIdempotencyKeySurvivesRedisLoss(t *testing.T) {
 	t.Parallel()
 	rdb := testenv.StartRedis(t).Client()
-	f := newFixtureOn(t, testenv.Postgres(t), rdb, "flush:", 10, 20, 30).withJournal()
+	f := newFixtureOn(t, migrated.Postgres(t), rdb, "flush:", 10, 20, 30).withJournal()
 	ctx := testCtx(t)
 	p := f.pool.ID
 

@@ -214,7 +214,7 @@ func TestLegacyRedisDown(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	rdb := srv.Client()
 	t.Cleanup(func() { _ = rdb.Close() })
-	f := newFixtureOn(t, testenv.Postgres(t), rdb, "legacydown", 1, 2)
+	f := newFixtureOn(t, migrated.Postgres(t), rdb, "legacydown", 1, 2)
 	list := fmt.Sprintf(`{"asset":%q,"program":%q}`, f.pool.Asset, f.pool.Program)
 	lock := fmt.Sprintf(`{"hash":%q}`, f.utxos[0].Hash)
 

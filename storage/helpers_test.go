@@ -20,10 +20,13 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// migrated is the package's migrated database, which tests clone.
+var migrated = testenv.NewTemplate(storage.MigrateUp)
+
 // openPostgres returns a store on a fresh, migrated PostgreSQL database.
 func openPostgres(t *testing.T) *storage.Store {
 	t.Helper()
-	return openStoreAt(t, testenv.Postgres(t))
+	return openStore(t, migrated.Postgres(t))
 }
 
 // openPrivatePostgres returns a store on a migrated database of a private
@@ -41,7 +44,13 @@ func openStoreAt(t *testing.T, url string) *storage.Store {
 	if err := storage.MigrateUp(ctx, url); err != nil {
 		t.Fatalf("MigrateUp: %v", err)
 	}
-	s, err := storage.Open(ctx, url)
+	return openStore(t, url)
+}
+
+// openStore returns a store on the migrated database at url.
+func openStore(t *testing.T, url string) *storage.Store {
+	t.Helper()
+	s, err := storage.Open(testCtx(t), url)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -14,11 +14,7 @@ import (
 func TestSessionSettings(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	url := testenv.Postgres(t)
-	if err := storage.MigrateUp(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	s, err := storage.Open(ctx, url, storage.WithApplicationName("bufferd-syncer s1"),
+	s, err := storage.Open(ctx, migrated.Postgres(t), storage.WithApplicationName("bufferd-syncer s1"),
 		storage.WithIdleInTransactionTimeout(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

@@ -42,14 +42,13 @@ func utxoState(t testing.TB, f *fixture, hash string) string {
 	return us[0].State
 }
 
+// migrated is the package's migrated database, which tests clone.
+var migrated = testenv.NewTemplate(storage.MigrateUp)
+
 // freshStore is another migrated, empty database.
 func freshStore(t testing.TB) *storage.Store {
 	t.Helper()
-	url := testenv.Postgres(t)
-	if err := storage.MigrateUp(context.Background(), url); err != nil {
-		t.Fatal(err)
-	}
-	s, err := storage.Open(context.Background(), url)
+	s, err := storage.Open(context.Background(), migrated.Postgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}

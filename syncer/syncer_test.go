@@ -42,11 +42,7 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	url := testenv.Postgres(t)
-	if err := storage.MigrateUp(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	store, err := storage.Open(ctx, url)
+	store, err := storage.Open(ctx, migrated.Postgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}

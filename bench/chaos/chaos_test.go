@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
-	os.Exit(testenv.CheckLeaks(code))
+	os.Exit(testenv.AfterTests(code))
 }
 
 // testLog logs the checker's warnings through t.
@@ -73,23 +73,25 @@ func TestChaosFixedSeeds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs whole deployments")
 	}
-	began := time.Now()
+	t.Parallel()
 	for _, seed := range []uint64{101, 202, 303} {
-		start := time.Now()
-		rep, err := chaos.Run(context.Background(), chaos.Options{
-			Seed: seed, Duration: 6 * time.Second, Round: 3 * time.Second, Executable: bufferdBin, Log: testLog(t),
-			ProcessLogLevel: "info", // kept only when the run fails
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel() // each run has servers of its own
+			start := time.Now()
+			rep, err := chaos.Run(context.Background(), chaos.Options{
+				Seed: seed, Duration: 6 * time.Second, Round: 3 * time.Second, Executable: bufferdBin, Log: testLog(t),
+				ProcessLogLevel: "info", // kept only when the run fails
+			})
+			if err != nil {
+				t.Fatalf("seed %d: %v\n%s", seed, err, report(rep))
+			}
+			if rep.QuietPoints == 0 || rep.Grants == 0 || len(rep.Chain) == 0 {
+				t.Fatalf("seed %d did next to nothing:\n%s", seed, report(rep))
+			}
+			t.Logf("seed %d: %s, %d rounds, %d grants, %d client operations, %d chain events, faults %v",
+				seed, time.Since(start).Round(time.Millisecond), rep.Rounds, rep.Grants, total(rep.Ops), total(rep.Chain), rep.Faults)
 		})
-		if err != nil {
-			t.Fatalf("seed %d: %v\n%s", seed, err, report(rep))
-		}
-		if rep.QuietPoints == 0 || rep.Grants == 0 || len(rep.Chain) == 0 {
-			t.Fatalf("seed %d did next to nothing:\n%s", seed, report(rep))
-		}
-		t.Logf("seed %d: %s, %d rounds, %d grants, %d client operations, %d chain events, faults %v",
-			seed, time.Since(start).Round(time.Millisecond), rep.Rounds, rep.Grants, total(rep.Ops), total(rep.Chain), rep.Faults)
 	}
-	t.Logf("fixed seeds took %s", time.Since(began).Round(time.Millisecond))
 }
 
 func total(m map[string]int) int {
@@ -132,6 +134,7 @@ func TestChaosReportsInjectedDoubleHold(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs whole deployments")
 	}
+	t.Parallel()
 	rep := injected(t, chaos.KindDoubled, chaos.Options{ShrinkBudget: time.Minute}, func(ctx context.Context, p chaos.Probe) error {
 		conn, err := pgx.Connect(ctx, p.DatabaseURL)
 		if err != nil {
@@ -170,6 +173,7 @@ func TestChaosReportsInjectedLostUTXO(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs whole deployments")
 	}
+	t.Parallel()
 	rep := injected(t, chaos.KindLost, chaos.Options{SweepInterval: time.Hour}, func(ctx context.Context, p chaos.Probe) error {
 		rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(p.RedisURL, "redis://"), "/0")})
 		defer func() { _ = rdb.Close() }()

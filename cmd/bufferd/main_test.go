@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
-	os.Exit(testenv.CheckLeaks(code))
+	os.Exit(testenv.AfterTests(code))
 }
 
 // proc is a bufferd process started by a test.

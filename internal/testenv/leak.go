@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"testing"
 
 	"go.uber.org/goleak"
 )
@@ -22,10 +23,21 @@ func LeakOptions(extra ...goleak.Option) []goleak.Option {
 	}, extra...)
 }
 
-// CheckLeaks is goleak.VerifyTestMain for a TestMain that cleans up after
-// m.Run: given m.Run's exit code, it returns 1 when the tests passed but left
-// goroutines running (listed on stderr), else the code.
-func CheckLeaks(code int, extra ...goleak.Option) int {
+// Main is the TestMain of a package: it runs the tests, releases what they
+// shared (template databases, PostgreSQL's initial data directory) and fails the package when its tests passed but left
+// goroutines running.
+func Main(m *testing.M, extra ...goleak.Option) {
+	goleak.VerifyTestMain(m, append(LeakOptions(extra...), goleak.Cleanup(func(code int) {
+		releaseShared()
+		os.Exit(code)
+	}))...)
+}
+
+// AfterTests ends a TestMain that cleans up after m.Run: given m.Run's exit
+// code, it releases what the tests shared (see Main) and returns 1 when the
+// tests passed but left goroutines running (listed on stderr), else the code.
+func AfterTests(code int, extra ...goleak.Option) int {
+	releaseShared()
 	if code != 0 {
 		return code
 	}

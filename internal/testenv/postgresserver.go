@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ func launchPostgres(made func(dir string), started func(*PostgresServer)) (*Post
 		}
 	}
 	data := filepath.Join(dir, "data")
-	if err := initdb(filepath.Join(binDir, "initdb"), data, dir, cred); err != nil {
+	if err := copyInitialData(binDir, cred, data); err != nil {
 		return nil, err
 	}
 
@@ -149,6 +150,53 @@ func launchPostgres(made func(dir string), started func(*PostgresServer)) (*Post
 		}
 	}
 	return nil, lastErr
+}
+
+// initialData is a data directory fresh from initdb, made once per process
+// and copied for each server: a copy takes a fraction of initdb's time.
+var initialData struct {
+	once sync.Once
+	dir  string // holds data/
+	err  error
+}
+
+// copyInitialData copies the process's fresh data directory (initdb'd on
+// first use) to data, keeping owners and modes. Outside a test binary (the
+// chaos checker run by `bufferd bench chaos`), which has no TestMain to
+// remove the copy's source, it runs initdb on data instead.
+func copyInitialData(binDir string, cred *syscall.Credential, data string) error {
+	if !testing.Testing() {
+		return initdb(filepath.Join(binDir, "initdb"), data, filepath.Dir(data), cred)
+	}
+	initialData.once.Do(func() {
+		dir, err := os.MkdirTemp(tempBase(cred != nil), "testenv-pg-initdb-")
+		if err != nil {
+			initialData.err = fmt.Errorf("testenv: postgres temp dir: %w", err)
+			return
+		}
+		initialData.dir = dir
+		if cred != nil {
+			if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+				initialData.err = fmt.Errorf("testenv: chown %s: %w", dir, err)
+				return
+			}
+		}
+		initialData.err = initdb(filepath.Join(binDir, "initdb"), filepath.Join(dir, "data"), dir, cred)
+	})
+	if initialData.err != nil {
+		return initialData.err
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(initialData.dir, "data"), data).CombinedOutput(); err != nil {
+		return fmt.Errorf("testenv: copy the initial data directory: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// removeInitialData removes the process's fresh data directory.
+func removeInitialData() {
+	if initialData.dir != "" {
+		_ = os.RemoveAll(initialData.dir)
+	}
 }
 
 func initdb(bin, data, cwd string, cred *syscall.Credential) error {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -82,18 +83,42 @@ func Postgres(t testing.TB) string {
 // returns its URL; it is dropped when the test ends.
 func CreateDatabase(t testing.TB, adminURL string) string {
 	t.Helper()
+	return createDatabase(t, adminURL, "")
+}
+
+// createDatabase runs CREATE DATABASE <a fresh name> <options> on the server
+// adminURL points at and returns the new database's URL; it is dropped when
+// the test ends.
+func createDatabase(t testing.TB, adminURL, options string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	u, drop, err := newDatabase(ctx, adminURL, options)
+	if err != nil {
+		t.Fatalf("testenv: %v (run `make services` or set TEST_DATABASE_URL)", err)
+	}
+	t.Cleanup(drop)
+	return u
+}
+
+// newDatabase runs CREATE DATABASE <a fresh name> <options> on the server
+// adminURL points at; it returns the new database's URL and a func that
+// drops it.
+func newDatabase(ctx context.Context, adminURL, options string) (string, func(), error) {
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("parse %s: %w", adminURL, err)
+	}
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		t.Fatalf("testenv: postgres at %s: %v (run `make services` or set TEST_DATABASE_URL)", adminURL, err)
+		return "", nil, fmt.Errorf("postgres at %s: %w", adminURL, err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	name := RandomName("bufferd_test_")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("testenv: create database: %v", err)
+	if _, err := conn.Exec(ctx, strings.TrimSpace("CREATE DATABASE "+name+" "+options)); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	t.Cleanup(func() {
+	drop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		c, err := pgx.Connect(ctx, adminURL)
@@ -102,13 +127,9 @@ func CreateDatabase(t testing.TB, adminURL string) string {
 		}
 		defer func() { _ = c.Close(context.Background()) }()
 		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		t.Fatalf("testenv: parse %s: %v", adminURL, err)
 	}
 	u.Path = "/" + name
-	return u.String()
+	return u.String(), drop, nil
 }
 
 // Loopback reports whether a host:port names a loopback address; tests use it

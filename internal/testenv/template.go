@@ -1,0 +1,148 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// templatePrefix starts the name of every template database; the process id
+// that follows lets a later process drop the templates of one that died.
+const templatePrefix = "bufferd_tmpl_"
+
+// Template is a database prepared once per test process (migrated, say) on
+// the shared PostgreSQL, which each test clones: a clone costs one CREATE
+// DATABASE ... TEMPLATE instead of a fresh database plus its preparation.
+// Declare one per package and end the package's TestMain with Main or
+// AfterTests, which drop it.
+type Template struct {
+	prepare func(ctx context.Context, url string) error
+
+	once sync.Once
+	name string
+	err  error
+}
+
+// NewTemplate returns a template that prepare makes from an empty database
+// (given its URL) the first time a test clones it.
+func NewTemplate(prepare func(ctx context.Context, url string) error) *Template {
+	return &Template{prepare: prepare}
+}
+
+var (
+	templatesMu sync.Mutex
+	templates   []string // names made by this process, dropped at its end
+)
+
+// Postgres returns the URL of a new database on the shared PostgreSQL cloned
+// from the template; it is dropped when the test ends.
+func (tm *Template) Postgres(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	u, drop, err := tm.Clone(ctx)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(drop)
+	return u
+}
+
+// Clone is Postgres for code without a *testing.T (an Example's server): it
+// returns the new database's URL and a func that drops it.
+func (tm *Template) Clone(ctx context.Context) (string, func(), error) {
+	admin := DatabaseURL()
+	tm.once.Do(func() { tm.name, tm.err = makeTemplate(ctx, admin, tm.prepare) })
+	if tm.err != nil {
+		return "", nil, fmt.Errorf("template database: %w", tm.err)
+	}
+	return newDatabase(ctx, admin, "TEMPLATE "+tm.name)
+}
+
+// makeTemplate creates a database, prepares it and returns its name. It
+// first drops the templates of test processes that no longer run.
+func makeTemplate(ctx context.Context, admin string, prepare func(context.Context, string) error) (string, error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", fmt.Errorf("postgres at %s: %w", admin, err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	dropDeadTemplates(ctx, conn)
+
+	name := RandomName(templatePrefix + strconv.Itoa(os.Getpid()) + "_")
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	templatesMu.Lock()
+	templates = append(templates, name)
+	templatesMu.Unlock()
+	u, err := url.Parse(admin)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	if err := prepare(ctx, u.String()); err != nil {
+		return "", fmt.Errorf("prepare %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// dropDeadTemplates drops the templates whose process has exited (a test
+// binary killed before its TestMain could drop them).
+func dropDeadTemplates(ctx context.Context, conn *pgx.Conn) {
+	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE $1", templatePrefix+"%")
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(name, templatePrefix), "_", 2)[0])
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	}
+}
+
+// releaseShared drops what the process shared between its tests: its
+// template databases and its fresh PostgreSQL data directory.
+func releaseShared() {
+	removeInitialData()
+	dropTemplates()
+}
+
+// dropTemplates drops the templates this process made.
+func dropTemplates() {
+	templatesMu.Lock()
+	names := templates
+	templates = nil
+	templatesMu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, DatabaseURL())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: drop template databases: %v\n", err)
+		return
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	for _, name := range names {
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: drop %s: %v\n", name, err)
+		}
+	}
+}
