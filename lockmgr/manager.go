@@ -17,11 +17,6 @@ import (
 // past it the best combination found so far is taken.
 const combineBudget = 20000
 
-// FenceGap is how far a rebuild lifts a pool's fencing counter above the
-// highest fence the journal knows, so that fences Redis handed out but the
-// journal never saw are not handed out again.
-const FenceGap = 1000
-
 // followTimeout bounds the Redis step that makes Redis follow the journal
 // after the caller's own context may have ended.
 const followTimeout = 5 * time.Second
@@ -31,6 +26,7 @@ const followTimeout = 5 * time.Second
 // may share one Redis.
 type Manager struct {
 	*core
+	*Loads
 	journal Journal
 	grace   time.Duration
 	life    time.Duration
@@ -47,8 +43,9 @@ func New(rdb redis.UniversalClient, opts Options) *Manager {
 	if life <= 0 {
 		life = MaxLifetime
 	}
-	return &Manager{core: &core{rdb: rdb, prefix: opts.Prefix}, journal: opts.Journal, grace: grace, life: life,
+	m := &Manager{journal: opts.Journal, grace: grace, life: life,
 		hub: &hub{waiters: map[string]map[chan struct{}]struct{}{}}}
+	return m.compose(&core{rdb: rdb, prefix: opts.Prefix})
 }
 
 // Fenced returns a Manager sharing m's connection whose sync writes
@@ -60,8 +57,14 @@ func (m *Manager) Fenced(epoch int64) *Manager {
 	c := *m.core
 	c.epoch = epoch
 	f := *m
-	f.core = &c
-	return &f
+	return f.compose(&c)
+}
+
+// compose points m and every concern of m at c: one core, so one epoch.
+func (m *Manager) compose(c *core) *Manager {
+	m.core = c
+	m.Loads = &Loads{core: c}
+	return m
 }
 
 // Ping checks that Redis answers.
