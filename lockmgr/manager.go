@@ -26,6 +26,7 @@ const followTimeout = 5 * time.Second
 // may share one Redis.
 type Manager struct {
 	*core
+	*Releases
 	*Loads
 	journal Journal
 	grace   time.Duration
@@ -63,6 +64,7 @@ func (m *Manager) Fenced(epoch int64) *Manager {
 // compose points m and every concern of m at c: one core, so one epoch.
 func (m *Manager) compose(c *core) *Manager {
 	m.core = c
+	m.Releases = &Releases{core: c}
 	m.Loads = &Loads{core: c}
 	return m
 }
@@ -314,10 +316,6 @@ func (m *Manager) Submit(ctx context.Context, pool int64, id, txID string) (*Res
 // and Released find it there while its journal write may be on its way.
 const ReleasedMemory = 10 * time.Second
 
-// releasesKept is how long a pool's list of releases keeps one for the
-// syncer's sweep (RecentReleases), should the sweep not have run since.
-const releasesKept = 10 * time.Minute
-
 // Release ends a held reservation; its UTXOs are free at once. Redis decides
 // and the journal learns afterwards without being waited for (see the
 // package doc for why that is safe); a release repeated within
@@ -382,82 +380,6 @@ func (m *Manager) Release(ctx context.Context, pool int64, id string) (*Reservat
 	// later, never twice.
 	m.follow(ctx, pool, id)
 	return &ended, nil
-}
-
-// ReleaseRecord is a release as Redis recorded it: reservation ID, its
-// fence, when it happened (the Redis clock).
-type ReleaseRecord struct {
-	ID    string
-	Fence int64
-	At    time.Time
-}
-
-// member is the record's member of the pool's releases set (release.lua).
-func (r ReleaseRecord) member() string { return r.ID + " " + strconv.FormatInt(r.Fence, 10) }
-
-// RecentReleases returns the pool's releases made before cutoff that Redis
-// keeps for the syncer's sweep (for ten minutes, or until ForgetReleases).
-// The sweep writes them to the journal, where the API's own write of a
-// release was lost (the API died right after answering).
-func (m *Manager) RecentReleases(ctx context.Context, pool int64, cutoff time.Time) ([]ReleaseRecord, error) {
-	zs, err := m.rdb.ZRangeByScoreWithScores(ctx, m.keys(pool).Releases(), &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(cutoff.UnixMilli(), 10)}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("lockmgr: releases of pool %d: %w", pool, err)
-	}
-	out := make([]ReleaseRecord, 0, len(zs))
-	for _, z := range zs {
-		member, _ := z.Member.(string)
-		id, f, _ := strings.Cut(member, " ")
-		fence, err := strconv.ParseInt(f, 10, 64)
-		if err != nil || id == "" {
-			return nil, fmt.Errorf("lockmgr: bad release record %q of pool %d", member, pool)
-		}
-		out = append(out, ReleaseRecord{ID: id, Fence: fence, At: time.UnixMilli(int64(z.Score)).UTC()})
-	}
-	return out, nil
-}
-
-// ReleasesOf returns those of the reservations rs (ID and Fence set) that
-// Redis recorded as released, with the time of the release. The syncer
-// writes them to the journal before it settles the reservations: a release
-// Redis answered must not be overtaken by the chain's settlement while its
-// journal write is on its way (or was lost with its API).
-func (m *Manager) ReleasesOf(ctx context.Context, pool int64, rs []ReleaseRecord) ([]ReleaseRecord, error) {
-	if len(rs) == 0 {
-		return nil, nil
-	}
-	members := make([]string, len(rs))
-	for i, r := range rs {
-		members[i] = r.member()
-	}
-	scores, err := m.rdb.ZMScore(ctx, m.keys(pool).Releases(), members...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("lockmgr: releases of pool %d: %w", pool, err)
-	}
-	var out []ReleaseRecord
-	for i, score := range scores {
-		// go-redis reads a member without a score as 0.
-		if score > 0 {
-			out = append(out, ReleaseRecord{ID: rs[i].ID, Fence: rs[i].Fence, At: time.UnixMilli(int64(score)).UTC()})
-		}
-	}
-	return out, nil
-}
-
-// ForgetReleases drops releases RecentReleases returned once the journal has them.
-func (m *Manager) ForgetReleases(ctx context.Context, pool int64, rs []ReleaseRecord) error {
-	if len(rs) == 0 {
-		return nil
-	}
-	members := make([]any, len(rs))
-	for i, r := range rs {
-		members[i] = r.member()
-	}
-	if err := m.rdb.ZRem(ctx, m.keys(pool).Releases(), members...).Err(); err != nil {
-		return fmt.Errorf("lockmgr: forget releases of pool %d: %w", pool, err)
-	}
-	return nil
 }
 
 // Peek returns reservation id as Redis has it: live (held or submitted,
