@@ -26,6 +26,7 @@ const followTimeout = 5 * time.Second
 // may share one Redis.
 type Manager struct {
 	*core
+	*Pools
 	*Releases
 	*Loads
 	journal Journal
@@ -64,6 +65,7 @@ func (m *Manager) Fenced(epoch int64) *Manager {
 // compose points m and every concern of m at c: one core, so one epoch.
 func (m *Manager) compose(c *core) *Manager {
 	m.core = c
+	m.Pools = &Pools{core: c}
 	m.Releases = &Releases{core: c}
 	m.Loads = &Loads{core: c}
 	return m
@@ -493,4 +495,31 @@ func (m *Manager) endReservations(ctx context.Context, pool, epoch int64, ids []
 		}
 	}
 	return nil
+}
+
+// ShortenOldestLegacy applies the original bufferserver's rule, for legacy holds
+// only: when no UTXO of the pool is free, the oldest live legacy hold is cut to
+// end within LegacyShortTTL. It never lengthens a hold and never touches a
+// reservation made through the v1 API. It reports whether a hold was shortened.
+// The journal learns the new expiry after Redis, well before it comes.
+func (m *Manager) ShortenOldestLegacy(ctx context.Context, pool int64) (bool, error) {
+	raw, err := scripts.ShortenLegacy.Run(ctx, m.rdb, m.keys(pool).List, LegacyShortTTL.Milliseconds()).Slice()
+	if err != nil {
+		return false, fmt.Errorf("lockmgr: shorten legacy: %w", scriptError(err))
+	}
+	if len(raw) == 0 {
+		return false, nil
+	}
+	f, err := fieldsOf(raw)
+	if err != nil {
+		return true, err
+	}
+	res, err := resOf(pool, f)
+	if err != nil {
+		return true, err
+	}
+	if err := m.journalUpdate(ctx, res, StateHeld); err != nil && !errors.Is(err, ErrEnded) {
+		return true, err
+	}
+	return true, nil
 }

@@ -12,10 +12,18 @@ import (
 	"github.com/bufferd/bufferd/lockmgr/internal/scripts"
 )
 
+// Pools are the pools' UTXOs as Redis offers them: the free ones and the
+// held ones, the chain's changes to them, the holds that ran out, listings
+// and counts, and the syncer's wake-up when a reservation was submitted
+// (WatchSubmits). Get one from a Manager.
+type Pools struct {
+	*core
+}
+
 // ListAvailable returns free UTXOs of the pool sorted by amount (then hash),
 // ascending or descending, from position start, at most limit of them. A held
 // UTXO is never listed.
-func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, start, limit int) ([]Item, error) {
+func (m *Pools) ListAvailable(ctx context.Context, pool int64, desc bool, start, limit int) ([]Item, error) {
 	return m.list(ctx, pool, desc, start, limit, 0)
 }
 
@@ -25,14 +33,14 @@ func (m *Manager) ListAvailable(ctx context.Context, pool int64, desc bool, star
 // at the same moment thus get different UTXOs to pick from, whatever rule
 // they pick by. With fewer than 2*size free UTXOs it is ListAvailable's
 // first page.
-func (m *Manager) SampleAvailable(ctx context.Context, pool int64, desc bool, limit, size int) ([]Item, error) {
+func (m *Pools) SampleAvailable(ctx context.Context, pool int64, desc bool, limit, size int) ([]Item, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("%w: sample size must be > 0", ErrBadRequest)
 	}
 	return m.list(ctx, pool, desc, 0, limit, size)
 }
 
-func (m *Manager) list(ctx context.Context, pool int64, desc bool, start, limit, size int) ([]Item, error) {
+func (m *Pools) list(ctx context.Context, pool int64, desc bool, start, limit, size int) ([]Item, error) {
 	if start < 0 || limit <= 0 {
 		return nil, fmt.Errorf("%w: start must be >= 0 and limit > 0", ErrBadRequest)
 	}
@@ -48,39 +56,12 @@ func (m *Manager) list(ctx context.Context, pool int64, desc bool, start, limit,
 	return decodeItems(raw)
 }
 
-// ShortenOldestLegacy applies the original bufferserver's rule, for legacy holds
-// only: when no UTXO of the pool is free, the oldest live legacy hold is cut to
-// end within LegacyShortTTL. It never lengthens a hold and never touches a
-// reservation made through the v1 API. It reports whether a hold was shortened.
-// The journal learns the new expiry after Redis, well before it comes.
-func (m *Manager) ShortenOldestLegacy(ctx context.Context, pool int64) (bool, error) {
-	raw, err := scripts.ShortenLegacy.Run(ctx, m.rdb, m.keys(pool).List, LegacyShortTTL.Milliseconds()).Slice()
-	if err != nil {
-		return false, fmt.Errorf("lockmgr: shorten legacy: %w", scriptError(err))
-	}
-	if len(raw) == 0 {
-		return false, nil
-	}
-	f, err := fieldsOf(raw)
-	if err != nil {
-		return true, err
-	}
-	res, err := resOf(pool, f)
-	if err != nil {
-		return true, err
-	}
-	if err := m.journalUpdate(ctx, res, StateHeld); err != nil && !errors.Is(err, ErrEnded) {
-		return true, err
-	}
-	return true, nil
-}
-
 // ApplyChain applies the chain's changes to a pool: add holds UTXOs the chain
 // now offers (free at once unless held), remove those it no longer offers
 // (spent, spent in the mempool, invalidated, immature: never offered again; a
 // hold on one stays until its reservation ends). It does not mark a pool
 // ready: after a loss of Redis data only a Rebuild does.
-func (m *Manager) ApplyChain(ctx context.Context, pool int64, add []Item, remove []string) error {
+func (m *Pools) ApplyChain(ctx context.Context, pool int64, add []Item, remove []string) error {
 	const batch = 5000
 	k := m.keys(pool)
 	for len(add) > 0 || len(remove) > 0 {
@@ -104,7 +85,7 @@ func (m *Manager) ApplyChain(ctx context.Context, pool int64, add []Item, remove
 }
 
 // PoolCounts returns how many UTXOs of the pool are free and how many are held.
-func (m *Manager) PoolCounts(ctx context.Context, pool int64) (free, held int64, err error) {
+func (m *Pools) PoolCounts(ctx context.Context, pool int64) (free, held int64, err error) {
 	k := m.keys(pool)
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	var fc, hc *redis.IntCmd
@@ -121,7 +102,7 @@ func (m *Manager) PoolCounts(ctx context.Context, pool int64) (free, held int64,
 
 // Offered returns the UTXOs Redis offers for the pool (free or held), with
 // their amounts: what the syncer's sweep compares with the journal's view.
-func (m *Manager) Offered(ctx context.Context, pool int64) (map[string]uint64, error) {
+func (m *Pools) Offered(ctx context.Context, pool int64) (map[string]uint64, error) {
 	all, err := m.rdb.HGetAll(ctx, m.keys(pool).UTXO).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: offered utxos of pool %d: %w", pool, err)
@@ -139,7 +120,7 @@ func (m *Manager) Offered(ctx context.Context, pool int64) (map[string]uint64, e
 
 // Reclaim ends the reservations of the pool whose hold ran out (every
 // script does it in passing); it returns how many holds ran out.
-func (m *Manager) Reclaim(ctx context.Context, pool int64) (int, error) {
+func (m *Pools) Reclaim(ctx context.Context, pool int64) (int, error) {
 	n, err := scripts.Reclaim.Run(ctx, m.rdb, m.keys(pool).List).Int()
 	if err != nil {
 		return 0, fmt.Errorf("lockmgr: reclaim pool %d: %w", pool, scriptError(err))
@@ -150,7 +131,7 @@ func (m *Manager) Reclaim(ctx context.Context, pool int64) (int, error) {
 // Holds returns the live reservations holding UTXOs of the pool in Redis,
 // with the time each was granted (Redis clock). Holds that ran out are
 // ended first (Reclaim).
-func (m *Manager) Holds(ctx context.Context, pool int64) (map[string]time.Time, error) {
+func (m *Pools) Holds(ctx context.Context, pool int64) (map[string]time.Time, error) {
 	if _, err := m.Reclaim(ctx, pool); err != nil {
 		return nil, err
 	}
