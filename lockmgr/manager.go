@@ -11,12 +11,12 @@ import (
 // key prefix and fencing epoch:
 //
 //   - Reservations: the clients' reservations (reserve, wait, read, extend,
-//     submit, release) and their endings in Redis (reservations.go, wait.go);
+//     submit, release) and their endings in Redis;
 //   - Pools: the pools' UTXOs as Redis offers them, the chain's changes to
-//     them, listings and counts (pools.go, submits.go);
+//     them, listings and counts;
 //   - Releases: the pools' logs of releases, which the syncer writes to the
-//     journal (releases.go);
-//   - Loads: whether a pool is loaded into Redis, and its rebuild (loads.go).
+//     journal;
+//   - Loads: whether a pool is loaded into Redis, and its rebuild.
 //
 // Their methods are promoted (m.Reserve, m.ApplyChain); a caller that needs
 // one concern only can take it alone (m.Pools). A Manager is safe for
