@@ -49,7 +49,8 @@ func New(rdb redis.UniversalClient, opts Options) *Manager {
 // pool remembers the highest epoch that wrote to it and refuses an older one
 // with ErrStaleEpoch, so a deposed leader's late write cannot undo a newer
 // leader's. Every concern of the returned Manager carries the epoch, also
-// one taken alone (Fenced(e).Pools). Reservation operations are not affected.
+// one taken alone (Fenced(e).Pools). The clients' operations (Reserve, Extend,
+// Release...) do not use it.
 func (m *Manager) Fenced(epoch int64) *Manager {
 	c := *m.core
 	c.epoch = epoch
