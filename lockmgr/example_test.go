@@ -10,7 +10,7 @@ import (
 )
 
 // A syncer makes a pool's UTXOs reservable; an API replica reserves one of them.
-func ExampleManager_Reserve() {
+func ExampleReservations_Reserve() {
 	opt, err := redis.ParseURL(testenv.RedisURL())
 	if err != nil {
 		panic(err)

@@ -62,3 +62,31 @@ func TestSyncWritesOfAnOlderTermAreRefused(t *testing.T) {
 		t.Fatalf("unfenced sync: %v", err)
 	}
 }
+
+// A concern taken alone from a fenced Manager carries its epoch: the sync
+// writes of an older term are refused through it too.
+func TestConcernsOfAFencedManagerCarryItsEpoch(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, lockmgr.Options{})
+	all := items(2)
+	if err := m.LoadAvailable(ctx, 1, all[:1]); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Fenced(5).Pools.ApplyChain(ctx, 1, all[1:], nil); err != nil {
+		t.Fatalf("newer term's write: %v", err)
+	}
+	old := m.Fenced(5).Fenced(4) // a fenced Manager fenced again takes the new epoch
+	if err := old.Pools.ApplyChain(ctx, 1, nil, []string{hashOf(1)}); !errors.Is(err, lockmgr.ErrStaleEpoch) {
+		t.Fatalf("older term's sync through Pools: err = %v, want ErrStaleEpoch", err)
+	}
+	if err := old.Reservations.EndReservations(ctx, 1, []string{res.ID}); !errors.Is(err, lockmgr.ErrStaleEpoch) {
+		t.Fatalf("older term's settle through Reservations: err = %v, want ErrStaleEpoch", err)
+	}
+	if got, err := m.Get(ctx, 1, res.ID); err != nil || got.State != lockmgr.StateHeld {
+		t.Fatalf("refused settle ended the reservation: %+v, %v", got, err)
+	}
+}

@@ -6,6 +6,18 @@
 // strings and the free set is ordered by them lexically, so selection by
 // amount is exact up to 2^64-1.
 //
+// # Parts
+//
+// A Manager (New) is the engine. It composes its concerns, each a type over
+// the same connection, key prefix and leadership epoch (Manager.Fenced):
+// Reservations, what clients hold (reservations.go, wait.go); Pools, the
+// UTXOs Redis offers and the chain's changes to them (pools.go, submits.go);
+// Releases, the log of releases the syncer writes to the journal
+// (releases.go); and Loads, whether a pool is in Redis and its rebuild
+// (loads.go). The API replicas use a Manager; the leader's sync jobs use one
+// fenced with their term's epoch, which their ApplyChain and EndReservations
+// carry.
+//
 // # The reservation lifecycle
 //
 // This is the one state machine of a reservation; every path that ends one
@@ -63,7 +75,7 @@
 //     keep its UTXOs held until its expiry, never hand them out twice. The
 //     chain's settlement does not overtake a release: the syncer takes a
 //     UTXO the chain took away out of Redis first, then writes the releases
-//     Redis recorded of the reservations holding it (Manager.ReleasesOf),
+//     Redis recorded of the reservations holding it (Releases.ReleasesOf),
 //     then settles; a release after the first step finds the UTXO gone and
 //     is decided by the journal, where the settlement orders it.
 //   - Every other change (extend, submit, the chain's endings) is journalled

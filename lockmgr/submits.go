@@ -10,7 +10,7 @@ import (
 // leading syncer can sync them at once instead of at its next tick. The channel
 // is closed when ctx ends. A slow reader misses nothing that matters: a pool
 // already queued is not queued twice.
-func (m *Manager) WatchSubmits(ctx context.Context) <-chan int64 {
+func (m *Pools) WatchSubmits(ctx context.Context) <-chan int64 {
 	out := make(chan int64, 64)
 	ps := m.rdb.PSubscribe(ctx, m.prefix+"*:submitted")
 	go func() {

@@ -20,7 +20,7 @@ var waitPoll = 500 * time.Millisecond
 // ErrLocked), waits up to wait for a UTXO of the pool to be freed and tries
 // again. It is woken by Redis pub/sub on the pool's channel, with a slow poll
 // as fallback; waiting leaves nothing in Redis.
-func (m *Manager) ReserveWait(ctx context.Context, r Request, wait time.Duration) (*Reservation, error) {
+func (m *Reservations) ReserveWait(ctx context.Context, r Request, wait time.Duration) (*Reservation, error) {
 	if wait > MaxWait {
 		wait = MaxWait
 	}
@@ -65,9 +65,9 @@ type hub struct {
 	closed bool
 }
 
-// Close stops the Manager's notification subscription, if any, also one
+// Close stops the notification subscription of ReserveWait, if any, also one
 // whose listener has not subscribed yet; waiters fall back to polling.
-func (m *Manager) Close() error {
+func (m *Reservations) Close() error {
 	m.hub.mu.Lock()
 	defer m.hub.mu.Unlock()
 	m.hub.closed = true
@@ -77,7 +77,7 @@ func (m *Manager) Close() error {
 	return m.hub.ps.Close()
 }
 
-func (m *Manager) subscribe(pool int64) (chan struct{}, func()) {
+func (m *Reservations) subscribe(pool int64) (chan struct{}, func()) {
 	m.hub.listening.Do(func() { go m.listen() })
 	ch := make(chan struct{}, 1)
 	name := m.keys(pool).Freed
@@ -99,7 +99,7 @@ func (m *Manager) subscribe(pool int64) (chan struct{}, func()) {
 
 // listen holds one pattern subscription for the Manager's lifetime; go-redis
 // reconnects it when the connection drops (waiters poll meanwhile).
-func (m *Manager) listen() {
+func (m *Reservations) listen() {
 	ps := m.rdb.PSubscribe(context.Background(), m.prefix+"*:freed")
 	m.hub.mu.Lock()
 	if m.hub.closed {

@@ -124,3 +124,10 @@ type sweepLocks interface {
 	Offered(ctx context.Context, pool int64) (map[string]uint64, error)
 	RecentReleases(ctx context.Context, pool int64, cutoff time.Time) ([]lockmgr.ReleaseRecord, error)
 }
+
+// A rebuild needs only the Loads of a *lockmgr.Manager, ending reservations
+// only its Reservations; the other jobs use several of its concerns.
+var (
+	_ rebuildLocks = (*lockmgr.Loads)(nil)
+	_ endLocks     = (*lockmgr.Reservations)(nil)
+)
