@@ -14,6 +14,7 @@ import (
 )
 
 func TestThreeAPIsGrantEachUTXOOnce(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackConfig{APIs: 3, UTXOs: 100})
 	grantEachOnce(t, s, 400)
 }
@@ -22,6 +23,7 @@ func TestRedisClusterConcurrency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node Redis Cluster and a whole deployment")
 	}
+	t.Parallel()
 	c := testenv.StartRedisCluster(t, 3)
 	urls := make([]string, 0, len(c.Addrs()))
 	for _, a := range c.Addrs() {

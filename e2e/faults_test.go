@@ -70,6 +70,7 @@ func redisFault(t *testing.T, fault func(*stack, *testenv.RedisServer, *workload
 	if testing.Short() {
 		t.Skip("runs a workload across a Redis fault")
 	}
+	t.Parallel()
 	srv := testenv.StartRedis(t)
 	s := startStack(t, stackConfig{APIs: 2, UTXOs: faultUTXOs, RedisURL: srv.URL()})
 	w := startWorkload(s, faultClients, faultKeep)
@@ -155,6 +156,7 @@ func TestPostgresDownFailsClosed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a workload across PostgreSQL pauses and kills")
 	}
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	db := testenv.CreateDatabase(t, pg.URL())
 	// The private server runs without durability; a commit acknowledged just

@@ -861,6 +861,7 @@ func syncerChainDown(t *testing.T, kind string) {
 // TestAccountingFlagsLostAndDoubled checks the none-lost check itself on
 // hand-made readings, so that one accepting everything cannot pass unnoticed.
 func TestAccountingFlagsLostAndDoubled(t *testing.T) {
+	t.Parallel()
 	good := func() accounting {
 		return accounting{
 			chain:  map[string]uint64{"a": 1, "b": 2, "c": 3},

@@ -236,6 +236,7 @@ func txFor(id string, variant int) string {
 }
 
 func TestLinearizable(t *testing.T) {
+	t.Parallel()
 	const (
 		clients      = 8
 		opsPerClient = 60
@@ -382,6 +383,7 @@ func TestLinearizable(t *testing.T) {
 // TestLinearizabilityModel checks the model itself on small hand-made
 // histories, so that a model accepting everything cannot pass unnoticed.
 func TestLinearizabilityModel(t *testing.T) {
+	t.Parallel()
 	op := func(c int, in linInput, out linOutput, call, ret int64) porcupine.Operation {
 		return porcupine.Operation{ClientId: c, Input: in, Output: out, Call: call, Return: ret}
 	}
