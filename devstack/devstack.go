@@ -208,7 +208,7 @@ func start(parent context.Context, o Options, apiLn, chainLn net.Listener) (*Sta
 		Store: store, Locks: locks, Chain: chain.NewBytomd(s.ChainURL), Rebuild: rebuilder,
 		Interval: o.SyncInterval, MaxBackoff: time.Minute, Log: o.Logger,
 	}.ForTerm(0)
-	if _, err := runner.Index.Pass(ctx); err != nil {
+	if err := runner.Index(ctx); err != nil {
 		return nil, err
 	}
 	if err := runner.Tick(ctx); err != nil {

@@ -252,7 +252,7 @@ func refusedUpdate(prev *Reservation, id string, u ReservationUpdate) error {
 
 // ExpireReservations marks held and submitted reservations whose expiry is at
 // or before before as expired, in one transaction, and returns how many. The
-// syncer passes a time some way in the past (see syncer.ExpiryMargin): Redis
+// syncer passes a time some way in the past (its expiryMargin): Redis
 // ends a hold on its own clock, and an extension granted at the last moment
 // reaches the journal a little later.
 func (s *Store) ExpireReservations(ctx context.Context, before time.Time) (int64, error) {

@@ -232,7 +232,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	start := time.Now()
 	for {
-		if _, err := runner.Index.Pass(ctx); err != nil {
+		if err := runner.Index(ctx); err != nil {
 			return nil, err
 		}
 		done, err := caughtUp(ctx, store, tip)
