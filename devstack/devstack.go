@@ -42,8 +42,8 @@ var (
 	DemoAmounts = sim.DemoAmounts
 )
 
-// ErrAddrInUse is returned by Start when a listen address is taken.
-var ErrAddrInUse = errors.New("devstack: address already in use")
+// errAddrInUse is returned by Start when a listen address is taken.
+var errAddrInUse = errors.New("devstack: address already in use")
 
 // Options configure a Stack. The zero value is a stack on free loopback
 // ports with its database in a temporary directory.
@@ -140,7 +140,7 @@ func listen(addr, what string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		if isAddrInUse(err) {
-			return nil, fmt.Errorf("%w: %s listen address %s", ErrAddrInUse, what, addr)
+			return nil, fmt.Errorf("%w: %s listen address %s", errAddrInUse, what, addr)
 		}
 		return nil, fmt.Errorf("devstack: %s listen address %s: %w", what, addr, err)
 	}
