@@ -160,7 +160,7 @@ func (r JournalRow) end() time.Time {
 
 // CheckJournal returns every UTXO that two journal rows of one pool held at
 // once: ordered by fence (the order Redis granted them in), a row created
-// more than tolerance before the End of an earlier row of the same UTXO.
+// more than tolerance before the end of an earlier row of the same UTXO.
 // The tolerance covers the millisecond resolution of Redis's clock and the
 // skew between Redis's and the API's clocks. A row's UTXOs are those of its
 // hashes column and of reservation_utxos together; a row whose
