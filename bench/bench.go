@@ -45,7 +45,6 @@ const (
 	DefaultDuration           = 20 * time.Second
 	DefaultPoolSize           = 20_000
 	DefaultMemoryReservations = 100_000
-	DefaultJournalTolerance   = 5 * time.Millisecond
 	// DefaultContentionWait is what `bufferd bench` gives ContentionWait.
 	DefaultContentionWait = time.Second
 )
@@ -63,10 +62,13 @@ const (
 
 // Errors.
 var (
-	ErrNoAPI   = errors.New("bench: no API URL")
-	ErrNoChain = errors.New("bench: the scenarios need the simulated chain's URL")
-	ErrUnknown = errors.New("bench: unknown scenario")
+	errNoAPI   = errors.New("bench: no API URL")
+	errNoChain = errors.New("bench: the scenarios need the simulated chain's URL")
+	errUnknown = errors.New("bench: unknown scenario")
 )
+
+// journalTolerance is the clock tolerance of the journal check.
+const journalTolerance = 5 * time.Millisecond
 
 // Target is the deployment under test.
 type Target struct {
@@ -105,8 +107,6 @@ type Options struct {
 	// ContentionWait is the wait_seconds of scenario b's reserves (0: none,
 	// a client refused retries after a short random pause).
 	ContentionWait time.Duration
-	// JournalTolerance is the clock tolerance of the journal check.
-	JournalTolerance time.Duration
 	// Command is the command line, shown in the report.
 	Command string
 	// Processes names the deployment's processes on this machine by pid
@@ -129,9 +129,6 @@ func (o *Options) defaults() {
 	if o.MemoryReservations <= 0 {
 		o.MemoryReservations = DefaultMemoryReservations
 	}
-	if o.JournalTolerance <= 0 {
-		o.JournalTolerance = DefaultJournalTolerance
-	}
 	if len(o.Scenarios) == 0 {
 		o.Scenarios = Scenarios
 	}
@@ -152,7 +149,7 @@ type runner struct {
 	floor *peer
 	admin *peer
 	rep   *Report
-	cpu   *CPUUse // of the last loop
+	cpu   *cpuUse // of the last loop
 	// database is the name of the deployment's database, which its
 	// PostgreSQL sessions show.
 	database string
@@ -164,22 +161,22 @@ func Run(ctx context.Context, t Target, o Options) (*Report, error) {
 	o.defaults()
 	for _, s := range o.Scenarios {
 		if !slices.Contains(Scenarios, s) {
-			return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, s, strings.Join(Scenarios, ", "))
+			return nil, fmt.Errorf("%w %q (known: %s)", errUnknown, s, strings.Join(Scenarios, ", "))
 		}
 	}
 	if len(t.APIs) == 0 {
-		return nil, ErrNoAPI
+		return nil, errNoAPI
 	}
 	if t.Chain == "" {
-		return nil, ErrNoChain
+		return nil, errNoChain
 	}
 	hc, closeConns := newHTTPClient(clientsB + clientsHalf)
 	r := &runner{t: t, o: o, log: o.Log,
 		chain: &peer{base: strings.TrimRight(t.Chain, "/"), hc: hc},
 		admin: &peer{base: strings.TrimRight(t.APIs[0], "/"), hc: hc, token: t.AdminToken},
-		rep: &Report{Started: time.Now(), Command: o.Command, APIs: len(t.APIs), Duration: o.Duration,
-			Warmup: o.warmup(), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
-			JournalTolerance: o.JournalTolerance, LoadBefore: loadAverage()},
+		rep: &Report{started: time.Now(), command: o.Command, apis: len(t.APIs), duration: o.Duration,
+			warmup: o.warmup(), cpus: runtime.NumCPU(), goVersion: runtime.Version(),
+			journalTolerance: journalTolerance, loadBefore: loadAverage()},
 	}
 	if u, err := url.Parse(t.DatabaseURL); err == nil {
 		r.database = strings.TrimPrefix(u.Path, "/")
@@ -193,7 +190,7 @@ func Run(ctx context.Context, t Target, o Options) (*Report, error) {
 	err := r.run(ctx)
 	hc.CloseIdleConnections()
 	closeConns() // servers being stopped need not wait for them
-	r.rep.Finished, r.rep.LoadAfter = time.Now(), loadAverage()
+	r.rep.finished, r.rep.loadAfter = time.Now(), loadAverage()
 	return r.rep, err
 }
 
@@ -259,9 +256,9 @@ func (r *runner) checkJournal(ctx context.Context) error {
 	if r.t.DatabaseURL == "" {
 		return nil
 	}
-	byPool := map[int64]*Result{}
+	byPool := map[int64]*scenarioResult{}
 	var pools []int64
-	for _, res := range r.rep.Results {
+	for _, res := range r.rep.results {
 		for _, p := range res.Pools {
 			byPool[p] = res
 			pools = append(pools, p)
@@ -270,15 +267,15 @@ func (r *runner) checkJournal(ctx context.Context) error {
 	if len(pools) == 0 {
 		return nil
 	}
-	rows, err := ReadJournal(ctx, r.t.DatabaseURL, pools)
+	rows, err := readJournal(ctx, r.t.DatabaseURL, pools)
 	if err != nil {
 		return err
 	}
-	r.rep.JournalChecked, r.rep.JournalRows = true, len(rows)
-	for _, res := range r.rep.Results {
+	r.rep.journalChecked, r.rep.journalRows = true, len(rows)
+	for _, res := range r.rep.results {
 		res.JournalChecked = true
 	}
-	for _, d := range CheckJournal(rows, r.o.JournalTolerance) {
+	for _, d := range CheckJournal(rows, journalTolerance) {
 		res := byPool[d.Pool]
 		res.JournalDuplicates = append(res.JournalDuplicates, d)
 	}

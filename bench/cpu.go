@@ -38,22 +38,22 @@ func sampleCPU() cpuSample {
 	return s
 }
 
-// CPUUse is how busy the CPUs were over a span, in cores.
-type CPUUse struct {
+// cpuUse is how busy the CPUs were over a span, in cores.
+type cpuUse struct {
 	// Machine is the CPU time of everything on the machine per second.
 	Machine float64
 	// Generator is the load generator's own share.
 	Generator float64
 	// Groups is the machine's busy time by process group, busiest first.
-	Groups []GroupCPU
+	Groups []groupCPU
 }
 
-func cpuBetween(a, b cpuSample, cpus int) (CPUUse, bool) {
+func cpuBetween(a, b cpuSample, cpus int) (cpuUse, bool) {
 	secs := b.at.Sub(a.at).Seconds()
 	if !a.ok || !b.ok || b.total <= a.total || secs <= 0 {
-		return CPUUse{}, false
+		return cpuUse{}, false
 	}
-	return CPUUse{
+	return cpuUse{
 		Machine:   (b.busy - a.busy) / (b.total - a.total) * float64(cpus),
 		Generator: (b.self - a.self) / secs,
 	}, true

@@ -28,7 +28,7 @@ func TestCPUReadingsFromProc(t *testing.T) {
 	if pb.group[os.Getpid()] != groupGenerator || pb.secs[os.Getpid()] <= pa.secs[os.Getpid()] {
 		t.Errorf("this process: group %q, %v s then %v s", pb.group[os.Getpid()], pa.secs[os.Getpid()], pb.secs[os.Getpid()])
 	}
-	if groups := cpuByGroup(pa, pb, use.Machine); !slices.ContainsFunc(groups, func(g GroupCPU) bool {
+	if groups := cpuByGroup(pa, pb, use.Machine); !slices.ContainsFunc(groups, func(g groupCPU) bool {
 		return g.Group == groupGenerator && g.Cores > 0
 	}) {
 		t.Errorf("groups %+v, want the load generator's", groups)

@@ -112,7 +112,7 @@ func (r *runner) openLoop(ctx context.Context, rate float64, workers int, job fu
 
 // sampleFrom samples the CPU times at from; the returned func samples again
 // and gives the use in between (nil when unknown).
-func (r *runner) sampleFrom(from time.Time) func() *CPUUse {
+func (r *runner) sampleFrom(from time.Time) func() *cpuUse {
 	type sample struct {
 		cpu   cpuSample
 		procs procSnapshot
@@ -122,11 +122,11 @@ func (r *runner) sampleFrom(from time.Time) func() *CPUUse {
 	}
 	first := make(chan sample, 1)
 	time.AfterFunc(time.Until(from), func() { first <- take() })
-	return func() *CPUUse {
+	return func() *cpuUse {
 		end := take()
 		select {
 		case start := <-first:
-			if u, ok := cpuBetween(start.cpu, end.cpu, r.rep.CPUs); ok {
+			if u, ok := cpuBetween(start.cpu, end.cpu, r.rep.cpus); ok {
 				u.Groups = cpuByGroup(start.procs, end.procs, u.Machine)
 				return &u
 			}

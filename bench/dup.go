@@ -134,7 +134,7 @@ type JournalRow struct {
 	Hashes []string // the row's hashes column
 	// Holdings are the UTXOs reservation_utxos lists for it: what the
 	// service finds a UTXO's holders by (counts, chain settlement). nil when
-	// not read; ReadJournal always reads them.
+	// not read; readJournal always reads them.
 	Holdings  []string
 	State     string
 	CreatedAt time.Time // when Redis granted it (Redis clock, milliseconds)
@@ -142,12 +142,12 @@ type JournalRow struct {
 	UpdatedAt time.Time // its last journal write (before Redis applied it)
 }
 
-// End is when the row stopped holding its UTXOs as far as the journal tells:
+// end is when the row stopped holding its UTXOs as far as the journal tells:
 // its expiry, or for an ended reservation (released, expired, spent,
 // invalidated) its last write if earlier. lockmgr journals a release or a
 // settlement before Redis frees the UTXOs, so the next holder's grant comes
 // after that write.
-func (r JournalRow) End() time.Time {
+func (r JournalRow) end() time.Time {
 	switch r.State {
 	case storage.ResHeld, storage.ResSubmitted:
 		return r.ExpiresAt
@@ -160,7 +160,7 @@ func (r JournalRow) End() time.Time {
 
 // CheckJournal returns every UTXO that two journal rows of one pool held at
 // once: ordered by fence (the order Redis granted them in), a row created
-// more than tolerance before the End of an earlier row of the same UTXO.
+// more than tolerance before the end of an earlier row of the same UTXO.
 // The tolerance covers the millisecond resolution of Redis's clock and the
 // skew between Redis's and the API's clocks. A row's UTXOs are those of its
 // hashes column and of reservation_utxos together; a row whose
@@ -195,14 +195,14 @@ func CheckJournal(rows []JournalRow, tolerance time.Duration) []Duplicate {
 		slices.SortFunc(rs, func(a, b *JournalRow) int { return cmp.Compare(a.Fence, b.Fence) })
 		var longest *JournalRow
 		for _, r := range rs {
-			if longest != nil && r.CreatedAt.Add(tolerance).Before(longest.End()) {
+			if longest != nil && r.CreatedAt.Add(tolerance).Before(longest.end()) {
 				dups = append(dups, Duplicate{Source: "journal", Pool: k.pool, Hash: k.hash,
 					A: fmt.Sprintf("reservation %s (fence %d, %s)", longest.ID, longest.Fence, longest.State),
 					B: fmt.Sprintf("reservation %s (fence %d, %s)", r.ID, r.Fence, r.State),
 					Detail: fmt.Sprintf("the second was created %s before the first ended",
-						longest.End().Sub(r.CreatedAt).Round(time.Microsecond))})
+						longest.end().Sub(r.CreatedAt).Round(time.Microsecond))})
 			}
-			if longest == nil || r.End().After(longest.End()) {
+			if longest == nil || r.end().After(longest.end()) {
 				longest = r
 			}
 		}
@@ -211,9 +211,9 @@ func CheckJournal(rows []JournalRow, tolerance time.Duration) []Duplicate {
 	return dups
 }
 
-// ReadJournal reads the journal rows of pools from the database at url, with
+// readJournal reads the journal rows of pools from the database at url, with
 // what reservation_utxos lists for each.
-func ReadJournal(ctx context.Context, url string, pools []int64) ([]JournalRow, error) {
+func readJournal(ctx context.Context, url string, pools []int64) ([]JournalRow, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("bench: journal: %w", err)

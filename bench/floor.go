@@ -8,8 +8,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// FloorPath is the route of the floor server.
-const FloorPath = "/floor"
+// floorPath is the route of the floor server.
+const floorPath = "/floor"
 
 // floorTTL is the time to live of the floor's keys.
 const floorTTL = 10 * time.Second
@@ -32,7 +32,7 @@ func FloorApp(rdb redis.UniversalClient, prefix string) *fiber.App {
 		IdleTimeout:           120 * time.Second,
 	})
 	app.Get("/livez", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	app.Post(FloorPath, func(c *fiber.Ctx) error {
+	app.Post(floorPath, func(c *fiber.Ctx) error {
 		key := prefix + "floor:" + randomHex(16)
 		ok, err := floorScript.Run(c.UserContext(), rdb, []string{key}, "1", floorTTL.Milliseconds()).Result()
 		if err != nil || ok == nil {

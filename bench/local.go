@@ -37,11 +37,7 @@ type LocalOptions struct {
 	// RedisURL is the Redis the deployment uses, under a key prefix of its
 	// own whose keys are deleted at Stop.
 	RedisURL string
-	// Env is added to every process's environment (after os.Environ).
-	Env []string
-	// Stderr receives the processes' logs; nil means os.Stderr.
-	Stderr io.Writer
-	Log    *slog.Logger
+	Log      *slog.Logger
 }
 
 // Local is a deployment running as child processes: the simulated chain,
@@ -49,7 +45,7 @@ type LocalOptions struct {
 type Local struct {
 	Target Target
 	// Prefix is the Redis key prefix of the deployment.
-	Prefix string
+	prefix string
 	procs  []*exec.Cmd
 	names  map[int]string
 	undo   []func()
@@ -64,10 +60,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	l := &Local{log: o.Log, Prefix: "bench" + randomHex(4) + ":", names: map[int]string{}}
+	l := &Local{log: o.Log, prefix: "bench" + randomHex(4) + ":", names: map[int]string{}}
 	l.Target.AdminToken = randomHex(16)
 	l.Target.RedisURL = o.RedisURL
 	db, drop, err := freshDatabase(ctx, o.DatabaseURL)
@@ -76,13 +69,12 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	}
 	l.undo = append(l.undo, drop)
 	l.Target.DatabaseURL = db
-	l.undo = append(l.undo, func() { deleteKeys(o.RedisURL, l.Prefix, o.Log) })
+	l.undo = append(l.undo, func() { deleteKeys(o.RedisURL, l.prefix, o.Log) })
 
-	env := append(os.Environ(), o.Env...)
-	env = append(env,
+	env := append(os.Environ(),
 		"BUFFERD_DATABASE_URL="+db,
 		"BUFFERD_REDIS_URL="+o.RedisURL,
-		"BUFFERD_REDIS_PREFIX="+l.Prefix,
+		"BUFFERD_REDIS_PREFIX="+l.prefix,
 		"BUFFERD_ADMIN_TOKEN="+l.Target.AdminToken,
 		"BUFFERD_RESERVE_RATE=0",
 		"BUFFERD_LOG_LEVEL=warn", // no access log
@@ -96,7 +88,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 
 	start := func(env []string, args ...string) error {
 		cmd := exec.Command(o.Executable, args...)
-		cmd.Env, cmd.Stdout, cmd.Stderr = env, o.Stderr, o.Stderr
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("bench: start %s: %w", strings.Join(args, " "), err)
 		}
@@ -146,7 +138,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 			return l, err
 		}
 	}
-	l.log.Info("local deployment up", "apis", l.Target.APIs, "chain", l.Target.Chain, "floor", l.Target.Floor, "prefix", l.Prefix)
+	l.log.Info("local deployment up", "apis", l.Target.APIs, "chain", l.Target.Chain, "floor", l.Target.Floor, "prefix", l.prefix)
 	return l, nil
 }
 

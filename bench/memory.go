@@ -25,8 +25,8 @@ const (
 // maxMemoryFailures stops the memory scenario when reserves keep failing.
 const maxMemoryFailures = 1000
 
-// MemoryResult is what live reservations cost.
-type MemoryResult struct {
+// memoryResult is what live reservations cost.
+type memoryResult struct {
 	// Reservations is how many live reservations were made (one UTXO each).
 	Reservations int
 	// Redis used_memory (INFO memory) before and after, 0 when not read.
@@ -39,7 +39,7 @@ type MemoryResult struct {
 }
 
 // Per100k scales a growth in bytes to 100,000 reservations.
-func (m *MemoryResult) Per100k(before, after int64) float64 {
+func (m *memoryResult) Per100k(before, after int64) float64 {
 	if m.Reservations == 0 {
 		return 0
 	}
@@ -149,7 +149,7 @@ func (r *runner) scenarioMemory(ctx context.Context) error {
 	defer r.retire(ctx, p)
 	res.Pools = []int64{p.ID}
 	r.quietRedis(ctx) // earlier pools' settlements free Redis memory for a while
-	m := &MemoryResult{}
+	m := &memoryResult{}
 	if m.RedisBefore, m.JournalBefore, err = r.measure(ctx); err != nil {
 		return err
 	}

@@ -82,15 +82,15 @@ func classify(p procfs.Proc, database string) string {
 	return ""
 }
 
-// GroupCPU is the CPU one group of processes used, in cores.
-type GroupCPU struct {
+// groupCPU is the CPU one group of processes used, in cores.
+type groupCPU struct {
 	Group string
 	Cores float64
 }
 
 // cpuByGroup is the CPU each group used between a and b, busiest first; the
 // rest of the machine's busy time (machine, in cores) is groupOther.
-func cpuByGroup(a, b procSnapshot, machine float64) []GroupCPU {
+func cpuByGroup(a, b procSnapshot, machine float64) []groupCPU {
 	secs := b.at.Sub(a.at).Seconds()
 	if secs <= 0 || len(b.secs) == 0 {
 		return nil
@@ -99,17 +99,17 @@ func cpuByGroup(a, b procSnapshot, machine float64) []GroupCPU {
 	for pid, t := range b.secs {
 		sums[b.group[pid]] += t - a.secs[pid] // a process born in between counts whole
 	}
-	var out []GroupCPU
+	var out []groupCPU
 	total := 0.0
 	for g, t := range sums {
 		c := t / secs
 		total += c
-		out = append(out, GroupCPU{g, c})
+		out = append(out, groupCPU{g, c})
 	}
 	if machine > 0 {
-		out = append(out, GroupCPU{groupOther, max(machine-total, 0)})
+		out = append(out, groupCPU{groupOther, max(machine-total, 0)})
 	}
-	slices.SortFunc(out, func(x, y GroupCPU) int {
+	slices.SortFunc(out, func(x, y groupCPU) int {
 		if x.Cores != y.Cores {
 			if x.Cores > y.Cores {
 				return -1

@@ -24,26 +24,28 @@ const (
 	durationPrecisionS = time.Second
 )
 
-// Report is the outcome of a run.
+// Report is the outcome of a run; Markdown renders it.
 type Report struct {
-	Started, Finished time.Time
-	// Command is the command line; Deployment says what ran where.
-	Command, Deployment string
-	APIs                int
-	CPUs                int
-	GoVersion           string
-	Duration, Warmup    time.Duration
-	JournalTolerance    time.Duration
-	// LoadBefore and LoadAfter are the machine's load averages (1, 5, 15 min).
-	LoadBefore, LoadAfter string
-	// JournalChecked says whether the journal was read; JournalRows how many rows.
-	JournalChecked bool
-	JournalRows    int
-	Results        []*Result
+	// Deployment says what ran where (the caller sets it).
+	Deployment string
+
+	started, finished time.Time
+	command           string // the command line
+	apis              int
+	cpus              int
+	goVersion         string
+	duration, warmup  time.Duration
+	journalTolerance  time.Duration
+	// loadBefore and loadAfter are the machine's load averages (1, 5, 15 min).
+	loadBefore, loadAfter string
+	// journalChecked says whether the journal was read; journalRows how many rows.
+	journalChecked bool
+	journalRows    int
+	results        []*scenarioResult
 }
 
-// Result is the outcome of one scenario.
-type Result struct {
+// scenarioResult is the outcome of one scenario.
+type scenarioResult struct {
 	Name, Title string
 	Clients     int
 	// Rate is the target rate (cycles a second) of an open loop, 0 for a closed one.
@@ -53,7 +55,7 @@ type Result struct {
 	// Window is the measured span (after the warm-up).
 	Window time.Duration
 	// Ops are the outcomes by operation, counted in the window.
-	Ops map[string]*OpStats
+	Ops map[string]*opStats
 	// Cycles completed in the window; Grants made in all (duplicate-checked).
 	Cycles, Grants int
 	// Pools are the pools the scenario used.
@@ -61,16 +63,16 @@ type Result struct {
 	ClientDuplicates, JournalDuplicates []Duplicate
 	JournalChecked                      bool
 	Notes                               []string
-	Memory                              *MemoryResult
+	Memory                              *memoryResult
 	// CPU is how busy the machine was in the window, nil when unknown.
-	CPU *CPUUse
+	CPU *cpuUse
 	// LegacyWins is the share of scenario d's picks that won, nil elsewhere.
 	LegacyWins *float64
 }
 
-// Result returns the result of scenario name, or nil.
-func (rep *Report) Result(name string) *Result {
-	for _, r := range rep.Results {
+// result returns the result of scenario name, or nil.
+func (rep *Report) result(name string) *scenarioResult {
+	for _, r := range rep.results {
 		if r.Name == name {
 			return r
 		}
@@ -79,21 +81,21 @@ func (rep *Report) Result(name string) *Result {
 }
 
 // measured reports whether the scenario ran (was not skipped).
-func (r *Result) measured() bool { return r != nil && r.Window > 0 }
+func (r *scenarioResult) measured() bool { return r != nil && r.Window > 0 }
 
 // Op returns the outcomes of operation name (empty when it never ran).
-func (r *Result) Op(name string) *OpStats {
+func (r *scenarioResult) Op(name string) *opStats {
 	if o := r.Ops[name]; o != nil {
 		return o
 	}
-	return &OpStats{}
+	return &opStats{}
 }
 
 // CycleRate is the completed cycles a second.
-func (r *Result) CycleRate() float64 { return perSecond(r.Cycles, r.Window) }
+func (r *scenarioResult) CycleRate() float64 { return perSecond(r.Cycles, r.Window) }
 
 // RequestRate is the requests a second, whatever their outcome.
-func (r *Result) RequestRate() float64 {
+func (r *scenarioResult) RequestRate() float64 {
 	n := 0
 	for name, o := range r.Ops {
 		if name != opReservable && name != opReserveSvc { // not requests of their own
@@ -104,7 +106,7 @@ func (r *Result) RequestRate() float64 {
 }
 
 // okRate is the successful requests of ops a second.
-func (r *Result) okRate(ops ...string) float64 {
+func (r *scenarioResult) okRate(ops ...string) float64 {
 	n := 0
 	for _, name := range ops {
 		n += r.Op(name).OK()
@@ -113,7 +115,7 @@ func (r *Result) okRate(ops ...string) float64 {
 }
 
 // Errors is the number of failed requests.
-func (r *Result) Errors() int {
+func (r *scenarioResult) Errors() int {
 	n := 0
 	for _, o := range r.Ops {
 		n += o.ErrorCount()
@@ -128,17 +130,17 @@ func perSecond(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// Goal is one target of the report and how the run did.
-type Goal struct {
+// reportGoal is one target of the report and how the run did.
+type reportGoal struct {
 	Name, Measured, Status string
 }
 
-// Goals evaluates the targets.
-func (rep *Report) Goals() []Goal {
-	var goals []Goal
-	a, e, half, c := rep.Result("a"), rep.Result("e"), rep.Result("half"), rep.Result("c")
+// goals evaluates the targets.
+func (rep *Report) goals() []reportGoal {
+	var goals []reportGoal
+	a, e, half, c := rep.result("a"), rep.result("e"), rep.result("half"), rep.result("c")
 
-	g := Goal{Name: fmt.Sprintf("reserve+release request rate ≥ %.0f%% of the floor, journal on", goalFloorRatio*100),
+	g := reportGoal{Name: fmt.Sprintf("reserve+release request rate ≥ %.0f%% of the floor, journal on", goalFloorRatio*100),
 		Measured: notMeasured, Status: statusNotMeasured}
 	if a.measured() && e.measured() {
 		ra, re := a.okRate(opReserve, opRelease), e.okRate(opFloor)
@@ -148,19 +150,19 @@ func (rep *Report) Goals() []Goal {
 	}
 	goals = append(goals, g)
 
-	g = Goal{Name: fmt.Sprintf("p99 reserve latency < %s at half of the maximum throughput", spaced(goalHalfP99)),
+	g = reportGoal{Name: fmt.Sprintf("p99 reserve latency < %s at half of the maximum throughput", spaced(goalHalfP99)),
 		Measured: notMeasured, Status: statusNotMeasured}
 	if half.measured() {
-		s := Summarize(half.Op(opReserve).Latencies)
+		s := summarize(half.Op(opReserve).Latencies)
 		g.Measured = fmt.Sprintf("p99 %s (p50 %s) at %.0f cycles/s (target rate %.0f/s)", ms(s.P99), ms(s.P50), half.CycleRate(), half.Rate)
 		g.Status = met(s.Count > 0 && s.P99 < goalHalfP99 && half.Op(opReserve).ErrorCount() == 0)
 	}
 	goals = append(goals, g)
 
-	g = Goal{Name: fmt.Sprintf("submit -> change reservable p99 < %s", spaced(goalReservableP99)), Measured: notMeasured, Status: statusNotMeasured}
+	g = reportGoal{Name: fmt.Sprintf("submit -> change reservable p99 < %s", spaced(goalReservableP99)), Measured: notMeasured, Status: statusNotMeasured}
 	if c.measured() {
 		o := c.Op(opReservable)
-		s := Summarize(o.Latencies)
+		s := summarize(o.Latencies)
 		g.Measured = fmt.Sprintf("p50 %s, p99 %s, max %s over %d cycles", ms(s.P50), ms(s.P99), ms(s.Max), s.Count)
 		if n := o.ErrorCount(); n > 0 {
 			g.Measured += fmt.Sprintf("; %d never reservable within %s", n, reservableTimeout)
@@ -169,8 +171,8 @@ func (rep *Report) Goals() []Goal {
 	}
 	goals = append(goals, g)
 
-	d := rep.Result("d")
-	g = Goal{Name: fmt.Sprintf("legacy flow ≥ %d flows/s with ≥ %.0f%% of picks winning", goalLegacyRate, goalLegacyWins*100),
+	d := rep.result("d")
+	g = reportGoal{Name: fmt.Sprintf("legacy flow ≥ %d flows/s with ≥ %.0f%% of picks winning", goalLegacyRate, goalLegacyWins*100),
 		Measured: notMeasured, Status: statusNotMeasured}
 	if d.measured() && d.LegacyWins != nil {
 		g.Measured = fmt.Sprintf("%.0f flows/s, %.1f%% of picks won", d.CycleRate(), *d.LegacyWins*100)
@@ -179,8 +181,8 @@ func (rep *Report) Goals() []Goal {
 	goals = append(goals, g)
 
 	clientDups, journalDups, grants, scenarios := 0, 0, 0, 0
-	journal := rep.JournalChecked
-	for _, r := range rep.Results {
+	journal := rep.journalChecked
+	for _, r := range rep.results {
 		if !r.measured() {
 			continue
 		}
@@ -189,11 +191,11 @@ func (rep *Report) Goals() []Goal {
 		journalDups += len(r.JournalDuplicates)
 		grants += r.Grants
 	}
-	g = Goal{Name: "zero duplicate grants in every scenario", Measured: notMeasured, Status: statusNotMeasured}
+	g = reportGoal{Name: "zero duplicate grants in every scenario", Measured: notMeasured, Status: statusNotMeasured}
 	if scenarios > 0 {
 		g.Measured = fmt.Sprintf("%d client-side over %d grants", clientDups, grants)
 		if journal {
-			g.Measured += fmt.Sprintf("; %d in the journal over %d rows", journalDups, rep.JournalRows)
+			g.Measured += fmt.Sprintf("; %d in the journal over %d rows", journalDups, rep.journalRows)
 		} else {
 			g.Measured += "; journal not checked (no --database-url)"
 		}
@@ -208,7 +210,7 @@ func (rep *Report) Goals() []Goal {
 	}
 	goals = append(goals, g)
 
-	g = Goal{Name: "memory per 100,000 live reservations", Measured: notMeasured, Status: statusNotMeasured}
+	g = reportGoal{Name: "memory per 100,000 live reservations", Measured: notMeasured, Status: statusNotMeasured}
 	if m := rep.memory(); m != nil && m.Reservations > 0 {
 		var parts []string
 		if m.RedisAfter != 0 {
@@ -223,8 +225,8 @@ func (rep *Report) Goals() []Goal {
 	return append(goals, g)
 }
 
-func (rep *Report) memory() *MemoryResult {
-	if r := rep.Result("memory"); r != nil {
+func (rep *Report) memory() *memoryResult {
+	if r := rep.result("memory"); r != nil {
 		return r.Memory
 	}
 	return nil
@@ -262,28 +264,28 @@ func (rep *Report) Markdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# bufferd bench report\n\n")
-	p("- started %s, took %s\n", rep.Started.UTC().Format(time.RFC3339), rep.Finished.Sub(rep.Started).Round(durationPrecisionS))
-	if rep.Command != "" {
-		p("- command: `%s`\n", rep.Command)
+	p("- started %s, took %s\n", rep.started.UTC().Format(time.RFC3339), rep.finished.Sub(rep.started).Round(durationPrecisionS))
+	if rep.command != "" {
+		p("- command: `%s`\n", rep.command)
 	}
 	if rep.Deployment != "" {
 		p("- deployment: %s\n", rep.Deployment)
 	}
-	p("- load generator: %d CPUs, %s; %d API replica(s), clients spread over them\n", rep.CPUs, rep.GoVersion, rep.APIs)
-	p("- each timed scenario: %s of warm-up (not counted), then %s measured\n", rep.Warmup, rep.Duration)
-	if rep.LoadBefore != "" {
-		p("- machine load average before the run %s, after it %s (work of others on the machine counts in)\n", rep.LoadBefore, rep.LoadAfter)
+	p("- load generator: %d CPUs, %s; %d API replica(s), clients spread over them\n", rep.cpus, rep.goVersion, rep.apis)
+	p("- each timed scenario: %s of warm-up (not counted), then %s measured\n", rep.warmup, rep.duration)
+	if rep.loadBefore != "" {
+		p("- machine load average before the run %s, after it %s (work of others on the machine counts in)\n", rep.loadBefore, rep.loadAfter)
 	}
 	p("\n")
 
 	p("## Targets\n\n| target | measured | status |\n|---|---|---|\n")
-	for _, g := range rep.Goals() {
+	for _, g := range rep.goals() {
 		p("| %s | %s | %s |\n", g.Name, g.Measured, g.Status)
 	}
 
 	p("\n## Scenarios\n\n")
 	p("| scenario | clients | throughput | requests/s | errors | duplicates: client-side | duplicates: journal |\n|---|---|---|---|---|---|---|\n")
-	for _, r := range rep.Results {
+	for _, r := range rep.results {
 		if !r.measured() {
 			p("| %s: %s | %d | skipped | | | | |\n", r.Name, r.Title, r.Clients)
 			continue
@@ -302,17 +304,17 @@ func (rep *Report) Markdown() string {
 		p("| %s: %s | %d | %.0f %ss/s | %.0f | %d | %s | %s |\n", r.Name, r.Title, r.Clients,
 			r.CycleRate(), r.Unit, r.RequestRate(), r.Errors(), client, journal)
 	}
-	for _, r := range rep.Results {
+	for _, r := range rep.results {
 		rep.scenarioMarkdown(&b, r)
 	}
 	p("\n## Duplicate checks\n\n")
 	p("- Client-side check: every grant is kept with the time its answer arrived and the time its release was sent (or its expiry less %s; "+
 		"a legacy grant holds at least %s). Two grants of one UTXO whose spans overlap were certainly held at once. "+
 		"Two reservations of one pool with the same fence are flagged too.\n", expirySlack, spaced(legacyMinHold))
-	if rep.JournalChecked {
+	if rep.journalChecked {
 		p("- Journal check: %d rows of the run's pools read from `reservations`. For each UTXO the rows are ordered by fence (the order Redis "+
 			"granted them in); a row created (Redis clock) more than %s before the end of an earlier row (its expiry, or the write that "+
-			"ended it) is flagged.\n", rep.JournalRows, rep.JournalTolerance)
+			"ended it) is flagged.\n", rep.journalRows, rep.journalTolerance)
 	} else {
 		p("- Journal check: not done (no database URL).\n")
 	}
@@ -320,7 +322,7 @@ func (rep *Report) Markdown() string {
 }
 
 // memoryMarkdown renders what the memory scenario measured.
-func memoryMarkdown(b *strings.Builder, m *MemoryResult) {
+func memoryMarkdown(b *strings.Builder, m *memoryResult) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("\nMemory: %d live reservations (one UTXO each), made in %s, grew Redis and the journal by:\n\n",
 		m.Reservations, m.Took.Round(time.Millisecond))
@@ -338,7 +340,7 @@ func memoryMarkdown(b *strings.Builder, m *MemoryResult) {
 func mb(n int64) float64 { return float64(n) / bytesPerMB }
 
 // opOrder lists the operations of r in a stable, readable order.
-func opOrder(r *Result) []string {
+func opOrder(r *scenarioResult) []string {
 	known := []string{opFloor, opReserve, opReserveSvc, opRelease, opSpend, opSubmit, opPoll, opReservable, opList, opUpdate}
 	var out []string
 	for _, k := range known {
@@ -354,7 +356,7 @@ func opOrder(r *Result) []string {
 	return out
 }
 
-func (rep *Report) scenarioMarkdown(b *strings.Builder, r *Result) {
+func (rep *Report) scenarioMarkdown(b *strings.Builder, r *scenarioResult) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("\n### %s: %s\n\n", r.Name, r.Title)
 	if !r.measured() {
@@ -369,7 +371,7 @@ func (rep *Report) scenarioMarkdown(b *strings.Builder, r *Result) {
 	}
 	p("; %s measured: %d %ss, %.0f/s; %.0f requests/s.", r.Window.Round(time.Millisecond), r.Cycles, r.Unit, r.CycleRate(), r.RequestRate())
 	if r.CPU != nil {
-		p(" CPU busy: %.2f of %d cores", r.CPU.Machine, rep.CPUs)
+		p(" CPU busy: %.2f of %d cores", r.CPU.Machine, rep.cpus)
 		var parts []string
 		for _, g := range r.CPU.Groups {
 			if g.Cores >= 0.005 {
@@ -387,7 +389,7 @@ func (rep *Report) scenarioMarkdown(b *strings.Builder, r *Result) {
 	p("| operation | ok | refused | errors | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|---|\n")
 	for _, name := range opOrder(r) {
 		o := r.Ops[name]
-		s := Summarize(o.Latencies)
+		s := summarize(o.Latencies)
 		p("| %s | %d | %d | %d | %s | %s | %s | %s |\n", name, o.OK(), o.RejectedCount(), o.ErrorCount(), ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max))
 	}
 	for _, name := range opOrder(r) {

@@ -111,14 +111,14 @@ func (c *client) release(ctx context.Context, res *reservation, gs []*Grant, fro
 }
 
 // newResult starts the result of a scenario.
-func (r *runner) newResult(name, title string, clients int) *Result {
-	res := &Result{Name: name, Title: title, Clients: clients}
-	r.rep.Results = append(r.rep.Results, res)
+func (r *runner) newResult(name, title string, clients int) *scenarioResult {
+	res := &scenarioResult{Name: name, Title: title, Clients: clients}
+	r.rep.results = append(r.rep.results, res)
 	return res
 }
 
 // finish fills res from the merged outcomes and checks its grants.
-func (r *runner) finish(res *Result, rec *recorder, w window) {
+func (r *runner) finish(res *scenarioResult, rec *recorder, w window) {
 	res.Window, res.CPU, r.cpu = w.length(), r.cpu, nil
 	res.Ops = rec.ops
 	res.Cycles = rec.cycles
@@ -139,7 +139,7 @@ func (r *runner) scenarioFloor(ctx context.Context) error {
 	r.log.Info("scenario e: floor", "clients", clientsE, "duration", r.o.Duration)
 	rec, w := r.closedLoop(ctx, clientsE, func(ctx context.Context, c *client) bool {
 		t0 := time.Now()
-		a, err := r.floor.call(ctx, http.MethodPost, FloorPath, nil)
+		a, err := r.floor.call(ctx, http.MethodPost, floorPath, nil)
 		if c.rec.answered(opFloor, t0, time.Since(t0), a, err, http.StatusCreated) {
 			c.rec.cycle(t0)
 		}

@@ -110,7 +110,7 @@ func TestSmokeEveryScenario(t *testing.T) {
 	}
 	md := rep.Markdown()
 	for _, name := range Scenarios {
-		r := rep.Result(name)
+		r := rep.result(name)
 		if !r.measured() || r.Cycles+r.Grants == 0 {
 			t.Errorf("scenario %s did not run: %+v", name, r)
 			continue
@@ -122,10 +122,10 @@ func TestSmokeEveryScenario(t *testing.T) {
 			t.Errorf("scenario %s: %d errors", name, n)
 		}
 	}
-	if !rep.JournalChecked || rep.JournalRows == 0 {
-		t.Errorf("journal checked %v, %d rows", rep.JournalChecked, rep.JournalRows)
+	if !rep.journalChecked || rep.journalRows == 0 {
+		t.Errorf("journal checked %v, %d rows", rep.journalChecked, rep.journalRows)
 	}
-	if c := rep.Result("c"); c != nil && c.Op(opReservable).OK() == 0 {
+	if c := rep.result("c"); c != nil && c.Op(opReservable).OK() == 0 {
 		t.Errorf("no submit -> reservable latency measured")
 	}
 	if m := rep.memory(); m == nil || m.Reservations != 200 || m.RedisAfter == 0 || m.JournalAfter <= m.JournalBefore {
@@ -143,10 +143,10 @@ func TestSmokeEveryScenario(t *testing.T) {
 
 	// Forge a second reservation of a UTXO of the memory scenario, made
 	// 10 ms after the first (which ended when its pool was retired, later).
-	pool := rep.Result("memory").Pools[0]
-	rows, err := ReadJournal(ctx, target.DatabaseURL, []int64{pool})
+	pool := rep.result("memory").Pools[0]
+	rows, err := readJournal(ctx, target.DatabaseURL, []int64{pool})
 	if err != nil || len(rows) != 200 {
-		t.Fatalf("ReadJournal: %d rows, %v", len(rows), err)
+		t.Fatalf("readJournal: %d rows, %v", len(rows), err)
 	}
 	victim := rows[0]
 	store, err := storage.Open(ctx, target.DatabaseURL)
@@ -159,15 +159,15 @@ func TestSmokeEveryScenario(t *testing.T) {
 	if err := store.RecordReservation(ctx, forged); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = ReadJournal(ctx, target.DatabaseURL, []int64{pool})
+	rows, err = readJournal(ctx, target.DatabaseURL, []int64{pool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dups := CheckJournal(rows, DefaultJournalTolerance)
+	dups := CheckJournal(rows, journalTolerance)
 	if len(dups) != 1 || !strings.Contains(dups[0].B, forged.ID) || dups[0].Hash != victim.Hashes[0] {
 		for _, r := range rows {
 			if r.Hashes[0] == victim.Hashes[0] {
-				t.Logf("%+v end %s", r, r.End())
+				t.Logf("%+v end %s", r, r.end())
 			}
 		}
 		t.Errorf("CheckJournal after forging = %v, want the forged row", dups)

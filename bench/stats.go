@@ -8,8 +8,8 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Summary describes a set of latencies.
-type Summary struct {
+// latencySummary describes a set of latencies.
+type latencySummary struct {
 	Count                int
 	Mean, P50, P99, P999 time.Duration
 	Min, Max             time.Duration
@@ -23,16 +23,16 @@ const (
 	latencyDigits = 3
 )
 
-// Summarize returns the summary of ds: count, mean, minimum and maximum
+// summarize returns the summary of ds: count, mean, minimum and maximum
 // exact, the percentiles by the nearest-rank method (the smallest value at
 // least a fraction q of the values are not above) read from an HdrHistogram.
-func Summarize(ds []time.Duration) Summary {
+func summarize(ds []time.Duration) latencySummary {
 	if len(ds) == 0 {
-		return Summary{}
+		return latencySummary{}
 	}
 	h := hdrhistogram.New(1, maxLatency.Microseconds(), latencyDigits)
 	var sum time.Duration
-	s := Summary{Count: len(ds), Min: ds[0], Max: ds[0]}
+	s := latencySummary{Count: len(ds), Min: ds[0], Max: ds[0]}
 	for _, d := range ds {
 		sum += d
 		s.Min, s.Max = min(s.Min, d), max(s.Max, d)
@@ -47,8 +47,8 @@ func Summarize(ds []time.Duration) Summary {
 	return s
 }
 
-// OpStats are the outcomes of one kind of request in one scenario.
-type OpStats struct {
+// opStats are the outcomes of one kind of request in one scenario.
+type opStats struct {
 	// Latencies of the successful requests.
 	Latencies []time.Duration
 	// Rejected counts expected refusals by reason (409 no_utxo_available,
@@ -59,18 +59,18 @@ type OpStats struct {
 }
 
 // OK is the number of successful requests.
-func (o *OpStats) OK() int { return len(o.Latencies) }
+func (o *opStats) OK() int { return len(o.Latencies) }
 
 // ErrorCount is the number of failed requests.
-func (o *OpStats) ErrorCount() int { return sum(o.Errors) }
+func (o *opStats) ErrorCount() int { return sum(o.Errors) }
 
 // RejectedCount is the number of expected refusals.
-func (o *OpStats) RejectedCount() int { return sum(o.Rejected) }
+func (o *opStats) RejectedCount() int { return sum(o.Rejected) }
 
 // Total is every request counted, whatever its outcome.
-func (o *OpStats) Total() int { return o.OK() + o.ErrorCount() + o.RejectedCount() }
+func (o *opStats) Total() int { return o.OK() + o.ErrorCount() + o.RejectedCount() }
 
-func (o *OpStats) merge(p *OpStats) {
+func (o *opStats) merge(p *opStats) {
 	o.Latencies = append(o.Latencies, p.Latencies...)
 	o.Rejected = mergeCounts(o.Rejected, p.Rejected)
 	o.Errors = mergeCounts(o.Errors, p.Errors)
@@ -122,23 +122,23 @@ func topReasons(m map[string]int, k int) []string {
 // grants always are: every grant takes part in the duplicate checks.
 type recorder struct {
 	from, until time.Time
-	ops         map[string]*OpStats
+	ops         map[string]*opStats
 	grants      []*Grant
 	cycles      int
 }
 
 func newRecorder(from, until time.Time) *recorder {
-	return &recorder{from: from, until: until, ops: map[string]*OpStats{}}
+	return &recorder{from: from, until: until, ops: map[string]*opStats{}}
 }
 
 func (r *recorder) counts(start time.Time) bool {
 	return !start.Before(r.from) && start.Before(r.until)
 }
 
-func (r *recorder) op(name string) *OpStats {
+func (r *recorder) op(name string) *opStats {
 	o := r.ops[name]
 	if o == nil {
-		o = &OpStats{}
+		o = &opStats{}
 		r.ops[name] = o
 	}
 	return o

@@ -22,33 +22,33 @@ func near(got, want time.Duration) bool {
 func TestSummarizeNearestRank(t *testing.T) {
 	ds := msList(1, 1000)
 	ds[0], ds[999], ds[500] = ds[999], ds[500], ds[0] // in any order
-	s := Summarize(ds)
+	s := summarize(ds)
 	if s.Count != 1000 || s.Mean != 500500*time.Microsecond || s.Min != time.Millisecond || s.Max != time.Second {
-		t.Errorf("Summarize(1..1000 ms) = %+v: count, mean, min or max not exact", s)
+		t.Errorf("summarize(1..1000 ms) = %+v: count, mean, min or max not exact", s)
 	}
 	for _, c := range []struct {
 		got, want time.Duration
 	}{{s.P50, 500 * time.Millisecond}, {s.P99, 990 * time.Millisecond}, {s.P999, 999 * time.Millisecond}} {
 		if !near(c.got, c.want) {
-			t.Errorf("Summarize(1..1000 ms) = %+v: %s, want %s within 0.1%%", s, c.got, c.want)
+			t.Errorf("summarize(1..1000 ms) = %+v: %s, want %s within 0.1%%", s, c.got, c.want)
 		}
 	}
-	if got := Summarize(nil); got != (Summary{}) {
-		t.Errorf("Summarize(nil) = %+v, want zero", got)
+	if got := summarize(nil); got != (latencySummary{}) {
+		t.Errorf("summarize(nil) = %+v, want zero", got)
 	}
 }
 
 func TestPercentileOfFewValuesIsTheLargestForHighQuantiles(t *testing.T) {
-	s := Summarize(msList(1, 10))
+	s := summarize(msList(1, 10))
 	if !near(s.P50, 5*time.Millisecond) || s.P99 != 10*time.Millisecond || s.P999 != 10*time.Millisecond {
-		t.Errorf("Summarize(1..10 ms) = %+v, want p50 5 ms, p99 and p99.9 10 ms", s)
+		t.Errorf("summarize(1..10 ms) = %+v, want p50 5 ms, p99 and p99.9 10 ms", s)
 	}
-	if s := Summarize([]time.Duration{7 * time.Millisecond}); s.P50 != 7*time.Millisecond || s.P999 != 7*time.Millisecond {
-		t.Errorf("Summarize of one value = %+v", s)
+	if s := summarize([]time.Duration{7 * time.Millisecond}); s.P50 != 7*time.Millisecond || s.P999 != 7*time.Millisecond {
+		t.Errorf("summarize of one value = %+v", s)
 	}
 	// Latencies beyond the histogram's range are counted at its top.
-	if s := Summarize([]time.Duration{time.Hour, time.Hour}); s.Max != time.Hour || s.P99 < maxLatency/2 {
-		t.Errorf("Summarize of hours = %+v", s)
+	if s := summarize([]time.Duration{time.Hour, time.Hour}); s.Max != time.Hour || s.P99 < maxLatency/2 {
+		t.Errorf("summarize of hours = %+v", s)
 	}
 }
 
@@ -73,7 +73,7 @@ func TestRecorderCountsOnlyItsWindowButKeepsEveryGrant(t *testing.T) {
 	other.grant(&Grant{Hash: "h2"})
 	r.merge(other)
 
-	res := &Result{Window: time.Second, Ops: r.ops, Cycles: r.cycles}
+	res := &scenarioResult{Window: time.Second, Ops: r.ops, Cycles: r.cycles}
 	if got := r.ops["reserve"].Latencies; len(got) != 3 {
 		t.Errorf("reserve latencies %v, want the 3 in the window", got)
 	}
@@ -106,15 +106,15 @@ func TestGoalsJudgeTheTargets(t *testing.T) {
 		return out
 	}
 	wins := 0.9
-	rep := &Report{JournalChecked: true, JournalRows: 10, Results: []*Result{
-		{Name: "e", Window: time.Second, Ops: map[string]*OpStats{opFloor: {Latencies: lat(time.Millisecond, 1000)}}},
-		{Name: "a", Window: time.Second, Pools: []int64{1}, Grants: 300, Ops: map[string]*OpStats{
+	rep := &Report{journalChecked: true, journalRows: 10, results: []*scenarioResult{
+		{Name: "e", Window: time.Second, Ops: map[string]*opStats{opFloor: {Latencies: lat(time.Millisecond, 1000)}}},
+		{Name: "a", Window: time.Second, Pools: []int64{1}, Grants: 300, Ops: map[string]*opStats{
 			opReserve: {Latencies: lat(time.Millisecond, 300)}, opRelease: {Latencies: lat(time.Millisecond, 300)}}},
-		{Name: "half", Window: time.Second, Rate: 150, Ops: map[string]*OpStats{opReserve: {Latencies: lat(6*time.Millisecond, 100)}}},
-		{Name: "c", Window: time.Second, Ops: map[string]*OpStats{opReservable: {Latencies: lat(30*time.Millisecond, 50)}}},
-		{Name: "d", Window: time.Second, Cycles: 2500, LegacyWins: &wins, Ops: map[string]*OpStats{opUpdate: {Latencies: lat(time.Millisecond, 10)}}},
+		{Name: "half", Window: time.Second, Rate: 150, Ops: map[string]*opStats{opReserve: {Latencies: lat(6*time.Millisecond, 100)}}},
+		{Name: "c", Window: time.Second, Ops: map[string]*opStats{opReservable: {Latencies: lat(30*time.Millisecond, 50)}}},
+		{Name: "d", Window: time.Second, Cycles: 2500, LegacyWins: &wins, Ops: map[string]*opStats{opUpdate: {Latencies: lat(time.Millisecond, 10)}}},
 	}}
-	goals := rep.Goals()
+	goals := rep.goals()
 	want := []string{statusMet, statusNotMet, statusMet, statusMet, statusMet, statusNotMeasured}
 	if len(goals) != len(want) {
 		t.Fatalf("%d goals, want %d", len(goals), len(want))
@@ -125,11 +125,11 @@ func TestGoalsJudgeTheTargets(t *testing.T) {
 		}
 	}
 	wins = 0.5 // too few picks won
-	if g := rep.Goals()[3]; g.Status != statusNotMet {
+	if g := rep.goals()[3]; g.Status != statusNotMet {
 		t.Errorf("legacy flow with half of the picks won: %s, want not met", g.Status)
 	}
-	rep.Results[1].JournalDuplicates = []Duplicate{{Source: "journal"}}
-	if g := rep.Goals()[4]; g.Status != statusNotMet {
+	rep.results[1].JournalDuplicates = []Duplicate{{Source: "journal"}}
+	if g := rep.goals()[4]; g.Status != statusNotMet {
 		t.Errorf("a journal duplicate: %s, want not met", g.Status)
 	}
 }

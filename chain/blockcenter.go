@@ -10,8 +10,8 @@ import (
 	"strconv"
 )
 
-// BlockcenterPrefix is the path prefix used when a blockcenter base URL has none.
-const BlockcenterPrefix = "/api/v1/btm"
+// blockcenterPrefix is the path prefix used when a blockcenter base URL has none.
+const blockcenterPrefix = "/api/v1/btm"
 
 // Blockcenter reads a blockcenter v1 wallet server. It implements Source.
 type Blockcenter struct {
@@ -24,10 +24,10 @@ var (
 )
 
 // NewBlockcenter returns a client of the blockcenter at baseURL. A base URL
-// without a path gets BlockcenterPrefix.
+// without a path gets blockcenterPrefix.
 func NewBlockcenter(baseURL string, opts ...Option) *Blockcenter {
 	if u, err := url.Parse(baseURL); err == nil && (u.Path == "" || u.Path == "/") {
-		u.Path = BlockcenterPrefix
+		u.Path = blockcenterPrefix
 		baseURL = u.String()
 	}
 	return &Blockcenter{t: newTransport("blockcenter", baseURL, newConfig(opts))}
@@ -106,7 +106,7 @@ type bcListRequest struct {
 // ListUTXOs returns every UTXO of the filter, following all pages. It advances
 // by the number of items received and trusts the limit the server echoes, so a
 // server capping the page size is still read to the end. A repeated page or
-// more than 10,000 pages is ErrPaging. UTXOs are Confirmed only when
+// more than 10,000 pages is an error. UTXOs are Confirmed only when
 // f.Unconfirmed is false (blockcenter does not report it per UTXO).
 func (b *Blockcenter) ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error) {
 	const path = "/q/list-utxos"
@@ -122,7 +122,7 @@ func (b *Blockcenter) ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error) {
 	)
 	for page := 0; ; page++ {
 		if page >= maxPages {
-			return nil, fmt.Errorf("%w: blockcenter %s: more than %d pages", ErrPaging, path, maxPages)
+			return nil, fmt.Errorf("%w: blockcenter %s: more than %d pages", errPaging, path, maxPages)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -134,7 +134,7 @@ func (b *Blockcenter) ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error) {
 		}
 		items := res.Data
 		if page > 0 && len(items) > 0 && samePage(items, previous) {
-			return nil, fmt.Errorf("%w: blockcenter %s: page at start=%d repeats the previous one", ErrPaging, path, start)
+			return nil, fmt.Errorf("%w: blockcenter %s: page at start=%d repeats the previous one", errPaging, path, start)
 		}
 		for _, it := range items {
 			if it.Hash == "" {

@@ -96,7 +96,7 @@ func cmpOr(a, b string) string {
 // ChainStatus returns the tip: /get-block-count (the height of the best
 // block), then the hash of that block.
 func (b *Bytomd) ChainStatus(ctx context.Context) (Status, error) {
-	h, err := b.BlockCount(ctx)
+	h, err := b.blockCount(ctx)
 	if err != nil {
 		return Status{}, err
 	}
@@ -107,9 +107,9 @@ func (b *Bytomd) ChainStatus(ctx context.Context) (Status, error) {
 	return Status{Height: blk.Height, BlockHash: blk.Hash}, nil
 }
 
-// BlockCount returns the height of the node's best block (/get-block-count;
+// blockCount returns the height of the node's best block (/get-block-count;
 // despite its name, the genesis block 0 is not counted).
-func (b *Bytomd) BlockCount(ctx context.Context) (uint64, error) {
+func (b *Bytomd) blockCount(ctx context.Context) (uint64, error) {
 	var out struct {
 		BlockCount *flexUint `json:"block_count"`
 	}
@@ -202,7 +202,7 @@ func (b *Bytomd) GetBlock(ctx context.Context, height uint64) (*Block, error) {
 	err := b.call(ctx, path, map[string]uint64{"block_height": height}, &x)
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
-		if n, cerr := b.BlockCount(ctx); cerr == nil && height > n {
+		if n, cerr := b.blockCount(ctx); cerr == nil && height > n {
 			return nil, fmt.Errorf("%w: %w", ErrBlockNotFound, apiErr)
 		}
 	}
@@ -261,7 +261,7 @@ func (b *Bytomd) GetTransaction(ctx context.Context, txID string) (*Tx, error) {
 	if !errors.Is(err, ErrTxNotFound) {
 		return tx, err
 	}
-	tip, err := b.BlockCount(ctx)
+	tip, err := b.blockCount(ctx)
 	if err != nil {
 		return nil, err
 	}

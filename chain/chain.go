@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// DefaultTimeout bounds every call a client makes when the caller's context has
+// defaultTimeout bounds every call a client makes when the caller's context has
 // no earlier deadline.
-const DefaultTimeout = 10 * time.Second
+const defaultTimeout = 10 * time.Second
 
 // Sentinel errors returned by every client.
 var (
@@ -132,27 +132,16 @@ type Lister interface {
 	ListUTXOs(ctx context.Context, f Filter) ([]UTXO, error)
 }
 
-// BlockSource is implemented by sources that serve whole blocks (bytomd).
-// Height 0 is the genesis block.
-type BlockSource interface {
-	// GetBlock returns the block at height or ErrBlockNotFound.
+// Indexer is a source the syncer indexes itself, block by block, with the
+// mempool on top (bytomd): it needs no wallet and sees every program.
+type Indexer interface {
+	Source
+	// GetBlock returns the block at height (0 is the genesis block) or
+	// ErrBlockNotFound.
 	GetBlock(ctx context.Context, height uint64) (*Block, error)
-}
-
-// MempoolSource is implemented by sources that list the transactions waiting
-// in the mempool (bytomd).
-type MempoolSource interface {
 	// Mempool returns the ids of the transactions in the mempool.
 	Mempool(ctx context.Context) ([]string, error)
 	// MempoolTx returns a transaction of the mempool, or ErrTxNotFound once
 	// it left it (mined or dropped).
 	MempoolTx(ctx context.Context, txID string) (*Tx, error)
-}
-
-// Indexer is a source the syncer indexes itself, block by block, with the
-// mempool on top (bytomd): it needs no wallet and sees every program.
-type Indexer interface {
-	Source
-	BlockSource
-	MempoolSource
 }

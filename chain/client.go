@@ -19,17 +19,17 @@ var (
 	// ErrBadResponse means a response could not be decoded (invalid JSON, body
 	// too large, missing fields).
 	ErrBadResponse = errors.New("chain: malformed response")
-	// ErrPaging means a paginated listing did not end: the server repeated a page
+	// errPaging means a paginated listing did not end: the server repeated a page
 	// (it ignores start) or returned more pages than any real pool has.
-	ErrPaging = errors.New("chain: paging did not end")
-	// ErrUnknownKind is returned by New for a kind other than blockcenter or bytomd.
-	ErrUnknownKind = errors.New("chain: unknown chain kind")
+	errPaging = errors.New("chain: paging did not end")
+	// errUnknownKind is returned by New for a kind other than blockcenter or bytomd.
+	errUnknownKind = errors.New("chain: unknown chain kind")
 )
 
 // Defaults of the client options.
 const (
-	DefaultPageSize  = 1000 // UTXOs asked for per blockcenter list-utxos page
-	DefaultScanDepth = 200  // blocks bytomd GetTransaction scans back from the tip
+	defaultPageSize  = 1000 // UTXOs asked for per blockcenter list-utxos page
+	defaultScanDepth = 200  // blocks bytomd GetTransaction scans back from the tip
 )
 
 const (
@@ -55,29 +55,29 @@ type config struct {
 // http.Client.
 func WithHTTPClient(c *http.Client) Option { return func(o *config) { o.client = c } }
 
-// WithTimeout bounds every HTTP request the client makes (default DefaultTimeout).
+// WithTimeout bounds every HTTP request the client makes (default 10s).
 // A paginated listing or a block scan applies it to each request; the caller's
 // context bounds the whole call.
 func WithTimeout(d time.Duration) Option { return func(o *config) { o.timeout = d } }
 
 // WithPageSize sets how many UTXOs a blockcenter client asks for per page
-// (default DefaultPageSize).
+// (default 1000).
 func WithPageSize(n int) Option { return func(o *config) { o.pageSize = n } }
 
 // WithScanDepth sets how many blocks back from the tip a bytomd client searches
-// for a transaction that is not in the mempool (default DefaultScanDepth).
+// for a transaction that is not in the mempool (default 200).
 func WithScanDepth(n int) Option { return func(o *config) { o.scanDepth = n } }
 
 func newConfig(opts []Option) config {
-	c := config{timeout: DefaultTimeout, pageSize: DefaultPageSize, scanDepth: DefaultScanDepth}
+	c := config{timeout: defaultTimeout, pageSize: defaultPageSize, scanDepth: defaultScanDepth}
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.timeout <= 0 {
-		c.timeout = DefaultTimeout
+		c.timeout = defaultTimeout
 	}
 	if c.pageSize <= 0 {
-		c.pageSize = DefaultPageSize
+		c.pageSize = defaultPageSize
 	}
 	if c.scanDepth < 0 {
 		c.scanDepth = 0
@@ -96,7 +96,7 @@ func New(kind, baseURL string, opts ...Option) (Source, error) {
 	case "bytomd":
 		return NewBytomd(baseURL, opts...), nil
 	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
+		return nil, fmt.Errorf("%w: %q", errUnknownKind, kind)
 	}
 }
 

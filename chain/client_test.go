@@ -165,7 +165,7 @@ func TestSlowServerHitsTimeout(t *testing.T) {
 }
 
 func TestDefaultHTTPClientHasTimeout(t *testing.T) {
-	if c := newConfig(nil); c.client.Timeout != DefaultTimeout || c.timeout != DefaultTimeout {
+	if c := newConfig(nil); c.client.Timeout != defaultTimeout || c.timeout != defaultTimeout {
 		t.Fatalf("default client timeout %v, call timeout %v", c.client.Timeout, c.timeout)
 	}
 	if c := newConfig([]Option{WithTimeout(3 * time.Second)}); c.client.Timeout != 3*time.Second {
@@ -242,8 +242,8 @@ func TestBlockcenterPagingLoopStops(t *testing.T) {
 	var reqs atomic.Int32
 	srv := pagingServer(t, 5000, 1000, true, &reqs)
 	_, err := NewBlockcenter(srv.URL).ListUTXOs(ctxT(t), Filter{Asset: testAsset, Program: testProgram})
-	if !errors.Is(err, ErrPaging) {
-		t.Fatalf("want ErrPaging, got %v", err)
+	if !errors.Is(err, errPaging) {
+		t.Fatalf("want errPaging, got %v", err)
 	}
 	if reqs.Load() != 2 {
 		t.Fatalf("%d requests, want 2", reqs.Load())
@@ -257,8 +257,8 @@ func TestBlockcenterPagingMaxPages(t *testing.T) {
 	var reqs atomic.Int32
 	srv := pagingServer(t, 1_000_000, 10, false, &reqs)
 	_, err := NewBlockcenter(srv.URL, WithPageSize(10)).ListUTXOs(ctxT(t), Filter{Asset: testAsset, Program: testProgram})
-	if !errors.Is(err, ErrPaging) {
-		t.Fatalf("want ErrPaging, got %v", err)
+	if !errors.Is(err, errPaging) {
+		t.Fatalf("want errPaging, got %v", err)
 	}
 	if reqs.Load() != 5 {
 		t.Fatalf("%d requests, want 5", reqs.Load())
@@ -335,7 +335,7 @@ func TestNew(t *testing.T) {
 	} else if _, ok := s.(*Bytomd); !ok {
 		t.Fatalf("bytomd: got %T", s)
 	}
-	if _, err := New("ethereum", "http://127.0.0.1:1"); !errors.Is(err, ErrUnknownKind) {
+	if _, err := New("ethereum", "http://127.0.0.1:1"); !errors.Is(err, errUnknownKind) {
 		t.Fatalf("unknown kind: %v", err)
 	}
 }

@@ -270,7 +270,7 @@ func TestRecordedBlockCount(t *testing.T) {
 		"get-block-count-at-immature-listing.json": 99,
 		"get-block-count-at-immature-build.json":   125,
 	} {
-		if n, err := replayFiles(t, name).BlockCount(ctxT(t)); err != nil || n != want {
+		if n, err := replayFiles(t, name).blockCount(ctxT(t)); err != nil || n != want {
 			t.Errorf("%s: %d, %v; want %d", name, n, err, want)
 		}
 	}
@@ -341,7 +341,7 @@ func TestRecordedBlockErrors(t *testing.T) {
 	wantAPIError(t, err, "/get-block", http.StatusBadRequest, "BTM002", "Invalid request body: json: cannot unmarshal string "+
 		"into Go struct field BlockReq.block_height of type uint64: check request parameters for missing and/or incorrect values")
 
-	_, err = replayFiles(t).BlockCount(ctx)
+	_, err = replayFiles(t).blockCount(ctx)
 	wantAPIError(t, err, "/get-block-count", http.StatusInternalServerError, "BTM000", "Bytom API Error: not Found")
 }
 

@@ -196,21 +196,17 @@ func (c *Config) RedisAddrs() []string {
 	return out
 }
 
-// Check validates the named settings (by flag name) without connecting to
-// anything: addresses are host:port, URLs parse (names are not resolved),
-// durations and sizes are in range, the log level and format exist. fs, the
-// flag set the settings were bound to, tells a flag's value from a variable's.
-func (c *Config) Check(fs *pflag.FlagSet, names ...string) error {
-	return c.CheckWith(fs, nil, names...)
-}
-
 // Rule is a check of a setting's value that the config package cannot make
 // itself (a parser that lives with the code using the setting): it returns
 // what is wrong, or "".
 type Rule func(v any) string
 
-// CheckWith is Check that also applies rules, by flag name, to the settings
-// that pass the built-in checks.
+// CheckWith validates the named settings (by flag name) without connecting
+// to anything: addresses are host:port, URLs parse (names are not resolved),
+// durations and sizes are in range, the log level and format exist; then it
+// applies rules, by flag name, to the settings that pass those checks. fs,
+// the flag set the settings were bound to, tells a flag's value from a
+// variable's.
 func (c *Config) CheckWith(fs *pflag.FlagSet, rules map[string]Rule, names ...string) error {
 	v := reflect.ValueOf(c).Elem()
 	t := v.Type()

@@ -115,7 +115,7 @@ func TestCheck(t *testing.T) {
 	}
 	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	c.Bind(fs, all...)
-	if err := c.Check(fs, all...); err != nil {
+	if err := c.CheckWith(fs, nil, all...); err != nil {
 		t.Fatalf("the defaults: %v", err)
 	}
 	for _, bad := range []struct{ flag, value, want string }{
@@ -137,7 +137,7 @@ func TestCheck(t *testing.T) {
 		if err := fs.Parse([]string{"--" + bad.flag + "=" + bad.value}); err != nil {
 			t.Fatal(err)
 		}
-		err := c2.Check(fs, all...)
+		err := c2.CheckWith(fs, nil, all...)
 		if err == nil || !strings.Contains(err.Error(), bad.want) || strings.Contains(err.Error(), "hidden") {
 			t.Errorf("--%s=%s: %v, want %q", bad.flag, bad.value, err, bad.want)
 		}
@@ -145,7 +145,7 @@ func TestCheck(t *testing.T) {
 	for _, good := range []string{"127.0.0.1:6379", "redis://u:p@h:1/2", "rediss://h:1,h2:2", "redis+sentinel://s1,s2:5/mymaster"} {
 		c2 := c
 		c2.RedisURL = good
-		if err := c2.Check(fs, "redis-url"); err != nil {
+		if err := c2.CheckWith(fs, nil, "redis-url"); err != nil {
 			t.Errorf("%s: %v", good, err)
 		}
 	}

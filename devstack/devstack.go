@@ -42,8 +42,8 @@ var (
 	DemoAmounts = sim.DemoAmounts
 )
 
-// ErrAddrInUse is returned by Start when a listen address is taken.
-var ErrAddrInUse = errors.New("devstack: address already in use")
+// errAddrInUse is returned by Start when a listen address is taken.
+var errAddrInUse = errors.New("devstack: address already in use")
 
 // Options configure a Stack. The zero value is a stack on free loopback
 // ports with its database in a temporary directory.
@@ -140,7 +140,7 @@ func listen(addr, what string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		if isAddrInUse(err) {
-			return nil, fmt.Errorf("%w: %s listen address %s", ErrAddrInUse, what, addr)
+			return nil, fmt.Errorf("%w: %s listen address %s", errAddrInUse, what, addr)
 		}
 		return nil, fmt.Errorf("devstack: %s listen address %s: %w", what, addr, err)
 	}
@@ -208,7 +208,7 @@ func start(parent context.Context, o Options, apiLn, chainLn net.Listener) (*Sta
 		Store: store, Locks: locks, Chain: chain.NewBytomd(s.ChainURL), Rebuild: rebuilder,
 		Interval: o.SyncInterval, MaxBackoff: time.Minute, Log: o.Logger,
 	}.ForTerm(0)
-	if _, err := runner.Index.Pass(ctx); err != nil {
+	if err := runner.Index(ctx); err != nil {
 		return nil, err
 	}
 	if err := runner.Tick(ctx); err != nil {

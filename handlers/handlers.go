@@ -25,10 +25,10 @@ import (
 
 // Limits of a request.
 const (
-	// BodyLimit is the largest request body accepted.
-	BodyLimit = 64 << 10
-	// RequestTimeout bounds the storage and Redis work of one request.
-	RequestTimeout = 10 * time.Second
+	// bodyLimit is the largest request body accepted.
+	bodyLimit = 64 << 10
+	// requestTimeout bounds the storage and Redis work of one request.
+	requestTimeout = 10 * time.Second
 	// probeTimeout bounds each readiness check.
 	probeTimeout = 2 * time.Second
 )
@@ -118,7 +118,7 @@ func New(cfg Config) *fiber.App {
 
 	app := fiber.New(fiber.Config{
 		AppName:               "bufferd",
-		BodyLimit:             BodyLimit,
+		BodyLimit:             bodyLimit,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.errorHandler, // handleError, counted (metrics.go)
 		ReadTimeout:           30 * time.Second,
@@ -177,9 +177,9 @@ func requestID(c *fiber.Ctx) string {
 	return id
 }
 
-// reqContext is the context of a request's backend work, bounded by RequestTimeout.
+// reqContext is the context of a request's backend work, bounded by requestTimeout.
 func reqContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.UserContext(), RequestTimeout)
+	return context.WithTimeout(c.UserContext(), requestTimeout)
 }
 
 // accessLog logs every request once, after the error handler has written the answer.

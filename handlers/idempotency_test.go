@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-redsync/redsync/v4"
-	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/bufferd/bufferd/internal/testenv"
@@ -396,7 +394,7 @@ func TestIdempotencyKeySurvivesRedisLoss(t *testing.T) {
 	if got := reserveOn(t, f.app, heldBody, heldKey...); got.status != http.StatusServiceUnavailable {
 		t.Fatalf("before the rebuild: %d %s", got.status, got.body)
 	}
-	rb := syncer.Rebuilder{Store: f.store, Locks: f.locks, Mutexes: redsync.New(goredis.NewPool(rdb)), Prefix: f.prefix}
+	rb := syncer.NewRebuilder(f.store, f.locks, rdb, f.prefix, nil)
 	if rebuilt, err := rb.RebuildIfLost(ctx, p); err != nil || !rebuilt {
 		t.Fatalf("rebuild: %v %v", rebuilt, err)
 	}

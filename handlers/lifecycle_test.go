@@ -175,7 +175,7 @@ func TestPostgresUnreachable(t *testing.T) {
 			if json.Unmarshal(a.body, &e) != nil || a.status != http.StatusServiceUnavailable || e.Code != "unavailable" || a.retry == "" {
 				t.Errorf("%s: GET %s: %d Retry-After %q %s; want 503 unavailable with Retry-After", what, a.target, a.status, a.retry, a.body)
 			}
-			if a.took > RequestTimeout+5*time.Second {
+			if a.took > requestTimeout+5*time.Second {
 				t.Errorf("%s: GET %s took %v", what, a.target, a.took)
 			}
 		}

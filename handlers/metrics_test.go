@@ -221,7 +221,7 @@ func TestV1BodyTooLarge(t *testing.T) {
 	}
 	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(conn, "POST /v1/reservations HTTP/1.1\r\nHost: bufferd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"owner\":\"", BodyLimit+100); err != nil {
+	if _, err := fmt.Fprintf(conn, "POST /v1/reservations HTTP/1.1\r\nHost: bufferd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"owner\":\"", bodyLimit+100); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)

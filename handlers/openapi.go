@@ -49,9 +49,9 @@ var loadSpec = sync.OnceValues(func() (*apiSpec, error) {
 	return &apiSpec{doc: doc, json: js, html: page}, nil
 })
 
-// OpenAPI returns the API's OpenAPI 3 document, loaded and validated. Callers
+// openAPI returns the API's OpenAPI 3 document, loaded and validated. Callers
 // must not modify it.
-func OpenAPI() (*openapi3.T, error) {
+func openAPI() (*openapi3.T, error) {
 	sp, err := loadSpec()
 	if err != nil {
 		return nil, err

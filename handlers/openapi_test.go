@@ -40,7 +40,7 @@ type oaChecker struct {
 
 func newOAChecker(t *testing.T) *oaChecker {
 	t.Helper()
-	doc, err := OpenAPI()
+	doc, err := openAPI()
 	if err != nil {
 		t.Fatalf("openapi document: %v", err)
 	}
@@ -376,7 +376,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 			body: fmt.Sprintf(`{"asset":%q,"program":"53",%s}`, v1Asset, bad)})
 	}
 	// A valid body padded past the limit: the document allows it, the size does not.
-	c.send(app, exchange{method: "POST", target: "/v1/pools", body: v1Body + strings.Repeat(" ", BodyLimit), header: auth, status: 413, oversized: true})
+	c.send(app, exchange{method: "POST", target: "/v1/pools", body: v1Body + strings.Repeat(" ", bodyLimit), header: auth, status: 413, oversized: true})
 
 	c.send(app, exchange{method: "GET", target: "/v1/pools", status: 200})
 	c.send(app, exchange{method: "GET", target: fmt.Sprintf("/v1/pools/%d", pool.ID), status: 200})
@@ -462,7 +462,7 @@ func TestOpenAPIEveryRoute(t *testing.T) {
 	}
 	c.send(app, exchange{method: "POST", target: "/v1/reservations", body: idemBody, status: 400, invalid: true,
 		header: []string{"Idempotency-Key", strings.Repeat("k", 129)}})
-	c.send(app, exchange{method: "POST", target: "/v1/reservations", body: idemBody + strings.Repeat(" ", BodyLimit), status: 413, oversized: true})
+	c.send(app, exchange{method: "POST", target: "/v1/reservations", body: idemBody + strings.Repeat(" ", bodyLimit), status: 413, oversized: true})
 
 	// One reservation a client may make at once: 429 with Retry-After for the next.
 	limited := f.newApp(Config{RateLimit: 0.01, RateBurst: 1})

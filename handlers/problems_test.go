@@ -95,9 +95,9 @@ func TestProblemDetails(t *testing.T) {
 	// 413: refused before any route runs.
 	base := serve(t, f.app)
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/reservations", nil)
-	req.ContentLength = BodyLimit + 1
+	req.ContentLength = bodyLimit + 1
 	req.Header.Set("Content-Type", "application/json")
-	req.Body = io.NopCloser(strings.NewReader(strings.Repeat(" ", BodyLimit+1)))
+	req.Body = io.NopCloser(strings.NewReader(strings.Repeat(" ", bodyLimit+1)))
 	resp, err := http.DefaultClient.Do(req)
 	if err == nil {
 		b, _ := io.ReadAll(resp.Body)
@@ -114,7 +114,7 @@ func TestProblemDetails(t *testing.T) {
 // and title), and every code a response of the document names is one of them.
 func TestProblemCodesMatchSpec(t *testing.T) {
 	t.Parallel()
-	doc, err := OpenAPI()
+	doc, err := openAPI()
 	if err != nil {
 		t.Fatal(err)
 	}

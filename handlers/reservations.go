@@ -149,7 +149,7 @@ func (s *server) reserve(c *fiber.Ctx) error {
 		return s.apiBad(c, err)
 	}
 	// The wait comes on top of the usual bound of a request.
-	ctx, cancel := context.WithTimeout(c.UserContext(), RequestTimeout+req.Wait)
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout+req.Wait)
 	defer cancel()
 
 	var pool storage.Pool

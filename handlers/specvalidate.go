@@ -70,7 +70,7 @@ const reservationIDLen = 32
 // specOps is every operation of openapi.yaml by operationId, built once.
 var specOps = sync.OnceValue(func() map[string]*openapi3.Operation {
 	ops := map[string]*openapi3.Operation{}
-	doc, err := OpenAPI()
+	doc, err := openAPI()
 	if err != nil {
 		return ops // registerOpenAPI has already refused to start
 	}

@@ -28,7 +28,7 @@ func BenchmarkReserveValidation(b *testing.B) {
 		}
 	})
 	b.Run("openapi3filter", func(b *testing.B) {
-		doc, err := OpenAPI()
+		doc, err := openAPI()
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 // specReservationID checks id against openapi.yaml's ReservationID schema.
 func specReservationID(t testing.TB, id string) bool {
 	t.Helper()
-	doc, err := OpenAPI()
+	doc, err := openAPI()
 	if err != nil {
 		t.Fatal(err)
 	}

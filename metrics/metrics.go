@@ -208,30 +208,30 @@ var (
 	}, []string{"pool"})
 )
 
-// BuildInfo is 1, labelled with the version and revision of the binary and
+// buildInfo is 1, labelled with the version and revision of the binary and
 // the Go version that built it. Set it with SetBuildInfo.
-var BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+var buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "bufferd_build_info",
 	Help: "1, labelled with the version and VCS revision of the bufferd binary and the Go version that built it.",
 }, []string{"version", "revision", "goversion"})
 
 // SetBuildInfo makes bufferd_build_info the one series of these labels.
 func SetBuildInfo(version, revision, goVersion string) {
-	BuildInfo.Reset()
-	BuildInfo.WithLabelValues(version, revision, goVersion).Set(1)
+	buildInfo.Reset()
+	buildInfo.WithLabelValues(version, revision, goVersion).Set(1)
 }
 
 // Reasons of ChainErrors and kinds of SweepRepairs.
 var (
-	ChainErrorReasons = []string{"unreachable", "other_chain", "api_error", "bad_response"}
-	SweepKinds        = []string{"unsettled", "offered", "unoffered", "orphan_hold", "lost_release"}
+	chainErrorReasons = []string{"unreachable", "other_chain", "api_error", "bad_response"}
+	sweepKinds        = []string{"unsettled", "offered", "unoffered", "orphan_hold", "lost_release"}
 )
 
 func init() {
-	for _, r := range ChainErrorReasons {
+	for _, r := range chainErrorReasons {
 		ChainErrors.WithLabelValues(r)
 	}
-	for _, k := range SweepKinds {
+	for _, k := range sweepKinds {
 		SweepRepairs.WithLabelValues(k)
 	}
 	for _, o := range Outcomes {
@@ -252,19 +252,19 @@ func all() []prometheus.Collector {
 		ReservationOutcomes, FencingRejections, RedisRebuilds, RedisRebuildsRunning, RedisRebuildFailures, JournalDeferred, JournalDeferredDropped, JournalCommitDuration,
 		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
 		SyncStaleWrites, IndexBlocks, IndexBatchDuration, IndexReorgs, ChainTipHeight, ChainErrors, SweepRepairs,
-		PoolUTXOs, PoolOldestReservationAge, BuildInfo,
+		PoolUTXOs, PoolOldestReservationAge, buildInfo,
 	}
 }
 
 // Register adds every collector of the catalogue to reg (nil means
 // prometheus.DefaultRegisterer). Registering again is a no-op.
 func Register(reg prometheus.Registerer) error {
-	return RegisterCollectors(reg, all()...)
+	return registerCollectors(reg, all()...)
 }
 
-// RegisterCollectors adds cs to reg (nil means prometheus.DefaultRegisterer);
+// registerCollectors adds cs to reg (nil means prometheus.DefaultRegisterer);
 // a collector reg already has is skipped.
-func RegisterCollectors(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+func registerCollectors(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	if reg == nil {
 		reg = prometheus.DefaultRegisterer
 	}

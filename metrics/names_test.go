@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite names.txt")
 // have no series yet.
 func names(t *testing.T) []string {
 	t.Helper()
-	cs := append(all(), NewRedisPoolCollector(nil), collectors.NewDBStatsCollector(nil, "bufferd"))
+	cs := append(all(), newRedisPoolCollector(nil), collectors.NewDBStatsCollector(nil, "bufferd"))
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
 	var out []string
 	for _, c := range cs {
@@ -73,7 +73,7 @@ func TestBuildInfoIsOneSeries(t *testing.T) {
 	SetBuildInfo("v1", "abc", "go1.26")
 	SetBuildInfo("v2", "def", "go1.26")
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(BuildInfo)
+	reg.MustRegister(buildInfo)
 	families, err := reg.Gather()
 	if err != nil || len(families) != 1 || len(families[0].GetMetric()) != 1 {
 		t.Fatalf("build info: %v %v", families, err)

@@ -20,11 +20,11 @@ type redisPool struct {
 	conns, hits, misses, timeouts, stale *prometheus.Desc
 }
 
-// NewRedisPoolCollector returns a collector of c's connection pool:
+// newRedisPoolCollector returns a collector of c's connection pool:
 // bufferd_redis_pool_connections{state="total"|"idle"} and the counters
 // bufferd_redis_pool_hits_total, _misses_total, _timeouts_total and
 // _stale_connections_total.
-func NewRedisPoolCollector(c PoolStatser) prometheus.Collector {
+func newRedisPoolCollector(c PoolStatser) prometheus.Collector {
 	return &redisPool{
 		client: c,
 		conns: prometheus.NewDesc("bufferd_redis_pool_connections",
@@ -74,7 +74,7 @@ func RegisterPools(reg prometheus.Registerer, rdb PoolStatser, db *sql.DB) error
 	}
 	var cs []prometheus.Collector
 	if rdb != nil {
-		cs = append(cs, NewRedisPoolCollector(rdb))
+		cs = append(cs, newRedisPoolCollector(rdb))
 	}
 	if db != nil {
 		cs = append(cs, collectors.NewDBStatsCollector(db, "bufferd"))

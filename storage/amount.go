@@ -19,7 +19,7 @@ func (Amount) GormDataType() string { return "numeric" }
 
 // GormDBDataType is its column type on each dialect.
 func (Amount) GormDBDataType(db *gorm.DB, _ *schema.Field) string {
-	if db.Dialector.Name() == DialectSQLite {
+	if db.Dialector.Name() == dialectSQLite {
 		return "text"
 	}
 	return "numeric(20,0)"

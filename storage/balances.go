@@ -9,15 +9,15 @@ import (
 	"gorm.io/gorm"
 )
 
-// ErrAddressAssetRequired means a balance query lacked its address or asset;
+// errAddressAssetRequired means a balance query lacked its address or asset;
 // an empty filter never lists everyone's rows.
-var ErrAddressAssetRequired = errors.New("storage: address and asset are required")
+var errAddressAssetRequired = errors.New("storage: address and asset are required")
 
 // AddBalance stores a legacy update-balance row as pending.
 func (s *Store) AddBalance(ctx context.Context, b Balance) error {
 	b.Address, b.Asset, b.TxID = strings.TrimSpace(b.Address), strings.TrimSpace(b.Asset), strings.TrimSpace(b.TxID)
 	if b.Address == "" || b.Asset == "" {
-		return ErrAddressAssetRequired
+		return errAddressAssetRequired
 	}
 	t := now()
 	b.ID = 0
@@ -37,7 +37,7 @@ func (s *Store) AddBalance(ctx context.Context, b Balance) error {
 func (s *Store) ListBalances(ctx context.Context, address, asset string) ([]Balance, error) {
 	address, asset = strings.TrimSpace(address), strings.TrimSpace(asset)
 	if address == "" || asset == "" {
-		return nil, ErrAddressAssetRequired
+		return nil, errAddressAssetRequired
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -70,7 +70,7 @@ func (s *Store) SetBalanceState(ctx context.Context, ids []int64, state string, 
 	switch state {
 	case BalancePending, BalanceConfirmed, BalanceRejected, BalanceExpired:
 	default:
-		return fmt.Errorf("%w: unknown balance state %q", ErrInvalidArgument, state)
+		return fmt.Errorf("%w: unknown balance state %q", errInvalidArgument, state)
 	}
 	if len(ids) == 0 {
 		return nil

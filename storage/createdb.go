@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// ErrCannotCreateDatabase means the database of the URL does not exist and
+// errCannotCreateDatabase means the database of the URL does not exist and
 // bufferd may not create it; it is wrapped with what to run as a superuser.
-var ErrCannotCreateDatabase = errors.New("storage: the database does not exist and cannot be created")
+var errCannotCreateDatabase = errors.New("storage: the database does not exist and cannot be created")
 
 // maintenanceDatabases are where EnsureDatabase connects to run CREATE
 // DATABASE, in this order.
@@ -31,15 +31,14 @@ const (
 // does not exist yet, with the URL's credentials through a maintenance
 // database of the same server (postgres, else template1), and reports whether
 // it created it. The URL's role then owns it. When the role may not create
-// databases the error wraps ErrCannotCreateDatabase and gives the statement a
-// superuser should run. Concurrent calls are safe: one creates the database.
+// databases the error gives the statement a superuser should run. Concurrent calls are safe: one creates the database.
 func EnsureDatabase(ctx context.Context, databaseURL string) (created bool, err error) {
 	if !isPostgresURL(databaseURL) {
-		return false, fmt.Errorf("%w: migrations need a postgres:// URL", ErrBadURL)
+		return false, fmt.Errorf("%w: migrations need a postgres:// URL", errBadURL)
 	}
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrBadURL, err)
+		return false, fmt.Errorf("%w: %v", errBadURL, err)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -94,7 +93,7 @@ func cannotCreate(cfg *pgx.ConnConfig, cause error) error {
 	db, role := pgx.Identifier{cfg.Database}.Sanitize(), pgx.Identifier{cfg.User}.Sanitize()
 	return fmt.Errorf("%w: database %s is missing and role %s may not create it (%v); as a superuser, "+
 		"run CREATE DATABASE %s OWNER %s; (or ALTER ROLE %s CREATEDB;) and run bufferd migrate up again",
-		ErrCannotCreateDatabase, db, role, cause, db, role, role)
+		errCannotCreateDatabase, db, role, cause, db, role, role)
 }
 
 // hasPgCode reports whether err is a PostgreSQL error with one of codes.

@@ -15,7 +15,7 @@ import (
 func (s *Store) SaveCursor(ctx context.Context, c SyncCursor) error {
 	c.Job = strings.TrimSpace(c.Job)
 	if c.Job == "" || c.PoolID < 0 {
-		return fmt.Errorf("%w: cursor needs a job and a pool id >= 0", ErrInvalidArgument)
+		return fmt.Errorf("%w: cursor needs a job and a pool id >= 0", errInvalidArgument)
 	}
 	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
@@ -35,7 +35,7 @@ func (s *Store) SaveCursor(ctx context.Context, c SyncCursor) error {
 func (s *Store) saveCursorTx(tx *gorm.DB, c SyncCursor) error {
 	c.UpdatedAt = now()
 	if c.Epoch == 0 {
-		c.Epoch = s.Epoch()
+		c.Epoch = s.epoch()
 	}
 	if c.LastSuccess != nil {
 		t := dbTime(*c.LastSuccess)

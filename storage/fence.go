@@ -34,8 +34,8 @@ func (s *Store) Fenced(job string, epoch int64) *Store {
 	return &Store{db: s.db, dialect: s.dialect, stmts: s.stmts, fence: &termFence{job: job, epoch: epoch}}
 }
 
-// Epoch is the leadership epoch a fenced store writes for, 0 when unfenced.
-func (s *Store) Epoch() int64 {
+// epoch is the leadership epoch a fenced store writes for, 0 when unfenced.
+func (s *Store) epoch() int64 {
 	if s.fence == nil {
 		return 0
 	}
@@ -63,7 +63,7 @@ func (s *Store) checkFence(tx *gorm.DB) error {
 		return nil
 	}
 	q := `SELECT epoch FROM leader_terms WHERE job = ?`
-	if s.dialect == DialectPostgres {
+	if s.dialect == dialectPostgres {
 		q += ` FOR SHARE`
 	}
 	var epochs []int64

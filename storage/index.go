@@ -32,10 +32,10 @@ type IndexedOutput struct {
 	Height      int64  // its block, 0 while pending
 	ValidHeight int64  // the tip from which it may be spent (coinbase: height + 100)
 	State       string // StateAvailable, StateImmature for a coinbase output, or StateSpent
-	// SpentTx and SpentHeight are the spend of an output stored spent (a
+	// spentTx and spentHeight are the spend of an output stored spent (a
 	// later block of the same batch spent it).
-	SpentTx     string
-	SpentHeight int64
+	spentTx     string
+	spentHeight int64
 }
 
 // IndexedSpend is a pool's output a transaction spent.
@@ -96,7 +96,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, pools []int64, blocks []Indexed
 	}
 	for i, b := range blocks {
 		if b.Header.Hash == "" || (i > 0 && b.Header.Height != blocks[i-1].Header.Height+1) {
-			return nil, fmt.Errorf("%w: blocks must be consecutive and have hashes", ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: blocks must be consecutive and have hashes", errInvalidArgument)
 		}
 	}
 	ctx, cancel := s.writeContext(ctx)
@@ -123,9 +123,9 @@ func (s *Store) ApplyBlocks(ctx context.Context, pools []int64, blocks []Indexed
 		parts = append(parts, func(tx *gorm.DB) error { return recordHistory(tx, hist[r[0]:r[1]], histIOs[r[0]:r[1]]) })
 	}
 	moveCursors := func(tx *gorm.DB) error {
-		rows := make([]ChainBlock, len(blocks))
+		rows := make([]chainBlock, len(blocks))
 		for i, b := range blocks {
-			rows[i] = ChainBlock{Height: b.Header.Height, Hash: b.Header.Hash, PreviousHash: b.Header.PreviousHash}
+			rows[i] = chainBlock{Height: b.Header.Height, Hash: b.Header.Hash, PreviousHash: b.Header.PreviousHash}
 		}
 		if err := tx.Clauses(clause.OnConflict{UpdateAll: true}).CreateInBatches(&rows, batchSize).Error; err != nil {
 			return fmt.Errorf("remember blocks: %w", err)
@@ -140,7 +140,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, pools []int64, blocks []Indexed
 		}
 		return s.checkFence(tx)
 	}
-	if s.dialect != DialectPostgres {
+	if s.dialect != dialectPostgres {
 		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			for _, part := range parts {
 				if err := part(tx); err != nil {
@@ -190,7 +190,7 @@ func batchChanges(blocks []IndexedBlock) ([]IndexedOutput, []IndexedSpend) {
 	for _, b := range blocks {
 		for _, sp := range b.Spends {
 			if i, ok := index[sp.Hash]; ok && outs[i].PoolID == sp.PoolID {
-				outs[i].State, outs[i].SpentTx, outs[i].SpentHeight = StateSpent, sp.TxID, sp.Height
+				outs[i].State, outs[i].spentTx, outs[i].spentHeight = StateSpent, sp.TxID, sp.Height
 				continue
 			}
 			spends = append(spends, sp)
@@ -241,8 +241,8 @@ func upsertOutputs(tx *gorm.DB, outs []IndexedOutput, t time.Time) error {
 		chunk := outs[start:min(start+batchSize, len(outs))]
 		q, args := insertRows(`INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed, created_tx, spent_tx, created_at,
 			updated_at, height, valid_height, spent_height, spent_at)`, chunk, upsertConflict, func(o IndexedOutput) []any {
-			return []any{o.Hash, o.PoolID, o.Asset, Amount(o.Amount), o.State, o.Height > 0, o.TxID, o.SpentTx, t, t,
-				o.Height, o.ValidHeight, o.SpentHeight, spentAt(o, t)}
+			return []any{o.Hash, o.PoolID, o.Asset, Amount(o.Amount), o.State, o.Height > 0, o.TxID, o.spentTx, t, t,
+				o.Height, o.ValidHeight, o.spentHeight, spentAt(o, t)}
 		})
 		if err := tx.Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("store outputs: %w", err)
@@ -280,8 +280,8 @@ func upsertOutputsPG(tx *gorm.DB, pg pgConn, outs []IndexedOutput, t time.Time) 
 	pool, height, valid, spentHeight := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, o := range outs {
 		hash[i], asset[i], amount[i], state[i], txID[i], spentTx[i] =
-			o.Hash, o.Asset, strconv.FormatUint(o.Amount, 10), o.State, o.TxID, o.SpentTx
-		pool[i], height[i], valid[i], spentHeight[i] = o.PoolID, o.Height, o.ValidHeight, o.SpentHeight
+			o.Hash, o.Asset, strconv.FormatUint(o.Amount, 10), o.State, o.TxID, o.spentTx
+		pool[i], height[i], valid[i], spentHeight[i] = o.PoolID, o.Height, o.ValidHeight, o.spentHeight
 	}
 	_, err := pg.ExecContext(tx.Statement.Context, `INSERT INTO utxos (hash, pool_id, asset, amount, state, confirmed,
 			created_tx, spent_tx, created_at, updated_at, height, valid_height, spent_height, spent_at)
@@ -355,7 +355,7 @@ func recordHistory(tx *gorm.DB, rows []Transaction, ios [][2][]TxIO) error {
 		}
 		return recordHistoryPG(tx, pg, rows, ios)
 	}
-	var addrs []TransactionAddress
+	var addrs []transactionAddress
 	for start := 0; start < len(rows); start += batchSize {
 		chunk := rows[start:min(start+batchSize, len(rows))]
 		// A transaction is recorded once per pool: a block is applied once,
@@ -386,7 +386,7 @@ func recordHistory(tx *gorm.DB, rows []Transaction, ios [][2][]TxIO) error {
 				for _, io := range side {
 					if io.Address != "" && !seen[io.Address] {
 						seen[io.Address] = true
-						addrs = append(addrs, TransactionAddress{TransactionID: id.ID, Address: io.Address})
+						addrs = append(addrs, transactionAddress{TransactionID: id.ID, Address: io.Address})
 					}
 				}
 			}
@@ -395,7 +395,7 @@ func recordHistory(tx *gorm.DB, rows []Transaction, ios [][2][]TxIO) error {
 	for start := 0; start < len(addrs); start += batchSize {
 		chunk := addrs[start:min(start+batchSize, len(addrs))]
 		q, args := insertRows(`INSERT INTO transaction_addresses (transaction_id, address)`, chunk, `ON CONFLICT DO NOTHING`,
-			func(a TransactionAddress) []any { return []any{a.TransactionID, a.Address} })
+			func(a transactionAddress) []any { return []any{a.TransactionID, a.Address} })
 		if err := tx.Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("record addresses: %w", err)
 		}
@@ -472,7 +472,7 @@ func nonNil(ios []TxIO) []TxIO {
 func (s *Store) IndexedHashes(ctx context.Context, from, to int64) (map[int64]string, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	var rows []ChainBlock
+	var rows []chainBlock
 	err := s.db.WithContext(ctx).Where("height BETWEEN ? AND ?", from, to).Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("storage: indexed blocks: %w", err)
@@ -545,7 +545,7 @@ func (s *Store) SetGenesis(ctx context.Context, hash string) error {
 	ctx, cancel := s.writeContext(ctx)
 	defer cancel()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&ChainBlock{Height: 0, Hash: hash}).Error; err != nil {
+		if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&chainBlock{Height: 0, Hash: hash}).Error; err != nil {
 			return err
 		}
 		return s.checkFence(tx)
@@ -599,7 +599,7 @@ func (s *Store) RollbackIndex(ctx context.Context, fork int64, forkHash string) 
 		// on another branch.
 		res := tx.Exec(`UPDATE sync_cursors SET height = ?, block_hash = ?, updated_at = ?, epoch = ?
 			WHERE job = ? AND (height > ? OR (height = ? AND block_hash <> ? AND ? <> '')) AND epoch <= ?`,
-			fork, forkHash, t, s.Epoch(), JobIndex, fork, fork, forkHash, forkHash, s.Epoch())
+			fork, forkHash, t, s.epoch(), JobIndex, fork, fork, forkHash, forkHash, s.epoch())
 		if res.Error != nil {
 			return res.Error
 		}
@@ -650,7 +650,7 @@ func (s *Store) ChangeUTXOs(ctx context.Context, outs []IndexedOutput, changes [
 	}
 	for _, c := range changes {
 		if !validUTXOState(c.State) {
-			return fmt.Errorf("%w: unknown utxo state %q", ErrInvalidArgument, c.State)
+			return fmt.Errorf("%w: unknown utxo state %q", errInvalidArgument, c.State)
 		}
 	}
 	ctx, cancel := s.writeContext(ctx)

@@ -18,15 +18,15 @@ import (
 	"github.com/bufferd/bufferd/metrics"
 )
 
-// ErrJournalClosed means the journal was closed before the write was queued.
-var ErrJournalClosed = errors.New("storage: journal closed")
+// errJournalClosed means the journal was closed before the write was queued.
+var errJournalClosed = errors.New("storage: journal closed")
 
 // Journal defaults.
 const (
-	// DefaultJournalBatch is how many writes one journal transaction carries at most.
-	DefaultJournalBatch = 256
-	// DefaultJournalTimeout bounds one journal transaction.
-	DefaultJournalTimeout = 10 * time.Second
+	// defaultJournalBatch is how many writes one journal transaction carries at most.
+	defaultJournalBatch = 256
+	// defaultJournalTimeout bounds one journal transaction.
+	defaultJournalTimeout = 10 * time.Second
 )
 
 // recordChunk bounds the rows of one multi-row reservations INSERT.
@@ -37,9 +37,7 @@ const lookupChunk = 5000
 
 // JournalOptions configure a Journal.
 type JournalOptions struct {
-	// MaxBatch caps the writes committed in one transaction; 0 means DefaultJournalBatch.
-	MaxBatch int
-	// Timeout bounds one transaction; 0 means DefaultJournalTimeout.
+	// Timeout bounds one transaction; 0 means 10s.
 	Timeout time.Duration
 }
 
@@ -56,8 +54,8 @@ type JournalOptions struct {
 // Each call waits until its write committed or failed, or until its context
 // ends: then it returns ctx.Err(), and the write may still commit (a write
 // whose context ended before its batch started is dropped). Errors wrap
-// ErrStaleFence, ErrNotLive, ErrNotFound, ErrInvalidArgument or
-// ErrJournalClosed where they apply.
+// ErrStaleFence, ErrNotLive or ErrNotFound where they apply; a write
+// queued after Close fails.
 type Journal struct {
 	store    *Store
 	maxBatch int
@@ -84,7 +82,7 @@ type journalWrite struct {
 	record *Reservation      // a new reservation, granted in the pool's Redis load load, or
 	load   string            //
 	id     string            // the reservation to update
-	change ReservationUpdate // and how
+	change reservationUpdate // and how
 	err    chan error        // capacity 1: the outcome, or
 	// for a deferred write (nobody waits): retried until it applies, is
 	// refused, or until giveUp.
@@ -96,13 +94,16 @@ type journalWrite struct {
 
 // NewJournal starts a journal writing to s. Close it to flush and stop it.
 func NewJournal(s *Store, opts JournalOptions) *Journal {
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = DefaultJournalBatch
-	}
+	return newJournal(s, opts, defaultJournalBatch)
+}
+
+// newJournal starts a journal that commits at most maxBatch writes in one
+// transaction.
+func newJournal(s *Store, opts JournalOptions, maxBatch int) *Journal {
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultJournalTimeout
+		opts.Timeout = defaultJournalTimeout
 	}
-	j := &Journal{store: s, maxBatch: opts.MaxBatch, timeout: opts.Timeout}
+	j := &Journal{store: s, maxBatch: maxBatch, timeout: opts.Timeout}
 	for i := range j.writers {
 		w := &journalWriter{wake: make(chan struct{}, 1), done: make(chan struct{})}
 		if i == 1 {
@@ -130,7 +131,7 @@ var _ lockmgr.Journal = (*Journal)(nil)
 // ErrStaleFence, an idempotency key another one has with an error wrapping
 // lockmgr.ErrKeyTaken.
 func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
-	row := JournalRow(r)
+	row := journalRow(r)
 	if _, err := prepareRecord(&row); err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func (j *Journal) Record(ctx context.Context, r *lockmgr.Reservation) error {
 }
 
 // Update writes a changed reservation (state, expiry, tx id, fence) with the
-// semantics of Store.UpdateReservation: the row must be live, in one of the
+// semantics of Store.updateReservation: the row must be live, in one of the
 // states from (any live one when empty), with a fence no newer than r.Fence.
 // A row that ended fails wrapping lockmgr.ErrEnded, a live row in another
 // state wrapping lockmgr.ErrNotHeld.
@@ -176,13 +177,13 @@ func (j *Journal) UpdateLater(r *lockmgr.Reservation, from ...string) {
 }
 
 // updateOf is the journal write of a change of r.
-func updateOf(r *lockmgr.Reservation, from []string) ReservationUpdate {
-	return ReservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
+func updateOf(r *lockmgr.Reservation, from []string) reservationUpdate {
+	return reservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
 }
 
 // deferWrite queues change of r for the deferred writer, retried until a
 // while past r's expiry.
-func (j *Journal) deferWrite(r *lockmgr.Reservation, change ReservationUpdate) {
+func (j *Journal) deferWrite(r *lockmgr.Reservation, change reservationUpdate) {
 	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
 		giveUp: r.ExpiresAt.Add(deferredGrace), change: change}
 	j.deferred.add(1)
@@ -196,8 +197,8 @@ func (j *Journal) deferWrite(r *lockmgr.Reservation, change ReservationUpdate) {
 // held, or from expired, where the syncer marked the reservation expired
 // before the write of its release arrived (Redis released it before it ran
 // out).
-func releaseUpdate(fence int64, at time.Time) ReservationUpdate {
-	return ReservationUpdate{Fence: fence, State: ResReleased, From: []string{ResHeld, ResExpired}, At: at}
+func releaseUpdate(fence int64, at time.Time) reservationUpdate {
+	return reservationUpdate{Fence: fence, State: ResReleased, From: []string{ResHeld, ResExpired}, At: at}
 }
 
 // RecordReleases writes releases Redis made (lockmgr.Manager.RecentReleases)
@@ -269,8 +270,8 @@ func (j *Journal) finish(w *journalWrite, err error) {
 		return
 	}
 	switch {
-	case err == nil, errors.Is(err, ErrNotLive), errors.Is(err, ErrWrongState), errors.Is(err, ErrNotFound),
-		errors.Is(err, ErrStaleFence), errors.Is(err, ErrInvalidArgument):
+	case err == nil, errors.Is(err, ErrNotLive), errors.Is(err, errWrongState), errors.Is(err, ErrNotFound),
+		errors.Is(err, ErrStaleFence), errors.Is(err, errInvalidArgument):
 		// Written, or refused for good (the chain or the sweep ended it first).
 		metrics.JournalDeferred.Dec()
 		j.deferred.add(-1)
@@ -296,13 +297,13 @@ func (j *Journal) drop(w *journalWrite, err error) {
 }
 
 // enqueue adds w to its writer's queue unless the journal is closed
-// (ErrJournalClosed) or w's context ended.
+// (errJournalClosed) or w's context ended.
 func (j *Journal) enqueue(w *journalWrite) error {
 	wr := j.writerOf(w)
 	wr.mu.Lock()
 	if wr.closed {
 		wr.mu.Unlock()
-		return ErrJournalClosed
+		return errJournalClosed
 	}
 	if err := w.ctx.Err(); err != nil {
 		wr.mu.Unlock()
@@ -364,7 +365,7 @@ func lockError(err error) error {
 	switch {
 	case errors.Is(err, ErrNotLive):
 		return fmt.Errorf("%w (%w)", err, lockmgr.ErrEnded)
-	case errors.Is(err, ErrWrongState):
+	case errors.Is(err, errWrongState):
 		return fmt.Errorf("%w (%w)", err, lockmgr.ErrNotHeld)
 	case errors.Is(err, ErrNotFound):
 		return fmt.Errorf("%w (%w)", err, lockmgr.ErrNotFound)
@@ -385,7 +386,7 @@ func (j *Journal) Lookup(ctx context.Context, id string) (*lockmgr.Reservation, 
 // LookupKey returns the reservation made with the idempotency key of digest
 // key (lockmgr.ErrNotFound when there is none).
 func (j *Journal) LookupKey(ctx context.Context, key string) (*lockmgr.Reservation, error) {
-	row, err := j.store.ReservationByKey(ctx, key)
+	row, err := j.store.reservationByKey(ctx, key)
 	if err != nil {
 		return nil, lockError(err)
 	}
@@ -393,8 +394,8 @@ func (j *Journal) LookupKey(ctx context.Context, key string) (*lockmgr.Reservati
 }
 
 // Close commits what is queued, waits (at most the journal's timeout) for
-// the deferred writes still failing, then stops the writer. Later calls fail
-// with ErrJournalClosed. Close the journal before its Store.
+// the deferred writes still failing, then stops the writer. Later calls fail.
+// Close the journal before its Store.
 func (j *Journal) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
 	_ = j.Flush(ctx)
@@ -408,17 +409,6 @@ func (j *Journal) Close() {
 	for _, w := range j.writers {
 		<-w.done
 	}
-}
-
-// Pending is the number of writes queued and not yet taken by a writer.
-func (j *Journal) Pending() int {
-	n := 0
-	for _, w := range j.writers {
-		w.mu.Lock()
-		n += len(w.queue)
-		w.mu.Unlock()
-	}
-	return n
 }
 
 func (w *journalWriter) signal() {
@@ -560,7 +550,7 @@ func (j *Journal) commitOne(w *journalWrite) error {
 	if w.record != nil {
 		return j.store.recordReservation(ctx, *w.record, w.load)
 	}
-	return j.store.UpdateReservation(ctx, w.id, w.change)
+	return j.store.updateReservation(ctx, w.id, w.change)
 }
 
 // batchContext bounds a batch by the journal's timeout and ends it early once
@@ -608,7 +598,7 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 // The endings that did not apply are explained. It reports ok=false when
 // the batch is not one it writes.
 func (s *Store) endBatch(ctx context.Context, batch []*journalWrite) (results []error, ok bool, err error) {
-	if s.dialect != DialectPostgres || len(batch) > recordChunk {
+	if s.dialect != dialectPostgres || len(batch) > recordChunk {
 		return nil, false, nil
 	}
 	ids := make([]string, len(batch))
@@ -681,7 +671,7 @@ func (s *Store) txBatch(ctx context.Context, batch []*journalWrite) ([]error, er
 		}
 		var refused []int
 		var err error
-		if s.dialect == DialectPostgres {
+		if s.dialect == dialectPostgres {
 			if updates, refused, err = s.endReservations(tx, batch, updates, t); err != nil {
 				return err
 			}
@@ -710,7 +700,7 @@ func (s *Store) txBatch(ctx context.Context, batch []*journalWrite) ([]error, er
 // changed load: rare) is explained by the usual path, in a transaction. It
 // reports ok=false when the batch is not one it writes.
 func (s *Store) recordBatch(ctx context.Context, batch []*journalWrite) (results []error, ok bool, err error) {
-	if s.dialect != DialectPostgres || len(batch) > recordChunk {
+	if s.dialect != dialectPostgres || len(batch) > recordChunk {
 		return nil, false, nil
 	}
 	c := newColumns(len(batch))
@@ -793,7 +783,7 @@ func (s *Store) insertReservations(tx *gorm.DB, batch []*journalWrite, records [
 		if err != nil {
 			return err
 		}
-		var rows []ReservationUTXO
+		var rows []reservationUTXO
 		var skipped []int
 		for _, i := range chunk {
 			r := batch[i].record
@@ -802,7 +792,7 @@ func (s *Store) insertReservations(tx *gorm.DB, batch []*journalWrite, records [
 				continue
 			}
 			for _, h := range SplitHashes(r.Hashes) {
-				rows = append(rows, ReservationUTXO{ReservationID: r.ID, Hash: h, PoolID: r.PoolID})
+				rows = append(rows, reservationUTXO{ReservationID: r.ID, Hash: h, PoolID: r.PoolID})
 			}
 		}
 		if err := s.insertHoldings(tx, rows); err != nil {
@@ -819,13 +809,13 @@ func (s *Store) insertReservations(tx *gorm.DB, batch []*journalWrite, records [
 	return nil
 }
 
-// ErrLoadChanged means Redis lost the pool (a rebuild began) after the
+// errLoadChanged means Redis lost the pool (a rebuild began) after the
 // grant was made: the grant is not journalled (it wraps
 // lockmgr.ErrRebuilding).
-var ErrLoadChanged = fmt.Errorf("storage: the pool was reloaded into Redis since the grant (%w)", lockmgr.ErrRebuilding)
+var errLoadChanged = fmt.Errorf("storage: the pool was reloaded into Redis since the grant (%w)", lockmgr.ErrRebuilding)
 
 // checkLoads keeps the records granted under their pool's current Redis load
-// and fails the others with ErrLoadChanged. The pools' rows are read FOR
+// and fails the others with errLoadChanged. The pools' rows are read FOR
 // SHARE (in id order), so a rebuild beginning a new load (Store.BeginLoad)
 // waits for this batch: what it commits is in the rebuild's snapshot.
 func (s *Store) checkLoads(tx *gorm.DB, batch []*journalWrite, records []int, results []error) ([]int, error) {
@@ -846,7 +836,7 @@ func (s *Store) checkLoads(tx *gorm.DB, batch []*journalWrite, records []int, re
 		RedisLoad string
 	}
 	q := `SELECT id, redis_load FROM pools WHERE id IN ? ORDER BY id`
-	if s.dialect == DialectPostgres {
+	if s.dialect == dialectPostgres {
 		q += ` FOR SHARE`
 	}
 	if err := tx.Raw(q, pools).Scan(&rows).Error; err != nil {
@@ -860,7 +850,7 @@ func (s *Store) checkLoads(tx *gorm.DB, batch []*journalWrite, records []int, re
 	for _, i := range records {
 		w := batch[i]
 		if cur := current[w.record.PoolID]; w.load != "" && cur != "" && cur != w.load {
-			results[i] = ErrLoadChanged
+			results[i] = errLoadChanged
 			continue
 		}
 		kept = append(kept, i)
@@ -876,7 +866,7 @@ var errRetry = errors.New("storage: journal conflict to retry")
 // returns the ids it inserted.
 func (s *Store) insertReservationRows(tx *gorm.DB, rows []*Reservation) (map[string]bool, error) {
 	var ids []string
-	if s.dialect == DialectPostgres {
+	if s.dialect == dialectPostgres {
 		c := newColumns(len(rows))
 		for _, r := range rows {
 			c.text(0, r.ID).int(1, r.PoolID).int(2, r.Fence).text(3, r.Owner).text(4, r.Hashes).text(5, r.State).
@@ -909,8 +899,8 @@ func (s *Store) insertReservationRows(tx *gorm.DB, rows []*Reservation) (map[str
 }
 
 // insertHoldings records what reservations hold, in multi-row INSERTs.
-func (s *Store) insertHoldings(tx *gorm.DB, rows []ReservationUTXO) error {
-	if s.dialect == DialectPostgres && len(rows) > 0 {
+func (s *Store) insertHoldings(tx *gorm.DB, rows []reservationUTXO) error {
+	if s.dialect == dialectPostgres && len(rows) > 0 {
 		c := newColumns(len(rows))
 		for _, r := range rows {
 			c.text(0, r.ReservationID).text(1, r.Hash).int(2, r.PoolID)
@@ -921,7 +911,7 @@ func (s *Store) insertHoldings(tx *gorm.DB, rows []ReservationUTXO) error {
 	for start := 0; start < len(rows); start += batchSize {
 		chunk := rows[start:min(start+batchSize, len(rows))]
 		q, args := insertRows(`INSERT INTO reservation_utxos (reservation_id, hash, pool_id)`, chunk, `ON CONFLICT DO NOTHING`,
-			func(r ReservationUTXO) []any { return []any{r.ReservationID, r.Hash, r.PoolID} })
+			func(r reservationUTXO) []any { return []any{r.ReservationID, r.Hash, r.PoolID} })
 		if err := tx.Exec(q, args...).Error; err != nil {
 			return err
 		}
@@ -963,7 +953,7 @@ func explainConflict(tx *gorm.DB, r *Reservation) error {
 
 // ended reports whether u only ends a reservation (release, expiry,
 // invalidation), which endReservations batches.
-func ended(u ReservationUpdate) bool {
+func ended(u reservationUpdate) bool {
 	return (u.State == ResReleased || u.State == ResExpired || u.State == ResInvalidated) && u.TxID == "" && u.ExpiresAt.IsZero()
 }
 
@@ -1057,8 +1047,8 @@ func explainRefused(tx *gorm.DB, batch []*journalWrite, refused []int, results [
 	return nil
 }
 
-// JournalRow converts a lockmgr reservation to its journal row.
-func JournalRow(r *lockmgr.Reservation) Reservation {
+// journalRow converts a lockmgr reservation to its journal row.
+func journalRow(r *lockmgr.Reservation) Reservation {
 	return Reservation{
 		ID:             r.ID,
 		PoolID:         r.PoolID,
@@ -1074,9 +1064,9 @@ func JournalRow(r *lockmgr.Reservation) Reservation {
 	}
 }
 
-// LockReservation converts a journal row to a lockmgr reservation, taking
+// lockReservation converts a journal row to a lockmgr reservation, taking
 // each UTXO's amount from amounts (0 when it is not there).
-func (r Reservation) LockReservation(amounts map[string]uint64) *lockmgr.Reservation {
+func (r Reservation) lockReservation(amounts map[string]uint64) *lockmgr.Reservation {
 	hashes := SplitHashes(r.Hashes)
 	items := make([]lockmgr.Item, len(hashes))
 	for i, h := range hashes {
@@ -1107,5 +1097,5 @@ func (s *Store) lockReservation(ctx context.Context, row Reservation) (*lockmgr.
 	for _, u := range utxos {
 		amounts[u.Hash] = uint64(u.Amount)
 	}
-	return row.LockReservation(amounts), nil
+	return row.lockReservation(amounts), nil
 }

@@ -620,7 +620,7 @@ func TestJournalCloseFlushes(t *testing.T) {
 	ctx := testCtx(t)
 	p := mustPool(t, s, assetA, programA)
 	mustReconcile(t, s, p, chainUTXOs(p, 1, 0, 100))
-	j := storage.NewJournal(s, storage.JournalOptions{MaxBatch: 8})
+	j := storage.NewJournalOfBatch(s, 8)
 
 	unblock := blockJournal(t, s)
 	const n = 20

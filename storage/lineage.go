@@ -55,7 +55,7 @@ type Lineage struct {
 func (s *Store) FailLineage(ctx context.Context, poolID int64, txID string, outputs []string) (Lineage, error) {
 	var out Lineage
 	if txID == "" {
-		return out, fmt.Errorf("%w: failed transaction without id", ErrInvalidArgument)
+		return out, fmt.Errorf("%w: failed transaction without id", errInvalidArgument)
 	}
 	ctx, cancel := s.writeContext(ctx)
 	defer cancel()

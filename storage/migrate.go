@@ -15,8 +15,8 @@ import (
 	"github.com/pressly/goose/v3/lock"
 )
 
-// ErrNotMigrated means the PostgreSQL schema is older than this binary expects.
-var ErrNotMigrated = errors.New("storage: schema not migrated (run bufferd migrate up)")
+// errNotMigrated means the PostgreSQL schema is older than this binary expects.
+var errNotMigrated = errors.New("storage: schema not migrated (run bufferd migrate up)")
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -110,11 +110,11 @@ func newProvider(db *sql.DB, opts ...goose.ProviderOption) (*goose.Provider, err
 // openSQL opens and pings a database/sql handle on PostgreSQL through pgx.
 func openSQL(ctx context.Context, databaseURL string, params map[string]string) (*sql.DB, error) {
 	if !isPostgresURL(databaseURL) {
-		return nil, fmt.Errorf("%w: migrations need a postgres:// URL", ErrBadURL)
+		return nil, fmt.Errorf("%w: migrations need a postgres:// URL", errBadURL)
 	}
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
+		return nil, fmt.Errorf("%w: %v", errBadURL, err)
 	}
 	for k, v := range params {
 		cfg.RuntimeParams[k] = v

@@ -102,17 +102,17 @@ type Reservation struct {
 	Fingerprint    string `gorm:"not null;default:''"`
 }
 
-// ReservationUTXO is one UTXO a reservation holds (or held): the index from
+// reservationUTXO is one UTXO a reservation holds (or held): the index from
 // a UTXO to its reservations.
-type ReservationUTXO struct {
+type reservationUTXO struct {
 	ReservationID string `gorm:"primaryKey"`
 	Hash          string `gorm:"primaryKey;index:reservation_utxos_hash_idx"`
 	PoolID        int64  `gorm:"not null"`
 }
 
-// ChainBlock is a block the chain index applied: its hash finds the fork
+// chainBlock is a block the chain index applied: its hash finds the fork
 // point of a reorganisation.
-type ChainBlock struct {
+type chainBlock struct {
 	Height       int64  `gorm:"primaryKey;autoIncrement:false"`
 	Hash         string `gorm:"not null"`
 	PreviousHash string `gorm:"not null;default:''"`
@@ -145,9 +145,9 @@ type Transaction struct {
 	CreatedAt  time.Time `gorm:"not null"`
 }
 
-// TransactionAddress is one address an input or output of a recorded
+// transactionAddress is one address an input or output of a recorded
 // transaction pays from or to.
-type TransactionAddress struct {
+type transactionAddress struct {
 	TransactionID int64  `gorm:"primaryKey;autoIncrement:false;index:transaction_addresses_address_idx,priority:2"`
 	Address       string `gorm:"primaryKey;index:transaction_addresses_address_idx,priority:1"`
 }
@@ -173,8 +173,8 @@ type LeaderTerm struct {
 	Since    time.Time `gorm:"not null"`
 }
 
-// Models lists every model, for AutoMigrate in dev mode and schema checks in tests.
-func Models() []any {
-	return []any{&Pool{}, &UTXO{}, &Reservation{}, &ReservationUTXO{}, &Balance{}, &Transaction{}, &SyncCursor{},
-		&LeaderTerm{}, &TransactionAddress{}, &ChainBlock{}}
+// models lists every model, for AutoMigrate in dev mode and schema checks in tests.
+func models() []any {
+	return []any{&Pool{}, &UTXO{}, &Reservation{}, &reservationUTXO{}, &Balance{}, &Transaction{}, &SyncCursor{},
+		&LeaderTerm{}, &transactionAddress{}, &chainBlock{}}
 }

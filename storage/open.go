@@ -20,21 +20,21 @@ import (
 
 // More sentinel errors.
 var (
-	// ErrBadURL means the database URL has an unsupported scheme.
-	ErrBadURL = errors.New("storage: unsupported database url (want postgres://, postgresql://, sqlite:// or file:)")
-	// ErrInvalidArgument means a caller passed a value the store refuses
+	// errBadURL means the database URL has an unsupported scheme.
+	errBadURL = errors.New("storage: unsupported database url (want postgres://, postgresql://, sqlite:// or file:)")
+	// errInvalidArgument means a caller passed a value the store refuses
 	// (empty key, unknown state...). It is wrapped with the details.
-	ErrInvalidArgument = errors.New("storage: invalid argument")
+	errInvalidArgument = errors.New("storage: invalid argument")
 )
 
-// Dialect names as returned by Store.Dialect.
+// The dialects a Store runs on (its dialect field).
 const (
-	DialectPostgres = "postgres"
-	DialectSQLite   = "sqlite"
+	dialectPostgres = "postgres"
+	dialectSQLite   = "sqlite"
 )
 
-// DefaultTimeout bounds every store call whose context has no deadline.
-const DefaultTimeout = 30 * time.Second
+// defaultTimeout bounds every store call whose context has no deadline.
+const defaultTimeout = 30 * time.Second
 
 // slowQuery is the duration above which a statement is logged at warn level.
 const slowQuery = 500 * time.Millisecond
@@ -43,14 +43,14 @@ const slowQuery = 500 * time.Millisecond
 //
 // postgres:// and postgresql:// URLs open PostgreSQL, whose schema comes only
 // from the versioned SQL migrations (MigrateUp, `bufferd migrate up`); Open
-// returns an error wrapping ErrNotMigrated when the schema is older than this
-// binary. sqlite://PATH and file:PATH open a SQLite file (WAL, busy timeout,
-// immediate write transactions) for development only; its schema is created
+// fails when the schema is older than this binary. sqlite://PATH and
+// file:PATH open a SQLite file (WAL, busy timeout, immediate write
+// transactions) for development only; its schema is created
 // with gorm's AutoMigrate from the models, so it has their columns, indexes
 // and check constraints but not the foreign keys to pools, which only the
 // PostgreSQL migrations declare.
 func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, error) {
-	cfg := openConfig{maxConns: DefaultMaxConns}
+	cfg := openConfig{maxConns: defaultMaxConns}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -62,12 +62,12 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 	case strings.HasPrefix(databaseURL, "file:"):
 		return openSQLite(ctx, strings.TrimPrefix(databaseURL, "file:"))
 	default:
-		return nil, ErrBadURL
+		return nil, errBadURL
 	}
 }
 
-// DefaultMaxConns is how many PostgreSQL connections a Store opens at most.
-const DefaultMaxConns = 10
+// defaultMaxConns is how many PostgreSQL connections a Store opens at most.
+const defaultMaxConns = 10
 
 // Option configures Open.
 type Option func(*openConfig)
@@ -106,9 +106,9 @@ func WithIdleInTransactionTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxConns bounds the PostgreSQL connections of the Store (n <= 0 keeps
-// DefaultMaxConns). Every replica holds up to n: size it against the server's
-// max_connections.
+// WithMaxConns bounds the PostgreSQL connections of the Store (default 10;
+// n <= 0 keeps it). Every replica holds up to n: size it against the
+// server's max_connections.
 func WithMaxConns(n int) Option {
 	return func(c *openConfig) {
 		if n > 0 {
@@ -133,7 +133,7 @@ func openPostgres(ctx context.Context, databaseURL string, cfg openConfig) (*Sto
 		return nil, errors.Join(err, sqlDB.Close())
 	}
 	if current < latest {
-		return nil, errors.Join(fmt.Errorf("%w: database at version %d, binary needs %d", ErrNotMigrated, current, latest),
+		return nil, errors.Join(fmt.Errorf("%w: database at version %d, binary needs %d", errNotMigrated, current, latest),
 			sqlDB.Close())
 	}
 	if current > latest {
@@ -147,7 +147,7 @@ func openPostgres(ctx context.Context, databaseURL string, cfg openConfig) (*Sto
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("storage: open postgres: %w", err), sqlDB.Close())
 	}
-	return newStore(db, DialectPostgres)
+	return newStore(db, dialectPostgres)
 }
 
 func openSQLite(ctx context.Context, path string) (*Store, error) {
@@ -155,7 +155,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		path = path[:i] // our own pragmas replace any given ones
 	}
 	if path == "" {
-		return nil, fmt.Errorf("%w: empty sqlite path", ErrBadURL)
+		return nil, fmt.Errorf("%w: empty sqlite path", errBadURL)
 	}
 	memory := strings.Contains(path, ":memory:")
 	if !memory {
@@ -186,10 +186,10 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	if err := db.WithContext(ctx).AutoMigrate(Models()...); err != nil {
+	if err := db.WithContext(ctx).AutoMigrate(models()...); err != nil {
 		return nil, errors.Join(fmt.Errorf("storage: sqlite schema: %w", err), sqlDB.Close())
 	}
-	return newStore(db, DialectSQLite)
+	return newStore(db, dialectSQLite)
 }
 
 // setAsideOldDevFile renames a development database written by bufferd 1
@@ -287,12 +287,12 @@ func newStore(db *gorm.DB, dialect string) (*Store, error) {
 	return s, nil
 }
 
-// withTimeout applies DefaultTimeout when ctx has no deadline.
+// withTimeout applies defaultTimeout when ctx has no deadline.
 func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
 	}
-	return context.WithTimeout(ctx, DefaultTimeout)
+	return context.WithTimeout(ctx, defaultTimeout)
 }
 
 // slogLogger is gorm's logger: slow statements at warn, errors at debug (the

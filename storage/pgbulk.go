@@ -23,7 +23,7 @@ var errNoConn = errors.New("storage: no sql connection under the gorm handle")
 // bulk returns the connection of tx for array-parameter statements, or nil
 // on SQLite (which has no arrays: the callers then use multi-row VALUES).
 func bulk(tx *gorm.DB) (pgConn, error) {
-	if tx.Dialector.Name() != DialectPostgres {
+	if tx.Dialector.Name() != dialectPostgres {
 		return nil, nil
 	}
 	c, ok := tx.Statement.ConnPool.(pgConn)

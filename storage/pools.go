@@ -31,7 +31,7 @@ type PoolOptions struct {
 func (s *Store) EnsurePool(ctx context.Context, asset, program string, opts ...PoolOptions) (Pool, bool, error) {
 	asset, program = normHex(asset), normHex(program)
 	if asset == "" || program == "" {
-		return Pool{}, false, fmt.Errorf("%w: asset and program are required", ErrInvalidArgument)
+		return Pool{}, false, fmt.Errorf("%w: asset and program are required", errInvalidArgument)
 	}
 	var o PoolOptions
 	if len(opts) > 0 {
@@ -39,7 +39,7 @@ func (s *Store) EnsurePool(ctx context.Context, asset, program string, opts ...P
 	}
 	unconfirmed := o.Unconfirmed == nil || *o.Unconfirmed
 	if o.FromHeight < 0 {
-		return Pool{}, false, fmt.Errorf("%w: from_height must not be negative", ErrInvalidArgument)
+		return Pool{}, false, fmt.Errorf("%w: from_height must not be negative", errInvalidArgument)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -70,7 +70,7 @@ func (s *Store) GetPool(ctx context.Context, id int64) (Pool, error) {
 func (s *Store) FindPool(ctx context.Context, asset, program string) (Pool, error) {
 	asset, program = normHex(asset), normHex(program)
 	if asset == "" || program == "" {
-		return Pool{}, fmt.Errorf("%w: asset and program are required", ErrInvalidArgument)
+		return Pool{}, fmt.Errorf("%w: asset and program are required", errInvalidArgument)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()

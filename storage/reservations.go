@@ -18,9 +18,9 @@ import (
 var (
 	// ErrNotLive means a reservation is no longer held or submitted, so it cannot change.
 	ErrNotLive = errors.New("storage: reservation is not live")
-	// ErrWrongState means a live reservation is not in a state the update
+	// errWrongState means a live reservation is not in a state the update
 	// applies to (a submitted one asked to be released or extended).
-	ErrWrongState = errors.New("storage: reservation is in another state")
+	errWrongState = errors.New("storage: reservation is in another state")
 )
 
 // byHash is the pool condition of statements that look rows up by a unique
@@ -51,7 +51,7 @@ func (s *Store) RecordReservation(ctx context.Context, r Reservation) error {
 }
 
 // recordReservation is RecordReservation of a grant made in the pool's Redis
-// load load ("": any), refused with ErrLoadChanged in another.
+// load load ("": any), refused with errLoadChanged in another.
 func (s *Store) recordReservation(ctx context.Context, r Reservation, load string) error {
 	if _, err := prepareRecord(&r); err != nil {
 		return err
@@ -86,17 +86,17 @@ func prepareRecord(r *Reservation) ([]string, error) {
 	hashes := SplitHashes(r.Hashes)
 	switch {
 	case r.ID == "" || r.PoolID <= 0 || r.Fence <= 0:
-		return nil, fmt.Errorf("%w: reservation needs id, pool and a positive fence", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: reservation needs id, pool and a positive fence", errInvalidArgument)
 	case len(hashes) == 0 || len(hashes) > batchSize:
-		return nil, fmt.Errorf("%w: reservation needs 1 to %d hashes", ErrInvalidArgument, batchSize)
+		return nil, fmt.Errorf("%w: reservation needs 1 to %d hashes", errInvalidArgument, batchSize)
 	case slices.Contains(hashes, ""):
-		return nil, fmt.Errorf("%w: empty hash in reservation", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: empty hash in reservation", errInvalidArgument)
 	}
 	if r.State == "" {
 		r.State = ResHeld
 	}
 	if !validResState(r.State) {
-		return nil, fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, r.State)
+		return nil, fmt.Errorf("%w: unknown reservation state %q", errInvalidArgument, r.State)
 	}
 	t := now()
 	if r.CreatedAt.IsZero() {
@@ -121,9 +121,9 @@ func (s *Store) GetReservation(ctx context.Context, id string) (Reservation, err
 	return r, notFound(err, "reservation")
 }
 
-// ReservationByKey returns the reservation made with the idempotency key of
+// reservationByKey returns the reservation made with the idempotency key of
 // digest key, or ErrNotFound.
-func (s *Store) ReservationByKey(ctx context.Context, key string) (Reservation, error) {
+func (s *Store) reservationByKey(ctx context.Context, key string) (Reservation, error) {
 	if key == "" {
 		return Reservation{}, fmt.Errorf("%w: reservation", ErrNotFound)
 	}
@@ -134,8 +134,8 @@ func (s *Store) ReservationByKey(ctx context.Context, key string) (Reservation, 
 	return r, notFound(err, "reservation")
 }
 
-// ReservationUpdate is a change to a live reservation. Zero fields are kept.
-type ReservationUpdate struct {
+// reservationUpdate is a change to a live reservation. Zero fields are kept.
+type reservationUpdate struct {
 	Fence     int64     // the writer's fence: refused with ErrStaleFence if the stored one is newer; a newer one is stored
 	State     string    // new state
 	TxID      string    // spending transaction (submit)
@@ -145,7 +145,7 @@ type ReservationUpdate struct {
 }
 
 // at is when the change happened: u.At, else t (when it is written).
-func (u ReservationUpdate) at(t time.Time) time.Time {
+func (u reservationUpdate) at(t time.Time) time.Time {
 	if u.At.IsZero() {
 		return t
 	}
@@ -153,18 +153,18 @@ func (u ReservationUpdate) at(t time.Time) time.Time {
 }
 
 // from returns the states the update applies to.
-func (u ReservationUpdate) from() []string {
+func (u reservationUpdate) from() []string {
 	if len(u.From) == 0 {
 		return liveStates
 	}
 	return u.From
 }
 
-// UpdateReservation changes a live reservation in one of u's From states.
+// updateReservation changes a live reservation in one of u's From states.
 // It returns ErrNotFound for an unknown id, ErrStaleFence when u.Fence is
 // older than the stored fence, ErrNotLive once the reservation has ended and
-// ErrWrongState when it is live in another state.
-func (s *Store) UpdateReservation(ctx context.Context, id string, u ReservationUpdate) error {
+// errWrongState when it is live in another state.
+func (s *Store) updateReservation(ctx context.Context, id string, u reservationUpdate) error {
 	if err := checkUpdate(id, u); err != nil {
 		return err
 	}
@@ -196,18 +196,18 @@ func (s *Store) UpdateReservation(ctx context.Context, id string, u ReservationU
 }
 
 // checkUpdate validates an update before it is tried.
-func checkUpdate(id string, u ReservationUpdate) error {
+func checkUpdate(id string, u reservationUpdate) error {
 	if u.State != "" && !validResState(u.State) {
-		return fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, u.State)
+		return fmt.Errorf("%w: unknown reservation state %q", errInvalidArgument, u.State)
 	}
 	for _, st := range u.From {
 		// A release Redis made may find the row expired (see releaseUpdate).
 		if st != ResHeld && st != ResSubmitted && !(st == ResExpired && u.State == ResReleased) {
-			return fmt.Errorf("%w: an update applies to live states only, not %q", ErrInvalidArgument, st)
+			return fmt.Errorf("%w: an update applies to live states only, not %q", errInvalidArgument, st)
 		}
 	}
 	if id == "" || u.Fence <= 0 {
-		return fmt.Errorf("%w: update needs the id and a positive fence", ErrInvalidArgument)
+		return fmt.Errorf("%w: update needs the id and a positive fence", errInvalidArgument)
 	}
 	return nil
 }
@@ -215,7 +215,7 @@ func checkUpdate(id string, u ReservationUpdate) error {
 // updateReservationTx applies u inside tx at time t and reports whether the
 // reservation was in one of u's From states with a fence no newer than
 // u.Fence (and so changed).
-func (s *Store) updateReservationTx(tx *gorm.DB, id string, u ReservationUpdate, t time.Time) (bool, error) {
+func (s *Store) updateReservationTx(tx *gorm.DB, id string, u reservationUpdate, t time.Time) (bool, error) {
 	set := map[string]any{"fence": u.Fence, "updated_at": u.at(t)}
 	if u.State != "" {
 		set["state"] = u.State
@@ -237,7 +237,7 @@ func (s *Store) updateReservationTx(tx *gorm.DB, id string, u ReservationUpdate,
 
 // refusedUpdate explains why u did not apply to reservation id, whose current
 // row is prev (nil when there is none).
-func refusedUpdate(prev *Reservation, id string, u ReservationUpdate) error {
+func refusedUpdate(prev *Reservation, id string, u reservationUpdate) error {
 	switch {
 	case prev == nil:
 		return fmt.Errorf("%w: reservation %s", ErrNotFound, id)
@@ -246,13 +246,13 @@ func refusedUpdate(prev *Reservation, id string, u ReservationUpdate) error {
 	case !lockmgr.Live(prev.State):
 		return fmt.Errorf("%w: reservation %s is %s", ErrNotLive, id, prev.State)
 	default:
-		return fmt.Errorf("%w: reservation %s is %s", ErrWrongState, id, prev.State)
+		return fmt.Errorf("%w: reservation %s is %s", errWrongState, id, prev.State)
 	}
 }
 
 // ExpireReservations marks held and submitted reservations whose expiry is at
 // or before before as expired, in one transaction, and returns how many. The
-// syncer passes a time some way in the past (see syncer.ExpiryMargin): Redis
+// syncer passes a time some way in the past (its expiryMargin): Redis
 // ends a hold on its own clock, and an extension granted at the last moment
 // reaches the journal a little later.
 func (s *Store) ExpireReservations(ctx context.Context, before time.Time) (int64, error) {

@@ -58,7 +58,7 @@ func (s *Store) ListReservations(ctx context.Context, f ReservationFilter, after
 		q = q.Where("(state = ? OR state IN ? AND expires_at <= ?)", ResExpired, liveStates, t)
 	default:
 		if !validResState(f.State) {
-			return nil, fmt.Errorf("%w: unknown reservation state %q", ErrInvalidArgument, f.State)
+			return nil, fmt.Errorf("%w: unknown reservation state %q", errInvalidArgument, f.State)
 		}
 		q = q.Where("state = ?", f.State)
 	}
@@ -109,7 +109,7 @@ func (s *Store) LiveReservations(ctx context.Context, limit int) (map[int64]int6
 // expires_at index bounds the rows read to the window.
 func (s *Store) GrantHistory(ctx context.Context, end time.Time, step time.Duration, n int) (_ map[int64][]int64, err error) {
 	if n <= 0 || step <= 0 {
-		return nil, fmt.Errorf("%w: history needs intervals", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: history needs intervals", errInvalidArgument)
 	}
 	start := dbTime(end.Add(-time.Duration(n) * step))
 	var sel strings.Builder

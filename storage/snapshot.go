@@ -10,15 +10,15 @@ import (
 	"github.com/bufferd/bufferd/lockmgr"
 )
 
-// Snapshot reads, in one read-only transaction (REPEATABLE READ on
+// snapshot reads, in one read-only transaction (REPEATABLE READ on
 // PostgreSQL, so all parts are of the same moment), what a pool's Redis
 // state is rebuilt from: its available UTXOs (by id), its live reservations
 // (held or submitted, not expired; by fence), the reservations whose
 // idempotency key is still remembered, and the highest fence it ever
 // journalled (0 if none).
-func (s *Store) Snapshot(ctx context.Context, poolID int64) (utxos []UTXO, live, keyed []Reservation, maxFence int64, err error) {
+func (s *Store) snapshot(ctx context.Context, poolID int64) (utxos []UTXO, live, keyed []Reservation, maxFence int64, err error) {
 	opts := &sql.TxOptions{ReadOnly: true}
-	if s.dialect == DialectPostgres {
+	if s.dialect == dialectPostgres {
 		opts.Isolation = sql.LevelRepeatableRead
 	}
 	ctx, cancel := withTimeout(ctx)
@@ -47,9 +47,9 @@ func (s *Store) Snapshot(ctx context.Context, poolID int64) (utxos []UTXO, live,
 	return utxos, live, keyed, maxFence, nil
 }
 
-// LockSnapshot is Snapshot in the form lockmgr.Manager.Rebuild takes.
+// LockSnapshot is the pool's snapshot in the form lockmgr.Manager.Rebuild takes.
 func (s *Store) LockSnapshot(ctx context.Context, poolID int64) (lockmgr.Snapshot, error) {
-	utxos, live, keyed, maxFence, err := s.Snapshot(ctx, poolID)
+	utxos, live, keyed, maxFence, err := s.snapshot(ctx, poolID)
 	if err != nil {
 		return lockmgr.Snapshot{}, err
 	}
@@ -65,10 +65,10 @@ func (s *Store) LockSnapshot(ctx context.Context, poolID int64) (lockmgr.Snapsho
 		amounts[u.Hash] = uint64(u.Amount)
 	}
 	for i, r := range live {
-		snap.Live[i] = r.LockReservation(amounts)
+		snap.Live[i] = r.lockReservation(amounts)
 	}
 	for i, r := range keyed {
-		snap.Keys[i] = r.LockReservation(nil)
+		snap.Keys[i] = r.lockReservation(nil)
 	}
 	return snap, nil
 }

@@ -30,9 +30,6 @@ type Store struct {
 // DB returns the underlying gorm handle (tests and migrations).
 func (s *Store) DB() *gorm.DB { return s.db }
 
-// Dialect is "postgres" or "sqlite".
-func (s *Store) Dialect() string { return s.dialect }
-
 // Counts are the number of UTXOs of a pool in each state.
 type Counts struct {
 	Available   int64 `json:"available"`

@@ -13,7 +13,7 @@ import (
 // more than any epoch the job had before (1 for the first term).
 func (s *Store) NewTerm(ctx context.Context, job, leaderID string) (int64, error) {
 	if job == "" || leaderID == "" {
-		return 0, fmt.Errorf("%w: job and leader id are required", ErrInvalidArgument)
+		return 0, fmt.Errorf("%w: job and leader id are required", errInvalidArgument)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()

@@ -38,11 +38,6 @@ type SyncResult struct {
 	Statements int      // SQL statements issued (BEGIN/COMMIT not counted)
 }
 
-// Changed reports whether the reconcile wrote anything.
-func (r SyncResult) Changed() bool {
-	return len(r.Added) > 0 || len(r.Revived) > 0 || len(r.Spent) > 0 || r.Confirmed > 0
-}
-
 // Touched are the hashes whose chain state changed.
 func (r SyncResult) Touched() []string {
 	out := make([]string, 0, len(r.Added)+len(r.Revived)+len(r.Spent))
@@ -123,7 +118,7 @@ func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UT
 func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (SyncResult, error) {
 	var res SyncResult
 	if pool.ID == 0 {
-		return res, fmt.Errorf("%w: pool without id", ErrInvalidArgument)
+		return res, fmt.Errorf("%w: pool without id", errInvalidArgument)
 	}
 	rows, err := s.reconcileRows(ctx, pool.ID, seen)
 	if err != nil {
@@ -310,7 +305,7 @@ const heldNow = `EXISTS (SELECT 1 FROM reservation_utxos ru JOIN reservations r 
 // "reserved" for those. limit <= 0 means 100; it is capped at MaxListLimit.
 func (s *Store) ListUTXOs(ctx context.Context, poolID int64, state string, afterID int64, limit int) ([]UTXO, error) {
 	if state != "" && !validUTXOState(state) && state != StateReserved {
-		return nil, fmt.Errorf("%w: unknown utxo state %q", ErrInvalidArgument, state)
+		return nil, fmt.Errorf("%w: unknown utxo state %q", errInvalidArgument, state)
 	}
 	limit = pageLimit(limit)
 	ctx, cancel := withTimeout(ctx)
@@ -349,7 +344,7 @@ func (s *Store) ListUTXOs(ctx context.Context, poolID int64, state string, after
 func (s *Store) PoolUTXOsByState(ctx context.Context, poolID int64, states ...string) ([]UTXO, error) {
 	for _, st := range states {
 		if !validUTXOState(st) {
-			return nil, fmt.Errorf("%w: unknown utxo state %q", ErrInvalidArgument, st)
+			return nil, fmt.Errorf("%w: unknown utxo state %q", errInvalidArgument, st)
 		}
 	}
 	ctx, cancel := withTimeout(ctx)

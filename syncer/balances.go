@@ -12,29 +12,29 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// DefaultUnknownTxTTL is how long a legacy balance row may name a transaction
+// defaultUnknownTxTTL is how long a legacy balance row may name a transaction
 // the chain does not know before it expires (the original's 600 s).
-const DefaultUnknownTxTTL = 600 * time.Second
+const defaultUnknownTxTTL = 600 * time.Second
 
-// BalanceVerify settles legacy update-balance rows against the chain. The
+// balanceVerify settles legacy update-balance rows against the chain. The
 // original trusted the client; here a row counts only when its transaction,
 // once in a block, really moves that amount of that asset for that address.
-type BalanceVerify struct {
+type balanceVerify struct {
 	Store balanceStore
 	Chain chain.Source
-	// UnknownTxTTL expires rows whose transaction stays unknown; 0 means DefaultUnknownTxTTL.
+	// UnknownTxTTL expires rows whose transaction stays unknown; 0 means defaultUnknownTxTTL.
 	UnknownTxTTL time.Duration
 	Log          *slog.Logger
 }
 
-// BalanceOutcome counts what one pass decided.
-type BalanceOutcome struct {
+// balanceOutcome counts what one pass decided.
+type balanceOutcome struct {
 	Confirmed, Rejected, Expired, Pending int
 }
 
 // Run checks up to one batch of pending rows.
-func (b *BalanceVerify) Run(ctx context.Context) (BalanceOutcome, error) {
-	var out BalanceOutcome
+func (b *balanceVerify) Run(ctx context.Context) (balanceOutcome, error) {
+	var out balanceOutcome
 	pending, err := b.Store.PendingBalances(ctx, storage.MaxListLimit)
 	if err != nil || len(pending) == 0 {
 		return out, err
@@ -60,7 +60,7 @@ func (b *BalanceVerify) Run(ctx context.Context) (BalanceOutcome, error) {
 	}
 	ttl := b.UnknownTxTTL
 	if ttl <= 0 {
-		ttl = DefaultUnknownTxTTL
+		ttl = defaultUnknownTxTTL
 	}
 	type decision struct {
 		state string
@@ -139,7 +139,7 @@ func netAmount(tx *chain.Tx, address, asset string) *big.Int {
 	return n
 }
 
-func (b *BalanceVerify) logger() *slog.Logger {
+func (b *balanceVerify) logger() *slog.Logger {
 	if b.Log != nil {
 		return b.Log
 	}

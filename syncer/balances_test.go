@@ -59,7 +59,7 @@ func TestBalanceRowsCountOnlyWhenTheChainAgrees(t *testing.T) {
 		add(mallory, 5000, tx)    // 3: an address the tx does not touch
 		add(alice, -600, unknown) // 4: a tx the chain never saw
 		_, ids := balanceRows(t, f)
-		job := s.runner.Balances
+		job := s.runner.Balances()
 		job.UnknownTxTTL = time.Hour
 
 		// Pending on chain: nothing is decided yet.
@@ -166,7 +166,7 @@ func TestBalanceAmountsAreCheckedExactly(t *testing.T) {
 			}
 		}
 		_, ids := balanceRows(t, f)
-		job := s.runner.Balances
+		job := s.runner.Balances()
 		job.UnknownTxTTL = time.Hour
 		out, err := job.Run(ctx)
 		if err != nil {

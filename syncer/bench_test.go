@@ -197,7 +197,7 @@ func BenchmarkIndex100k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		x := runnerFor(f, "bytomd").Index
+		x := runnerFor(f, "bytomd").ChainIndex()
 		base := baselineHeap()
 		b.StartTimer()
 		stop := heapPeak()

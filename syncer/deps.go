@@ -28,14 +28,14 @@ type applyLocks interface {
 	ReleasesOf(ctx context.Context, pool int64, rs []lockmgr.ReleaseRecord) ([]lockmgr.ReleaseRecord, error)
 }
 
-// balanceStore keeps the legacy balance rows BalanceVerify checks.
+// balanceStore keeps the legacy balance rows balanceVerify checks.
 type balanceStore interface {
 	BalancesByTx(ctx context.Context, txIDs []string) ([]storage.Balance, error)
 	PendingBalances(ctx context.Context, limit int) ([]storage.Balance, error)
 	SetBalanceState(ctx context.Context, ids []int64, state string, statusFail bool) error
 }
 
-// indexStore is the chain index an Index keeps.
+// indexStore is the chain index a chainIndex keeps.
 type indexStore interface {
 	ApplyBlocks(ctx context.Context, pools []int64, blocks []storage.IndexedBlock) (storage.Touched, error)
 	ChangeUTXOs(ctx context.Context, outs []storage.IndexedOutput, changes []storage.UTXOChange) error
@@ -65,14 +65,14 @@ type endLocks interface {
 	EndReservations(ctx context.Context, pool int64, ids []string) error
 }
 
-// utxoStore is what a UTXOSync reconciles a listing with.
+// utxoStore is what a utxoSync reconciles a listing with.
 type utxoStore interface {
 	lineageStore
 	MarkSynced(ctx context.Context, poolID int64) error
 	ReconcilePool(ctx context.Context, pool storage.Pool, seen []chain.UTXO) (storage.SyncResult, error)
 }
 
-// submittedStore lists the submitted reservations a SubmittedCheck follows.
+// submittedStore lists the submitted reservations a submittedCheck follows.
 type submittedStore interface {
 	lineageStore
 	GetPool(ctx context.Context, id int64) (storage.Pool, error)

@@ -22,10 +22,10 @@ import (
 // pass runs one pass of the source's chain index and returns what it did.
 func (s *source) pass(t testing.TB) syncer.IndexResult {
 	t.Helper()
-	if s.runner.Index == nil {
+	if s.runner.ChainIndex() == nil {
 		t.Fatalf("%s source has no index", s.name)
 	}
-	res, err := s.runner.Index.Pass(context.Background())
+	res, err := s.runner.ChainIndex().Pass(context.Background())
 	if err != nil {
 		t.Fatalf("index pass: %v", err)
 	}
@@ -79,7 +79,7 @@ func freshIndex(t *testing.T, f *fixture, pools ...[2]string) (*storage.Store, *
 		Rebuild:  syncer.NewRebuilder(store, locks, rdb, prefix, nil),
 		Interval: time.Hour, MaxBackoff: time.Hour}.ForTerm(0)
 	for i := 0; ; i++ {
-		if _, err := r.Index.Pass(ctx); err != nil {
+		if _, err := r.ChainIndex().Pass(ctx); err != nil {
 			t.Fatalf("fresh index: %v", err)
 		}
 		synced := true

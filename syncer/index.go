@@ -18,23 +18,23 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// Index defaults.
+// Defaults of the chain index.
 const (
-	// DefaultStartDepth is how far below the tip a pool registered without a
+	// defaultStartDepth is how far below the tip a pool registered without a
 	// from_height starts (about 17 days of Bytom mainnet blocks).
-	DefaultStartDepth = 10_000
-	// DefaultIndexBatch is how many blocks one database transaction applies.
-	DefaultIndexBatch = 100
-	// DefaultIndexFetchers is how many blocks are fetched from the node at once.
-	DefaultIndexFetchers = 8
+	defaultStartDepth = 10_000
+	// defaultIndexBatch is how many blocks one database transaction applies.
+	defaultIndexBatch = 100
+	// defaultIndexFetchers is how many blocks are fetched from the node at once.
+	defaultIndexFetchers = 8
 )
 
-// ErrOtherChain means the node follows another chain than the one the index
+// errOtherChain means the node follows another chain than the one the index
 // was built from (its genesis block differs): the index stops rather than
 // mix two chains.
-var ErrOtherChain = errors.New("syncer: the node is on another chain than the index")
+var errOtherChain = errors.New("syncer: the node is on another chain than the index")
 
-// Index is the chain index of a node-backed syncer (bytomd). It reads every
+// chainIndex is the chain index of a node-backed syncer (bytomd). It reads every
 // block from each pool's start height on and keeps the outputs of each pool's
 // asset and program (any program: P2WPKH, P2WSH, contract programs; BTM and
 // issued assets alike), marks them spent when an input spends them, rolls
@@ -46,16 +46,16 @@ var ErrOtherChain = errors.New("syncer: the node is on another chain than the in
 //
 // A pool is offered (its Redis state loaded) once its index reached the tip;
 // until then it is backfilling and reserves in it answer "rebuilding".
-type Index struct {
+type chainIndex struct {
 	Store   indexStore
 	Node    chain.Indexer
 	Apply   *Applier
 	Rebuild *Rebuilder
 	// StartDepth is how far below the tip a pool registered without
-	// from_height starts; 0 means DefaultStartDepth.
+	// from_height starts; 0 means defaultStartDepth.
 	StartDepth uint64
-	// Batch is how many blocks one transaction applies (DefaultIndexBatch),
-	// Fetchers how many blocks are fetched at once (DefaultIndexFetchers).
+	// Batch is how many blocks one transaction applies (defaultIndexBatch),
+	// Fetchers how many blocks are fetched at once (defaultIndexFetchers).
 	Batch, Fetchers int
 	// ProgressEvery is how often a backfill logs its progress
 	// (DefaultProgressEvery when 0).
@@ -78,7 +78,7 @@ type prefetch struct {
 }
 
 // fetchAhead starts fetching n blocks from height from in the background.
-func (x *Index) fetchAhead(ctx context.Context, from uint64, n int) {
+func (x *chainIndex) fetchAhead(ctx context.Context, from uint64, n int) {
 	p := &prefetch{from: from, n: n, done: make(chan struct{})}
 	x.ahead = p
 	go func() {
@@ -89,7 +89,7 @@ func (x *Index) fetchAhead(ctx context.Context, from uint64, n int) {
 
 // take returns the blocks fetched ahead from height from, if that is what
 // was fetched (at most n of them): ok is false when nothing usable was.
-func (x *Index) take(from uint64, n int) (blocks []*chain.Block, ok bool) {
+func (x *chainIndex) take(from uint64, n int) (blocks []*chain.Block, ok bool) {
 	p := x.ahead
 	x.ahead = nil
 	if p == nil {
@@ -102,8 +102,8 @@ func (x *Index) take(from uint64, n int) (blocks []*chain.Block, ok bool) {
 	return p.blocks[:min(len(p.blocks), n)], true
 }
 
-// IndexResult is what one pass did.
-type IndexResult struct {
+// indexResult is what one pass did.
+type indexResult struct {
 	Tip     uint64 // the chain's tip
 	TipHash string
 	Blocks  int // blocks applied (to one pool or several)
@@ -116,8 +116,8 @@ type IndexResult struct {
 // need several passes), overlays the mempool on the pools that reached it,
 // matures coinbase outputs, and applies what changed to Redis and the
 // reservations.
-func (x *Index) Pass(ctx context.Context) (IndexResult, error) {
-	var res IndexResult
+func (x *chainIndex) Pass(ctx context.Context) (indexResult, error) {
+	var res indexResult
 	st, err := x.Node.ChainStatus(ctx)
 	if err != nil {
 		return res, fmt.Errorf("syncer: index: chain tip: %w", err)
@@ -183,7 +183,7 @@ func (x *Index) Pass(ctx context.Context) (IndexResult, error) {
 
 // settle applies changes to the pools already offered; a pool that just
 // reached the tip is marked synced and loaded into Redis instead.
-func (x *Index) settle(ctx context.Context, pools, current []storage.Pool, touched storage.Touched) error {
+func (x *chainIndex) settle(ctx context.Context, pools, current []storage.Pool, touched storage.Touched) error {
 	isCurrent := map[int64]bool{}
 	for _, p := range current {
 		isCurrent[p.ID] = true
@@ -215,7 +215,7 @@ func (x *Index) settle(ctx context.Context, pools, current []storage.Pool, touch
 
 // checkGenesis refuses a node whose genesis block is not the one the index
 // was built from (recording it the first time).
-func (x *Index) checkGenesis(ctx context.Context) error {
+func (x *chainIndex) checkGenesis(ctx context.Context) error {
 	if x.genesis != "" {
 		return nil
 	}
@@ -233,7 +233,7 @@ func (x *Index) checkGenesis(ctx context.Context) error {
 			return err
 		}
 	case stored != blk.Hash:
-		return fmt.Errorf("%w: its genesis block is %s, the index's %s", ErrOtherChain, blk.Hash, stored)
+		return fmt.Errorf("%w: its genesis block is %s, the index's %s", errOtherChain, blk.Hash, stored)
 	}
 	x.genesis = blk.Hash
 	return nil
@@ -241,12 +241,12 @@ func (x *Index) checkGenesis(ctx context.Context) error {
 
 // startPools gives each pool without a position its starting point (its
 // from_height, else StartDepth below the tip) and returns every position.
-func (x *Index) startPools(ctx context.Context, pools []storage.Pool, tip uint64) (map[int64]storage.SyncCursor, error) {
+func (x *chainIndex) startPools(ctx context.Context, pools []storage.Pool, tip uint64) (map[int64]storage.SyncCursor, error) {
 	cursors, err := x.Store.IndexCursors(ctx)
 	if err != nil {
 		return nil, err
 	}
-	depth := cmp.Or(x.StartDepth, DefaultStartDepth)
+	depth := cmp.Or(x.StartDepth, defaultStartDepth)
 	for _, p := range pools {
 		if _, ok := cursors[p.ID]; ok {
 			continue
@@ -271,7 +271,7 @@ func (x *Index) startPools(ctx context.Context, pools []storage.Pool, tip uint64
 // sharing the lowest position), up to the next group's position or the tip,
 // and moves their cursors. It reports a reorganisation it rolled back
 // instead.
-func (x *Index) advance(ctx context.Context, pools []storage.Pool, cursors map[int64]storage.SyncCursor, tip uint64,
+func (x *chainIndex) advance(ctx context.Context, pools []storage.Pool, cursors map[int64]storage.SyncCursor, tip uint64,
 	touched storage.Touched) (applied int, reorg bool, err error) {
 	heights := map[int64][]int64{}
 	hashes := map[int64]string{}
@@ -295,7 +295,7 @@ func (x *Index) advance(ctx context.Context, pools []storage.Pool, cursors map[i
 	if len(levels) > 1 {
 		stop = levels[1]
 	}
-	n := int(min(stop-low, int64(cmp.Or(x.Batch, DefaultIndexBatch))))
+	n := int(min(stop-low, int64(cmp.Or(x.Batch, defaultIndexBatch))))
 	start := time.Now()
 	blocks, ok := x.take(uint64(low)+1, n)
 	if !ok {
@@ -332,7 +332,7 @@ func (x *Index) advance(ctx context.Context, pools []storage.Pool, cursors map[i
 	}
 	// While this batch is applied, the next one is fetched.
 	if next := low + int64(len(blocks)); next < stop {
-		x.fetchAhead(ctx, uint64(next)+1, int(min(stop-next, int64(cmp.Or(x.Batch, DefaultIndexBatch)))))
+		x.fetchAhead(ctx, uint64(next)+1, int(min(stop-next, int64(cmp.Or(x.Batch, defaultIndexBatch)))))
 	}
 	members := poolsByID(pools, heights[low])
 	indexed := make([]storage.IndexedBlock, len(blocks))
@@ -370,7 +370,7 @@ func (x *Index) advance(ctx context.Context, pools []storage.Pool, cursors map[i
 // a block took with status_fail without moving their pool's asset: their
 // UTXOs were not spent (an index pass may never have seen the transaction
 // pending, so no UTXO state tells).
-func (x *Index) releaseFailedSubmits(ctx context.Context, pools map[string]storage.Pool, blocks []*chain.Block) error {
+func (x *chainIndex) releaseFailedSubmits(ctx context.Context, pools map[string]storage.Pool, blocks []*chain.Block) error {
 	var failed []string
 	for _, b := range blocks {
 		for i := range b.Txs {
@@ -407,10 +407,10 @@ func (x *Index) releaseFailedSubmits(ctx context.Context, pools map[string]stora
 
 // fetch reads n blocks from height from on, Fetchers at a time. A block past
 // the node's tip ends the list early.
-func (x *Index) fetch(ctx context.Context, from uint64, n int) ([]*chain.Block, error) {
+func (x *chainIndex) fetch(ctx context.Context, from uint64, n int) ([]*chain.Block, error) {
 	out := make([]*chain.Block, n)
 	errs := make([]error, n)
-	sem := make(chan struct{}, cmp.Or(x.Fetchers, DefaultIndexFetchers))
+	sem := make(chan struct{}, cmp.Or(x.Fetchers, defaultIndexFetchers))
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
@@ -435,7 +435,7 @@ func (x *Index) fetch(ctx context.Context, from uint64, n int) ([]*chain.Block, 
 
 // rollback finds where the chain forked below height and rolls the index
 // back to it.
-func (x *Index) rollback(ctx context.Context, height int64, touched storage.Touched) error {
+func (x *chainIndex) rollback(ctx context.Context, height int64, touched storage.Touched) error {
 	fork, forkHash, err := x.forkPoint(ctx, height)
 	if err != nil {
 		return err
@@ -455,7 +455,7 @@ func (x *Index) rollback(ctx context.Context, height int64, touched storage.Touc
 // ReorgWindow heights, then by bisection over every block the index
 // remembers. Below all of them, it is the height under the lowest one, of
 // unknown hash.
-func (x *Index) forkPoint(ctx context.Context, height int64) (int64, string, error) {
+func (x *chainIndex) forkPoint(ctx context.Context, height int64) (int64, string, error) {
 	same := func(h int64) (bool, string, error) {
 		known, err := x.Store.IndexedHashes(ctx, h, h)
 		if err != nil {
@@ -580,7 +580,7 @@ func txIOs(ios []chain.TxIO) []storage.TxIO {
 // what the mempool no longer has falls back: a withheld UTXO whose spend
 // vanished is available again, a pending output whose transaction vanished
 // is invalidated. It returns how many pending transactions touch a pool.
-func (x *Index) overlay(ctx context.Context, pools []storage.Pool, tip chain.Status, touched storage.Touched) (int, error) {
+func (x *chainIndex) overlay(ctx context.Context, pools []storage.Pool, tip chain.Status, touched storage.Touched) (int, error) {
 	if len(pools) == 0 {
 		return 0, nil
 	}
@@ -713,9 +713,9 @@ type backfillProgress struct {
 
 // reportBackfill counts a batch of blocks applied from height low up to
 // height (the chain's tip being tip, groups the pool positions behind it)
-// and, every ProgressEvery, logs how far the backfill got: a "progress"
+// and, every x.ProgressEvery, logs how far the backfill got: a "progress"
 // record, which a terminal shows as one updating line.
-func (x *Index) reportBackfill(start time.Time, low, height, tip int64, blocks, groups int) {
+func (x *chainIndex) reportBackfill(start time.Time, low, height, tip int64, blocks, groups int) {
 	b := &x.backfill
 	if b.started.IsZero() {
 		*b = backfillProgress{from: low, started: start, reported: start}
@@ -738,7 +738,7 @@ func (x *Index) reportBackfill(start time.Time, low, height, tip int64, blocks, 
 	b.reported, b.blocks = now, 0
 }
 
-func (x *Index) logger() *slog.Logger {
+func (x *chainIndex) logger() *slog.Logger {
 	if x.Log != nil {
 		return x.Log
 	}

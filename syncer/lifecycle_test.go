@@ -57,8 +57,8 @@ func newSourceAt(t *testing.T, f *fixture, kind, url string) *source {
 func (s *source) sync(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	if s.runner.Index != nil {
-		if _, err := s.runner.Index.Pass(ctx); err != nil {
+	if s.runner.ChainIndex() != nil {
+		if _, err := s.runner.ChainIndex().Pass(ctx); err != nil {
 			t.Fatalf("index pass: %v", err)
 		}
 		return
@@ -626,8 +626,8 @@ func TestIndexBackfillsAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSource(t, f, "bytomd")
-	s.runner.Index.Batch = 100
-	if _, err := s.runner.Index.Pass(ctx); err != nil {
+	s.runner.ChainIndex().Batch = 100
+	if _, err := s.runner.ChainIndex().Pass(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cur, err := f.store.IndexCursors(ctx)
@@ -640,7 +640,7 @@ func TestIndexBackfillsAndResumes(t *testing.T) {
 	// A restart (a new runner) resumes from the cursor, not from scratch.
 	s2 := newSource(t, f, "bytomd")
 	for i := 0; i < 10; i++ {
-		if _, err := s2.runner.Index.Pass(ctx); err != nil {
+		if _, err := s2.runner.ChainIndex().Pass(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -679,7 +679,7 @@ func TestIndexRefusesANodeOnAnotherChain(t *testing.T) {
 	app := other.Handler()
 	go func() { _ = app.Listener(ln) }()
 	t.Cleanup(func() { _ = app.Shutdown(); _ = ln.Close() })
-	_, err = newSourceAt(t, f, "bytomd", "http://"+ln.Addr().String()).runner.Index.Pass(ctx)
+	_, err = newSourceAt(t, f, "bytomd", "http://"+ln.Addr().String()).runner.ChainIndex().Pass(ctx)
 	if !errors.Is(err, syncer.ErrOtherChain) {
 		t.Fatalf("pass against another chain: %v, want ErrOtherChain", err)
 	}

@@ -5,7 +5,7 @@
 //     UTXO of every pool (unconfirmed ones included) and reconciles
 //     PostgreSQL with it; failed transactions are found by looking them up;
 //   - with a node (bytomd), the chain index reads every block and the
-//     mempool itself, needing no wallet (see Index);
+//     mempool itself, needing no wallet;
 //   - either way the Applier brings each change to Redis and settles the
 //     reservations, and the sweep repairs whatever a failure left out of step.
 //
@@ -24,12 +24,12 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// JobUTXO names the UTXO sync job in sync cursors.
-const JobUTXO = "utxo"
+// jobUTXO names the UTXO sync job in sync cursors.
+const jobUTXO = "utxo"
 
-// UTXOSync syncs the UTXOs of one pool at a time from a source that lists
+// utxoSync syncs the UTXOs of one pool at a time from a source that lists
 // them.
-type UTXOSync struct {
+type utxoSync struct {
 	Store   utxoStore
 	Locks   endLocks
 	Chain   chain.Source
@@ -44,7 +44,7 @@ type UTXOSync struct {
 // invalidates the outputs of transactions that failed, and applies the
 // changes to Redis and the reservations. When Redis has lost the pool's view
 // it is loaded whole from the database.
-func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.SyncResult, error) {
+func (u *utxoSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.SyncResult, error) {
 	seen, err := u.Lister.ListUTXOs(ctx, chain.Filter{Asset: pool.Asset, Program: pool.Program, Unconfirmed: true})
 	if err != nil {
 		return storage.SyncResult{}, fmt.Errorf("syncer: list utxos: %w", err)
@@ -103,11 +103,11 @@ func (u *UTXOSync) SyncPool(ctx context.Context, pool storage.Pool) (storage.Syn
 	return res, nil
 }
 
-func (u *UTXOSync) lineage() *lineage {
+func (u *utxoSync) lineage() *lineage {
 	return &lineage{store: u.Store, locks: u.Locks, chain: u.Chain, apply: u.Apply, log: u.logger()}
 }
 
-func (u *UTXOSync) logger() *slog.Logger {
+func (u *utxoSync) logger() *slog.Logger {
 	if u.Log != nil {
 		return u.Log
 	}

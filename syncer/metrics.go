@@ -16,13 +16,13 @@ func observeSync(pool int64, err error, took time.Duration, res storage.SyncResu
 	if err != nil {
 		result = "error"
 	}
-	metrics.SyncRuns.WithLabelValues(JobUTXO, result).Inc()
-	metrics.SyncDuration.WithLabelValues(JobUTXO).Observe(took.Seconds())
+	metrics.SyncRuns.WithLabelValues(jobUTXO, result).Inc()
+	metrics.SyncDuration.WithLabelValues(jobUTXO).Observe(took.Seconds())
 	metrics.SyncChanges.WithLabelValues("added").Add(float64(len(res.Added)))
 	metrics.SyncChanges.WithLabelValues("revived").Add(float64(len(res.Revived)))
 	metrics.SyncChanges.WithLabelValues("spent").Add(float64(len(res.Spent)))
 	if err == nil {
-		metrics.SyncLastSuccess.WithLabelValues(poolLabel(pool), JobUTXO).Set(float64(now().UnixNano()) / 1e9)
+		metrics.SyncLastSuccess.WithLabelValues(poolLabel(pool), jobUTXO).Set(float64(now().UnixNano()) / 1e9)
 	}
 }
 

@@ -114,7 +114,7 @@ func TestSyncLagMetrics(t *testing.T) {
 	p := f.pool(t, prog)
 	pool := strconv.FormatInt(p.ID, 10)
 	job := f.job()
-	r := &syncer.Runner{UTXO: job, Store: f.store, Interval: time.Millisecond, MaxBackoff: time.Millisecond}
+	r := syncer.NewUTXORunner(job, f.store, time.Millisecond, time.Millisecond)
 	start := time.Now()
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ func TestChainErrorMetrics(t *testing.T) {
 		counts[reason] = testutil.ToFloat64(metrics.ChainErrors.WithLabelValues(reason))
 	}
 	r := runnerFor(f, "bytomd")
-	r.IndexPoll = 10 * time.Millisecond
+	r.SetIndexPoll(10 * time.Millisecond)
 	stop, _ := run(t, r)
 	passes := indexPasses()
 	waitFor(t, 5*time.Second, "passes", func() bool { return indexPasses() >= passes+3 })
@@ -506,8 +506,8 @@ func TestPoolGauges(t *testing.T) {
 	pool := strconv.FormatInt(p.ID, 10)
 	// A sweep interval no test outlasts, shortened below once the gauges
 	// must be set again.
-	r := &syncer.Runner{UTXO: f.job(), Store: f.store, Interval: time.Millisecond, MaxBackoff: time.Millisecond,
-		SweepInterval: time.Hour}
+	r := syncer.NewUTXORunner(f.job(), f.store, time.Millisecond, time.Millisecond)
+	r.SetSweepInterval(time.Hour)
 	utxos := func(state string) float64 { return testutil.ToFloat64(metrics.PoolUTXOs.WithLabelValues(pool, state)) }
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
@@ -525,7 +525,7 @@ func TestPoolGauges(t *testing.T) {
 	if utxos("reserved") != 0 {
 		t.Fatal("pool gauges set again within the sweep interval")
 	}
-	r.SweepInterval = 50 * time.Millisecond
+	r.SetSweepInterval(50 * time.Millisecond)
 	time.Sleep(100 * time.Millisecond) // past the sweep interval, the reservation ageing meanwhile
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)

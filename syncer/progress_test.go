@@ -58,9 +58,9 @@ func TestBackfillLogsItsProgress(t *testing.T) {
 	r := syncer.Jobs{Store: store, Locks: locks, Chain: chain.NewBytomd(f.url),
 		Rebuild:  syncer.NewRebuilder(store, locks, rdb, prefix, nil),
 		Interval: time.Hour, MaxBackoff: time.Hour, Log: slog.New(slog.NewJSONHandler(&logs, nil))}.ForTerm(0)
-	r.Index.Batch, r.Index.ProgressEvery = 3, time.Nanosecond
+	r.ChainIndex().Batch, r.ChainIndex().ProgressEvery = 3, time.Nanosecond
 	for i := 0; ; i++ {
-		if _, err := r.Index.Pass(ctx); err != nil {
+		if _, err := r.ChainIndex().Pass(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if p, err := store.GetPool(ctx, pool.ID); err != nil {
@@ -102,7 +102,7 @@ func TestRebuildWatchLogsItsProgress(t *testing.T) {
 	}
 	var logs lockedBuffer
 	rb := syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, slog.New(slog.NewJSONHandler(&logs, nil)))
-	rb.ProgressEvery = time.Nanosecond
+	rb.SetProgressEvery(time.Nanosecond)
 	go rb.Watch(ctx, time.Hour)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if !strings.Contains(logs.String(), `"progress":"2/2 pools","rebuilt":2`) {

@@ -24,15 +24,15 @@ import (
 // and API replicas may all run one: a redsync mutex per pool lets one of them
 // rebuild while the others' reserves answer "rebuilding".
 type Rebuilder struct {
-	Store   rebuildStore
-	Locks   rebuildLocks
+	store   rebuildStore
+	locks   rebuildLocks
 	Mutexes *redsync.Redsync
 	// Prefix is put before the mutex names (the Redis key prefix).
-	Prefix string
-	Log    *slog.Logger
-	// ProgressEvery is how often Watch logs its progress through many lost
+	prefix string
+	log    *slog.Logger
+	// progressEvery is how often Watch logs its progress through many lost
 	// pools (DefaultProgressEvery when 0).
-	ProgressEvery time.Duration
+	progressEvery time.Duration
 
 	rebuilding atomic.Int32 // rebuilds under way in this process
 }
@@ -49,11 +49,11 @@ const maxRebuildTries = 5
 // whether it did. When another process holds the pool's rebuild mutex it
 // returns at once without waiting.
 func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (rebuilt bool, err error) {
-	loaded, err := r.Locks.Loaded(ctx, pool)
+	loaded, err := r.locks.Loaded(ctx, pool)
 	if err != nil || loaded {
 		return false, err
 	}
-	mu := r.Mutexes.NewMutex(r.Prefix+"rebuild:{p"+strconv.FormatInt(pool, 10)+"}",
+	mu := r.Mutexes.NewMutex(r.prefix+"rebuild:{p"+strconv.FormatInt(pool, 10)+"}",
 		redsync.WithExpiry(30*time.Second), redsync.WithTries(1))
 	if err := mu.TryLockContext(ctx); err != nil {
 		var taken *redsync.ErrTaken
@@ -67,7 +67,7 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (rebuilt bool
 		defer cancel()
 		_, _ = mu.UnlockContext(uctx)
 	}()
-	if loaded, err := r.Locks.Loaded(ctx, pool); err != nil || loaded {
+	if loaded, err := r.locks.Loaded(ctx, pool); err != nil || loaded {
 		return false, err
 	}
 	r.rebuilding.Add(1)
@@ -88,22 +88,22 @@ func (r *Rebuilder) RebuildIfLost(ctx context.Context, pool int64) (rebuilt bool
 	if err != nil {
 		return false, err
 	}
-	if err := r.Store.BeginLoad(ctx, pool, load); err != nil {
+	if err := r.store.BeginLoad(ctx, pool, load); err != nil {
 		return false, err
 	}
 	var snap lockmgr.Snapshot
 	for try := 1; ; try++ {
 		// The generation is read before the snapshot: a sync applied after it
 		// makes the rebuild refuse instead of overwriting the sync's changes.
-		gen, err := r.Locks.SyncGeneration(ctx, pool)
+		gen, err := r.locks.SyncGeneration(ctx, pool)
 		if err != nil {
 			return false, err
 		}
-		if snap, err = r.Store.LockSnapshot(ctx, pool); err != nil {
+		if snap, err = r.store.LockSnapshot(ctx, pool); err != nil {
 			return false, fmt.Errorf("syncer: snapshot of pool %d: %w", pool, err)
 		}
 		snap.SyncGen, snap.Load = gen, load
-		err = r.Locks.Rebuild(ctx, pool, snap)
+		err = r.locks.Rebuild(ctx, pool, snap)
 		if err == nil {
 			break
 		}
@@ -124,7 +124,7 @@ func (r *Rebuilder) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		pools, err := r.Store.ListPools(ctx)
+		pools, err := r.store.ListPools(ctx)
 		if err != nil && ctx.Err() == nil {
 			r.logger().Warn("rebuild watch: list pools", "err", err)
 		}
@@ -141,7 +141,7 @@ func (r *Rebuilder) Watch(ctx context.Context, interval time.Duration) {
 				rebuilt++
 			}
 			// Many pools lost at once take a while: say how far it got.
-			if now := time.Now(); rebuilt > 0 && now.Sub(reported) >= cmp.Or(r.ProgressEvery, DefaultProgressEvery) {
+			if now := time.Now(); rebuilt > 0 && now.Sub(reported) >= cmp.Or(r.progressEvery, DefaultProgressEvery) {
 				r.logger().Info("rebuild of lost pools", "progress", fmt.Sprintf("%d/%d pools", i+1, len(pools)),
 					"rebuilt", rebuilt, "elapsed", now.Sub(start).Round(time.Second).String())
 				reported = now
@@ -156,13 +156,13 @@ func (r *Rebuilder) Watch(ctx context.Context, interval time.Duration) {
 }
 
 func (r *Rebuilder) logger() *slog.Logger {
-	if r.Log != nil {
-		return r.Log
+	if r.log != nil {
+		return r.log
 	}
 	return slog.Default()
 }
 
 // NewRebuilder returns a Rebuilder whose mutexes live in rdb.
 func NewRebuilder(store *storage.Store, locks *lockmgr.Manager, rdb redis.UniversalClient, prefix string, log *slog.Logger) *Rebuilder {
-	return &Rebuilder{Store: store, Locks: locks, Mutexes: redsync.New(goredis.NewPool(rdb)), Prefix: prefix, Log: log}
+	return &Rebuilder{store: store, locks: locks, Mutexes: redsync.New(goredis.NewPool(rdb)), prefix: prefix, log: log}
 }

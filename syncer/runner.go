@@ -21,29 +21,29 @@ import (
 // and the mempool: a block's outputs are reservable within about this.
 const DefaultIndexPoll = 250 * time.Millisecond
 
-// Runner runs the sync jobs of one leadership term. Every Interval it expires
-// reservations in the journal, syncs each pool of a source that lists UTXOs
-// (concurrently; a failing pool is retried with exponential backoff up to
-// MaxBackoff and never holds up the others), follows submitted transactions
-// and verifies legacy balances. With a node it runs the chain Index instead
-// of the UTXO sync, every IndexPoll. Each pool is swept every SweepInterval
-// by the job that writes its chain state.
+// Runner runs the sync jobs of one leadership term (Jobs.ForTerm builds it).
+// Every Jobs.Interval it expires reservations in the journal, syncs each pool
+// of a source that lists UTXOs (concurrently; a failing pool is retried with
+// exponential backoff up to Jobs.MaxBackoff and never holds up the others),
+// follows submitted transactions and verifies legacy balances. With a node it
+// runs the chain index instead of the UTXO sync, every Jobs.IndexPoll. Each
+// pool is swept every Jobs.SweepInterval by the job that writes its chain
+// state.
 type Runner struct {
-	UTXO          *UTXOSync       // a source that lists UTXOs
-	Index         *Index          // or a node the syncer indexes
-	Sweep         *Sweep          // optional
-	Balances      *BalanceVerify  // optional
-	Submitted     *SubmittedCheck // optional (sources that list UTXOs)
-	Store         runnerStore
-	Interval      time.Duration
-	IndexPoll     time.Duration // 0 means DefaultIndexPoll
-	SweepInterval time.Duration // 0 means DefaultSweepInterval
-	MaxBackoff    time.Duration
-	Parallelism   int // pools synced at once; 0 means 4
-	Log           *slog.Logger
-	// Epoch is the leadership term the runner works in; its writes carry it
+	utxo          *utxoSync       // a source that lists UTXOs
+	index         *chainIndex     // or a node the syncer indexes
+	sweep         *sweeper        // optional
+	balances      *balanceVerify  // optional
+	submitted     *submittedCheck // optional (sources that list UTXOs)
+	store         runnerStore
+	interval      time.Duration
+	indexPoll     time.Duration // 0 means DefaultIndexPoll
+	sweepInterval time.Duration // 0 means defaultSweepInterval
+	maxBackoff    time.Duration
+	log           *slog.Logger
+	// epoch is the leadership term the runner works in; its writes carry it
 	// and are refused once a newer term began.
-	Epoch int64
+	epoch int64
 	// Wake, when set, names pools to sync at once (a reservation in them was
 	// submitted): the change output of the spend is offered without waiting
 	// for the next tick.
@@ -62,9 +62,9 @@ type Runner struct {
 	poolsObserved time.Time
 }
 
-// ErrDeposed is returned by Run when a write was refused because a newer
+// errDeposed is returned by Run when a write was refused because a newer
 // leadership term began.
-var ErrDeposed = errors.New("syncer: deposed: a newer leadership term began")
+var errDeposed = errors.New("syncer: deposed: a newer leadership term began")
 
 // Jobs are what the sync jobs work with. ForTerm builds the Runner of one
 // leadership term.
@@ -78,7 +78,7 @@ type Jobs struct {
 	IndexPoll     time.Duration
 	SweepInterval time.Duration
 	// StartDepth is how far below the tip a pool registered without
-	// from_height starts, with a node (0: DefaultStartDepth).
+	// from_height starts, with a node (0: 10,000 blocks).
 	StartDepth uint64
 	Log        *slog.Logger
 }
@@ -95,23 +95,23 @@ func (j Jobs) ForTerm(epoch int64) *Runner {
 	}
 	apply := &Applier{Store: store, Locks: locks, Log: j.Log}
 	r := &Runner{
-		Store:         store,
-		Sweep:         &Sweep{Store: store, Locks: locks, Apply: apply, Log: j.Log},
-		Balances:      &BalanceVerify{Store: store, Chain: j.Chain, Log: j.Log},
-		Interval:      j.Interval,
-		IndexPoll:     j.IndexPoll,
-		SweepInterval: j.SweepInterval,
-		MaxBackoff:    j.MaxBackoff,
-		Log:           j.Log,
-		Epoch:         epoch,
+		store:         store,
+		sweep:         &sweeper{Store: store, Locks: locks, Apply: apply, Log: j.Log},
+		balances:      &balanceVerify{Store: store, Chain: j.Chain, Log: j.Log},
+		interval:      j.Interval,
+		indexPoll:     j.IndexPoll,
+		sweepInterval: j.SweepInterval,
+		maxBackoff:    j.MaxBackoff,
+		log:           j.Log,
+		epoch:         epoch,
 	}
 	if node, ok := j.Chain.(chain.Indexer); ok {
-		r.Index = &Index{Store: store, Node: node, Apply: apply, Rebuild: j.Rebuild, StartDepth: j.StartDepth, Log: j.Log}
+		r.index = &chainIndex{Store: store, Node: node, Apply: apply, Rebuild: j.Rebuild, StartDepth: j.StartDepth, Log: j.Log}
 		return r
 	}
 	if l, ok := j.Chain.(chain.Lister); ok {
-		r.UTXO = &UTXOSync{Store: store, Locks: locks, Chain: j.Chain, Lister: l, Apply: apply, Rebuild: j.Rebuild, Log: j.Log}
-		r.Submitted = &SubmittedCheck{Store: store, Locks: locks, Chain: j.Chain, Apply: apply, Log: j.Log}
+		r.utxo = &utxoSync{Store: store, Locks: locks, Chain: j.Chain, Lister: l, Apply: apply, Rebuild: j.Rebuild, Log: j.Log}
+		r.submitted = &submittedCheck{Store: store, Locks: locks, Chain: j.Chain, Apply: apply, Log: j.Log}
 	}
 	return r
 }
@@ -123,7 +123,7 @@ func (r *Runner) refused(err error) bool {
 		return false
 	}
 	if !r.deposed.Swap(true) {
-		r.logger().Warn("write refused: a newer leadership term began; stepping down", "epoch", r.Epoch, "err", err)
+		r.logger().Warn("write refused: a newer leadership term began; stepping down", "epoch", r.epoch, "err", err)
 	}
 	return true
 }
@@ -148,7 +148,7 @@ const LeaderJob = "sync"
 const tipTimeout = 5 * time.Second
 
 // Run runs the jobs until ctx ends, or until a write is refused because a
-// newer term began (ErrDeposed). `bufferd syncer` runs it only while the
+// newer term began (an error then). `bufferd syncer` runs it only while the
 // process leads the sync jobs (see LeaderJob), so while it runs
 // bufferd_sync_leader is 1.
 func (r *Runner) Run(ctx context.Context) error {
@@ -161,7 +161,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	if r.Index != nil {
+	if r.index != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -169,7 +169,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			cancel()
 		}()
 	}
-	t := time.NewTicker(r.Interval)
+	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {
 		if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
@@ -182,25 +182,25 @@ func (r *Runner) Run(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	if r.deposed.Load() {
-		return ErrDeposed
+		return errDeposed
 	}
 	return nil
 }
 
-// runIndex runs the chain index every IndexPoll (backing off while the node
-// fails, up to MaxBackoff) and sweeps its pools, until ctx ends or the term.
+// runIndex runs the chain index every indexPoll (backing off while the node
+// fails, up to maxBackoff) and sweeps its pools, until ctx ends or the term.
 func (r *Runner) runIndex(ctx context.Context) {
-	poll := r.IndexPoll
+	poll := r.indexPoll
 	if poll <= 0 {
 		poll = DefaultIndexPoll
 	}
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval = poll, max(poll, r.MaxBackoff)
+	b.InitialInterval, b.MaxInterval = poll, max(poll, r.maxBackoff)
 	wait := poll
 	var lastSweep time.Time
 	for ctx.Err() == nil && !r.deposed.Load() {
 		start := now()
-		res, err := r.Index.Pass(ctx)
+		res, err := r.index.Pass(ctx)
 		observeJob(storage.JobIndex, err, now().Sub(start))
 		switch {
 		case r.refused(err):
@@ -216,7 +216,7 @@ func (r *Runner) runIndex(ctx context.Context) {
 				r.logger().Debug("chain indexed", "tip", res.Tip, "blocks", res.Blocks, "reorgs", res.Reorgs,
 					"pending", res.Pending, "utxos_touched", res.Touched)
 			}
-			if now().Sub(lastSweep) >= r.sweepInterval() {
+			if now().Sub(lastSweep) >= r.sweepEvery() {
 				lastSweep = now()
 				r.sweepAll(ctx)
 			}
@@ -252,6 +252,17 @@ func (r *Runner) chainOK(tip chain.Status) {
 	}
 }
 
+// Index runs one pass of the chain index when the source is a node (and
+// does nothing otherwise): it brings the pools up to the tip a batch at a
+// time (a backfilling pool may need several passes) and overlays the mempool.
+func (r *Runner) Index(ctx context.Context) error {
+	if r.index == nil {
+		return nil
+	}
+	_, err := r.index.Pass(ctx)
+	return err
+}
+
 // ChainError returns the last error of the chain source ("" when its last
 // pass succeeded): readiness fails meanwhile.
 func (r *Runner) ChainError() string {
@@ -266,14 +277,14 @@ func (r *Runner) ChainError() string {
 func (r *Runner) saveChainCursor(tip chain.Status, lastErr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), tipTimeout)
 	defer cancel()
-	c := storage.SyncCursor{PoolID: 0, Job: JobChain, Height: int64(tip.Height), BlockHash: tip.BlockHash, Epoch: r.Epoch, LastError: lastErr}
+	c := storage.SyncCursor{PoolID: 0, Job: JobChain, Height: int64(tip.Height), BlockHash: tip.BlockHash, Epoch: r.epoch, LastError: lastErr}
 	if lastErr == "" {
 		t := now()
 		c.LastSuccess = &t
-	} else if prev, err := r.Store.Cursor(ctx, 0, JobChain); err == nil {
+	} else if prev, err := r.store.Cursor(ctx, 0, JobChain); err == nil {
 		c.Height, c.BlockHash, c.LastSuccess = prev.Height, prev.BlockHash, prev.LastSuccess
 	}
-	if err := r.Store.SaveCursor(ctx, c); err != nil && !r.refused(err) {
+	if err := r.store.SaveCursor(ctx, c); err != nil && !r.refused(err) {
 		r.logger().Warn("save chain state", "err", err)
 	}
 }
@@ -286,7 +297,7 @@ const JobChain = "chain"
 func chainErrorReason(err error) string {
 	var apiErr *chain.APIError
 	switch {
-	case errors.Is(err, ErrOtherChain):
+	case errors.Is(err, errOtherChain):
 		return "other_chain"
 	case errors.Is(err, chain.ErrBadResponse):
 		return "bad_response"
@@ -297,19 +308,19 @@ func chainErrorReason(err error) string {
 	}
 }
 
-func (r *Runner) sweepInterval() time.Duration {
-	if r.SweepInterval > 0 {
-		return r.SweepInterval
+func (r *Runner) sweepEvery() time.Duration {
+	if r.sweepInterval > 0 {
+		return r.sweepInterval
 	}
-	return DefaultSweepInterval
+	return defaultSweepInterval
 }
 
 // sweepAll sweeps every pool the syncer offers.
 func (r *Runner) sweepAll(ctx context.Context) {
-	if r.Sweep == nil {
+	if r.sweep == nil {
 		return
 	}
-	pools, err := r.Store.ListPools(ctx)
+	pools, err := r.store.ListPools(ctx)
 	if err != nil {
 		return
 	}
@@ -317,7 +328,7 @@ func (r *Runner) sweepAll(ctx context.Context) {
 		if p.SyncedAt == nil {
 			continue
 		}
-		if _, err := r.Sweep.Pool(ctx, p.ID); err != nil && !r.refused(err) && ctx.Err() == nil {
+		if _, err := r.sweep.Pool(ctx, p.ID); err != nil && !r.refused(err) && ctx.Err() == nil {
 			r.logger().Warn("sweep", "pool", p.ID, "err", err)
 		}
 	}
@@ -333,18 +344,18 @@ func (r *Runner) waitTick(ctx context.Context, t *time.Ticker) bool {
 		case <-t.C:
 			return true
 		case id := <-r.Wake:
-			r.SyncNow(ctx, id)
+			r.syncNow(ctx, id)
 		}
 	}
 }
 
-// SyncNow syncs one pool at once, whatever its backoff (sources that list
+// syncNow syncs one pool at once, whatever its backoff (sources that list
 // UTXOs; the index polls often enough).
-func (r *Runner) SyncNow(ctx context.Context, poolID int64) {
-	if r.UTXO == nil {
+func (r *Runner) syncNow(ctx context.Context, poolID int64) {
+	if r.utxo == nil {
 		return
 	}
-	p, err := r.Store.GetPool(ctx, poolID)
+	p, err := r.store.GetPool(ctx, poolID)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.logger().Warn("sync now", "pool", poolID, "err", err)
@@ -362,8 +373,8 @@ func (r *Runner) SyncNow(ctx context.Context, poolID int64) {
 // not start (the pool list could not be read); per-pool failures are logged
 // and retried later.
 func (r *Runner) Tick(ctx context.Context) error {
-	store := r.Store
-	if n, err := store.ExpireReservations(ctx, now().Add(-ExpiryMargin)); r.refused(err) {
+	store := r.store
+	if n, err := store.ExpireReservations(ctx, now().Add(-expiryMargin)); r.refused(err) {
 		return nil
 	} else if err != nil {
 		r.logger().Warn("expire reservations", "err", err)
@@ -376,18 +387,18 @@ func (r *Runner) Tick(ctx context.Context) error {
 	} else if err != nil {
 		r.logger().Warn("forget idempotency keys", "err", err)
 	}
-	if r.UTXO != nil {
+	if r.utxo != nil {
 		if err := r.syncAll(ctx); err != nil {
 			return err
 		}
 	}
-	if r.Submitted != nil {
-		if _, err := r.Submitted.Run(ctx); err != nil && !r.refused(err) && ctx.Err() == nil {
+	if r.submitted != nil {
+		if _, err := r.submitted.Run(ctx); err != nil && !r.refused(err) && ctx.Err() == nil {
 			r.logger().Warn("submitted check", "err", err)
 		}
 	}
-	if r.Balances != nil {
-		out, err := r.Balances.Run(ctx)
+	if r.balances != nil {
+		out, err := r.balances.Run(ctx)
 		switch {
 		case r.refused(err):
 			return nil
@@ -405,7 +416,7 @@ func (r *Runner) Tick(ctx context.Context) error {
 // reservation) at most once a sweep interval; errors only delay them.
 func (r *Runner) observePools(ctx context.Context) {
 	r.mu.Lock()
-	due := now().Sub(r.poolsObserved) >= r.sweepInterval()
+	due := now().Sub(r.poolsObserved) >= r.sweepEvery()
 	if due {
 		r.poolsObserved = now()
 	}
@@ -413,12 +424,12 @@ func (r *Runner) observePools(ctx context.Context) {
 	if !due {
 		return
 	}
-	counts, err := r.Store.PoolCounts(ctx)
+	counts, err := r.store.PoolCounts(ctx)
 	if err != nil {
 		r.logger().Warn("pool gauges", "err", err)
 		return
 	}
-	pools, err := r.Store.ListPools(ctx)
+	pools, err := r.store.ListPools(ctx)
 	if err != nil {
 		r.logger().Warn("pool gauges", "err", err)
 		return
@@ -430,7 +441,7 @@ func (r *Runner) observePools(ctx context.Context) {
 			storage.StateSpent: c.Spent, storage.StateInvalidated: c.Invalidated, storage.StateImmature: c.Immature} {
 			metrics.PoolUTXOs.WithLabelValues(label, state).Set(float64(n))
 		}
-		oldest, ok, err := r.Store.OldestLiveReservation(ctx, p.ID)
+		oldest, ok, err := r.store.OldestLiveReservation(ctx, p.ID)
 		switch {
 		case err != nil:
 			r.logger().Warn("pool gauges", "pool", p.ID, "err", err)
@@ -442,18 +453,17 @@ func (r *Runner) observePools(ctx context.Context) {
 	}
 }
 
+// syncParallelism is how many pools a source that lists UTXOs syncs at once.
+const syncParallelism = 4
+
 // syncAll syncs every pool of a source that lists UTXOs.
 func (r *Runner) syncAll(ctx context.Context) error {
 	tip, tipOK := r.chainTip(ctx)
-	pools, err := r.Store.ListPools(ctx)
+	pools, err := r.store.ListPools(ctx)
 	if err != nil {
 		return fmt.Errorf("syncer: list pools: %w", err)
 	}
-	par := r.Parallelism
-	if par <= 0 {
-		par = 4
-	}
-	sem := make(chan struct{}, par)
+	sem := make(chan struct{}, syncParallelism)
 	var wg sync.WaitGroup
 	for _, p := range pools {
 		if !r.due(p.ID) {
@@ -479,10 +489,10 @@ func (r *Runner) syncAll(ctx context.Context) error {
 func (r *Runner) chainTip(ctx context.Context) (chain.Status, bool) {
 	ctx, cancel := context.WithTimeout(ctx, tipTimeout)
 	defer cancel()
-	st, err := r.UTXO.Chain.ChainStatus(ctx)
+	st, err := r.utxo.Chain.ChainStatus(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.chainFailed(err, r.Interval)
+			r.chainFailed(err, r.interval)
 		}
 		return chain.Status{}, false
 	}
@@ -512,10 +522,10 @@ func (r *Runner) observeLag(pools []storage.Pool, tip chain.Status) {
 
 func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, tipOK bool) {
 	start := now()
-	res, err := r.UTXO.SyncPool(ctx, p)
+	res, err := r.utxo.SyncPool(ctx, p)
 	elapsed := now().Sub(start)
 	observeSync(p.ID, err, elapsed, res)
-	cur := storage.SyncCursor{PoolID: p.ID, Job: JobUTXO, Epoch: r.Epoch, UpdatedAt: now()}
+	cur := storage.SyncCursor{PoolID: p.ID, Job: jobUTXO, Epoch: r.epoch, UpdatedAt: now()}
 	if err != nil {
 		if r.refused(err) || ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return
@@ -542,12 +552,12 @@ func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, 
 				"spent", len(res.Spent), "took", elapsed.Round(time.Millisecond))
 		}
 		if r.sweepDue(p.ID) {
-			if _, err := r.Sweep.Pool(ctx, p.ID); err != nil && !r.refused(err) && ctx.Err() == nil {
+			if _, err := r.sweep.Pool(ctx, p.ID); err != nil && !r.refused(err) && ctx.Err() == nil {
 				r.logger().Warn("sweep", "pool", p.ID, "err", err)
 			}
 		}
 	}
-	if err := r.Store.SaveCursor(ctx, cur); err != nil && !r.refused(err) {
+	if err := r.store.SaveCursor(ctx, cur); err != nil && !r.refused(err) {
 		countRefused(err)
 		if ctx.Err() == nil {
 			r.logger().Warn("save sync cursor", "pool", p.ID, "err", err)
@@ -557,13 +567,13 @@ func (r *Runner) syncOne(ctx context.Context, p storage.Pool, tip chain.Status, 
 
 // sweepDue reports whether the pool is due for a sweep, and if so counts it done.
 func (r *Runner) sweepDue(id int64) bool {
-	if r.Sweep == nil {
+	if r.sweep == nil {
 		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.state(id)
-	if now().Sub(s.lastSweep) < r.sweepInterval() {
+	if now().Sub(s.lastSweep) < r.sweepEvery() {
 		return false
 	}
 	s.lastSweep = now()
@@ -577,8 +587,8 @@ func (r *Runner) state(id int64) *poolState {
 	s, ok := r.pools[id]
 	if !ok {
 		b := backoff.NewExponentialBackOff()
-		b.InitialInterval = r.Interval
-		b.MaxInterval = r.MaxBackoff
+		b.InitialInterval = r.interval
+		b.MaxInterval = r.maxBackoff
 		if b.MaxInterval < b.InitialInterval {
 			b.MaxInterval = b.InitialInterval
 		}
@@ -634,8 +644,8 @@ func (r *Runner) lastSuccess(id int64) (poolState, bool) {
 }
 
 func (r *Runner) logger() *slog.Logger {
-	if r.Log != nil {
-		return r.Log
+	if r.log != nil {
+		return r.log
 	}
 	return slog.Default()
 }

@@ -182,7 +182,7 @@ func TestRunnerSweepsTheIndexedPools(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := indexRunner(t, f, 20*time.Millisecond)
-	r.SweepInterval = 50 * time.Millisecond
+	r.SetSweepInterval(50 * time.Millisecond)
 	run(t, r)
 	waitLoaded(t, f, p.ID)
 	waitFor(t, 5*time.Second, "the pool offered", func() bool { return len(f.reservable(t, p.ID)) == 3 })

@@ -8,7 +8,7 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// SubmittedCheck follows, for a source that lists UTXOs, the transactions of
+// submittedCheck follows, for a source that lists UTXOs, the transactions of
 // submitted reservations and of those settled spent within the submit grace:
 // the pool outputs of one still pending are noted as its own (so its change
 // can be invalidated should it fail); when one fails on chain, its lineage is
@@ -17,7 +17,7 @@ import (
 // invalidated. A spend is settled by the UTXO sync; a transaction that
 // vanishes before it was seen lets the hold run out at the end of the submit
 // grace.
-type SubmittedCheck struct {
+type submittedCheck struct {
 	Store submittedStore
 	Locks endLocks
 	Chain chain.Source
@@ -27,7 +27,7 @@ type SubmittedCheck struct {
 
 // Run checks up to one batch of submitted reservations and returns how many
 // it released.
-func (s *SubmittedCheck) Run(ctx context.Context) (int, error) {
+func (s *submittedCheck) Run(ctx context.Context) (int, error) {
 	subs, err := s.Store.SubmittedReservations(ctx, storage.MaxListLimit)
 	if err != nil {
 		return 0, err
@@ -64,7 +64,7 @@ func (s *SubmittedCheck) Run(ctx context.Context) (int, error) {
 	return released, nil
 }
 
-func (s *SubmittedCheck) logger() *slog.Logger {
+func (s *submittedCheck) logger() *slog.Logger {
 	if s.Log != nil {
 		return s.Log
 	}

@@ -11,17 +11,17 @@ import (
 	"github.com/bufferd/bufferd/storage"
 )
 
-// DefaultSweepInterval is how often the sweep checks each pool.
-const DefaultSweepInterval = 30 * time.Second
+// defaultSweepInterval is how often the sweep checks each pool.
+const defaultSweepInterval = 30 * time.Second
 
-// ExpiryMargin is how long after its expiry a reservation is marked expired
+// expiryMargin is how long after its expiry a reservation is marked expired
 // in the journal, and how old a hold must be before the sweep ends it for
 // lacking a journal row: Redis ends holds on its own clock, an extension
 // granted at the last moment reaches the journal a little later, and a grant
 // is journalled within the journal's timeout.
-const ExpiryMargin = 30 * time.Second
+const expiryMargin = 30 * time.Second
 
-// Sweep repairs what a failure left out of step between the chain's picture
+// sweeper repairs what a failure left out of step between the chain's picture
 // in PostgreSQL, the reservations and Redis, so that at every quiet point
 // each UTXO is held by one live reservation or offered, and nothing else:
 //
@@ -36,15 +36,15 @@ const ExpiryMargin = 30 * time.Second
 //     after answering) are written to the journal, as of when they happened.
 //
 // It runs in the job that writes the pool's chain state, never beside it.
-type Sweep struct {
+type sweeper struct {
 	Store sweepStore
 	Locks sweepLocks
 	Apply *Applier
 	Log   *slog.Logger
 }
 
-// SweepResult counts what one sweep repaired.
-type SweepResult struct {
+// sweepResult counts what one sweep repaired.
+type sweepResult struct {
 	Unsettled, Offered, Unoffered, OrphanHolds, LostReleases int
 }
 
@@ -56,8 +56,8 @@ const releaseSettle = time.Second
 
 // Pool sweeps one pool whose Redis state is loaded (a pool Redis lost is the
 // rebuild's business).
-func (s *Sweep) Pool(ctx context.Context, pool int64) (SweepResult, error) {
-	var res SweepResult
+func (s *sweeper) Pool(ctx context.Context, pool int64) (sweepResult, error) {
+	var res sweepResult
 	if ok, err := s.Locks.Loaded(ctx, pool); err != nil || !ok {
 		return res, err
 	}
@@ -102,7 +102,7 @@ func (s *Sweep) Pool(ctx context.Context, pool int64) (SweepResult, error) {
 	if err != nil {
 		return res, err
 	}
-	cutoff := time.Now().Add(-ExpiryMargin)
+	cutoff := time.Now().Add(-expiryMargin)
 	live, err := s.Store.LiveReservationIDs(ctx, pool, cutoff)
 	if err != nil {
 		return res, err
@@ -139,7 +139,7 @@ func (s *Sweep) Pool(ctx context.Context, pool int64) (SweepResult, error) {
 
 // releases writes to the journal the pool's releases older than
 // releaseSettle that it lacks, and returns how many.
-func (s *Sweep) releases(ctx context.Context, pool int64) (int, error) {
+func (s *sweeper) releases(ctx context.Context, pool int64) (int, error) {
 	rs, err := s.Locks.RecentReleases(ctx, pool, time.Now().Add(-releaseSettle))
 	if err != nil || len(rs) == 0 {
 		return 0, err
@@ -153,7 +153,7 @@ func (s *Sweep) releases(ctx context.Context, pool int64) (int, error) {
 
 // endedInJournal reports whether the journal has reservation id and says it
 // ended.
-func (s *Sweep) endedInJournal(ctx context.Context, id string) (bool, error) {
+func (s *sweeper) endedInJournal(ctx context.Context, id string) (bool, error) {
 	r, err := s.Store.GetReservation(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
@@ -164,20 +164,20 @@ func (s *Sweep) endedInJournal(ctx context.Context, id string) (bool, error) {
 	return !lockmgr.Live(r.State), nil
 }
 
-func (s *Sweep) count(pool int64, res SweepResult) {
+func (s *sweeper) count(pool int64, res sweepResult) {
 	metrics.SweepRepairs.WithLabelValues("unsettled").Add(float64(res.Unsettled))
 	metrics.SweepRepairs.WithLabelValues("offered").Add(float64(res.Offered))
 	metrics.SweepRepairs.WithLabelValues("unoffered").Add(float64(res.Unoffered))
 	metrics.SweepRepairs.WithLabelValues("orphan_hold").Add(float64(res.OrphanHolds))
 	metrics.SweepRepairs.WithLabelValues("lost_release").Add(float64(res.LostReleases))
-	if res != (SweepResult{}) {
+	if res != (sweepResult{}) {
 		s.logger().Warn("sweep repaired a pool out of step", "pool", pool, "unsettled", res.Unsettled,
 			"offered", res.Offered, "unoffered", res.Unoffered, "orphan_holds", res.OrphanHolds,
 			"lost_releases", res.LostReleases)
 	}
 }
 
-func (s *Sweep) logger() *slog.Logger {
+func (s *sweeper) logger() *slog.Logger {
 	if s.Log != nil {
 		return s.Log
 	}

@@ -145,7 +145,7 @@ func newSweepPool(t *testing.T, name string) *sweepPool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := &sweepPool{f: f, sweep: s.runner.Sweep, pool: p, hashes: hashes, live: live, young: young}
+	sp := &sweepPool{f: f, sweep: s.runner.Sweeper(), pool: p, hashes: hashes, live: live, young: young}
 	// A healthy pool: the sweep finds nothing to do.
 	sp.check(t, syncer.SweepResult{})
 	return sp

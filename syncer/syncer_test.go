@@ -283,7 +283,7 @@ func TestOneFailingPoolDoesNotStopTheOthers(t *testing.T) {
 	pg := f.pool(t, good)
 	job := f.job()
 	job.Lister = failingSource{Blockcenter: f.client, program: bad}
-	r := &syncer.Runner{UTXO: job, Store: f.store, Interval: time.Hour, MaxBackoff: 2 * time.Hour}
+	r := syncer.NewUTXORunner(job, f.store, time.Hour, 2*time.Hour)
 	if err := r.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ type chainActor struct {
 	foreign string // a program outside every pool
 }
 
-func (ch *chainActor) run(ctx context.Context, steps []Step) {
+func (ch *chainActor) run(ctx context.Context, steps []step) {
 	for _, s := range steps {
 		if !pause(ctx, s.Delay) {
 			return
@@ -28,7 +28,7 @@ func (ch *chainActor) run(ctx context.Context, steps []Step) {
 	}
 }
 
-func (ch *chainActor) do(ctx context.Context, s Step) string {
+func (ch *chainActor) do(ctx context.Context, s step) string {
 	switch s.Kind {
 	case evFund:
 		return ch.fund(ctx, s)
@@ -93,7 +93,7 @@ func minus(a, b []listed) []listed {
 	return slices.DeleteFunc(slices.Clone(a), func(x listed) bool { return in[x.Hash] })
 }
 
-func (ch *chainActor) fund(ctx context.Context, s Step) string {
+func (ch *chainActor) fund(ctx context.Context, s step) string {
 	pool := ch.d.pools[s.Pool]
 	amounts := make([]uint64, s.N)
 	for i := range amounts {
@@ -107,7 +107,7 @@ func (ch *chainActor) fund(ctx context.Context, s Step) string {
 // spendOne spends one UTXO of the pool, picked among the candidates that
 // choose returns from the pool's listings with and without unconfirmed
 // outputs; a child of a pending output goes back to the pool half the time.
-func (ch *chainActor) spendOne(ctx context.Context, s Step, choose func(unconf, conf []listed) []listed) string {
+func (ch *chainActor) spendOne(ctx context.Context, s step, choose func(unconf, conf []listed) []listed) string {
 	pool := ch.d.pools[s.Pool]
 	unconf, err1 := list(ctx, ch.d, pool, true)
 	conf, err2 := list(ctx, ch.d, pool, false)
@@ -216,13 +216,13 @@ func (ch *chainActor) cutMempool(ctx context.Context) {
 	ch.rec.cutHashes(hashes, at)
 }
 
-func (ch *chainActor) mine(ctx context.Context, s Step) string {
+func (ch *chainActor) mine(ctx context.Context, s step) string {
 	ch.cutMempool(ctx)
 	a := ch.d.web.call(ctx, http.MethodPost, ch.d.chain+"/sim/mine", map[string]int{"blocks": s.N})
 	return fmt.Sprintf("%d block(s) -> %s %s", s.N, a, tipOf(a))
 }
 
-func (ch *chainActor) reorg(ctx context.Context, s Step) string {
+func (ch *chainActor) reorg(ctx context.Context, s step) string {
 	at := time.Now()
 	hashes, err := ch.touchedByMempool(ctx)
 	if err == nil {
@@ -239,7 +239,7 @@ func (ch *chainActor) reorg(ctx context.Context, s Step) string {
 	return fmt.Sprintf("depth %d (drop %t) -> %s %s", s.N, s.Fail, a, tipOf(a))
 }
 
-func (ch *chainActor) drop(ctx context.Context, s Step) string {
+func (ch *chainActor) drop(ctx context.Context, s step) string {
 	var mem struct {
 		Data struct {
 			TxIDs []string `json:"tx_ids"`

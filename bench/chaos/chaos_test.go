@@ -85,11 +85,11 @@ func TestChaosFixedSeeds(t *testing.T) {
 			if err != nil {
 				t.Fatalf("seed %d: %v\n%s", seed, err, report(rep))
 			}
-			if rep.QuietPoints == 0 || rep.Grants == 0 || len(rep.Chain) == 0 {
+			if rep.QuietPoints() == 0 || rep.Grants() == 0 || len(rep.Chain()) == 0 {
 				t.Fatalf("seed %d did next to nothing:\n%s", seed, report(rep))
 			}
 			t.Logf("seed %d: %s, %d rounds, %d grants, %d client operations, %d chain events, faults %v",
-				seed, time.Since(start).Round(time.Millisecond), rep.Rounds, rep.Grants, total(rep.Ops), total(rep.Chain), rep.Faults)
+				seed, time.Since(start).Round(time.Millisecond), rep.Rounds(), rep.Grants(), total(rep.Ops()), total(rep.Chain()), rep.Faults())
 		})
 	}
 }
@@ -108,17 +108,17 @@ func injected(t *testing.T, want string, o chaos.Options, inject func(ctx contex
 	t.Helper()
 	o.Seed, o.Duration, o.Round, o.NoFaults, o.Executable, o.Log = 7, time.Second, 2*time.Second, true, bufferdBin, testLog(t)
 	o.WorkDir = t.TempDir() // the run fails on purpose: its logs are not wanted
-	o.BeforeCheck = func(ctx context.Context, p chaos.Probe) error {
+	o.SetBeforeCheck(func(ctx context.Context, p chaos.Probe) error {
 		if p.Round < 0 {
 			return nil // the deployment's first quiet point, before any step
 		}
 		return inject(ctx, p)
-	}
+	})
 	rep, err := chaos.Run(context.Background(), o)
 	if !errors.Is(err, chaos.ErrViolation) {
 		t.Fatalf("want a violation, got %v\n%s", err, report(rep))
 	}
-	for _, v := range rep.Violations {
+	for _, v := range rep.Violations() {
 		if v.Kind == want {
 			return rep
 		}
@@ -157,10 +157,10 @@ func TestChaosReportsInjectedDoubleHold(t *testing.T) {
 		_, err = conn.Exec(ctx, `INSERT INTO reservation_utxos (reservation_id, hash, pool_id) VALUES ($1, $2, $3)`, id, hash, p.Pools[0])
 		return err
 	})
-	if rep.Shortest == nil {
+	if rep.Shortest() == nil {
 		t.Fatalf("shrinking found no failing history:\n%s", report(rep))
 	}
-	for _, e := range rep.Shortest {
+	for _, e := range rep.Shortest() {
 		if e.Index >= 0 {
 			t.Fatalf("the shortest failing history should have no step, it has %s:\n%s", e, report(rep))
 		}
@@ -185,7 +185,7 @@ func TestChaosReportsInjectedLostUTXO(t *testing.T) {
 		member := fmt.Sprintf("%020d:%s", free[0].Amount, free[0].Hash)
 		return rdb.ZRem(ctx, fmt.Sprintf("%s{p%d}:free", p.Prefix, p.Pools[0]), member).Err()
 	})
-	if rep.Lost == 0 {
+	if rep.Lost() == 0 {
 		t.Fatalf("the report counts no lost UTXO:\n%s", report(rep))
 	}
 }

@@ -185,11 +185,11 @@ func readCounts(ctx context.Context, d *deployment, s *snapshot) error {
 // reservable or held by exactly one live reservation (the same in the
 // journal and in Redis), nothing else is reservable, a held reservation
 // holds only unspent UTXOs, and the counts are what can be reserved.
-func evaluate(round int, pools []poolInfo, s *snapshot) []Violation {
-	var out []Violation
+func evaluate(round int, pools []poolInfo, s *snapshot) []violation {
+	var out []violation
 	for _, p := range pools {
 		v := func(kind, format string, args ...any) {
-			out = append(out, Violation{Kind: kind, Round: round, Pool: p.ID, Detail: fmt.Sprintf(format, args...)})
+			out = append(out, violation{Kind: kind, Round: round, Pool: p.ID, Detail: fmt.Sprintf(format, args...)})
 		}
 		truth, free, journal, redis, unsure := s.truth[p.ID], s.free[p.ID], s.journal[p.ID], s.redis[p.ID], s.unsure[p.ID]
 		for _, u := range sortedKeys(truth) {
@@ -199,39 +199,39 @@ func evaluate(round int, pools []poolInfo, s *snapshot) []Violation {
 			j, r, f := journal[u], redis[u], free[u]
 			switch {
 			case len(j) > 1:
-				v(KindDoubled, "utxo %s is held by %d live reservations in the journal: %v", u, len(j), j)
+				v(kindDoubled, "utxo %s is held by %d live reservations in the journal: %v", u, len(j), j)
 			case len(r) > 1:
-				v(KindDoubled, "utxo %s is held by %d live reservations in Redis: %v", u, len(r), r)
+				v(kindDoubled, "utxo %s is held by %d live reservations in Redis: %v", u, len(r), r)
 			case f && len(j)+len(r) > 0:
-				v(KindDoubled, "utxo %s is reservable while held (journal %v, Redis %v)", u, j, r)
+				v(kindDoubled, "utxo %s is reservable while held (journal %v, Redis %v)", u, j, r)
 			case !f && len(j)+len(r) == 0:
-				v(KindLost, "utxo %s is unspent on the chain but neither reservable nor held by a live reservation", u)
+				v(kindLost, "utxo %s is unspent on the chain but neither reservable nor held by a live reservation", u)
 			case !f && len(j) == 0:
-				v(KindLost, "utxo %s is held in Redis by %s, which the journal does not have live", u, r[0])
+				v(kindLost, "utxo %s is held in Redis by %s, which the journal does not have live", u, r[0])
 			case !f && len(r) == 0:
-				v(KindLost, "utxo %s is held by %s in the journal, but Redis has no live hold of it", u, j[0])
+				v(kindLost, "utxo %s is held by %s in the journal, but Redis has no live hold of it", u, j[0])
 			case !f && j[0] != r[0]:
-				v(KindDoubled, "utxo %s is held by %s in the journal but by %s in Redis", u, j[0], r[0])
+				v(kindDoubled, "utxo %s is held by %s in the journal but by %s in Redis", u, j[0], r[0])
 			}
 		}
 		for _, u := range sortedKeys(free) {
 			if !truth[u] {
-				v(KindPhantom, "utxo %s is reservable but not an unspent utxo of the pool on the chain", u)
+				v(kindPhantom, "utxo %s is reservable but not an unspent utxo of the pool on the chain", u)
 			}
 		}
 		for _, u := range sortedKeys(journal) {
 			for _, id := range journal[u] {
 				if !truth[u] && !unsure[u] && s.held[id] {
-					v(KindUnsettled, "held reservation %s still holds utxo %s, which the chain no longer offers", id, u)
+					v(kindUnsettled, "held reservation %s still holds utxo %s, which the chain no longer offers", id, u)
 				}
 			}
 		}
 		if c, ok := s.counts[p.ID]; len(unsure) == 0 && ok {
 			if int(c.Available) != len(free) {
-				v(KindCounts, "GET /v1/pools counts %d available, but %d utxos can be reserved", c.Available, len(free))
+				v(kindCounts, "GET /v1/pools counts %d available, but %d utxos can be reserved", c.Available, len(free))
 			}
 			if int(c.Available+c.Reserved) != len(truth) {
-				v(KindCounts, "GET /v1/pools counts %d available + %d reserved, but the chain has %d unspent utxos",
+				v(kindCounts, "GET /v1/pools counts %d available + %d reserved, but the chain has %d unspent utxos",
 					c.Available, c.Reserved, len(truth))
 			}
 		}
@@ -278,8 +278,8 @@ func readAllJournal(ctx context.Context, d *deployment) ([]journalRow, error) {
 // did not go down, fences follow real time, and no two clients held a UTXO
 // at once (by their own account, and by the journal's for reservations no
 // transaction touched).
-func checkHistory(round int, rows []journalRow, acks []acked, grants []*bench.Grant, prevFence map[int64]int64) []Violation {
-	var out []Violation
+func checkHistory(round int, rows []journalRow, acks []acked, grants []*bench.Grant, prevFence map[int64]int64) []violation {
+	var out []violation
 	byID := make(map[string]journalRow, len(rows))
 	top := map[int64]int64{}
 	var untouched []bench.JournalRow
@@ -294,17 +294,17 @@ func checkHistory(round int, rows []journalRow, acks []acked, grants []*bench.Gr
 		r, ok := byID[a.ID]
 		switch {
 		case !ok:
-			out = append(out, Violation{Kind: KindUnjournalled, Round: round, Pool: a.Pool, Detail: fmt.Sprintf(
+			out = append(out, violation{Kind: kindUnjournalled, Round: round, Pool: a.Pool, Detail: fmt.Sprintf(
 				"reservation %s (fence %d, %v) acknowledged to client %d is not in the journal", a.ID, a.Fence, a.Hashes, a.Client)})
 		case r.Pool != a.Pool || r.Fence != a.Fence || !slices.Equal(sortedCopy(r.Hashes), sortedCopy(a.Hashes)):
-			out = append(out, Violation{Kind: KindUnjournalled, Round: round, Pool: a.Pool, Detail: fmt.Sprintf(
+			out = append(out, violation{Kind: kindUnjournalled, Round: round, Pool: a.Pool, Detail: fmt.Sprintf(
 				"reservation %s was acknowledged as pool %d fence %d %v, the journal has pool %d fence %d %v",
 				a.ID, a.Pool, a.Fence, a.Hashes, r.Pool, r.Fence, r.Hashes)})
 		}
 	}
 	for pool, f := range prevFence {
 		if top[pool] < f {
-			out = append(out, Violation{Kind: KindFence, Round: round, Pool: pool, Detail: fmt.Sprintf(
+			out = append(out, violation{Kind: kindFence, Round: round, Pool: pool, Detail: fmt.Sprintf(
 				"the journal's highest fence went down from %d to %d", f, top[pool])})
 		}
 	}
@@ -313,15 +313,15 @@ func checkHistory(round int, rows []journalRow, acks []acked, grants []*bench.Gr
 	}
 	out = append(out, stamp(round, fenceOrder(acks))...)
 	for _, dup := range bench.CheckGrants(grants) {
-		out = append(out, Violation{Kind: KindOverlap, Round: round, Pool: dup.Pool, Detail: dup.String()})
+		out = append(out, violation{Kind: kindOverlap, Round: round, Pool: dup.Pool, Detail: dup.String()})
 	}
 	for _, dup := range bench.CheckJournal(untouched, journalTolerance) {
-		out = append(out, Violation{Kind: KindOverlap, Round: round, Pool: dup.Pool, Detail: dup.String()})
+		out = append(out, violation{Kind: kindOverlap, Round: round, Pool: dup.Pool, Detail: dup.String()})
 	}
 	return out
 }
 
-func stamp(round int, vs []Violation) []Violation {
+func stamp(round int, vs []violation) []violation {
 	for i := range vs {
 		vs[i].Round = round
 	}
@@ -335,7 +335,7 @@ func sortedCopy(xs []string) []string {
 }
 
 // describe summarises violations for the history.
-func describe(vs []Violation) string {
+func describe(vs []violation) string {
 	if len(vs) == 0 {
 		return "all checks passed"
 	}

@@ -44,7 +44,7 @@ type client struct {
 }
 
 // run carries out steps in order, each after its delay, until ctx ends.
-func (c *client) run(ctx context.Context, steps []Step) {
+func (c *client) run(ctx context.Context, steps []step) {
 	for _, s := range steps {
 		if !pause(ctx, s.Delay) {
 			return
@@ -65,7 +65,7 @@ func pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (c *client) do(ctx context.Context, s Step) string {
+func (c *client) do(ctx context.Context, s step) string {
 	switch s.Kind {
 	case opReserveCount, opReserveAmount:
 		return c.reserve(ctx, s)
@@ -89,7 +89,7 @@ func unsure(a answer) bool {
 	return a.Err != nil || a.Status >= 500 || a.Status == http.StatusConflict && a.code() == "idempotency_key_in_use"
 }
 
-func (c *client) reserve(ctx context.Context, s Step) string {
+func (c *client) reserve(ctx context.Context, s step) string {
 	pool := c.d.pools[s.Pool]
 	body := map[string]any{"pool": pool.ID, "ttl_seconds": s.TTL, "owner": fmt.Sprintf("client-%d", c.n)}
 	what := fmt.Sprintf("count %d", s.N)
@@ -129,7 +129,7 @@ func (c *client) reserve(ctx context.Context, s Step) string {
 		}
 		return fmt.Sprintf("%s: %s fence %d %s %v", detail, res.ID, res.Fence, res.State, short(res.hashes()))
 	case a.Status == http.StatusUnprocessableEntity:
-		c.rec.violation(Violation{Kind: KindRetry, Round: s.Round, Pool: pool.ID, Detail: fmt.Sprintf(
+		c.rec.violation(violation{Kind: kindRetry, Round: s.Round, Pool: pool.ID, Detail: fmt.Sprintf(
 			"client %d: a reserve retried with its own Idempotency-Key and the same body was refused as reused (step #%d)", c.n, s.Index)})
 	case unsure(a):
 		c.rec.unknown(sent.Add(time.Duration(s.TTL) * time.Second))
@@ -139,7 +139,7 @@ func (c *client) reserve(ctx context.Context, s Step) string {
 
 // retry sends the client's last answered reserve again, with its key, to
 // another API: the answer must be that same reservation.
-func (c *client) retry(ctx context.Context, s Step) string {
+func (c *client) retry(ctx context.Context, s step) string {
 	l := c.last
 	if l == nil {
 		return "nothing to retry"
@@ -156,14 +156,14 @@ func (c *client) retry(ctx context.Context, s Step) string {
 	switch {
 	case a.Status == http.StatusCreated || a.Status == http.StatusOK && a.decode(&res) == nil && res.ID != l.id:
 		_ = a.decode(&res)
-		c.rec.violation(Violation{Kind: KindRetry, Round: s.Round, Detail: fmt.Sprintf(
+		c.rec.violation(violation{Kind: kindRetry, Round: s.Round, Detail: fmt.Sprintf(
 			"client %d: retrying the reserve that made %s with the same Idempotency-Key answered %d with reservation %s (step #%d)",
 			c.n, l.id, a.Status, res.ID, s.Index)})
 		if res.ID != "" {
 			c.rec.granted(c.n, res, sent, time.Now())
 		}
 	case a.Status == http.StatusUnprocessableEntity:
-		c.rec.violation(Violation{Kind: KindRetry, Round: s.Round, Detail: fmt.Sprintf(
+		c.rec.violation(violation{Kind: kindRetry, Round: s.Round, Detail: fmt.Sprintf(
 			"client %d: retrying the reserve that made %s with the same Idempotency-Key and body was refused as reused (step #%d)",
 			c.n, l.id, s.Index)})
 	}
@@ -172,7 +172,7 @@ func (c *client) retry(ctx context.Context, s Step) string {
 
 // pick returns one of the client's holdings that ok accepts, chosen by the
 // step's Pick, or nil.
-func (c *client) pick(s Step, ok func(*holding) bool) *holding {
+func (c *client) pick(s step, ok func(*holding) bool) *holding {
 	var cands []*holding
 	for _, h := range c.holds {
 		if ok(h) {
@@ -192,7 +192,7 @@ func (c *client) forget(h *holding) {
 func held(h *holding) bool     { return !h.submitted }
 func anyHolding(*holding) bool { return true }
 
-func (c *client) extend(ctx context.Context, s Step) string {
+func (c *client) extend(ctx context.Context, s step) string {
 	h := c.pick(s, held)
 	if h == nil {
 		return "nothing to extend"
@@ -218,7 +218,7 @@ func (c *client) extend(ctx context.Context, s Step) string {
 // submit spends the holding's UTXOs on the simulated chain (its change back
 // to the pool, an unconfirmed output others may reserve) and submits the
 // transaction.
-func (c *client) submit(ctx context.Context, s Step) string {
+func (c *client) submit(ctx context.Context, s step) string {
 	h := c.pick(s, held)
 	if h == nil {
 		return "nothing to submit"
@@ -247,7 +247,7 @@ func (c *client) submit(ctx context.Context, s Step) string {
 	return fmt.Sprintf("%s: tx %s (fail %t) spends %v -> %s", h.id, short1(spent.TxID), s.Fail, short(h.hashes), b)
 }
 
-func (c *client) release(ctx context.Context, s Step) string {
+func (c *client) release(ctx context.Context, s step) string {
 	h := c.pick(s, anyHolding)
 	if h == nil {
 		return "nothing to release"
@@ -267,7 +267,7 @@ func (c *client) release(ctx context.Context, s Step) string {
 }
 
 // abandon forgets a holding without releasing it: it ends by its TTL.
-func (c *client) abandon(s Step) string {
+func (c *client) abandon(s step) string {
 	h := c.pick(s, anyHolding)
 	if h == nil {
 		return "nothing to abandon"

@@ -45,12 +45,12 @@ type servers struct {
 func startServers() (*servers, error) {
 	rs, err := testenv.LaunchRedis()
 	if err != nil {
-		return nil, fmt.Errorf("%w: redis: %w", ErrSetup, err)
+		return nil, fmt.Errorf("%w: redis: %w", errSetup, err)
 	}
 	pg, err := testenv.LaunchPostgres()
 	if err != nil {
 		_ = rs.Close()
-		return nil, fmt.Errorf("%w: postgres: %w", ErrSetup, err)
+		return nil, fmt.Errorf("%w: postgres: %w", errSetup, err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), ContextTimeoutEnabled: true, MaxRetries: 1,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
@@ -119,7 +119,7 @@ func deploy(ctx context.Context, srv *servers, o *Options, pl planner, n int, di
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			d.stop()
-			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", errSetup, err)
 		}
 	}
 	return d, nil
@@ -195,7 +195,7 @@ func (d *deployment) startChain(ctx context.Context) error {
 }
 
 func (d *deployment) startAPIs(ctx context.Context) error {
-	for i := 0; i < DefaultAPIs; i++ {
+	for i := 0; i < defaultAPIs; i++ {
 		port, err := testenv.FreeLoopbackPort()
 		if err != nil {
 			return err
@@ -222,7 +222,7 @@ func (d *deployment) waitAPIs(ctx context.Context) error {
 }
 
 func (d *deployment) startSyncers(ctx context.Context) error {
-	for i := 0; i < DefaultSyncers; i++ {
+	for i := 0; i < defaultSyncers; i++ {
 		id := fmt.Sprintf("syncer-%d", i)
 		p, err := d.launch(id, append(d.env, "BUFFERD_INSTANCE_ID="+id), "syncer")
 		if err != nil {
@@ -361,9 +361,9 @@ func (d *deployment) stop() {
 	_ = d.srv.redis.Resume()
 }
 
-// probe is what BeforeCheck gets.
-func (d *deployment) probe(round int) Probe {
-	p := Probe{Round: round, DatabaseURL: d.dbURL, RedisURL: d.srv.redis.URL(), Prefix: d.prefix}
+// probe is what Options.beforeCheck gets.
+func (d *deployment) probe(round int) probe {
+	p := probe{Round: round, DatabaseURL: d.dbURL, RedisURL: d.srv.redis.URL(), Prefix: d.prefix}
 	for _, pool := range d.pools {
 		p.Pools = append(p.Pools, pool.ID)
 		p.Assets = append(p.Assets, pool.Asset)

@@ -18,7 +18,7 @@ type faultActor struct {
 	rec *recorder
 }
 
-func (f *faultActor) run(ctx context.Context, steps []Step) {
+func (f *faultActor) run(ctx context.Context, steps []step) {
 	for _, s := range steps {
 		if !pause(ctx, s.Delay) {
 			return
@@ -27,7 +27,7 @@ func (f *faultActor) run(ctx context.Context, steps []Step) {
 	}
 }
 
-func (f *faultActor) do(ctx context.Context, s Step) string {
+func (f *faultActor) do(ctx context.Context, s step) string {
 	switch s.Kind {
 	case faultRedisFlush:
 		return outcome("FLUSHALL", f.d.srv.rdb.FlushAll(ctx).Err())
@@ -56,7 +56,7 @@ func (f *faultActor) do(ctx context.Context, s Step) string {
 }
 
 // hold applies a fault, waits s.Hold (less when ctx ends) and undoes it.
-func (f *faultActor) hold(ctx context.Context, s Step, target string, apply, undo func() error) string {
+func (f *faultActor) hold(ctx context.Context, s step, target string, apply, undo func() error) string {
 	if err := apply(); err != nil {
 		return outcome(target, err)
 	}

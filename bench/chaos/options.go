@@ -10,16 +10,16 @@ import (
 
 // Sentinel errors.
 var (
-	// ErrViolation is what Run returns (wrapped) when a check failed; the
+	// errViolation is what Run returns (wrapped) when a check failed; the
 	// Report says which and how.
-	ErrViolation = errors.New("chaos: invariant violated")
-	// ErrSetup means the deployment could not be started or restored.
-	ErrSetup = errors.New("chaos: deployment setup failed")
-	// ErrNotQuiet means a quiet point could not be reached in time (the
+	errViolation = errors.New("chaos: invariant violated")
+	// errSetup means the deployment could not be started or restored.
+	errSetup = errors.New("chaos: deployment setup failed")
+	// errNotQuiet means a quiet point could not be reached in time (the
 	// syncer did not catch up with the chain, an API did not become ready).
-	ErrNotQuiet = errors.New("chaos: no quiet point reached")
-	// ErrOptions means the options are unusable.
-	ErrOptions = errors.New("chaos: bad options")
+	errNotQuiet = errors.New("chaos: no quiet point reached")
+	// errOptions means the options are unusable.
+	errOptions = errors.New("chaos: bad options")
 )
 
 // Defaults of Options.
@@ -29,8 +29,8 @@ const (
 	DefaultUTXOs         = 16
 	DefaultRound         = 4 * time.Second
 	DefaultSweepInterval = time.Second
-	DefaultAPIs          = 3
-	DefaultSyncers       = 2
+	defaultAPIs          = 3
+	defaultSyncers       = 2
 )
 
 // Options configure a Run.
@@ -63,15 +63,16 @@ type Options struct {
 	WorkDir string
 	// ProcessLogLevel is the bufferd processes' BUFFERD_LOG_LEVEL (default warn).
 	ProcessLogLevel string
-	// BeforeCheck, when set, runs at every quiet point right before the
+	Log             *slog.Logger
+
+	// beforeCheck, when set, runs at every quiet point right before the
 	// checks, with the deployment's coordinates: tests inject known
 	// violations through it to show that the checker catches them.
-	BeforeCheck func(ctx context.Context, p Probe) error
-	Log         *slog.Logger
+	beforeCheck func(ctx context.Context, p probe) error
 }
 
-// Probe is what BeforeCheck gets to reach the deployment.
-type Probe struct {
+// probe is what beforeCheck gets to reach the deployment.
+type probe struct {
 	Round       int
 	DatabaseURL string
 	RedisURL    string
@@ -85,7 +86,7 @@ type Probe struct {
 
 func (o *Options) defaults() error {
 	if o.Executable == "" {
-		return fmt.Errorf("%w: Executable is required", ErrOptions)
+		return fmt.Errorf("%w: Executable is required", errOptions)
 	}
 	if o.Clients <= 0 {
 		o.Clients = DefaultClients
@@ -111,9 +112,9 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// Violation is one failed check.
-type Violation struct {
-	// Kind is one of the Kind* constants.
+// violation is one failed check.
+type violation struct {
+	// Kind is one of the kind* constants.
 	Kind  string
 	Round int
 	// Pool is the pool's id (0 when the check is not per pool).
@@ -121,7 +122,7 @@ type Violation struct {
 	Detail string
 }
 
-func (v Violation) String() string {
+func (v violation) String() string {
 	if v.Pool != 0 {
 		return fmt.Sprintf("round %d: %s: pool %d: %s", v.Round, v.Kind, v.Pool, v.Detail)
 	}
@@ -130,34 +131,34 @@ func (v Violation) String() string {
 
 // Kinds of violations.
 const (
-	// KindLost: an unspent UTXO neither reservable nor held by a live
+	// kindLost: an unspent UTXO neither reservable nor held by a live
 	// reservation (journal and Redis agreeing).
-	KindLost = "lost"
-	// KindDoubled: a UTXO in two live reservations, or reservable while held.
-	KindDoubled = "doubled"
-	// KindPhantom: reservable, but not an unspent UTXO of the pool.
-	KindPhantom = "phantom"
-	// KindUnsettled: a held (not submitted) live reservation holds a UTXO
+	kindLost = "lost"
+	// kindDoubled: a UTXO in two live reservations, or reservable while held.
+	kindDoubled = "doubled"
+	// kindPhantom: reservable, but not an unspent UTXO of the pool.
+	kindPhantom = "phantom"
+	// kindUnsettled: a held (not submitted) live reservation holds a UTXO
 	// the chain no longer offers.
-	KindUnsettled = "unsettled"
-	// KindCounts: the pool counts of GET /v1/pools differ from what can be
+	kindUnsettled = "unsettled"
+	// kindCounts: the pool counts of GET /v1/pools differ from what can be
 	// reserved.
-	KindCounts = "counts"
-	// KindFence: a fence did not grow.
-	KindFence = "fence"
-	// KindUnjournalled: a reservation a client was told it holds is not in
+	kindCounts = "counts"
+	// kindFence: a fence did not grow.
+	kindFence = "fence"
+	// kindUnjournalled: a reservation a client was told it holds is not in
 	// the journal (or differs there).
-	KindUnjournalled = "unjournalled"
-	// KindOverlap: two clients held the same UTXO at the same time (client
+	kindUnjournalled = "unjournalled"
+	// kindOverlap: two clients held the same UTXO at the same time (client
 	// side or in the journal).
-	KindOverlap = "overlap"
-	// KindRetry: an idempotent retry did not return the first reservation.
-	KindRetry = "retry"
+	kindOverlap = "overlap"
+	// kindRetry: an idempotent retry did not return the first reservation.
+	kindRetry = "retry"
 )
 
-// Event is one entry of a run's history: a step carried out (Index is the
+// event is one entry of a run's history: a step carried out (Index is the
 // step's), a fault restored or a quiet point checked (Index -1).
-type Event struct {
+type event struct {
 	Seed  uint64
 	Index int
 	Round int
@@ -168,7 +169,7 @@ type Event struct {
 	Detail string
 }
 
-func (e Event) String() string {
+func (e event) String() string {
 	idx := "-"
 	if e.Index >= 0 {
 		idx = fmt.Sprint(e.Index)
@@ -176,32 +177,32 @@ func (e Event) String() string {
 	return fmt.Sprintf("seed %d #%s r%d +%s %s %s: %s", e.Seed, idx, e.Round, e.At.Round(time.Millisecond), e.Actor, e.Kind, e.Detail)
 }
 
-// Report is what a Run did and found.
+// Report is what a Run did and found; Write renders it.
 type Report struct {
-	Seed     uint64
-	Elapsed  time.Duration
-	Rounds   int
-	Ops      map[string]int // client operations by kind
-	Outcomes map[string]int // client operation outcomes ("reserve 201", ...)
-	Chain    map[string]int // chain events by kind
-	Faults   map[string]int // faults by kind
-	// QuietPoints counts the quiet points checked, Grants the UTXO grants
+	seed     uint64
+	elapsed  time.Duration
+	rounds   int
+	ops      map[string]int // client operations by kind
+	outcomes map[string]int // client operation outcomes ("reserve 201", ...)
+	chain    map[string]int // chain events by kind
+	faults   map[string]int // faults by kind
+	// quietPoints counts the quiet points checked, grants the UTXO grants
 	// clients received.
-	QuietPoints, Grants int
-	Violations          []Violation
-	// Lost counts the distinct UTXOs found lost.
-	Lost int
-	// History is the failing trial's history (every event), Shortest the
-	// shortest history found that still fails, ShrinkTrials how many
+	quietPoints, grants int
+	violations          []violation
+	// lost counts the distinct UTXOs found lost.
+	lost int
+	// history is the failing trial's history (every event), shortest the
+	// shortest history found that still fails, shrinkTrials how many
 	// replays the search took.
-	History      []Event
-	Shortest     []Event
-	ShrinkTrials int
-	// WorkDir holds the processes' logs when kept.
-	WorkDir string
-	// Error is why the run stopped early ("" when it did not).
-	Error string
+	history      []event
+	shortest     []event
+	shrinkTrials int
+	// workDir holds the processes' logs when kept.
+	workDir string
+	// stopReason is why the run stopped early ("" when it did not).
+	stopReason string
 }
 
-// Failed reports whether a check failed.
-func (r *Report) Failed() bool { return len(r.Violations) > 0 }
+// failed reports whether a check failed.
+func (r *Report) failed() bool { return len(r.violations) > 0 }

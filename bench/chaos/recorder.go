@@ -77,7 +77,7 @@ type recorder struct {
 	seed  uint64
 	start time.Time
 
-	events []Event
+	events []event
 	ops    map[string]int
 	outs   map[string]int
 	chain  map[string]int
@@ -90,7 +90,7 @@ type recorder struct {
 	// uncertain is until when a grant whose outcome is unknown may hold.
 	uncertain time.Time
 	// found are violations seen by the clients themselves.
-	found []Violation
+	found []violation
 }
 
 func newRecorder(seed uint64) *recorder {
@@ -99,10 +99,10 @@ func newRecorder(seed uint64) *recorder {
 }
 
 // step records a step carried out, with what came of it.
-func (r *recorder) step(s Step, detail string) {
+func (r *recorder) step(s step, detail string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, Event{Seed: r.seed, Index: s.Index, Round: s.Round, At: time.Since(r.start),
+	r.events = append(r.events, event{Seed: r.seed, Index: s.Index, Round: s.Round, At: time.Since(r.start),
 		Actor: s.actorName(), Kind: s.Kind, Detail: detail})
 	switch s.Actor {
 	case actorChain:
@@ -118,7 +118,7 @@ func (r *recorder) step(s Step, detail string) {
 func (r *recorder) note(round int, actor, kind, detail string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, Event{Seed: r.seed, Index: -1, Round: round, At: time.Since(r.start),
+	r.events = append(r.events, event{Seed: r.seed, Index: -1, Round: round, At: time.Since(r.start),
 		Actor: actor, Kind: kind, Detail: detail})
 }
 
@@ -268,14 +268,14 @@ func (r *recorder) uncertainUntil() time.Time {
 }
 
 // violation records a violation a client saw.
-func (r *recorder) violation(v Violation) {
+func (r *recorder) violation(v violation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.found = append(r.found, v)
 }
 
 // takeFound returns the violations the clients saw since the last call.
-func (r *recorder) takeFound() []Violation {
+func (r *recorder) takeFound() []violation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.found
@@ -309,7 +309,7 @@ func (r *recorder) acknowledged() []acked {
 }
 
 // history returns a copy of the events in the order they were recorded.
-func (r *recorder) history() []Event {
+func (r *recorder) history() []event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.events)
@@ -318,12 +318,12 @@ func (r *recorder) history() []Event {
 // fenceOrder checks that fences follow real time in each pool: a
 // reservation requested after another one's grant was acknowledged has a
 // larger fence.
-func fenceOrder(acks []acked) []Violation {
+func fenceOrder(acks []acked) []violation {
 	byPool := map[int64][]acked{}
 	for _, a := range acks {
 		byPool[a.Pool] = append(byPool[a.Pool], a)
 	}
-	var out []Violation
+	var out []violation
 	for pool, as := range byPool {
 		byGot := slices.Clone(as)
 		slices.SortFunc(byGot, func(x, y acked) int { return x.Got.Compare(y.Got) })
@@ -338,12 +338,12 @@ func fenceOrder(acks []acked) []Violation {
 				}
 			}
 			if top != nil && b.Fence <= top.Fence && b.ID != top.ID {
-				out = append(out, Violation{Kind: KindFence, Pool: pool, Detail: fmt.Sprintf(
+				out = append(out, violation{Kind: kindFence, Pool: pool, Detail: fmt.Sprintf(
 					"reservation %s (fence %d) was requested %s after reservation %s (fence %d) was acknowledged, yet its fence is not larger",
 					b.ID, b.Fence, b.Sent.Sub(top.Got).Round(time.Millisecond), top.ID, top.Fence)})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Violation) int { return cmp.Compare(a.Detail, b.Detail) })
+	slices.SortFunc(out, func(a, b violation) int { return cmp.Compare(a.Detail, b.Detail) })
 	return out
 }

@@ -33,49 +33,49 @@ func (p *printer) printf(format string, args ...any) {
 
 func (r *Report) print(w *printer) {
 	w.printf("bufferd chaos: seed %d, %s, %d round(s), %d quiet point(s) checked, %d UTXO grant(s)\n",
-		r.Seed, r.Elapsed.Round(time.Millisecond), r.Rounds, r.QuietPoints, r.Grants)
-	writeCounts(w, "client operations", r.Ops)
-	writeCounts(w, "operation outcomes", r.Outcomes)
-	writeCounts(w, "chain events", r.Chain)
-	writeCounts(w, "faults", r.Faults)
-	w.printf("violations: %d; UTXOs lost: %d\n", len(r.Violations), r.Lost)
-	if r.Error != "" {
-		w.printf("result: INCOMPLETE (seed %d): %s\n", r.Seed, r.Error)
-		w.printf("history so far (%d steps):\n", countSteps(r.History))
-		writeEvents(w, r.History)
-		w.printf("process logs: %s\n", r.WorkDir)
+		r.seed, r.elapsed.Round(time.Millisecond), r.rounds, r.quietPoints, r.grants)
+	writeCounts(w, "client operations", r.ops)
+	writeCounts(w, "operation outcomes", r.outcomes)
+	writeCounts(w, "chain events", r.chain)
+	writeCounts(w, "faults", r.faults)
+	w.printf("violations: %d; UTXOs lost: %d\n", len(r.violations), r.lost)
+	if r.stopReason != "" {
+		w.printf("result: INCOMPLETE (seed %d): %s\n", r.seed, r.stopReason)
+		w.printf("history so far (%d steps):\n", countSteps(r.history))
+		writeEvents(w, r.history)
+		w.printf("process logs: %s\n", r.workDir)
 		return
 	}
-	if !r.Failed() {
-		w.printf("result: PASS (seed %d)\n", r.Seed)
+	if !r.failed() {
+		w.printf("result: PASS (seed %d)\n", r.seed)
 		return
 	}
-	for i, v := range r.Violations {
+	for i, v := range r.violations {
 		if i == maxListed {
-			w.printf("  ... %d more\n", len(r.Violations)-i)
+			w.printf("  ... %d more\n", len(r.violations)-i)
 			break
 		}
 		w.printf("  %s\n", v)
 	}
-	w.printf("result: FAIL (seed %d)\n", r.Seed)
+	w.printf("result: FAIL (seed %d)\n", r.seed)
 	switch {
-	case r.Shortest != nil:
-		w.printf("shortest failing history (%d steps, found in %d replay(s)):\n", countSteps(r.Shortest), r.ShrinkTrials)
-		writeEvents(w, r.Shortest)
-	case r.ShrinkTrials > 0:
+	case r.shortest != nil:
+		w.printf("shortest failing history (%d steps, found in %d replay(s)):\n", countSteps(r.shortest), r.shrinkTrials)
+		writeEvents(w, r.shortest)
+	case r.shrinkTrials > 0:
 		w.printf("no replay of a shorter history failed again (%d replay(s)); the failing history (%d steps):\n",
-			r.ShrinkTrials, countSteps(r.History))
-		writeEvents(w, r.History)
+			r.shrinkTrials, countSteps(r.history))
+		writeEvents(w, r.history)
 	default:
-		w.printf("the failing history (%d steps):\n", countSteps(r.History))
-		writeEvents(w, r.History)
+		w.printf("the failing history (%d steps):\n", countSteps(r.history))
+		writeEvents(w, r.history)
 	}
-	if r.WorkDir != "" {
-		w.printf("process logs: %s\n", r.WorkDir)
+	if r.workDir != "" {
+		w.printf("process logs: %s\n", r.workDir)
 	}
 }
 
-func countSteps(events []Event) int {
+func countSteps(events []event) int {
 	n := 0
 	for _, e := range events {
 		if e.Index >= 0 {
@@ -87,7 +87,7 @@ func countSteps(events []Event) int {
 
 // writeEvents prints events, the last ones when there are many (the failure
 // is at the end).
-func writeEvents(w *printer, events []Event) {
+func writeEvents(w *printer, events []event) {
 	start := 0
 	if len(events) > 4*maxListed {
 		start = len(events) - 4*maxListed

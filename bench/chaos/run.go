@@ -15,17 +15,17 @@ import (
 // Run starts private Redis and PostgreSQL servers and a deployment of
 // bufferd on them, runs rounds of the seed's schedule until o.Duration
 // passed, checks every quiet point, and on a violation looks for a shorter
-// history that still fails (within o.ShrinkBudget). The error wraps
-// ErrViolation when a check failed; the Report tells what was done and found.
+// history that still fails (within o.ShrinkBudget). The Report tells what
+// was done and found, the error which check failed first.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
 	began := time.Now()
-	rep := &Report{Seed: o.Seed}
+	rep := &Report{seed: o.Seed}
 	dir, keep, err := workDir(o.WorkDir)
 	if err != nil {
-		return rep, fmt.Errorf("%w: %w", ErrSetup, err)
+		return rep, fmt.Errorf("%w: %w", errSetup, err)
 	}
 	srv, err := startServers()
 	if err != nil {
@@ -37,18 +37,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	res, err := r.trial(ctx, nil, -1, o.Duration)
 	rep.fill(res)
 	if err == nil && len(res.violations) > 0 && o.ShrinkBudget > 0 {
-		rep.Shortest, rep.ShrinkTrials = r.shrink(ctx, res, time.Now().Add(o.ShrinkBudget))
+		rep.shortest, rep.shrinkTrials = r.shrink(ctx, res, time.Now().Add(o.ShrinkBudget))
 	}
-	rep.Elapsed = time.Since(began)
-	if err == nil && rep.Failed() {
+	rep.elapsed = time.Since(began)
+	if err == nil && rep.failed() {
 		keep = true
-		err = fmt.Errorf("%w: seed %d: %d violation(s), the first: %s", ErrViolation, o.Seed, len(rep.Violations), rep.Violations[0])
+		err = fmt.Errorf("%w: seed %d: %d violation(s), the first: %s", errViolation, o.Seed, len(rep.violations), rep.violations[0])
 	}
-	if err != nil && !errors.Is(err, ErrViolation) {
-		rep.Error = err.Error()
+	if err != nil && !errors.Is(err, errViolation) {
+		rep.stopReason = err.Error()
 	}
 	if keep || err != nil {
-		rep.WorkDir = dir
+		rep.workDir = dir
 	} else {
 		_ = os.RemoveAll(dir)
 	}
@@ -79,8 +79,8 @@ type trialResult struct {
 	rec        *recorder
 	rounds     int
 	quiet      int
-	violations []Violation
-	steps      []Step // every step carried out
+	violations []violation
+	steps      []step // every step carried out
 	failRound  int
 }
 
@@ -88,7 +88,7 @@ type trialResult struct {
 // since the first round began (a first run, lastRound -1), or rounds
 // 0..lastRound keeping only the steps keep accepts (a replay). It stops at
 // the first quiet point that fails.
-func (r *runner) trial(ctx context.Context, keep func(Step) bool, lastRound int, duration time.Duration) (*trialResult, error) {
+func (r *runner) trial(ctx context.Context, keep func(step) bool, lastRound int, duration time.Duration) (*trialResult, error) {
 	n := r.trials
 	r.trials++
 	dir := filepath.Join(r.dir, fmt.Sprintf("trial-%d", n))
@@ -152,8 +152,8 @@ func (t *trial) saveHistory(path string) {
 	}
 }
 
-func filter(steps []Step, keep func(Step) bool) []Step {
-	var out []Step
+func filter(steps []step, keep func(step) bool) []step {
+	var out []step
 	for _, s := range steps {
 		if keep(s) {
 			out = append(out, s)
@@ -164,8 +164,8 @@ func filter(steps []Step, keep func(Step) bool) []Step {
 
 // round runs the round's clients, chain events and faults at once and
 // returns when all of them are done.
-func (t *trial) round(ctx context.Context, round int, steps []Step) {
-	byActor := map[int][]Step{}
+func (t *trial) round(ctx context.Context, round int, steps []step) {
+	byActor := map[int][]step{}
 	for _, s := range steps {
 		byActor[s.Actor] = append(byActor[s.Actor], s)
 	}
@@ -191,13 +191,13 @@ func (t *trial) round(ctx context.Context, round int, steps []Step) {
 // quiet brings the deployment to a quiet point (faults undone, every grant
 // of unknown outcome run out, the syncer at the chain's tip, a sweep
 // passed) and checks it. Round -1 is the start, before any step.
-func (t *trial) quiet(ctx context.Context, round int) ([]Violation, error) {
+func (t *trial) quiet(ctx context.Context, round int) ([]violation, error) {
 	did, err := t.d.restore(ctx)
 	if len(did) > 0 {
 		t.rec.note(round, "driver", "restore", fmt.Sprint(did))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: restore: %w", ErrNotQuiet, err)
+		return nil, fmt.Errorf("%w: restore: %w", errNotQuiet, err)
 	}
 	if until := t.rec.uncertainUntil(); time.Until(until) > 0 {
 		pause(ctx, time.Until(until)+expiryMargin)
@@ -207,13 +207,13 @@ func (t *trial) quiet(ctx context.Context, round int) ([]Violation, error) {
 	}
 	t.rec.settled()
 	pause(ctx, t.sweepWait())
-	if t.o.BeforeCheck != nil {
-		if err := t.o.BeforeCheck(ctx, t.d.probe(round)); err != nil {
+	if t.o.beforeCheck != nil {
+		if err := t.o.beforeCheck(ctx, t.d.probe(round)); err != nil {
 			return nil, fmt.Errorf("chaos: before check: %w", err)
 		}
 	}
 	found := t.rec.takeFound()
-	var vs []Violation
+	var vs []violation
 	for attempt := 1; ; attempt++ {
 		vs, err = t.check(ctx, round)
 		if err == nil && len(vs) == 0 || attempt == settleAttempts || ctx.Err() != nil {
@@ -222,7 +222,7 @@ func (t *trial) quiet(ctx context.Context, round int) ([]Violation, error) {
 		pause(ctx, max(settlePause, t.sweepWait()/2))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: check: %w", ErrNotQuiet, err)
+		return nil, fmt.Errorf("%w: check: %w", errNotQuiet, err)
 	}
 	vs = append(found, vs...)
 	t.rec.note(round, "check", "quiet point", describe(vs))
@@ -239,7 +239,7 @@ func (t *trial) sweepWait() time.Duration {
 }
 
 // check reads the deployment and runs every check once.
-func (t *trial) check(ctx context.Context, round int) ([]Violation, error) {
+func (t *trial) check(ctx context.Context, round int) ([]violation, error) {
 	s, err := read(ctx, t.d)
 	if err != nil {
 		return nil, err
@@ -275,7 +275,7 @@ func (t *trial) waitIndexed(ctx context.Context) error {
 		}
 		last = why
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%w: the syncer did not reach the chain's tip within %s: %s", ErrNotQuiet, indexTimeout, last)
+			return fmt.Errorf("%w: the syncer did not reach the chain's tip within %s: %s", errNotQuiet, indexTimeout, last)
 		}
 		pause(ctx, 100*time.Millisecond)
 	}
@@ -330,17 +330,17 @@ func (rep *Report) fill(res *trialResult) {
 	}
 	rec := res.rec
 	rec.mu.Lock()
-	rep.Ops, rep.Outcomes, rep.Chain, rep.Faults = rec.ops, rec.outs, rec.chain, rec.faults
+	rep.ops, rep.outcomes, rep.chain, rep.faults = rec.ops, rec.outs, rec.chain, rec.faults
 	rec.mu.Unlock()
-	rep.Rounds, rep.QuietPoints = res.rounds, res.quiet
-	rep.Grants = len(rec.grants())
-	rep.Violations = res.violations
-	rep.History = rec.history()
+	rep.rounds, rep.quietPoints = res.rounds, res.quiet
+	rep.grants = len(rec.grants())
+	rep.violations = res.violations
+	rep.history = rec.history()
 	lost := map[string]bool{}
 	for _, v := range res.violations {
-		if v.Kind == KindLost {
+		if v.Kind == kindLost {
 			lost[v.Detail] = true
 		}
 	}
-	rep.Lost = len(lost)
+	rep.lost = len(lost)
 }

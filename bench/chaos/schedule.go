@@ -44,11 +44,11 @@ const (
 	faultAPIKill     = "api-kill9"
 )
 
-// Step is one scheduled action. Its fields come from the seed alone; what it
+// step is one scheduled action. Its fields come from the seed alone; what it
 // acts on at run time (which reservation, which UTXO, which process) is
 // picked among the candidates of the moment with Pick, so that any subset of
 // a schedule can be replayed.
-type Step struct {
+type step struct {
 	Index int
 	Round int
 	// Actor is a client number, actorChain or actorFault.
@@ -65,7 +65,7 @@ type Step struct {
 	Hold   time.Duration
 }
 
-func (s Step) actorName() string {
+func (s step) actorName() string {
 	switch s.Actor {
 	case actorChain:
 		return "chain"
@@ -75,7 +75,7 @@ func (s Step) actorName() string {
 	return fmt.Sprintf("client %d", s.Actor)
 }
 
-func (s Step) String() string {
+func (s step) String() string {
 	return fmt.Sprintf("#%d r%d %s %s pool=%d n=%d amount=%d ttl=%d fail=%t hold=%s pick=%d",
 		s.Index, s.Round, s.actorName(), s.Kind, s.Pool, s.N, s.Amount, s.TTL, s.Fail, s.Hold, s.Pick%1000)
 }
@@ -131,10 +131,10 @@ type planner struct {
 }
 
 // plan returns the steps of round r.
-func (p planner) plan(r int) []Step {
+func (p planner) plan(r int) []step {
 	rng := rand.New(rand.NewPCG(p.seed, uint64(r)+1))
-	var steps []Step
-	add := func(s Step) {
+	var steps []step
+	add := func(s step) {
 		s.Index, s.Round, s.Pick = r*stepsPerRound+len(steps), r, rng.Uint64()
 		steps = append(steps, s)
 	}
@@ -156,8 +156,8 @@ func (p planner) plan(r int) []Step {
 	return steps
 }
 
-func (p planner) clientStep(rng *rand.Rand, c int) Step {
-	s := Step{Actor: c, Kind: choose(rng, clientOps), Pool: rng.IntN(p.pools),
+func (p planner) clientStep(rng *rand.Rand, c int) step {
+	s := step{Actor: c, Kind: choose(rng, clientOps), Pool: rng.IntN(p.pools),
 		Delay: time.Duration(50+rng.IntN(350)) * time.Millisecond}
 	switch s.Kind {
 	case opReserveCount:
@@ -174,8 +174,8 @@ func (p planner) clientStep(rng *rand.Rand, c int) Step {
 	return s
 }
 
-func (p planner) chainStep(rng *rand.Rand) Step {
-	s := Step{Actor: actorChain, Kind: choose(rng, chainEvents), Pool: rng.IntN(p.pools),
+func (p planner) chainStep(rng *rand.Rand) step {
+	s := step{Actor: actorChain, Kind: choose(rng, chainEvents), Pool: rng.IntN(p.pools),
 		Delay: time.Duration(150+rng.IntN(450)) * time.Millisecond}
 	switch s.Kind {
 	case evFund:
@@ -192,8 +192,8 @@ func (p planner) chainStep(rng *rand.Rand) Step {
 	return s
 }
 
-func (p planner) faultStep(rng *rand.Rand) Step {
-	s := Step{Actor: actorFault, Kind: choose(rng, faultKinds),
+func (p planner) faultStep(rng *rand.Rand) step {
+	s := step{Actor: actorFault, Kind: choose(rng, faultKinds),
 		Delay: time.Duration(rng.Int64N(int64(p.round/2))) + 300*time.Millisecond,
 		Hold:  time.Duration(500+rng.IntN(2000)) * time.Millisecond}
 	if s.Kind == faultLeaderPause {

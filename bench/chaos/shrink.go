@@ -11,15 +11,15 @@ import (
 // until deadline. A replay fails when it shows a violation of a kind the
 // trial showed. It returns the history of the shortest failing replay (nil
 // when no replay failed) and how many replays it ran.
-func (r *runner) shrink(ctx context.Context, failed *trialResult, deadline time.Time) ([]Event, int) {
+func (r *runner) shrink(ctx context.Context, failed *trialResult, deadline time.Time) ([]event, int) {
 	kinds := map[string]bool{}
 	for _, v := range failed.violations {
 		kinds[v.Kind] = true
 	}
-	var best []Event
+	var best []event
 	bestLen, replays := -1, 0
 	stop := func() bool { return ctx.Err() != nil || time.Now().After(deadline) }
-	fails := func(steps []Step) bool {
+	fails := func(steps []step) bool {
 		if stop() {
 			return false
 		}
@@ -28,7 +28,7 @@ func (r *runner) shrink(ctx context.Context, failed *trialResult, deadline time.
 		for _, s := range steps {
 			keep[s.Index] = true
 		}
-		res, err := r.trial(ctx, func(s Step) bool { return keep[s.Index] }, failed.failRound, 0)
+		res, err := r.trial(ctx, func(s step) bool { return keep[s.Index] }, failed.failRound, 0)
 		if err != nil {
 			r.o.Log.Warn("chaos replay did not complete", "steps", len(steps), "err", err)
 			return false
@@ -52,11 +52,11 @@ func (r *runner) shrink(ctx context.Context, failed *trialResult, deadline time.
 // ddmin is Zeller's delta debugging: it returns a subset of items that
 // still fails and from which no single chunk (at the finest granularity
 // tried) can be removed, trying to remove ever smaller chunks until stop.
-func ddmin(items []Step, fails func([]Step) bool, stop func() bool) []Step {
+func ddmin(items []step, fails func([]step) bool, stop func() bool) []step {
 	n := 2
 	for len(items) >= 2 && !stop() {
 		chunks := split(items, n)
-		next := []Step(nil)
+		next := []step(nil)
 		for _, c := range chunks {
 			if fails(c) {
 				next, n = c, 2
@@ -84,8 +84,8 @@ func ddmin(items []Step, fails func([]Step) bool, stop func() bool) []Step {
 }
 
 // split cuts items into n chunks of nearly equal length.
-func split(items []Step, n int) [][]Step {
-	out := make([][]Step, 0, n)
+func split(items []step, n int) [][]step {
+	out := make([][]step, 0, n)
 	for i := 0; i < n; i++ {
 		lo, hi := i*len(items)/n, (i+1)*len(items)/n
 		if hi > lo {
@@ -96,8 +96,8 @@ func split(items []Step, n int) [][]Step {
 }
 
 // without is every chunk but the i-th, joined.
-func without(chunks [][]Step, i int) []Step {
-	var out []Step
+func without(chunks [][]step, i int) []step {
+	var out []step
 	for j, c := range chunks {
 		if j != i {
 			out = append(out, c...)

@@ -43,16 +43,16 @@ const (
 	DefaultBlocks       = 2000
 	DefaultLatencyRuns  = 100
 	DefaultBlockEvery   = 300 * time.Millisecond
-	DefaultUTXOsPerPool = 1000
+	defaultUTXOsPerPool = 1000
 	DefaultPoolShare    = 1.0
 )
 
 // Errors of a run.
 var (
-	// ErrTimeout means the index did not catch up in time.
-	ErrTimeout = errors.New("index: the index did not reach the tip in time")
-	// ErrWrongIndex means the index does not hold what the chain has.
-	ErrWrongIndex = errors.New("index: the index disagrees with the chain")
+	// errTimeout means the index did not catch up in time.
+	errTimeout = errors.New("index: the index did not reach the tip in time")
+	// errWrongIndex means the index does not hold what the chain has.
+	errWrongIndex = errors.New("index: the index disagrees with the chain")
 )
 
 // Options describe a run.
@@ -107,51 +107,51 @@ func (o *Options) defaults() {
 	}
 }
 
-// Report is what a run measured.
+// Report is what a run measured; Markdown renders it.
 type Report struct {
-	Pools, TxsPerBlock int
-	PoolShare          float64
-	PoolTxs            int // transactions of the backfill that touch a pool
-	// Backfill: Blocks applied in BackfillTime.
-	Blocks       int
-	BackfillTime time.Duration
+	pools, txsPerBlock int
+	poolShare          float64
+	poolTxs            int // transactions of the backfill that touch a pool
+	// Backfill: blocks applied in backfillTime.
+	blocks       int
+	backfillTime time.Duration
 	// Latency of each block mined one by one: from the block's appearance to
 	// the first of its outputs being reservable, sorted.
-	Latency []time.Duration
-	Poll    time.Duration
+	latency []time.Duration
+	poll    time.Duration
 }
 
-// BlocksPerSecond is the backfill rate.
-func (r *Report) BlocksPerSecond() float64 { return float64(r.Blocks) / r.BackfillTime.Seconds() }
+// blocksPerSecond is the backfill rate.
+func (r *Report) blocksPerSecond() float64 { return float64(r.blocks) / r.backfillTime.Seconds() }
 
-// Percentile returns the q-quantile of the latencies (0 <= q <= 1).
-func (r *Report) Percentile(q float64) time.Duration {
-	if len(r.Latency) == 0 {
+// percentile returns the q-quantile of the latencies (0 <= q <= 1).
+func (r *Report) percentile(q float64) time.Duration {
+	if len(r.latency) == 0 {
 		return 0
 	}
-	return r.Latency[int(q*float64(len(r.Latency)-1)+0.5)]
+	return r.latency[int(q*float64(len(r.latency)-1)+0.5)]
 }
 
-// MainnetYear is how long a backfill of a year of Bytom mainnet (a block
+// mainnetYear is how long a backfill of a year of Bytom mainnet (a block
 // about every 150 s) would take at the backfill rate.
-func (r *Report) MainnetYear() time.Duration {
+func (r *Report) mainnetYear() time.Duration {
 	blocks := 365 * 24 * 3600 / 150.0
-	return time.Duration(blocks / r.BlocksPerSecond() * float64(time.Second))
+	return time.Duration(blocks / r.blocksPerSecond() * float64(time.Second))
 }
 
 // Markdown renders the report.
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
-	fmt.Fprintf(&b, "| pools registered | %d |\n", r.Pools)
-	fmt.Fprintf(&b, "| transactions per block | %d, %.0f%% of them touching a pool |\n", r.TxsPerBlock, 100*r.PoolShare)
+	fmt.Fprintf(&b, "| pools registered | %d |\n", r.pools)
+	fmt.Fprintf(&b, "| transactions per block | %d, %.0f%% of them touching a pool |\n", r.txsPerBlock, 100*r.poolShare)
 	fmt.Fprintf(&b, "| backfill | %d blocks in %s = **%.0f blocks/s** (%.0f transactions/s, %.0f of them pool transactions) |\n",
-		r.Blocks, r.BackfillTime.Round(time.Millisecond), r.BlocksPerSecond(), r.BlocksPerSecond()*float64(r.TxsPerBlock),
-		float64(r.PoolTxs)/r.BackfillTime.Seconds())
-	fmt.Fprintf(&b, "| a year of mainnet (~210,000 blocks) at that rate | %s |\n", r.MainnetYear().Round(time.Second))
-	fmt.Fprintf(&b, "| block -> reservable, %d blocks, poll %s | p50 %s, p99 **%s**, max %s |\n", len(r.Latency), r.Poll,
-		r.Percentile(0.5).Round(time.Millisecond), r.Percentile(0.99).Round(time.Millisecond),
-		r.Percentile(1).Round(time.Millisecond))
+		r.blocks, r.backfillTime.Round(time.Millisecond), r.blocksPerSecond(), r.blocksPerSecond()*float64(r.txsPerBlock),
+		float64(r.poolTxs)/r.backfillTime.Seconds())
+	fmt.Fprintf(&b, "| a year of mainnet (~210,000 blocks) at that rate | %s |\n", r.mainnetYear().Round(time.Second))
+	fmt.Fprintf(&b, "| block -> reservable, %d blocks, poll %s | p50 %s, p99 **%s**, max %s |\n", len(r.latency), r.poll,
+		r.percentile(0.5).Round(time.Millisecond), r.percentile(0.99).Round(time.Millisecond),
+		r.percentile(1).Round(time.Millisecond))
 	return b.String()
 }
 
@@ -195,7 +195,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	programs := p2wshPrograms("bench index pool", o.Pools)
 	others := p2wshPrograms("bench index other", o.Pools) // no pool watches them
 	b := &builder{ch: ch, programs: append(programs, others...), pools: len(programs), share: o.PoolShare, txs: o.TxsPerBlock}
-	if err := b.fund(DefaultUTXOsPerPool); err != nil {
+	if err := b.fund(defaultUTXOsPerPool); err != nil {
 		return nil, err
 	}
 	o.Log.Info("building the chain", "blocks", o.Blocks, "transactions_per_block", o.TxsPerBlock, "pools", o.Pools)
@@ -222,7 +222,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Rebuild: syncer.NewRebuilder(store, locks, rdb, prefix, o.Log), Interval: time.Hour, MaxBackoff: time.Second,
 		IndexPoll: o.Poll, SweepInterval: time.Hour, Log: o.Log}.ForTerm(0)
 
-	rep := &Report{Pools: o.Pools, TxsPerBlock: o.TxsPerBlock, PoolShare: o.PoolShare, Poll: o.Poll}
+	rep := &Report{pools: o.Pools, txsPerBlock: o.TxsPerBlock, poolShare: o.PoolShare, poll: o.Poll}
 	tip := ch.Tip().Height
 	if o.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
@@ -232,7 +232,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	start := time.Now()
 	for {
-		if _, err := runner.Index.Pass(ctx); err != nil {
+		if err := runner.Index(ctx); err != nil {
 			return nil, err
 		}
 		done, err := caughtUp(ctx, store, tip)
@@ -243,19 +243,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			break
 		}
 		if time.Since(start) > 30*time.Minute {
-			return nil, ErrTimeout
+			return nil, errTimeout
 		}
 	}
-	rep.Blocks, rep.BackfillTime = int(tip), time.Since(start)
+	rep.blocks, rep.backfillTime = int(tip), time.Since(start)
 	if o.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
-	o.Log.Info("backfill done", "blocks", rep.Blocks, "took", rep.BackfillTime.Round(time.Millisecond),
-		"blocks_per_second", int(rep.BlocksPerSecond()))
+	o.Log.Info("backfill done", "blocks", rep.blocks, "took", rep.backfillTime.Round(time.Millisecond),
+		"blocks_per_second", int(rep.blocksPerSecond()))
 	if err := b.check(ctx, store, pools); err != nil {
 		return nil, err
 	}
-	rep.PoolTxs = b.touching
+	rep.poolTxs = b.touching
 
 	// Steady state: the index polls as in production; a block appears every
 	// BlockEvery and a client waits for its first pool output.
@@ -271,7 +271,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for {
 			r, err := locks.Reserve(ctx, lockmgr.Request{PoolID: pool.ID, Hashes: []string{out}, TTL: time.Second})
 			if err == nil {
-				rep.Latency = append(rep.Latency, time.Since(appeared))
+				rep.latency = append(rep.latency, time.Since(appeared))
 				if _, err := locks.Release(ctx, pool.ID, r.ID); err != nil {
 					return nil, err
 				}
@@ -281,7 +281,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				return nil, err
 			}
 			if time.Since(appeared) > time.Minute {
-				return nil, fmt.Errorf("%w: block %d", ErrTimeout, ch.Tip().Height)
+				return nil, fmt.Errorf("%w: block %d", errTimeout, ch.Tip().Height)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -291,7 +291,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		case <-time.After(max(0, o.BlockEvery-time.Since(appeared))):
 		}
 	}
-	slices.Sort(rep.Latency)
+	slices.Sort(rep.latency)
 	return rep, nil
 }
 
@@ -408,7 +408,7 @@ func (b *builder) check(ctx context.Context, store *storage.Store, pools []stora
 		c := counts[p.ID]
 		if c.Available != int64(len(b.free[i])) || c.Spent != int64(b.spent[i]) {
 			return fmt.Errorf("%w: pool %d has %d available and %d spent UTXOs, the chain %d and %d",
-				ErrWrongIndex, p.ID, c.Available, c.Spent, len(b.free[i]), b.spent[i])
+				errWrongIndex, p.ID, c.Available, c.Spent, len(b.free[i]), b.spent[i])
 		}
 	}
 	return nil

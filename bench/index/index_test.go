@@ -21,7 +21,7 @@ func TestIndexBenchmarkRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Blocks < 60 || len(rep.Latency) != 5 || rep.BlocksPerSecond() <= 0 || rep.PoolTxs != 60*3 {
+	if rep.Blocks() < 60 || len(rep.Latency()) != 5 || rep.BlocksPerSecond() <= 0 || rep.PoolTxs() != 60*3 {
 		t.Fatalf("report %+v", rep)
 	}
 	t.Log("\n" + rep.Markdown())

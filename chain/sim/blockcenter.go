@@ -13,8 +13,8 @@ import (
 
 // Paging of the blockcenter list-utxos route, as the legacy contract has it.
 const (
-	DefaultListLimit = 100
-	MaxListLimit     = 1000
+	defaultListLimit = 100
+	maxListLimit     = 1000
 )
 
 const blockcenterPrefix = "/api/v1/btm"
@@ -69,7 +69,7 @@ type bcListRequest struct {
 
 // bcPage reads the start and limit query parameters.
 func bcPage(ctx *fiber.Ctx) (start, limit int, msg string) {
-	start, limit = 0, DefaultListLimit
+	start, limit = 0, defaultListLimit
 	if s := ctx.Query("start"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
@@ -82,7 +82,7 @@ func bcPage(ctx *fiber.Ctx) (start, limit int, msg string) {
 		if err != nil || n < 1 {
 			return 0, 0, "invalid limit"
 		}
-		limit = min(n, MaxListLimit)
+		limit = min(n, maxListLimit)
 	}
 	return start, limit, ""
 }
@@ -90,7 +90,7 @@ func bcPage(ctx *fiber.Ctx) (start, limit int, msg string) {
 // check reports what is wrong with a listing request, or "".
 func (r *bcListRequest) check() string {
 	switch {
-	case !IsHash(r.Filter.Asset) || !IsProgram(r.Filter.Script):
+	case !isHash(r.Filter.Asset) || !isProgram(r.Filter.Script):
 		return "filter needs a 64 hex asset and a hex script"
 	case r.Sort.Order != "" && r.Sort.Order != "asc" && r.Sort.Order != "desc":
 		return "invalid sort order"
@@ -158,7 +158,7 @@ func (c *Chain) bcGetTransaction(ctx *fiber.Ctx) error {
 	var req struct {
 		TxID string `json:"tx_id"`
 	}
-	if err := decodeLenient(ctx, &req); err != nil || !IsHash(req.TxID) {
+	if err := decodeLenient(ctx, &req); err != nil || !isHash(req.TxID) {
 		return bcFail(ctx, "invalid tx_id")
 	}
 	c.mu.Lock()

@@ -328,7 +328,7 @@ func (c *Chain) btmGetBlockHeader(ctx *fiber.Ctx) error {
 }
 
 func (c *Chain) btmListUnconfirmed(ctx *fiber.Ctx) error {
-	ids := c.Pending()
+	ids := c.mempoolIDs()
 	return btmOK(ctx, fiber.Map{"total": len(ids), "tx_ids": ids})
 }
 

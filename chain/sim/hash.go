@@ -97,14 +97,14 @@ func Address(program string) string {
 	return "sm1q" + hex.EncodeToString(s[:])[:n]
 }
 
-// IsHash reports whether s is 64 lowercase hex characters (an asset id, output
+// isHash reports whether s is 64 lowercase hex characters (an asset id, output
 // hash or transaction id).
-func IsHash(s string) bool { return len(s) == 64 && isHex(s) }
+func isHash(s string) bool { return len(s) == 64 && isHex(s) }
 
-// IsProgram reports whether s is a non-empty, even-length lowercase hex control
-// program of at most MaxProgramLen characters.
-func IsProgram(s string) bool {
-	return s != "" && len(s)%2 == 0 && len(s) <= MaxProgramLen && isHex(s)
+// isProgram reports whether s is a non-empty, even-length lowercase hex control
+// program of at most maxProgramLen characters.
+func isProgram(s string) bool {
+	return s != "" && len(s)%2 == 0 && len(s) <= maxProgramLen && isHex(s)
 }
 
 func isHex(s string) bool {
@@ -119,16 +119,16 @@ func isHex(s string) bool {
 
 // validInputs checks the output hashes a spend names.
 func validInputs(hashes []string) error {
-	if len(hashes) == 0 || len(hashes) > MaxOutputs {
-		return fmt.Errorf("%w: need 1 to %d inputs", ErrInvalid, MaxOutputs)
+	if len(hashes) == 0 || len(hashes) > maxOutputs {
+		return fmt.Errorf("%w: need 1 to %d inputs", errInvalid, maxOutputs)
 	}
 	seen := make(map[string]bool, len(hashes))
 	for _, h := range hashes {
-		if !IsHash(h) {
-			return fmt.Errorf("%w: input %.80q is not 64 lowercase hex", ErrInvalid, h)
+		if !isHash(h) {
+			return fmt.Errorf("%w: input %.80q is not 64 lowercase hex", errInvalid, h)
 		}
 		if seen[h] {
-			return fmt.Errorf("%w: input %s listed twice", ErrInvalid, h)
+			return fmt.Errorf("%w: input %s listed twice", errInvalid, h)
 		}
 		seen[h] = true
 	}
@@ -138,14 +138,14 @@ func validInputs(hashes []string) error {
 func validOutputs(outs []Output) error {
 	for i, o := range outs {
 		switch {
-		case !IsHash(o.Asset):
-			return fmt.Errorf("%w: output %d: asset %.80q is not 64 lowercase hex", ErrInvalid, i, o.Asset)
-		case !IsProgram(o.Program):
-			return fmt.Errorf("%w: output %d: program must be even-length lowercase hex (max %d)", ErrInvalid, i, MaxProgramLen)
+		case !isHash(o.Asset):
+			return fmt.Errorf("%w: output %d: asset %.80q is not 64 lowercase hex", errInvalid, i, o.Asset)
+		case !isProgram(o.Program):
+			return fmt.Errorf("%w: output %d: program must be even-length lowercase hex (max %d)", errInvalid, i, maxProgramLen)
 		case o.Amount == 0:
-			return fmt.Errorf("%w: output %d: amount must be > 0", ErrInvalid, i)
+			return fmt.Errorf("%w: output %d: amount must be > 0", errInvalid, i)
 		case o.Asset == chain.BTMAsset && !isP2W(o.Program):
-			return fmt.Errorf("%w: output %d locks BTM in the non-P2W program %.80s", ErrNotStandard, i, o.Program)
+			return fmt.Errorf("%w: output %d locks BTM in the non-P2W program %.80s", errNotStandard, i, o.Program)
 		}
 	}
 	return nil

@@ -27,14 +27,17 @@ func serve(t *testing.T, c *sim.Chain) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	app := c.Handler()
 	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
+	go func() { done <- app.Listener(ln) }()
 	t.Cleanup(func() {
-		cancel()
+		if err := app.ShutdownWithTimeout(5 * time.Second); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		_ = ln.Close() // ends a Listener that began after the shutdown ran
 		select {
 		case err := <-done:
-			if err != nil {
+			if err != nil && !errors.Is(err, net.ErrClosed) {
 				t.Errorf("serve: %v", err)
 			}
 		case <-time.After(10 * time.Second):
@@ -422,39 +425,5 @@ func TestControlRoutesRejectBadInput(t *testing.T) {
 	}
 	if c.Tip() != tip || !slices.Equal(hashes(c.UTXOs(asset, program, true)), utxos) || len(c.Pending()) != 0 {
 		t.Fatal("rejected input changed the chain")
-	}
-}
-
-func TestListenAndServeStopsWithContext(t *testing.T) {
-	c := sim.New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.ListenAndServe(ctx, "127.0.0.1:0") }()
-	time.Sleep(50 * time.Millisecond) // lets it start serving: nothing tells when it does
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("ListenAndServe did not return")
-	}
-	// A context that ends before the server accepts anything still stops it.
-	for i := 0; i < 20; i++ {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		go func() { done <- c.ListenAndServe(ctx, "127.0.0.1:0") }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("ListenAndServe with an ended context did not return")
-		}
-	}
-	if err := c.ListenAndServe(context.Background(), "256.0.0.1:1"); err == nil {
-		t.Fatal("bad address accepted")
 	}
 }

@@ -2,12 +2,8 @@ package sim
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -16,10 +12,7 @@ import (
 	"github.com/bufferd/bufferd/chain"
 )
 
-const (
-	bodyLimit       = 16 << 20
-	shutdownTimeout = 5 * time.Second
-)
+const bodyLimit = 16 << 20
 
 // Handler returns a fiber app serving the chain:
 //
@@ -91,39 +84,6 @@ func (c *Chain) Handler() *fiber.App {
 	return app
 }
 
-// Serve serves Handler on ln until ctx ends, then shuts down gracefully.
-func (c *Chain) Serve(ctx context.Context, ln net.Listener) error {
-	app := c.Handler()
-	errc := make(chan error, 1)
-	go func() { errc <- app.Listener(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	err := app.ShutdownWithContext(sctx)
-	_ = ln.Close() // the server may not have started accepting when ctx ended
-	if serr := <-errc; serr != nil && !errors.Is(serr, net.ErrClosed) {
-		return fmt.Errorf("sim: serve: %w", serr)
-	}
-	if err != nil {
-		return fmt.Errorf("sim: shutdown: %w", err)
-	}
-	return nil
-}
-
-// ListenAndServe listens on addr and serves until ctx ends.
-func (c *Chain) ListenAndServe(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("sim: listen: %w", err)
-	}
-	slog.Info("simulated chain listening", "addr", ln.Addr().String())
-	return c.Serve(ctx, ln)
-}
-
 // ---- helpers ----
 
 func codeName(status int) string {
@@ -181,17 +141,17 @@ func unix(t time.Time) int64 {
 // simError maps an error of the Go API to a control-route response.
 func simError(ctx *fiber.Ctx, err error) error {
 	switch {
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, errInvalid):
 		return jsonError(ctx, http.StatusBadRequest, "bad_request", err.Error())
-	case errors.Is(err, ErrNotStandard):
+	case errors.Is(err, errNotStandard):
 		return jsonError(ctx, http.StatusBadRequest, "not_standard", err.Error())
-	case errors.Is(err, ErrUnknownOutput):
+	case errors.Is(err, errUnknownOutput):
 		return jsonError(ctx, http.StatusNotFound, "unknown_output", err.Error())
 	case errors.Is(err, chain.ErrTxNotFound):
 		return jsonError(ctx, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, ErrImmature):
+	case errors.Is(err, errImmature):
 		return jsonError(ctx, http.StatusConflict, "immature", err.Error())
-	case errors.Is(err, ErrNotPending):
+	case errors.Is(err, errNotPending):
 		return jsonError(ctx, http.StatusConflict, "not_pending", err.Error())
 	default:
 		return err

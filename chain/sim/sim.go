@@ -8,13 +8,14 @@
 //
 // It behaves like a real bytomd v1.1 node where bufferd can tell:
 //
-//   - Every block starts with a coinbase transaction paying CoinbaseReward BTM
-//     to MinerProgram; the genesis block (height 0) pays GenesisAmount, above
-//     2^53, to a program nobody owns. A coinbase output can be spent once the
-//     tip is chain.CoinbaseMaturity blocks above its block (ErrImmature before).
+//   - Every block starts with a coinbase transaction paying 412.5 BTM to
+//     MinerProgram; the genesis block (height 0) pays 1,407,000,412.5 BTM,
+//     above 2^53, to a program nobody owns. A coinbase output can be spent
+//     once the tip is chain.CoinbaseMaturity blocks above its block (Spend
+//     refuses it before).
 //   - A transaction mined with status_fail stays in its block, but only its
 //     BTM inputs are spent and only its BTM outputs created (chain.Tx.Moves).
-//   - BTM can only be locked in P2W programs (ErrNotStandard otherwise).
+//   - BTM can only be locked in P2W programs (as bytomd's BTM733 says).
 //   - The mempool accepts transactions spending the same output. Mining takes
 //     it in order: a transaction with an input already spent (or immature)
 //     vanishes without a status, and so do the transactions spending its
@@ -46,9 +47,9 @@ import (
 
 // Limits of one call.
 const (
-	MaxOutputs    = 100_000 // outputs per AddUTXOs or Spend, inputs per Spend
-	MaxBlocks     = 1_000   // blocks per Mine, depth of a Reorg
-	MaxProgramLen = 20_000  // hex characters of a control program
+	maxOutputs    = 100_000 // outputs per AddUTXOs or Spend, inputs per Spend
+	maxBlocks     = 1_000   // blocks per Mine, depth of a Reorg
+	maxProgramLen = 20_000  // hex characters of a control program
 )
 
 // The simulator's miner.
@@ -56,14 +57,14 @@ const (
 	// MinerProgram is the P2WPKH program every coinbase pays; it is the one
 	// program of the node's wallet (see /list-unspent-outputs).
 	MinerProgram = "0014b1704bff155858a74505bde5a5dd4af2e19f9e83"
-	// MinerAccountID and MinerAccountAlias name the wallet account owning
+	// minerAccountID and minerAccountAlias name the wallet account owning
 	// MinerProgram.
-	MinerAccountID    = "0SIMMINER0001"
-	MinerAccountAlias = "miner"
-	// CoinbaseReward is the BTM (in neu) each block's coinbase pays.
-	CoinbaseReward uint64 = 41_250_000_000
-	// GenesisAmount is the BTM (in neu) of the genesis block's coinbase.
-	GenesisAmount uint64 = 140_700_041_250_000_000
+	minerAccountID    = "0SIMMINER0001"
+	minerAccountAlias = "miner"
+	// coinbaseReward is the BTM (in neu) each block's coinbase pays.
+	coinbaseReward uint64 = 41_250_000_000
+	// genesisAmount is the BTM (in neu) of the genesis block's coinbase.
+	genesisAmount uint64 = 140_700_041_250_000_000
 )
 
 // genesisProgram locks the genesis coinbase: a P2WPKH program nobody owns.
@@ -71,18 +72,18 @@ const genesisProgram = "0014694971666077422d0c6163f4b082f8298b845a43"
 
 // Sentinel errors.
 var (
-	// ErrInvalid means an argument is malformed (bad hex, amount 0, ...).
-	ErrInvalid = errors.New("sim: invalid argument")
-	// ErrUnknownOutput means an input names no confirmed or pending output.
-	ErrUnknownOutput = errors.New("sim: unknown output")
-	// ErrImmature means an input is a coinbase output the tip has not yet
+	// errInvalid means an argument is malformed (bad hex, amount 0, ...).
+	errInvalid = errors.New("sim: invalid argument")
+	// errUnknownOutput means an input names no confirmed or pending output.
+	errUnknownOutput = errors.New("sim: unknown output")
+	// errImmature means an input is a coinbase output the tip has not yet
 	// made spendable.
-	ErrImmature = errors.New("sim: immature coinbase output")
-	// ErrNotStandard means an output locks BTM in a program that is not P2W
+	errImmature = errors.New("sim: immature coinbase output")
+	// errNotStandard means an output locks BTM in a program that is not P2W
 	// (bytomd's BTM733 "Not standard transaction").
-	ErrNotStandard = errors.New("sim: not standard transaction")
-	// ErrNotPending means the transaction is in a block, not in the mempool.
-	ErrNotPending = errors.New("sim: transaction is not pending")
+	errNotStandard = errors.New("sim: not standard transaction")
+	// errNotPending means the transaction is in a block, not in the mempool.
+	errNotPending = errors.New("sim: transaction is not pending")
 )
 
 // Output is one output to create: amount units of asset locked by program.
@@ -188,8 +189,8 @@ func NewNetwork(network string) *Chain {
 // coinbase of a new block; the mempool is left as it is. It returns the new
 // output hashes.
 func (c *Chain) AddUTXOs(asset, program string, amounts []uint64) ([]string, error) {
-	if len(amounts) == 0 || len(amounts) > MaxOutputs {
-		return nil, fmt.Errorf("%w: need 1 to %d amounts", ErrInvalid, MaxOutputs)
+	if len(amounts) == 0 || len(amounts) > maxOutputs {
+		return nil, fmt.Errorf("%w: need 1 to %d amounts", errInvalid, maxOutputs)
 	}
 	outs := make([]Output, len(amounts))
 	for i, a := range amounts {
@@ -215,8 +216,8 @@ func (c *Chain) Spend(hashes []string, outputs []Output, fail bool) (string, []s
 	if err := validInputs(hashes); err != nil {
 		return "", nil, err
 	}
-	if len(outputs) == 0 || len(outputs) > MaxOutputs {
-		return "", nil, fmt.Errorf("%w: need 1 to %d outputs", ErrInvalid, MaxOutputs)
+	if len(outputs) == 0 || len(outputs) > maxOutputs {
+		return "", nil, fmt.Errorf("%w: need 1 to %d outputs", errInvalid, maxOutputs)
 	}
 	if err := validOutputs(outputs); err != nil {
 		return "", nil, err
@@ -235,11 +236,11 @@ func (c *Chain) Spend(hashes []string, outputs []Output, fail bool) (string, []s
 	return t.id, outputHashes(t), nil
 }
 
-// Mine mines n blocks (1 to MaxBlocks); the first takes the whole mempool. It
+// Mine mines n blocks (1 to 1000); the first takes the whole mempool. It
 // returns the new tip.
 func (c *Chain) Mine(n int) (chain.Status, error) {
-	if n < 1 || n > MaxBlocks {
-		return chain.Status{}, fmt.Errorf("%w: blocks must be 1 to %d", ErrInvalid, MaxBlocks)
+	if n < 1 || n > maxBlocks {
+		return chain.Status{}, fmt.Errorf("%w: blocks must be 1 to %d", errInvalid, maxBlocks)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -247,7 +248,7 @@ func (c *Chain) Mine(n int) (chain.Status, error) {
 	return c.tipLocked(), nil
 }
 
-// Reorg removes the last depth blocks (1 to MaxBlocks, never the genesis).
+// Reorg removes the last depth blocks (1 to 1000, never the genesis).
 // Their coinbase transactions vanish; the others go back to the front of the
 // mempool, or vanish too with drop. Then depth+1 blocks are mined on a new
 // branch (new block hashes); the first takes the mempool. It returns the new
@@ -255,8 +256,8 @@ func (c *Chain) Mine(n int) (chain.Status, error) {
 func (c *Chain) Reorg(depth int, drop bool) (chain.Status, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if depth < 1 || depth > MaxBlocks || depth > len(c.blocks)-1 {
-		return chain.Status{}, fmt.Errorf("%w: depth must be 1 to %d", ErrInvalid, min(MaxBlocks, len(c.blocks)-1))
+	if depth < 1 || depth > maxBlocks || depth > len(c.blocks)-1 {
+		return chain.Status{}, fmt.Errorf("%w: depth must be 1 to %d", errInvalid, min(maxBlocks, len(c.blocks)-1))
 	}
 	back := c.unwind(depth)
 	if drop {
@@ -275,8 +276,8 @@ func (c *Chain) Reorg(depth int, drop bool) (chain.Status, error) {
 // Drop removes a pending transaction from the mempool, with every pending
 // transaction spending its outputs.
 func (c *Chain) Drop(txID string) error {
-	if !IsHash(txID) {
-		return fmt.Errorf("%w: tx id %.80q is not 64 lowercase hex", ErrInvalid, txID)
+	if !isHash(txID) {
+		return fmt.Errorf("%w: tx id %.80q is not 64 lowercase hex", errInvalid, txID)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -285,7 +286,7 @@ func (c *Chain) Drop(txID string) error {
 		return fmt.Errorf("%w: %s", chain.ErrTxNotFound, txID)
 	}
 	if t.block != nil {
-		return fmt.Errorf("%w: %s", ErrNotPending, txID)
+		return fmt.Errorf("%w: %s", errNotPending, txID)
 	}
 	gone := map[string]bool{txID: true}
 	kept := c.mempool[:0:0]
@@ -349,8 +350,8 @@ func (c *Chain) Block(height uint64) (*chain.Block, error) {
 	return v.toChain(), nil
 }
 
-// Pending returns the ids of the mempool transactions in order.
-func (c *Chain) Pending() []string {
+// mempoolIDs returns the ids of the mempool transactions in order.
+func (c *Chain) mempoolIDs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ids := make([]string, len(c.mempool))

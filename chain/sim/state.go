@@ -31,10 +31,10 @@ func (c *Chain) spendable(hashes []string) ([]*utxo, error) {
 			u = c.pending[h]
 		}
 		if u == nil {
-			return nil, fmt.Errorf("%w: %s", ErrUnknownOutput, h)
+			return nil, fmt.Errorf("%w: %s", errUnknownOutput, h)
 		}
 		if u.validHeight > tip {
-			return nil, fmt.Errorf("%w: %s can be spent from height %d, the tip is %d", ErrImmature, h, u.validHeight, tip)
+			return nil, fmt.Errorf("%w: %s can be spent from height %d, the tip is %d", errImmature, h, u.validHeight, tip)
 		}
 		inputs[i] = u
 	}
@@ -52,9 +52,9 @@ func (c *Chain) newTx(kind txKind, inputs []*utxo, outs []Output, fail bool) *tx
 
 // newCoinbase builds the coinbase transaction of the block at height.
 func (c *Chain) newCoinbase(height uint64, at time.Time) *tx {
-	out := Output{Asset: chain.BTMAsset, Program: MinerProgram, Amount: CoinbaseReward}
+	out := Output{Asset: chain.BTMAsset, Program: MinerProgram, Amount: coinbaseReward}
 	if height == 0 {
-		out.Program, out.Amount = genesisProgram, GenesisAmount
+		out.Program, out.Amount = genesisProgram, genesisAmount
 	}
 	t := &tx{id: coinbaseHash(height, out), kind: coinbaseTx, submitted: at}
 	c.addOutputs(t, []Output{out}, height+chain.CoinbaseMaturity)

@@ -84,7 +84,7 @@ func walletEntry(u *utxo, smartContract bool) (btmUnspent, bool) {
 	case smartContract && !isP2W(u.program):
 		return e, true
 	case !smartContract && u.program == MinerProgram:
-		e.AccountAlias, e.AccountID, e.Address, e.ControlProgramIndex = MinerAccountAlias, MinerAccountID, u.address, 1
+		e.AccountAlias, e.AccountID, e.Address, e.ControlProgramIndex = minerAccountAlias, minerAccountID, u.address, 1
 		return e, true
 	}
 	return btmUnspent{}, false
