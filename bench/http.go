@@ -11,8 +11,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/bufferd/bufferd/internal/connset"
 )
 
 // requestTimeout bounds one request of the load generator.
@@ -20,84 +21,21 @@ const requestTimeout = 30 * time.Second
 
 // newHTTPClient returns an HTTP client keeping up to conns connections per
 // server alive, so every simulated client keeps its own connection, and a
-// function that closes every connection it dialed, idle or not.
-// CloseIdleConnections alone misses one net/http dialed for a request that
-// another connection served first: it joins the pool afterwards, and the
-// server it is open to would wait for it when stopping.
+// function that closes every connection it dialed, idle or not (see
+// internal/connset for why CloseIdleConnections is not enough).
 func newHTTPClient(conns int) (*http.Client, func()) {
-	set := &connSet{conns: map[*trackedConn]struct{}{}}
+	var set connset.Set
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
-			DialContext:         set.dialer(d),
+			DialContext:         set.Dialer(d),
 			MaxIdleConns:        0, // no overall limit
 			MaxIdleConnsPerHost: conns,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
 		},
-	}, set.closeAll
-}
-
-// errClientClosed is a connection made after its set was closed.
-var errClientClosed = errors.New("bench: connection set closed")
-
-// connSet is the open connections of a client.
-type connSet struct {
-	mu     sync.Mutex
-	conns  map[*trackedConn]struct{}
-	closed bool
-}
-
-// trackedConn leaves its set when closed.
-type trackedConn struct {
-	net.Conn
-	set *connSet
-}
-
-func (c *trackedConn) Close() error {
-	c.set.mu.Lock()
-	delete(c.set.conns, c)
-	c.set.mu.Unlock()
-	return c.Conn.Close()
-}
-
-// dialer dials with d and remembers each connection.
-func (s *connSet) dialer(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return s.track(c)
-	}
-}
-
-// track adds c to the set, or closes it when the set is closed.
-func (s *connSet) track(c net.Conn) (net.Conn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.Join(errClientClosed, c.Close())
-	}
-	tc := &trackedConn{Conn: c, set: s}
-	s.conns[tc] = struct{}{}
-	return tc, nil
-}
-
-// closeAll closes every connection and refuses new ones.
-func (s *connSet) closeAll() {
-	s.mu.Lock()
-	s.closed = true
-	conns := make([]net.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c.Conn)
-	}
-	clear(s.conns)
-	s.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close() // the run is over: nothing waits on them
-	}
+	}, set.CloseAll
 }
 
 // answer is a server's answer: its status and body.

@@ -15,6 +15,7 @@ import (
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/chain/sim"
 	"github.com/bufferd/bufferd/handlers"
+	"github.com/bufferd/bufferd/internal/connset"
 	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
@@ -30,27 +31,13 @@ func serve(t *testing.T, app *fiber.App) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted := &connSet{conns: map[*trackedConn]struct{}{}}
-	go func() { _ = app.Listener(&trackingListener{Listener: ln, set: accepted}) }()
+	var accepted connset.Set
+	go func() { _ = app.Listener(accepted.Listener(ln)) }()
 	t.Cleanup(func() {
 		_ = app.ShutdownWithTimeout(time.Second)
-		accepted.closeAll()
+		accepted.CloseAll()
 	})
 	return "http://" + ln.Addr().String()
-}
-
-// trackingListener adds the connections it accepts to a set.
-type trackingListener struct {
-	net.Listener
-	set *connSet
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return l.set.track(c)
 }
 
 // deployment starts in this process what `bufferd bench --local 2` starts as

@@ -31,6 +31,7 @@ import (
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/chain/sim"
+	"github.com/bufferd/bufferd/internal/connset"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -189,8 +190,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	app := ch.Handler()
-	go func() { _ = app.Listener(ln) }()
-	defer func() { _ = app.Shutdown() }()
+	// The index's client keeps its connections open after the run; the
+	// simulated node closes them itself, or its shutdown would wait for them.
+	var accepted connset.Set
+	go func() { _ = app.Listener(accepted.Listener(ln)) }()
+	defer func() {
+		accepted.CloseAll()
+		_ = app.Shutdown()
+	}()
 
 	programs := p2wshPrograms("bench index pool", o.Pools)
 	others := p2wshPrograms("bench index other", o.Pools) // no pool watches them
@@ -261,7 +268,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// BlockEvery and a client waits for its first pool output.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { _ = runner.Run(rctx) }()
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = runner.Run(rctx)
+	}()
+	defer func() {
+		cancel()
+		<-ran
+	}()
 	for i := 0; i < o.LatencyRuns; i++ {
 		if err := b.block(); err != nil {
 			return nil, err
