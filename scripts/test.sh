@@ -15,6 +15,7 @@
 # file and the Dockerfile checked offline; then golangci-lint on every module
 # (scripts/lint.sh, .golangci.yml), which must find nothing.
 #
+# BUFFERD_TEST_PACKAGES sets how many test binaries run at once (default 4).
 # Extra arguments go to `go test` of the root module only; packages among them
 # (./storage/..., .) replace the default ./... . Give flag values as -flag=value.
 #   scripts/test.sh
@@ -50,7 +51,11 @@ done
 # Chromium) go to BUFFERD_TEST_ARTIFACTS (default .artifacts/, git-ignored).
 artifacts="${BUFFERD_TEST_ARTIFACTS:-$PWD/.artifacts}"
 rm -rf "$artifacts" && mkdir -p "$artifacts"
-go test -race -count=1 -timeout 20m -artifacts -outputdir "$artifacts" "$@" ${pkgs[@]+"${pkgs[@]}"}
+# Four test binaries at once (go test's default is one per core): the
+# packages that start whole deployments spend much of their time waiting on
+# processes, timeouts and TTLs, and another package's tests fill that time.
+# On the 2-core machine this took the root module's tests from 297 s to 248 s.
+go test -p "${BUFFERD_TEST_PACKAGES:-4}" -race -count=1 -timeout 20m -artifacts -outputdir "$artifacts" "$@" ${pkgs[@]+"${pkgs[@]}"}
 find "$artifacts" -type f -printf 'test artifact: %p\n' | sort
 if [ $# -eq 0 ]; then
 	(cd client && go vet ./... && go test -race -count=1 -timeout 5m ./...)

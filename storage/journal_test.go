@@ -334,12 +334,15 @@ func TestJournalUpdate(t *testing.T) {
 		b0 := j.Batches()
 		var wg sync.WaitGroup
 		errs := make([]error, n)
+		start := make(chan struct{}) // all at once, not as fast as goroutines spawn
 		for i, r := range many {
 			wg.Go(func() {
 				r.State = lockmgr.StateReleased
+				<-start
 				errs[i] = j.Update(ctx, r, lockmgr.StateHeld)
 			})
 		}
+		close(start)
 		wg.Wait()
 		for i, err := range errs {
 			if err != nil {
