@@ -53,7 +53,7 @@ func TestRedisLatencyAndDroppedConnections(t *testing.T) {
 		t.Fatalf("no reserve was granted within %s after the faults ended", recoveryLimit)
 	}
 	t.Logf("first grant %s after the faults ended", (recovered - faultEnd).Round(time.Millisecond))
-	checkFaultAnswers(t, w, faultStart, nil)
+	checkFaultAnswers(t, w, faultStart, faultEnd, nil)
 	checkOneHolder(t, w.grants)
 	checkFences(t, w.grants, faultStart, faultEnd)
 	checkLiveAfter(t, s, w.grants)
