@@ -71,7 +71,6 @@ func redisFault(t *testing.T, fault func(*stack, *testenv.RedisServer, *workload
 	if testing.Short() {
 		t.Skip("runs a workload across a Redis fault")
 	}
-	t.Parallel()
 	srv := testenv.StartRedis(t)
 	s := startStack(t, stackConfig{APIs: 2, UTXOs: faultUTXOs, RedisURL: srv.URL()})
 	w := startWorkload(s, faultClients, faultKeep)
@@ -108,8 +107,10 @@ func redisFault(t *testing.T, fault func(*stack, *testenv.RedisServer, *workload
 // workload expires), some reserve sent after the fault began got
 // 503 (or, for a fault without a dark window, the pool was rebuilt between
 // faultStart and faultEnd: see rebuiltAcross), and, when the fault has a dark
-// window (a server down), every reserve answered within it (at least one) got
-// 503.
+// window (a server down), every reserve sent and answered within it (at least
+// one) got 503. A reserve sent before the window may still be answered 201
+// inside it: Redis decided it before the fault, and its journal commit can
+// take longer than settle on a loaded machine.
 func checkFaultAnswers(t *testing.T, w *workload, faultStart, faultEnd time.Duration, dark *window) {
 	t.Helper()
 	checkGrantsKnown(t, w)
@@ -129,7 +130,7 @@ func checkFaultAnswers(t *testing.T, w *workload, faultStart, faultEnd time.Dura
 		if a.Call >= faultStart && a.Status == http.StatusServiceUnavailable {
 			after503++
 		}
-		if dark != nil && a.Ret >= dark.from && a.Ret <= dark.to {
+		if dark != nil && a.Call >= dark.from && a.Ret <= dark.to {
 			inDark++
 			if a.Status == http.StatusServiceUnavailable {
 				dark503++
@@ -154,10 +155,10 @@ func checkFaultAnswers(t *testing.T, w *workload, faultStart, faultEnd time.Dura
 	if after503 == 0 {
 		t.Errorf("no reserve sent after the fault began was answered 503: the gap was not seen")
 	}
-	t.Logf("%d reserves answered while the server was down (%s..%s): %d x 503",
+	t.Logf("%d reserves sent and answered while the server was down (%s..%s): %d x 503",
 		inDark, dark.from.Round(time.Millisecond), dark.to.Round(time.Millisecond), dark503)
 	if inDark == 0 || dark503 != inDark {
-		t.Errorf("want every reserve answered while the server was down (%d, at least one) answered 503, got %d", inDark, dark503)
+		t.Errorf("want every reserve sent and answered while the server was down (%d, at least one) answered 503, got %d", inDark, dark503)
 	}
 }
 
@@ -165,7 +166,6 @@ func TestPostgresDownFailsClosed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a workload across PostgreSQL pauses and kills")
 	}
-	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	db := testenv.CreateDatabase(t, pg.URL())
 	// The private server runs without durability; a commit acknowledged just

@@ -20,7 +20,6 @@ import (
 // holder's late extend, submit and release must all fail without touching the
 // journal.
 func TestFencingPausedHolder(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, stackConfig{APIs: 2, UTXOs: 3})
 	target := s.hashes[1]
 

@@ -48,7 +48,6 @@ func TestSyncLeaderKilledAndPausedUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a workload across syncer faults")
 	}
-	t.Parallel()
 	s := startStack(t, stackConfig{APIs: 2, UTXOs: faultUTXOs, Env: []string{
 		"BUFFERD_LEADER_TTL=" + leaderTTL.String(), "BUFFERD_INSTANCE_ID=s1"}})
 	syncers := map[string]*proc{"s1": s.syncer}

@@ -19,7 +19,6 @@ func TestRedisLatencyAndDroppedConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a workload across network faults")
 	}
-	t.Parallel()
 	srv := testenv.StartRedis(t)
 	proxy := testenv.StartProxy(t, srv.Addr())
 	s := startStack(t, stackConfig{APIs: 2, UTXOs: faultUTXOs, RedisURL: "redis://" + proxy.Addr() + "/0"})
@@ -68,7 +67,6 @@ func TestAPIKilledMidRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a workload across an API crash")
 	}
-	t.Parallel()
 	// The sweep writes the releases a killed API answered but did not
 	// journal.
 	s := startStack(t, stackConfig{APIs: 3, UTXOs: faultUTXOs, Env: []string{"BUFFERD_SWEEP_INTERVAL=" + faultSweep.String()}})
