@@ -238,14 +238,6 @@ func execSQL(t *testing.T, dbURL, sql string) {
 // lockmgr.FenceGap above every grant answered before from: a rebuild of the
 // pool in between lifted its fence.
 func rebuiltAcross(grants []*grantRec, from, to time.Duration) bool {
-	var maxBefore, minAfter int64 = 0, -1
-	for _, g := range grants {
-		if g.Ret < from {
-			maxBefore = max(maxBefore, g.Fence)
-		}
-		if g.Call > to && (minAfter < 0 || g.Fence < minAfter) {
-			minAfter = g.Fence
-		}
-	}
-	return maxBefore > 0 && minAfter >= maxBefore+lockmgr.FenceGap
+	maxBefore, minAfter, nBefore, _ := fencesAround(grants, from, to)
+	return nBefore > 0 && minAfter >= maxBefore+lockmgr.FenceGap
 }

@@ -274,30 +274,38 @@ func checkOneHolder(t *testing.T, grants []*grantRec) {
 func checkFences(t *testing.T, grants []*grantRec, faultStart, faultEnd time.Duration) {
 	t.Helper()
 	seen := map[int64]string{}
-	var maxBefore, minAfter int64 = 0, -1
-	var nBefore, nAfter int
 	for _, g := range grants {
 		if prev, dup := seen[g.Fence]; dup {
 			t.Errorf("fence %d granted twice: %s and %s", g.Fence, prev, g.ID)
 		}
 		seen[g.Fence] = g.ID
-		if g.Ret < faultStart {
-			nBefore++
-			maxBefore = max(maxBefore, g.Fence)
-		}
-		if g.Call > faultEnd {
-			nAfter++
-			if minAfter < 0 || g.Fence < minAfter {
-				minAfter = g.Fence
-			}
-		}
 	}
+	maxBefore, minAfter, nBefore, nAfter := fencesAround(grants, faultStart, faultEnd)
 	t.Logf("fences: %d grants before the fault up to %d, %d after from %d", nBefore, maxBefore, nAfter, minAfter)
 	if nBefore == 0 || nAfter == 0 {
 		t.Errorf("no grants before (%d) or after (%d) the fault: nothing to compare", nBefore, nAfter)
 	} else if minAfter <= maxBefore {
 		t.Errorf("fence %d granted after the fault is not above %d granted before it", minAfter, maxBefore)
 	}
+}
+
+// fencesAround returns the highest fence of the grants answered before from
+// and the lowest of those sent after to (-1 when none), and how many of each.
+func fencesAround(grants []*grantRec, from, to time.Duration) (maxBefore, minAfter int64, nBefore, nAfter int) {
+	minAfter = -1
+	for _, g := range grants {
+		if g.Ret < from {
+			nBefore++
+			maxBefore = max(maxBefore, g.Fence)
+		}
+		if g.Call > to {
+			nAfter++
+			if minAfter < 0 || g.Fence < minAfter {
+				minAfter = g.Fence
+			}
+		}
+	}
+	return maxBefore, minAfter, nBefore, nAfter
 }
 
 // checkJournal fails the test unless every grant has its journal row (same
