@@ -28,7 +28,7 @@ func LeakOptions(extra ...goleak.Option) []goleak.Option {
 // goroutines running.
 func Main(m *testing.M, extra ...goleak.Option) {
 	goleak.VerifyTestMain(m, append(LeakOptions(extra...), goleak.Cleanup(func(code int) {
-		releaseShared()
+		ReleaseShared()
 		os.Exit(code)
 	}))...)
 }
@@ -37,7 +37,7 @@ func Main(m *testing.M, extra ...goleak.Option) {
 // code, it releases what the tests shared (see Main) and returns 1 when the
 // tests passed but left goroutines running (listed on stderr), else the code.
 func AfterTests(code int, extra ...goleak.Option) int {
-	releaseShared()
+	ReleaseShared()
 	if code != 0 {
 		return code
 	}

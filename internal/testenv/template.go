@@ -116,9 +116,10 @@ func dropDeadTemplates(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
-// releaseShared drops what the process shared between its tests: its
-// template databases and its fresh PostgreSQL data directory.
-func releaseShared() {
+// ReleaseShared drops what the process shared between its tests: its
+// template databases and its fresh PostgreSQL data directory. Main and
+// AfterTests call it; a TestMain without a leak check calls it after m.Run.
+func ReleaseShared() {
 	removeInitialData()
 	dropTemplates()
 }
