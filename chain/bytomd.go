@@ -47,8 +47,11 @@ func (b *Bytomd) call(ctx context.Context, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	if r.status == http.StatusOK && decodeSuccess(r.body, out) {
-		return nil
+	if r.status == http.StatusOK {
+		if decodeSuccess(r.body, out) {
+			return nil
+		}
+		resetDecoded(out) // what the fast decoder filled in before it gave up
 	}
 	var env btmEnvelope
 	decodeErr := json.Unmarshal(r.body, &env)

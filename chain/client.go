@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -249,5 +250,13 @@ func unixTime(ts int64) time.Time {
 		return time.UnixMilli(ts).UTC()
 	default:
 		return time.Unix(ts, 0).UTC()
+	}
+}
+
+// resetDecoded sets what out points to back to its zero value, so that a second
+// decoder starts from where the first one did.
+func resetDecoded(out any) {
+	if v := reflect.ValueOf(out); v.Kind() == reflect.Pointer && !v.IsNil() {
+		v.Elem().SetZero()
 	}
 }

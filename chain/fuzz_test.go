@@ -227,3 +227,46 @@ func agreeWithEncodingJSON[T any](t *testing.T, body []byte) {
 		t.Fatalf("decoders disagree on a %T:\nfast %+v\nstd  %+v", fast, fast, std)
 	}
 }
+
+// FuzzDecodeBCResult checks the fast decoder of blockcenter answers against
+// encoding/json, for the shapes the blockcenter client decodes: whatever it
+// accepts, encoding/json accepts too, as a code 200 envelope with a result,
+// decoded to the same value.
+func FuzzDecodeBCResult(f *testing.F) {
+	f.Add([]byte(`{"code":200,"msg":"","result":{"data":[{"hash":"` + fuzzHash + `","asset":"` + fuzzAsset + `","amount":100}],"start":0,"limit":10}}`))
+	f.Add([]byte(`{"code":200,"result":{"data":[{"hash":"a","amount":"12"},{"hash":"a","amount":18446744073709551615}],"limit":2,"_links":{"next":"x"}}}`))
+	f.Add([]byte(`{"code":200,"result":null}`))
+	f.Add([]byte(`{"code":200}`))
+	f.Add([]byte(`{"code":300,"msg":"bad","result":{"data":[]}}`))
+	f.Add([]byte(`{"code":200,"code":300,"result":{"data":[]}}`))
+	f.Add([]byte(`{"CODE":200,"Result":{"Data":[{"Hash":"b","amount":"7"}]}}`))
+	f.Add([]byte(`{"code":200,"result":{"data":{"block_height":12,"block_hash":"` + fuzzHash + `"}}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		agreeOnBCResult[bcResult[[]bcUTXO]](t, body)
+		agreeOnBCResult[bcResult[struct {
+			BlockHeight flexUint `json:"block_height"`
+			BlockHash   string   `json:"block_hash"`
+		}]](t, body)
+	})
+}
+
+// agreeOnBCResult fails t when decodeBCResult accepts body as a success
+// carrying a T that encoding/json does not decode to the same value.
+func agreeOnBCResult[T any](t *testing.T, body []byte) {
+	var fast T
+	if !decodeBCResult(body, &fast) {
+		return
+	}
+	var env bcEnvelope
+	if err := json.Unmarshal(body, &env); err != nil || env.Code == nil || *env.Code != 200 ||
+		len(env.Result) == 0 || string(env.Result) == "null" {
+		t.Fatalf("%T: fast decoder accepted what encoding/json does not: err %v, envelope %+v", fast, err, env)
+	}
+	var std T
+	if err := json.Unmarshal(env.Result, &std); err != nil {
+		t.Fatalf("%T: fast decoder accepted a result encoding/json refuses: %v", fast, err)
+	}
+	if !reflect.DeepEqual(fast, std) {
+		t.Fatalf("decoders disagree on a %T:\nfast %+v\nstd  %+v", fast, fast, std)
+	}
+}

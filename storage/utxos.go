@@ -3,6 +3,7 @@ package storage
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -82,10 +83,9 @@ func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO)
 // the available rows lack (the first sync of a pool): two statements either
 // way.
 func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UTXO) ([]current, error) {
-	var rows []current
-	err := s.db.WithContext(ctx).Model(&UTXO{}).
+	rows, err := scanCurrent(s.db.WithContext(ctx).Model(&UTXO{}).
 		Select("id", "hash", "state", "confirmed", "amount").
-		Where("pool_id = ? AND state = ?", poolID, StateAvailable).Find(&rows).Error
+		Where("pool_id = ? AND state = ?", poolID, StateAvailable))
 	if err != nil {
 		return nil, fmt.Errorf("storage: read pool %d utxos: %w", poolID, err)
 	}
@@ -108,11 +108,30 @@ func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UT
 	} else {
 		q = q.Where("pool_id = ? AND state <> ?", poolID, StateAvailable)
 	}
-	var ended []current
-	if err := q.Find(&ended).Error; err != nil {
+	ended, err := scanCurrent(q)
+	if err != nil {
 		return nil, fmt.Errorf("storage: read pool %d utxos: %w", poolID, err)
 	}
 	return append(rows, ended...), nil
+}
+
+// scanCurrent runs q, a query of the columns of current, and scans its rows
+// by position: a sync reads every available UTXO of a pool, and gorm's
+// scanning by reflection was most of the syncer's work after decoding.
+func scanCurrent(q *gorm.DB) (out []current, err error) {
+	rows, err := q.Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, rows.Close()) }()
+	for rows.Next() {
+		var c current
+		if err := rows.Scan(&c.ID, &c.Hash, &c.State, &c.Confirmed, &c.Amount); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func (s *Store) reconcile(ctx context.Context, pool Pool, seen []chain.UTXO) (SyncResult, error) {
