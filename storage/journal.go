@@ -593,24 +593,24 @@ func (s *Store) journalBatch(ctx context.Context, batch []*journalWrite) ([]erro
 }
 
 // endBatch writes a batch of endings only (releases, mostly), each of a
-// different reservation, on PostgreSQL, in a single statement: it locks the
-// rows in id order, then ends those still in a state the ending applies to.
+// different reservation, on PostgreSQL, in a single statement: in id order,
+// it ends the reservations still in a state the ending applies to.
 // The endings that did not apply are explained. It reports ok=false when
 // the batch is not one it writes.
 func (s *Store) endBatch(ctx context.Context, batch []*journalWrite) (results []error, ok bool, err error) {
 	if s.dialect != dialectPostgres || len(batch) > recordChunk {
 		return nil, false, nil
 	}
-	ids := make([]string, len(batch))
 	seen := make(map[string]bool, len(batch))
-	var values strings.Builder
-	args := make([]any, 0, 5*len(batch)+1)
-	for k, w := range batch {
+	for _, w := range batch {
 		if w.record != nil || !ended(w.change) || seen[w.id] {
 			return nil, false, nil
 		}
 		seen[w.id] = true
-		ids[k] = w.id
+	}
+	var values strings.Builder
+	args := make([]any, 0, 5*len(batch))
+	for k, w := range byID(batch) {
 		if k > 0 {
 			values.WriteString(",")
 		}
@@ -618,13 +618,17 @@ func (s *Store) endBatch(ctx context.Context, batch []*journalWrite) (results []
 		c := w.change
 		args = append(args, w.id, c.Fence, c.State, strings.Join(c.from(), ","), c.at(now()))
 	}
-	args = append(args, ids)
-	// A VALUES list, planned for each batch: see pgarrays.go.
+	// A VALUES list, planned for each batch: see pgarrays.go. Its rows are
+	// in id order, and the plan (a nested loop from the list into the
+	// primary key) updates, and so locks, the reservations in that order, as
+	// every path that changes several does: batches of several replicas do
+	// not deadlock. Should a plan ever take another order, PostgreSQL's
+	// deadlock detector fails one batch, whose writes commit then retries
+	// one by one. Locking the rows first, in a statement or a CTE of their
+	// own, doubled what a release costs PostgreSQL (BENCHMARKS.md).
 	var done []string
-	err = s.db.WithContext(ctx).Raw(`WITH v(id, fence, state, from_states, at) AS (VALUES `+values.String()+`),
-		lk AS MATERIALIZED (SELECT id FROM reservations WHERE id IN ? ORDER BY id FOR UPDATE)
-		UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = v.at
-		FROM v JOIN lk ON lk.id = v.id
+	err = s.db.WithContext(ctx).Raw(`UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = v.at
+		FROM (VALUES `+values.String()+`) AS v(id, fence, state, from_states, at)
 		WHERE r.id = v.id AND r.fence <= v.fence AND r.state = ANY(string_to_array(v.from_states, ','))
 		RETURNING r.id`, args...).Scan(&done).Error
 	if err != nil {
@@ -645,6 +649,13 @@ func (s *Store) endBatch(ctx context.Context, batch []*journalWrite) (results []
 		}
 	}
 	return results, true, explainRefused(s.db.WithContext(ctx), batch, refused, results)
+}
+
+// byID is batch's writes in the order of the reservations they change.
+func byID(batch []*journalWrite) []*journalWrite {
+	sorted := slices.Clone(batch)
+	slices.SortFunc(sorted, func(a, b *journalWrite) int { return strings.Compare(a.id, b.id) })
+	return sorted
 }
 
 // txBatch is journalBatch in a transaction.
@@ -959,8 +970,7 @@ func ended(u reservationUpdate) bool {
 
 // endReservations applies, in a constant number of statements, the updates of
 // the batch that only end a reservation and are the batch's only update of it:
-// the rows are locked in id order and ended with one UPDATE ... FROM (VALUES
-// ...). It returns the updates left to apply one by one and the indexes of
+// they are ended, in id order, with one UPDATE ... FROM (VALUES ...). It returns the updates left to apply one by one and the indexes of
 // the ending updates that did not apply.
 func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.Time) (rest, refused []int, err error) {
 	perID := map[string]int{}
@@ -983,11 +993,9 @@ func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []in
 		// each batch (a VALUES list), never with a generic plan made when
 		// the table was small.
 		chunk := ending[start:min(start+recordChunk, len(ending))]
-		ids := make([]string, len(chunk))
 		var values strings.Builder
 		args := make([]any, 0, 5*len(chunk))
 		for k, i := range chunk {
-			ids[k] = batch[i].id
 			if k > 0 {
 				values.WriteString(",")
 			}
@@ -995,11 +1003,8 @@ func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []in
 			c := batch[i].change
 			args = append(args, batch[i].id, c.Fence, c.State, strings.Join(c.from(), ","), c.at(t))
 		}
-		// Lock in id order, as the one-by-one path does, so that batches of
-		// several replicas do not deadlock.
-		if err := tx.Exec(`SELECT 1 FROM reservations WHERE id IN ? ORDER BY id FOR UPDATE`, ids).Error; err != nil {
-			return nil, nil, err
-		}
+		// updates, and so ending, are in id order: the UPDATE takes the
+		// rows in that order, as endBatch's does.
 		var done []string
 		err := tx.Raw(`UPDATE reservations r SET state = v.state, fence = v.fence, updated_at = v.at
 			FROM (VALUES `+values.String()+`) AS v(id, fence, state, from_states, at)

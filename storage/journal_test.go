@@ -808,6 +808,67 @@ func TestJournalDeferredWritesDoNotHoldUpGrants(t *testing.T) {
 	}
 }
 
+// A batch of releases takes its reservations' rows in id order, whatever
+// order the releases arrived in, as every path that changes several does, so
+// that batches of several replicas do not deadlock. The table holds the
+// history of a while, as in production: the plan walks the batch's list into
+// the primary key. (On a table of a few rows PostgreSQL may scan the table
+// instead, in its physical order; a deadlock then fails one batch, whose
+// writes are retried one by one.)
+func TestJournalReleaseBatchTakesRowsInIDOrder(t *testing.T) {
+	t.Parallel()
+	s := openPostgres(t)
+	ctx := testCtx(t)
+	p := mustPool(t, s, assetA, programA)
+	j := newJournal(t, s, storage.JournalOptions{})
+	if err := s.DB().WithContext(ctx).Exec(`INSERT INTO reservations (id, pool_id, fence, hashes, state,
+		created_at, expires_at, updated_at)
+		SELECT md5(g::text), ?, 1000 + g, md5(g::text), 'released', now(), now(), now()
+		FROM generate_series(1, 5000) g`, p.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := lockRes(p.ID, 1, hashOf(1, 1)), lockRes(p.ID, 2, hashOf(1, 2))
+	if hi.ID < lo.ID {
+		lo, hi = hi, lo
+	}
+	for _, r := range []*lockmgr.Reservation{hi, lo} { // the table's physical order is not the ids'
+
+		if err := j.Record(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := s.DB().WithContext(ctx).Begin()
+	if err := tx.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE`, hi.ID).Error; err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	j.Released(hi, at) // the higher id first: one batch, as they come within its linger
+	j.Released(lo, at)
+	waitFor(t, "the batch waiting for the locked row", func() bool {
+		var n int
+		err := s.DB().WithContext(ctx).Raw(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n).Error
+		return err == nil && n >= 1
+	})
+	// Taken in id order, the lower id is already the batch's.
+	probe := s.DB().WithContext(ctx).Begin()
+	err := probe.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE NOWAIT`, lo.ID).Error
+	probe.Rollback()
+	tx.Rollback()
+	if err == nil {
+		t.Fatal("the batch waits for the higher id without holding the lower one: rows are not taken in id order")
+	}
+	if err := j.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*lockmgr.Reservation{lo, hi} {
+		if row := mustReservation(t, s, r.ID); row.State != storage.ResReleased {
+			t.Fatalf("reservation %s is %s, want released", r.ID, row.State)
+		}
+	}
+}
+
 // Releases trickling in one by one are written in few statements: the
 // deferred writer lets a batch fill up, as nobody waits for it.
 func TestJournalDeferredWritesAreBatched(t *testing.T) {
