@@ -50,6 +50,9 @@ func (j *Journal) Batches() int64 { return j.batches.Load() }
 // (transaction BEGIN/COMMIT not included). Tests use deltas of it.
 func (s *Store) StatementCount() int64 { return s.stmts.Load() }
 
+// ForgetKeysStatement is the statement ForgetKeys runs.
+const ForgetKeysStatement = forgetKeys
+
 // Names the external tests (package storage_test) check the store with.
 const (
 	DialectPostgres = dialectPostgres
