@@ -8,15 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/internal/scratchdb"
 )
 
 // Timeouts of a local deployment.
@@ -63,11 +63,15 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Local, error) {
 	l := &Local{log: o.Log, prefix: "bench" + randomHex(4) + ":", names: map[int]string{}}
 	l.Target.AdminToken = randomHex(16)
 	l.Target.RedisURL = o.RedisURL
-	db, drop, err := freshDatabase(ctx, o.DatabaseURL)
-	if err != nil {
-		return l, err
+	scratch, err := scratchdb.Create(ctx, o.DatabaseURL, scratchdb.Name("bufferd_bench_"))
+	if errors.Is(err, scratchdb.ErrAdminURL) {
+		return l, fmt.Errorf("bench: --database-url must be a postgres:// URL")
 	}
-	l.undo = append(l.undo, drop)
+	if err != nil {
+		return l, fmt.Errorf("bench: database: %w", err)
+	}
+	l.undo = append(l.undo, scratch.Discard)
+	db := scratch.URL
 	l.Target.DatabaseURL = db
 	l.undo = append(l.undo, func() { deleteKeys(o.RedisURL, l.prefix, o.Log) })
 
@@ -256,36 +260,6 @@ func waitHTTP(ctx context.Context, u, method string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// freshDatabase creates a database on the server of adminURL and returns its
-// URL and a func dropping it.
-func freshDatabase(ctx context.Context, adminURL string) (string, func(), error) {
-	u, err := url.Parse(adminURL)
-	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
-		return "", nil, fmt.Errorf("bench: --database-url must be a postgres:// URL")
-	}
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("bench: database: %w", err)
-	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	name := "bufferd_bench_" + randomHex(6)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, fmt.Errorf("bench: create database: %w", err)
-	}
-	drop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, adminURL)
-		if err != nil {
-			return
-		}
-		defer func() { _ = c.Close(ctx) }()
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
 }
 
 // deleteKeys deletes every key under prefix in the Redis at redisURL.

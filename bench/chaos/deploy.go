@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/internal/scratchdb"
 	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 )
@@ -125,19 +125,17 @@ func deploy(ctx context.Context, srv *servers, o *Options, pl planner, n int, di
 	return d, nil
 }
 
+// createDatabase creates the trial's database, dropping one of its name
+// left behind by an earlier run first.
 func (d *deployment) createDatabase(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, d.srv.pg.URL())
+	if err := scratchdb.Drop(ctx, d.srv.pg.URL(), d.dbName); err != nil {
+		return err
+	}
+	db, err := scratchdb.Create(ctx, d.srv.pg.URL(), d.dbName)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+d.dbName+" WITH (FORCE)"); err != nil {
-		return err
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+d.dbName); err != nil {
-		return err
-	}
-	d.dbURL = strings.Replace(d.srv.pg.URL(), "/postgres?", "/"+d.dbName+"?", 1)
+	d.dbURL = db.URL
 	return nil
 }
 
@@ -351,10 +349,7 @@ func (d *deployment) stop() {
 		_ = d.srv.pg.Relaunch()
 	}
 	_ = d.srv.pg.Resume()
-	if conn, err := pgx.Connect(ctx, d.srv.pg.URL()); err == nil {
-		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+d.dbName+" WITH (FORCE)")
-		_ = conn.Close(ctx)
-	}
+	_ = scratchdb.Drop(ctx, d.srv.pg.URL(), d.dbName)
 	if !d.srv.redis.Running() {
 		_ = d.srv.redis.Relaunch()
 	}

@@ -20,18 +20,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/chain/sim"
 	"github.com/bufferd/bufferd/internal/connset"
+	"github.com/bufferd/bufferd/internal/scratchdb"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -159,11 +158,12 @@ func (r *Report) Markdown() string {
 // Run builds the chain, backfills it and measures the latency.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
-	db, drop, err := freshDatabase(ctx, o.DatabaseURL)
+	scratch, err := scratchdb.Create(ctx, o.DatabaseURL, scratchdb.Name("bufferd_bench_index_"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("index: %w", err)
 	}
-	defer drop()
+	defer scratch.Discard()
+	db := scratch.URL
 	if err := storage.MigrateUp(ctx, db); err != nil {
 		return nil, err
 	}
@@ -430,35 +430,6 @@ func (b *builder) check(ctx context.Context, store *storage.Store, pools []stora
 		}
 	}
 	return nil
-}
-
-// freshDatabase creates a database on the server adminURL names and returns
-// its URL and a function dropping it.
-func freshDatabase(ctx context.Context, adminURL string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("index: postgres: %w", err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	name := "bufferd_bench_index_" + randomHex(4)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, fmt.Errorf("index: create database: %w", err)
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, adminURL)
-		if err != nil {
-			return
-		}
-		defer func() { _ = c.Close(context.Background()) }()
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}, nil
 }
 
 func deleteKeys(rdb *redis.Client, prefix string) {

@@ -3,6 +3,9 @@
 // for every open connection, and http.Transport.CloseIdleConnections misses a
 // connection net/http dialed for a request another connection served first:
 // it joins the pool later, and the server it is open to waits for it.
+// A server's set can also end only the input of its connections (all, or
+// those no request came on), which lets a shutdown go on without taking a
+// connection from under a request being answered.
 package connset
 
 import (
@@ -10,6 +13,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrClosed is a connection made after its set was closed.
@@ -22,10 +26,19 @@ type Set struct {
 	closed bool
 }
 
-// conn leaves its set when closed.
+// conn leaves its set when closed, and notes its first byte read.
 type conn struct {
 	net.Conn
-	set *Set
+	set  *Set
+	used atomic.Bool
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.used.Load() {
+		c.used.Store(true)
+	}
+	return n, err
 }
 
 func (c *conn) Close() error {
@@ -90,6 +103,41 @@ func (s *Set) CloseAll() {
 	s.mu.Unlock()
 	for _, c := range conns {
 		_ = c.Close() // their users are done: nothing waits on them
+	}
+}
+
+// CloseReadUnused ends the input of the connections on which nothing has
+// been read yet. For a server's set those are connections a client opened
+// and sent no request on: idle, though fasthttp counts one as busy from the
+// moment it accepts it, so that its shutdown waits for it. Its server sees
+// the end of the input and closes it. A request whose first bytes arrive
+// just then is lost, as with any server that closes idle connections.
+func (s *Set) CloseReadUnused() { s.closeRead(func(c *conn) bool { return !c.used.Load() }) }
+
+// CloseReadAll ends the input of every connection of the set. A server
+// reading a request or waiting for the next one sees the end of it; one
+// answering a request still answers it, then closes the connection.
+// Unlike CloseAll, it never takes a connection from under a fasthttp
+// server answering on it, which panics when its write deadline fails.
+func (s *Set) CloseReadAll() { s.closeRead(func(*conn) bool { return true }) }
+
+// closeRead ends the input of the connections that pick selects; one that
+// cannot end only its input is closed.
+func (s *Set) closeRead(pick func(*conn) bool) {
+	s.mu.Lock()
+	var picked []*conn
+	for c := range s.conns {
+		if pick(c) {
+			picked = append(picked, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range picked {
+		if cr, ok := c.Conn.(interface{ CloseRead() error }); ok {
+			_ = cr.CloseRead()
+		} else {
+			_ = c.Close()
+		}
 	}
 }
 

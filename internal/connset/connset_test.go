@@ -96,3 +96,56 @@ func TestDialerTracksAndRefusesAfterClose(t *testing.T) {
 		t.Fatalf("a dial after CloseAll: %v, want ErrClosed", err)
 	}
 }
+
+// CloseReadUnused makes the server close a connection no request came on
+// and keeps one that served a request; a fiber shutdown then closes that
+// one itself and ends at once.
+func TestCloseReadUnusedEndsOnlyWhatNeverCarriedARequest(t *testing.T) {
+	t.Parallel()
+	var accepted connset.Set
+	app, url := serve(t, &accepted)
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	get(t, c, url)
+	unused, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unused.Close() }()
+	testenv.Eventually(t, 5*time.Second, testenv.Is(func() bool { return accepted.Len() == 2 }))
+
+	accepted.CloseReadUnused()
+	_ = unused.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := unused.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the unused connection: %d bytes, %v; want EOF (closed by the server)", n, err)
+	}
+	testenv.Eventually(t, 5*time.Second, testenv.Is(func() bool { return accepted.Len() == 1 }))
+	if err := app.ShutdownWithTimeout(5 * time.Second); err != nil {
+		t.Fatalf("shutdown after CloseReadUnused: %v", err)
+	}
+}
+
+// CloseReadAll lets a request stalled in its headers end: the server reads
+// the end of its input, answers 400 and closes the connection.
+func TestCloseReadAllEndsAStalledRequest(t *testing.T) {
+	t.Parallel()
+	var accepted connset.Set
+	app, url := serve(t, &accepted)
+	defer func() { _ = app.Shutdown() }()
+	stalled, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stalled.Close() }()
+	if _, err := io.WriteString(stalled, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, testenv.Is(func() bool { return accepted.Len() == 1 }))
+
+	accepted.CloseReadAll()
+	_ = stalled.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(stalled); err != nil {
+		t.Fatalf("the stalled connection: %v, want an answer and EOF", err)
+	}
+	testenv.Eventually(t, 5*time.Second, testenv.Is(func() bool { return accepted.Len() == 0 }))
+}

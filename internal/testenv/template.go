@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bufferd/bufferd/internal/scratchdb"
 )
 
 // templatePrefix starts the name of every template database; the process id
@@ -28,7 +29,7 @@ type Template struct {
 	prepare func(ctx context.Context, url string) error
 
 	once sync.Once
-	name string
+	db   *scratchdb.DB
 	err  error
 }
 
@@ -40,7 +41,7 @@ func NewTemplate(prepare func(ctx context.Context, url string) error) *Template 
 
 var (
 	templatesMu sync.Mutex
-	templates   []string // names made by this process, dropped at its end
+	templates   []*scratchdb.DB // made by this process, dropped at its end
 )
 
 // Postgres returns the URL of a new database on the shared PostgreSQL cloned
@@ -61,44 +62,43 @@ func (tm *Template) Postgres(t testing.TB) string {
 // returns the new database's URL and a func that drops it.
 func (tm *Template) Clone(ctx context.Context) (string, func(), error) {
 	admin := DatabaseURL()
-	tm.once.Do(func() { tm.name, tm.err = makeTemplate(ctx, admin, tm.prepare) })
+	tm.once.Do(func() { tm.db, tm.err = makeTemplate(ctx, admin, tm.prepare) })
 	if tm.err != nil {
 		return "", nil, fmt.Errorf("template database: %w", tm.err)
 	}
-	return newDatabase(ctx, admin, "TEMPLATE "+tm.name)
+	db, err := newDatabase(ctx, admin, scratchdb.FromTemplate(tm.db.Name))
+	if err != nil {
+		return "", nil, err
+	}
+	return db.URL, db.Discard, nil
 }
 
-// makeTemplate creates a database, prepares it and returns its name. It
-// first drops the templates of test processes that no longer run.
-func makeTemplate(ctx context.Context, admin string, prepare func(context.Context, string) error) (string, error) {
-	conn, err := pgx.Connect(ctx, admin)
+// makeTemplate creates a database named after this process, prepares it and
+// returns it. It first drops the templates of test processes that no longer
+// run.
+func makeTemplate(ctx context.Context, admin string, prepare func(context.Context, string) error) (*scratchdb.DB, error) {
+	dropDeadTemplates(ctx, admin)
+	db, err := scratchdb.Create(ctx, admin, scratchdb.Name(templatePrefix+strconv.Itoa(os.Getpid())+"_"))
 	if err != nil {
-		return "", fmt.Errorf("postgres at %s: %w", admin, err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	dropDeadTemplates(ctx, conn)
-
-	name := RandomName(templatePrefix + strconv.Itoa(os.Getpid()) + "_")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", err
+		return nil, err
 	}
 	templatesMu.Lock()
-	templates = append(templates, name)
+	templates = append(templates, db)
 	templatesMu.Unlock()
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", err
+	if err := prepare(ctx, db.URL); err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", db.Name, err)
 	}
-	u.Path = "/" + name
-	if err := prepare(ctx, u.String()); err != nil {
-		return "", fmt.Errorf("prepare %s: %w", name, err)
-	}
-	return name, nil
+	return db, nil
 }
 
 // dropDeadTemplates drops the templates whose process has exited (a test
 // binary killed before its TestMain could drop them).
-func dropDeadTemplates(ctx context.Context, conn *pgx.Conn) {
+func dropDeadTemplates(ctx context.Context, admin string) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
 	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE $1", templatePrefix+"%")
 	if err != nil {
 		return
@@ -112,7 +112,7 @@ func dropDeadTemplates(ctx context.Context, conn *pgx.Conn) {
 		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
 			continue
 		}
-		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		_ = scratchdb.Drop(ctx, admin, name)
 	}
 }
 
@@ -127,23 +127,17 @@ func ReleaseShared() {
 // dropTemplates drops the templates this process made.
 func dropTemplates() {
 	templatesMu.Lock()
-	names := templates
+	dbs := templates
 	templates = nil
 	templatesMu.Unlock()
-	if len(names) == 0 {
+	if len(dbs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, DatabaseURL())
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "testenv: drop template databases: %v\n", err)
-		return
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	for _, name := range names {
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "testenv: drop %s: %v\n", name, err)
+	for _, db := range dbs {
+		if err := db.Drop(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		}
 	}
 }

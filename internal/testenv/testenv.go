@@ -6,17 +6,14 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/internal/scratchdb"
 )
 
 // Default URLs of the shared servers.
@@ -39,11 +36,7 @@ func envOr(k, def string) string {
 }
 
 // RandomName returns prefix followed by 12 random hex characters.
-func RandomName(prefix string) string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
+func RandomName(prefix string) string { return scratchdb.Name(prefix) }
 
 // Redis connects to the shared Redis and returns a client and a key prefix unique
 // to this test; every key under the prefix is deleted when the test ends.
@@ -83,53 +76,28 @@ func Postgres(t testing.TB) string {
 // returns its URL; it is dropped when the test ends.
 func CreateDatabase(t testing.TB, adminURL string) string {
 	t.Helper()
-	return createDatabase(t, adminURL, "")
+	return createDatabase(t, adminURL)
 }
 
-// createDatabase runs CREATE DATABASE <a fresh name> <options> on the server
-// adminURL points at and returns the new database's URL; it is dropped when
+// createDatabase creates a database with a fresh name on the server adminURL
+// points at, with Create's options, and returns its URL; it is dropped when
 // the test ends.
-func createDatabase(t testing.TB, adminURL, options string) string {
+func createDatabase(t testing.TB, adminURL string, opts ...scratchdb.Option) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	u, drop, err := newDatabase(ctx, adminURL, options)
+	db, err := newDatabase(ctx, adminURL, opts...)
 	if err != nil {
 		t.Fatalf("testenv: %v (run `make services` or set TEST_DATABASE_URL)", err)
 	}
-	t.Cleanup(drop)
-	return u
+	t.Cleanup(db.Discard)
+	return db.URL
 }
 
-// newDatabase runs CREATE DATABASE <a fresh name> <options> on the server
-// adminURL points at; it returns the new database's URL and a func that
-// drops it.
-func newDatabase(ctx context.Context, adminURL, options string) (string, func(), error) {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("parse %s: %w", adminURL, err)
-	}
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("postgres at %s: %w", adminURL, err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	name := RandomName("bufferd_test_")
-	if _, err := conn.Exec(ctx, strings.TrimSpace("CREATE DATABASE "+name+" "+options)); err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, adminURL)
-		if err != nil {
-			return
-		}
-		defer func() { _ = c.Close(context.Background()) }()
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
+// newDatabase creates a test database (bufferd_test_ and a random suffix) on
+// the server adminURL points at.
+func newDatabase(ctx context.Context, adminURL string, opts ...scratchdb.Option) (*scratchdb.DB, error) {
+	return scratchdb.Create(ctx, adminURL, scratchdb.Name("bufferd_test_"), opts...)
 }
 
 // Loopback reports whether a host:port names a loopback address; tests use it
