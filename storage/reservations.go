@@ -276,10 +276,11 @@ func (s *Store) ExpireReservations(ctx context.Context, before time.Time) (int64
 	return expired, nil
 }
 
-// forgetKeys is ForgetKeys' statement. It says "> ''" (every key sorts after
-// the empty string), not "<> ''": PostgreSQL estimates an inequality to match
-// nearly every row, with statistics or without, and scanned the whole journal
-// each time; a range finds the few keyed rows through the partial index
+// forgetKeys is ForgetKeys' statement. It picks the keys greater than the
+// empty string (every key sorts after it), not those different from it:
+// PostgreSQL estimates an inequality to match nearly every row, with
+// statistics or without, and scanned the whole journal each time; a range
+// finds the few keyed rows through the partial index
 // reservations_idempotency_key.
 const forgetKeys = `UPDATE reservations SET idempotency_key = '' WHERE idempotency_key > '' AND created_at <= ?`
 
