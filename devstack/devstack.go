@@ -30,6 +30,7 @@ import (
 	"github.com/bufferd/bufferd/chain/sim"
 	"github.com/bufferd/bufferd/handlers"
 	"github.com/bufferd/bufferd/internal/connset"
+	"github.com/bufferd/bufferd/internal/fiberserve"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -247,36 +248,9 @@ func (s *Stack) serve(app *fiber.App, ln net.Listener) {
 		case err := <-errc:
 			s.done <- err
 		case <-s.quit:
-			s.done <- drain(app, conns, s.grace)
+			s.done <- fiberserve.Drain(app, conns, s.grace)
 		}
 	}()
-}
-
-// drainTick is how often drain looks for unused connections.
-const drainTick = 20 * time.Millisecond
-
-// drain shuts app down, waiting at most grace for its requests. fasthttp
-// closes the connections idle between two requests, but counts one that a
-// client opened and sent nothing on as busy, and waits for it until the
-// grace runs out; net/http pools such a connection when it dials for a
-// request that another connection serves first. drain ends those as they
-// appear and, once the grace is over, the input of every connection left:
-// a request stalled in its headers ends then, and one still being answered
-// as soon as its answer is written.
-func drain(app *fiber.App, conns *connset.Set, grace time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- app.ShutdownWithTimeout(grace) }()
-	tick := time.NewTicker(drainTick)
-	defer tick.Stop()
-	for {
-		conns.CloseReadUnused()
-		select {
-		case err := <-done:
-			conns.CloseReadAll()
-			return err
-		case <-tick.C:
-		}
-	}
 }
 
 // expireMiniKeys moves the embedded Redis's clock for key TTLs along with real
@@ -301,7 +275,8 @@ func (s *Stack) Close() error { return s.Shutdown(time.Second) }
 
 // Shutdown stops every part, waiting at most grace (plus a second) for the
 // servers and jobs to return, and removes a temporary data directory.
-// Idle client connections are closed at once and hold nothing up (see drain).
+// Idle client connections are closed at once and hold nothing up
+// (fiberserve.Drain).
 // Calls after the first return its result.
 func (s *Stack) Shutdown(grace time.Duration) error {
 	s.closeOnce.Do(func() { s.closeErr = s.shutdown(grace) })

@@ -3,16 +3,15 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bufferd/bufferd/config"
 	"github.com/bufferd/bufferd/handlers"
+	"github.com/bufferd/bufferd/internal/fiberserve"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -66,7 +65,7 @@ func newAPICmd() *cobra.Command {
 		servePprof(ctx, c.PprofAddr, log)
 		log.Info("api listening", "addr", ln.Addr().String())
 		if c.APIMetricsAddr == "" {
-			return serveFiber(ctx, app, ln, c.ShutdownGrace)
+			return fiberserve.Serve(ctx, app, ln, c.ShutdownGrace)
 		}
 		// /metrics on its own port, off the public one; the ops server
 		// answers /livez and /readyz there too.
@@ -77,7 +76,7 @@ func newAPICmd() *cobra.Command {
 				{Name: "ready", Check: notRebuilding(rebuilder)},
 			}, log)
 		})
-		g.Go(func() error { return serveFiber(gctx, app, ln, c.ShutdownGrace) })
+		g.Go(func() error { return fiberserve.Serve(gctx, app, ln, c.ShutdownGrace) })
 		return g.Wait()
 	}
 	return cmd
@@ -109,17 +108,4 @@ func notRebuilding(rb *syncer.Rebuilder) func(context.Context) error {
 		}
 		return nil
 	}
-}
-
-// serveFiber serves app on ln until ctx ends, then drains in-flight requests
-// for at most grace.
-func serveFiber(ctx context.Context, app *fiber.App, ln net.Listener, grace time.Duration) error {
-	errc := make(chan error, 1)
-	go func() { errc <- app.Listener(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	return app.ShutdownWithTimeout(grace)
 }

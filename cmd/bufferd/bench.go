@@ -13,6 +13,7 @@ import (
 
 	"github.com/bufferd/bufferd/bench"
 	"github.com/bufferd/bufferd/bench/chaos"
+	"github.com/bufferd/bufferd/internal/fiberserve"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -208,7 +209,7 @@ func newBenchFloorCmd() *cobra.Command {
 			return err
 		}
 		log.Info("bench floor listening", "addr", ln.Addr().String())
-		return serveFiber(ctx, bench.FloorApp(conns.data, c.RedisPrefix), ln, c.ShutdownGrace)
+		return fiberserve.Serve(ctx, bench.FloorApp(conns.data, c.RedisPrefix), ln, c.ShutdownGrace)
 	}
 	return cmd
 }

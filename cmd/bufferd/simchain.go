@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bufferd/bufferd/chain/sim"
+	"github.com/bufferd/bufferd/internal/fiberserve"
 )
 
 func newSimchainCmd() *cobra.Command {
@@ -35,7 +36,7 @@ func newSimchainCmd() *cobra.Command {
 			return err
 		}
 		log.Info("simulated chain listening", "addr", ln.Addr().String(), "seeded", *seed)
-		return serveFiber(ctx, ch.Handler(), ln, c.ShutdownGrace)
+		return fiberserve.Serve(ctx, ch.Handler(), ln, c.ShutdownGrace)
 	}
 	return cmd
 }
