@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/bufferd/bufferd/chain"
 	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/storage"
@@ -247,4 +249,27 @@ func mustApply(t *testing.T, s *storage.Store, pools []int64, blocks ...storage.
 		t.Fatalf("ApplyBlocks: %v", err)
 	}
 	return touched
+}
+
+// lockRow locks the reservation row id in a transaction of its own, which
+// the caller rolls back.
+func lockRow(t *testing.T, s *storage.Store, id string) *gorm.DB {
+	t.Helper()
+	tx := s.DB().WithContext(testCtx(t)).Begin()
+	if err := tx.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE`, id).Error; err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// waitForLockWait returns once a session of s's database waits for a lock.
+func waitForLockWait(t *testing.T, s *storage.Store, what string) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		var n int
+		err := s.DB().WithContext(testCtx(t)).Raw(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n).Error
+		return err == nil && n >= 1
+	})
 }

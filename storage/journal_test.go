@@ -779,19 +779,10 @@ func TestJournalDeferredWritesDoNotHoldUpGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Lock the reservation's row: the write of its release waits.
-	tx := s.DB().WithContext(ctx).Begin()
-	if err := tx.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE`, slow.ID).Error; err != nil {
-		tx.Rollback()
-		t.Fatal(err)
-	}
+	tx := lockRow(t, s, slow.ID)
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	j.Released(slow, at)
-	waitFor(t, "the release's write waiting", func() bool {
-		var n int
-		err := s.DB().WithContext(ctx).Raw(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n).Error
-		return err == nil && n >= 1
-	})
+	waitForLockWait(t, s, "the release's write waiting")
 	for i := range 5 {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := j.Record(c, lockRes(p.ID, int64(10+i), hashOf(1, 10+i)))
@@ -838,20 +829,11 @@ func TestJournalReleaseBatchTakesRowsInIDOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tx := s.DB().WithContext(ctx).Begin()
-	if err := tx.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE`, hi.ID).Error; err != nil {
-		tx.Rollback()
-		t.Fatal(err)
-	}
+	tx := lockRow(t, s, hi.ID)
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	j.Released(hi, at) // the higher id first: one batch, as they come within its linger
 	j.Released(lo, at)
-	waitFor(t, "the batch waiting for the locked row", func() bool {
-		var n int
-		err := s.DB().WithContext(ctx).Raw(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n).Error
-		return err == nil && n >= 1
-	})
+	waitForLockWait(t, s, "the batch waiting for the locked row")
 	// Taken in id order, the lower id is already the batch's.
 	probe := s.DB().WithContext(ctx).Begin()
 	err := probe.Exec(`SELECT 1 FROM reservations WHERE id = ? FOR UPDATE NOWAIT`, lo.ID).Error

@@ -32,21 +32,6 @@ func serve(t *testing.T, app *fiber.App, grace time.Duration) (addr string, canc
 	return ln.Addr().String(), cancel, done
 }
 
-func dial(t *testing.T, addr, request string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	if request != "" {
-		if _, err := io.WriteString(c, request); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c
-}
-
 // A connection a client opened and sent nothing on, and one kept alive
 // after a request, do not hold the shutdown up: it returns without running
 // out its grace (fiber's shutdown says context.DeadlineExceeded when it
@@ -55,23 +40,22 @@ func TestShutdownDoesNotWaitForIdleConnections(t *testing.T) {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	addr, cancel, result := serve(t, app, 10*time.Second)
-	kept := dial(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	kept := testenv.DialTCP(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(kept), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	unused := dial(t, addr, "")
-	waitAccepted(t, addr)
+	unused := testenv.DialTCP(t, addr, "")
+	testenv.ServedAfter(t, addr)
 
 	cancel()
 	if err := <-result; err != nil {
 		t.Fatalf("Serve = %v, want nil: the shutdown waited out its grace", err)
 	}
 	for name, c := range map[string]net.Conn{"kept-alive": kept, "unused": unused} {
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.Copy(io.Discard, c); err != nil {
-			t.Errorf("%s connection: %v, want it closed by the server", name, err)
+		if !testenv.ClosedByPeer(c) {
+			t.Errorf("the %s connection is still open", name)
 		}
 	}
 }
@@ -86,7 +70,7 @@ func TestShutdownAnswersARequestInFlight(t *testing.T) {
 		return c.SendString("done")
 	})
 	addr, cancel, result := serve(t, app, time.Minute)
-	c := dial(t, addr, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	c := testenv.DialTCP(t, addr, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-started
 	cancel()
 	close(release)
@@ -100,16 +84,6 @@ func TestShutdownAnswersARequestInFlight(t *testing.T) {
 		t.Fatalf("answer %q, want done", body)
 	}
 	if err := <-result; err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatal(err)
-	}
-}
-
-// waitAccepted returns once the server has accepted the connections dialed
-// before it: a request on a new connection is answered only after those.
-func waitAccepted(t *testing.T, addr string) {
-	t.Helper()
-	c := dial(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
 		t.Fatal(err)
 	}
 }
