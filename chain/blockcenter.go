@@ -93,8 +93,8 @@ func (b *Blockcenter) call(ctx context.Context, method, path string, q url.Value
 }
 
 // decodeBCResult decodes the result of a success envelope (code 200, a
-// result that is not null) into out in one pass, with the decoder bytomd's
-// blocks use (a pool's listing is the bulk of what the UTXO sync reads). It
+// result that is not null) into out with the faster decoder bytomd's blocks
+// use (a pool's listing is the bulk of what the UTXO sync reads). It
 // reports false for anything else, which call then decodes again with
 // encoding/json to say what went wrong.
 func decodeBCResult(body []byte, out any) bool {

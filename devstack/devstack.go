@@ -237,7 +237,9 @@ func start(parent context.Context, o Options, apiLn, chainLn net.Listener) (*Sta
 // errRebuilding fails readiness while the stack rebuilds a pool's Redis state.
 var errRebuilding = errors.New("devstack: rebuilding a pool's redis state")
 
-// serve serves app on ln until Shutdown.
+// serve serves app on ln until Shutdown. It drains with fiberserve.Drain
+// rather than serving through fiberserve.Serve: the grace is Shutdown's,
+// known only once quit is closed.
 func (s *Stack) serve(app *fiber.App, ln net.Listener) {
 	s.servers++
 	conns := &connset.Set{}

@@ -623,7 +623,7 @@ func (s *Store) endBatch(ctx context.Context, batch []*journalWrite) (results []
 	// primary key) updates, and so locks, the reservations in that order, as
 	// every path that changes several does: batches of several replicas do
 	// not deadlock. Should a plan ever take another order, PostgreSQL's
-	// deadlock detector fails one batch, whose writes commit then retries
+	// deadlock detector fails one batch, and the journal retries its writes
 	// one by one. Locking the rows first, in a statement or a CTE of their
 	// own, doubled what a release costs PostgreSQL (BENCHMARKS.md).
 	var done []string
@@ -970,8 +970,9 @@ func ended(u reservationUpdate) bool {
 
 // endReservations applies, in a constant number of statements, the updates of
 // the batch that only end a reservation and are the batch's only update of it:
-// they are ended, in id order, with one UPDATE ... FROM (VALUES ...). It returns the updates left to apply one by one and the indexes of
-// the ending updates that did not apply.
+// they are ended, in id order, with one UPDATE ... FROM (VALUES ...). It
+// returns the updates left to apply one by one and the indexes of the ending
+// updates that did not apply.
 func (s *Store) endReservations(tx *gorm.DB, batch []*journalWrite, updates []int, t time.Time) (rest, refused []int, err error) {
 	perID := map[string]int{}
 	for _, i := range updates {

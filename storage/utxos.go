@@ -84,7 +84,6 @@ func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO)
 // way.
 func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UTXO) ([]current, error) {
 	rows, err := scanCurrent(s.db.WithContext(ctx).Model(&UTXO{}).
-		Select("id", "hash", "state", "confirmed", "amount").
 		Where("pool_id = ? AND state = ?", poolID, StateAvailable))
 	if err != nil {
 		return nil, fmt.Errorf("storage: read pool %d utxos: %w", poolID, err)
@@ -102,7 +101,7 @@ func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UT
 	if len(others) == 0 {
 		return rows, nil
 	}
-	q := s.db.WithContext(ctx).Model(&UTXO{}).Select("id", "hash", "state", "confirmed", "amount")
+	q := s.db.WithContext(ctx).Model(&UTXO{})
 	if len(others) <= batchSize {
 		q = q.Where(byHash+" AND hash IN ?", poolID, others)
 	} else {
@@ -115,11 +114,11 @@ func (s *Store) reconcileRows(ctx context.Context, poolID int64, seen []chain.UT
 	return append(rows, ended...), nil
 }
 
-// scanCurrent runs q, a query of the columns of current, and scans its rows
-// by position: a sync reads every available UTXO of a pool, and gorm's
-// scanning by reflection was most of the syncer's work after decoding.
+// scanCurrent reads the columns of current from the UTXOs q selects and
+// scans them by position: a sync reads every available UTXO of a pool, and
+// gorm's scanning by reflection was most of the syncer's work after decoding.
 func scanCurrent(q *gorm.DB) (out []current, err error) {
-	rows, err := q.Rows()
+	rows, err := q.Select("id", "hash", "state", "confirmed", "amount").Rows()
 	if err != nil {
 		return nil, err
 	}

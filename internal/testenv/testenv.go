@@ -76,17 +76,9 @@ func Postgres(t testing.TB) string {
 // returns its URL; it is dropped when the test ends.
 func CreateDatabase(t testing.TB, adminURL string) string {
 	t.Helper()
-	return createDatabase(t, adminURL)
-}
-
-// createDatabase creates a database with a fresh name on the server adminURL
-// points at, with Create's options, and returns its URL; it is dropped when
-// the test ends.
-func createDatabase(t testing.TB, adminURL string, opts ...scratchdb.Option) string {
-	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	db, err := newDatabase(ctx, adminURL, opts...)
+	db, err := newDatabase(ctx, adminURL)
 	if err != nil {
 		t.Fatalf("testenv: %v (run `make services` or set TEST_DATABASE_URL)", err)
 	}
