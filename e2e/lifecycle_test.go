@@ -769,6 +769,12 @@ func syncerChainDown(t *testing.T, kind string) {
 		"BUFFERD_METRICS_ADDR=127.0.0.1:0",
 		"BUFFERD_LOG_LEVEL=info",
 		"BUFFERD_DATABASE_MAX_CONNS=4",
+		// What the test checks is that the chain's outage does not cost
+		// the term. A lease of the default 9 s also ends when the whole
+		// machine stalls for a few seconds, as a loaded CI machine once
+		// did in both subtests at the same instant; 30 s keeps the term
+		// through such a stall.
+		"BUFFERD_LEADER_TTL=30s",
 	}, kindEnv(kind, 2*time.Second)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
