@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,24 +41,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(holderEnv) == "1" {
 		os.Exit(runHolder())
 	}
-	dir, err := os.MkdirTemp("", "bufferd-e2e-bin-")
+	bin, remove, err := testenv.BuildBufferd("..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bufferdBin = filepath.Join(dir, "bufferd")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	build := exec.CommandContext(ctx, "go", "build", "-race", "-o", bufferdBin, "./cmd/bufferd")
-	build.Dir = ".." // the module root
-	out, err := build.CombinedOutput()
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build bufferd: %v\n%s", err, out)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	bufferdBin = bin
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	remove()
 	os.Exit(testenv.AfterTests(code))
 }
 

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,24 +22,14 @@ import (
 var bufferdBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "bufferd-chaos-bin-")
+	bin, remove, err := testenv.BuildBufferd("../..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bufferdBin = filepath.Join(dir, "bufferd")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	build := exec.CommandContext(ctx, "go", "build", "-race", "-o", bufferdBin, "./cmd/bufferd")
-	build.Dir = "../.." // the module root
-	out, err := build.CombinedOutput()
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build bufferd: %v\n%s", err, out)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	bufferdBin = bin
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	remove()
 	os.Exit(testenv.AfterTests(code))
 }
 
