@@ -727,9 +727,8 @@ func (s *Store) recordBatch(ctx context.Context, batch []*journalWrite) (results
 	// The pools' rows are locked (FOR SHARE, in id order) before the grants
 	// are inserted: a rebuild's BeginLoad waits for this statement, and one
 	// that committed first is seen here (the locked row is read anew). The
-	// grants are unnested once, where they are inserted: a CTE of them, read
-	// twice, was materialised at every batch (a third of a one-grant
-	// batch's cost, BENCHMARKS.md).
+	// grants are unnested once, in the INSERT: a CTE of them that two parts
+	// of the statement read would be materialised at every batch.
 	var ids []string
 	err = pgScan(s.db.WithContext(ctx), &ids, `WITH
 		l AS (SELECT id, redis_load FROM pools WHERE id = ANY($2::bigint[]) ORDER BY id FOR SHARE),
