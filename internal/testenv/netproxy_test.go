@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -48,9 +49,16 @@ func TestProxyForwardsDelaysDropsAndRefuses(t *testing.T) {
 	if _, err := raw.Read(buf); err == nil {
 		t.Fatal("a dropped connection is still open")
 	}
-	if v, err := rdb.Get(ctx, "k").Result(); err != nil || v != "v" {
-		t.Fatalf("after a drop a new connection answers: %q %v", v, err)
-	}
+	// A new connection answers. The client may first try its pooled
+	// connection once more: on a loaded machine the kernel can deliver the
+	// dropped connection's close after the pool's health check (seen once in
+	// CI, as EOF), and the test's client does not retry.
+	Eventually(t, 5*time.Second, func() error {
+		if v, err := rdb.Get(ctx, "k").Result(); err != nil || v != "v" {
+			return fmt.Errorf("after a drop a new connection answers: %q %v", v, err)
+		}
+		return nil
+	})
 
 	p.Refuse(true)
 	refused, err := net.Dial("tcp", p.Addr())
