@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,14 +40,15 @@ type proc struct {
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	out    bytes.Buffer
-	lines  chan string
+	seen   int           // how much of out waitLine has matched past
+	grew   chan struct{} // signalled after each line is appended to out
 	exited chan error
 }
 
 // start runs bufferd with args and env; it is killed when the test ends.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{lines: make(chan string, 1024), exited: make(chan error, 1)}
+	p := &proc{grew: make(chan struct{}, 1), exited: make(chan error, 1)}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
@@ -62,7 +64,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 			p.out.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
 			select {
-			case p.lines <- sc.Text():
+			case p.grew <- struct{}{}:
 			default:
 			}
 		}
@@ -87,20 +89,36 @@ func (p *proc) output() string {
 	return p.out.String()
 }
 
-// waitLine waits until the process prints a line containing s.
+// waitLine waits until the process prints, after the line the previous
+// waitLine matched, a line containing s.
 func (p *proc) waitLine(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
+	p.waitOutput(t, "a line containing "+strconv.Quote(s), timeout, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		rest := p.out.String()[p.seen:]
+		i := strings.Index(rest, s)
+		if i < 0 {
+			return false
+		}
+		p.seen += i + strings.IndexByte(rest[i:], '\n') + 1 // out holds whole lines
+		return true
+	})
+}
+
+// waitOutput waits until done, checked after each line the process prints,
+// returns true.
+func (p *proc) waitOutput(t *testing.T, what string, timeout time.Duration, done func() bool) {
+	t.Helper()
 	deadline := time.After(timeout)
-	for {
+	for !done() {
 		select {
-		case l := <-p.lines:
-			if strings.Contains(l, s) {
-				return
-			}
+		case <-p.grew:
 		case err := <-p.exited:
-			t.Fatalf("bufferd exited (%v) before printing %q:\n%s", err, s, p.output())
+			p.exited <- err // for stop and for a later wait
+			t.Fatalf("bufferd exited (%v) before printing %s:\n%s", err, what, p.output())
 		case <-deadline:
-			t.Fatalf("bufferd did not print %q within %s:\n%s", s, timeout, p.output())
+			t.Fatalf("bufferd did not print %s within %s:\n%s", what, timeout, p.output())
 		}
 	}
 }
