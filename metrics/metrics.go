@@ -125,6 +125,12 @@ var (
 		Name: "bufferd_sync_utxo_changes_total",
 		Help: "UTXO state changes the sync applied, by change (added, revived, spent).",
 	}, []string{"change"})
+	// SyncSkipped counts pool syncs that did not reconcile the database with
+	// the listing because neither had changed.
+	SyncSkipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_sync_reconciliations_skipped_total",
+		Help: "Pool syncs of a listing source that skipped comparing the pool's stored UTXOs with the listing: both were as at the pool's last sync that changed nothing.",
+	})
 	// SyncLastSuccess is the Unix time of the last successful sync per pool and job.
 	SyncLastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "bufferd_sync_last_success_timestamp_seconds",
@@ -250,7 +256,7 @@ func all() []prometheus.Collector {
 	return []prometheus.Collector{
 		HTTPRequests, HTTPDuration,
 		ReservationOutcomes, FencingRejections, RedisRebuilds, RedisRebuildsRunning, RedisRebuildFailures, JournalDeferred, JournalDeferredDropped, JournalCommitDuration,
-		SyncRuns, SyncDuration, SyncChanges, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
+		SyncRuns, SyncDuration, SyncChanges, SyncSkipped, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
 		SyncStaleWrites, IndexBlocks, IndexBatchDuration, IndexReorgs, ChainTipHeight, ChainErrors, SweepRepairs,
 		PoolUTXOs, PoolOldestReservationAge, buildInfo,
 	}

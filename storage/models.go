@@ -173,8 +173,16 @@ type LeaderTerm struct {
 	Since    time.Time `gorm:"not null"`
 }
 
+// poolUTXOVersion counts the statements that changed one pool's UTXO rows.
+// On PostgreSQL, triggers on utxos keep it (migration 5); SQLite has the
+// table but not the triggers, so nothing reads it there.
+type poolUTXOVersion struct {
+	PoolID  int64 `gorm:"primaryKey;autoIncrement:false"`
+	Version int64 `gorm:"not null"`
+}
+
 // models lists every model, for AutoMigrate in dev mode and schema checks in tests.
 func models() []any {
 	return []any{&Pool{}, &UTXO{}, &Reservation{}, &reservationUTXO{}, &Balance{}, &Transaction{}, &SyncCursor{},
-		&LeaderTerm{}, &transactionAddress{}, &chainBlock{}}
+		&LeaderTerm{}, &transactionAddress{}, &chainBlock{}, &poolUTXOVersion{}}
 }

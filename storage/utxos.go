@@ -37,6 +37,14 @@ type SyncResult struct {
 	Spent      []string // hashes no longer seen: now spent
 	Confirmed  int      // rows whose confirmed flag changed
 	Statements int      // SQL statements issued (BEGIN/COMMIT not counted)
+	// Unchanged says the syncer did not reconcile: the listing and the
+	// pool's rows were as they were when a reconciliation last changed nothing.
+	Unchanged bool
+}
+
+// Changes is the number of rows the reconciliation changed.
+func (r SyncResult) Changes() int {
+	return len(r.Added) + len(r.Revived) + len(r.Spent) + r.Confirmed
 }
 
 // Touched are the hashes whose chain state changed.
@@ -74,6 +82,27 @@ func (s *Store) ReconcilePool(ctx context.Context, pool Pool, seen []chain.UTXO)
 	res, err := s.reconcile(ctx, pool, seen)
 	res.Statements = int(n.Load())
 	return res, err
+}
+
+// UTXOVersion is the number of statements that have changed pool's UTXO rows
+// (PostgreSQL triggers keep it, whoever writes). A sync reads it before it
+// reads the rows: should it read the same number later, no change committed
+// in between. ok is false where there is no such count (SQLite, for bufferd
+// dev), so that every sync compares the rows.
+func (s *Store) UTXOVersion(ctx context.Context, poolID int64) (version int64, ok bool, err error) {
+	if s.dialect != dialectPostgres {
+		return 0, false, nil
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	var v []int64
+	if err := s.db.WithContext(ctx).Model(&poolUTXOVersion{}).Where("pool_id = ?", poolID).Pluck("version", &v).Error; err != nil {
+		return 0, false, fmt.Errorf("storage: utxo version of pool %d: %w", poolID, err)
+	}
+	if len(v) == 0 {
+		return 0, true, nil // no UTXO row of the pool ever changed
+	}
+	return v[0], true, nil
 }
 
 // reconcileRows reads the rows reconcile compares with seen: the pool's

@@ -70,6 +70,7 @@ type utxoStore interface {
 	lineageStore
 	MarkSynced(ctx context.Context, poolID int64) error
 	ReconcilePool(ctx context.Context, pool storage.Pool, seen []chain.UTXO) (storage.SyncResult, error)
+	UTXOVersion(ctx context.Context, poolID int64) (version int64, ok bool, err error)
 }
 
 // submittedStore lists the submitted reservations a submittedCheck follows.

@@ -21,6 +21,9 @@ func observeSync(pool int64, err error, took time.Duration, res storage.SyncResu
 	metrics.SyncChanges.WithLabelValues("added").Add(float64(len(res.Added)))
 	metrics.SyncChanges.WithLabelValues("revived").Add(float64(len(res.Revived)))
 	metrics.SyncChanges.WithLabelValues("spent").Add(float64(len(res.Spent)))
+	if res.Unchanged {
+		metrics.SyncSkipped.Inc()
+	}
 	if err == nil {
 		metrics.SyncLastSuccess.WithLabelValues(poolLabel(pool), jobUTXO).Set(float64(now().UnixNano()) / 1e9)
 	}
