@@ -11,6 +11,7 @@ import (
 
 	"github.com/bufferd/bufferd/chain/sim"
 	"github.com/bufferd/bufferd/storage"
+	"github.com/bufferd/bufferd/syncer"
 )
 
 // bigPool is the size of the pool the sync benchmarks use.
@@ -166,6 +167,58 @@ func BenchmarkIncrementalSync100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(one.Statements), "statements")
 	b.ReportMetric(peakMB, "peak-heap-MB")
+}
+
+// BenchmarkUnchangedSync100k syncs a listed pool of 100,000 UTXOs that
+// nothing changed: "remembered" by the job that synced it last (which skips
+// reading the pool back), "fresh" by a new job each time (which reads it back
+// and compares, as every sync did before the skip).
+//
+//	go test -run '^$' -bench UnchangedSync100k -benchtime 5x ./syncer
+func BenchmarkUnchangedSync100k(b *testing.B) {
+	ctx := context.Background()
+	f := newFixture(b)
+	prog := program("unchanged")
+	if _, err := f.chain.AddUTXOs(asset, prog, amounts(bigPool)); err != nil {
+		b.Fatal(err)
+	}
+	p := f.pool(b, prog)
+	job := f.job()
+	for range 2 { // the second finds nothing to change and marks the pool quiet
+		if _, err := job.SyncPool(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p, err := f.store.GetPool(ctx, p.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		job     func() *syncer.UTXOSync
+		skipped bool
+	}{{"remembered", func() *syncer.UTXOSync { return job }, true}, {"fresh", f.job, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			var peakMB float64
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				j := c.job()
+				base := baselineHeap()
+				b.StartTimer()
+				stop := heapPeak()
+				res, err := j.SyncPool(ctx, p)
+				peak := stop()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Unchanged != c.skipped || res.Changes() != 0 {
+					b.Fatalf("%+v, want skipped=%v and no change", res, c.skipped)
+				}
+				peakMB = max(peakMB, above(peak, base))
+			}
+			b.ReportMetric(peakMB, "peak-heap-MB")
+		})
+	}
 }
 
 // indexBlocks is how many blocks the 100,000 UTXOs of the index benchmark
