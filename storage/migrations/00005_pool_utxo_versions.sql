@@ -10,7 +10,11 @@ CREATE TABLE pool_utxo_versions (
 );
 
 -- One row update per pool per statement, in pool order; the row lock orders
--- the increments as their transactions commit.
+-- the increments as their transactions commit. Only the sync leader writes
+-- UTXO rows, one pool's at a time, so the lock adds no wait in practice;
+-- should two transactions ever write one pool's rows in several statements
+-- each (an old leader's last write during a handover), PostgreSQL may find a
+-- deadlock and abort one, whose job retries at its next pass.
 -- +goose StatementBegin
 CREATE FUNCTION count_pool_utxo_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
