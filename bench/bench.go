@@ -150,6 +150,8 @@ type runner struct {
 	admin *peer
 	rep   *Report
 	cpu   *cpuUse // of the last loop
+	// server is what the APIs' histograms counted in the last loop.
+	server map[string]histogram
 	// database is the name of the deployment's database, which its
 	// PostgreSQL sessions show.
 	database string

@@ -50,7 +50,7 @@ func (r *runner) closedLoop(ctx context.Context, n int, step func(ctx context.Co
 	start := time.Now()
 	w := window{from: start.Add(r.o.warmup()), until: start.Add(r.o.warmup() + r.o.Duration)}
 	cs := r.newClients(n, w)
-	cpu := r.sampleFrom(w.from)
+	cpu, server := r.sampleFrom(w.from), r.serverFrom(w.from)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var last time.Time // the latest time a client stopped
@@ -73,7 +73,7 @@ func (r *runner) closedLoop(ctx context.Context, n int, step func(ctx context.Co
 	if last.Before(w.until) {
 		w.until = last
 	}
-	r.cpu = cpu()
+	r.cpu, r.server = cpu(), server()
 	return merged(cs, w), w
 }
 
@@ -85,7 +85,7 @@ func (r *runner) openLoop(ctx context.Context, rate float64, workers int, job fu
 	start := time.Now()
 	w := window{from: start.Add(r.o.warmup()), until: start.Add(r.o.warmup() + r.o.Duration)}
 	cs := r.newClients(workers, w)
-	cpu := r.sampleFrom(w.from)
+	cpu, server := r.sampleFrom(w.from), r.serverFrom(w.from)
 	total := int(rate * (r.o.warmup() + r.o.Duration).Seconds())
 	queue := make(chan time.Time, min(max(total, 1), 1<<20))
 	var wg sync.WaitGroup
@@ -106,7 +106,7 @@ func (r *runner) openLoop(ctx context.Context, rate float64, workers int, job fu
 	}
 	close(queue)
 	wg.Wait()
-	r.cpu = cpu()
+	r.cpu, r.server = cpu(), server()
 	return merged(cs, w), w
 }
 

@@ -66,6 +66,9 @@ type scenarioResult struct {
 	Memory                              *memoryResult
 	// CPU is how busy the machine was in the window, nil when unknown.
 	CPU *cpuUse
+	// Server is what the APIs' own request-duration histograms counted in
+	// the window, by "METHOD route"; nil when they could not be read.
+	Server map[string]histogram
 	// LegacyWins is the share of scenario d's picks that won, nil elsewhere.
 	LegacyWins *float64
 }
@@ -248,6 +251,19 @@ func spaced(d time.Duration) string {
 }
 
 // ms formats d in milliseconds.
+// quantileMs is h's estimated q-quantile for the report ("> 30000 ms" when
+// it lies above the last finite bucket).
+func quantileMs(h histogram, q float64) string {
+	v, over, ok := h.Quantile(q)
+	switch {
+	case !ok:
+		return ""
+	case over:
+		return "> " + ms(time.Duration(v*float64(time.Second)))
+	}
+	return "~" + ms(time.Duration(v*float64(time.Second)))
+}
+
 func ms(d time.Duration) string {
 	v := float64(d) / float64(time.Millisecond)
 	switch {
@@ -387,10 +403,21 @@ func (rep *Report) scenarioMarkdown(b *strings.Builder, r *scenarioResult) {
 	}
 	p("\n\n")
 	p("| operation | ok | refused | errors | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|---|\n")
+	inAPI := false
 	for _, name := range opOrder(r) {
 		o := r.Ops[name]
 		s := summarize(o.Latencies)
 		p("| %s | %d | %d | %d | %s | %s | %s | %s |\n", name, o.OK(), o.RejectedCount(), o.ErrorCount(), ms(s.P50), ms(s.P99), ms(s.P999), ms(s.Max))
+		if h, ok := r.Server[serverRoutes[name]]; ok {
+			inAPI = true
+			p("| %s (in the APIs) | %d | | | %s | %s | %s | |\n", name, h.Count(), quantileMs(h, 0.5), quantileMs(h, 0.99), quantileMs(h, 0.999))
+		}
+	}
+	if inAPI {
+		p("\n- \"(in the APIs)\": the APIs' own `%s` histograms summed over the APIs, between the window's start and end "+
+			"(every answer counted, refusals included), from a request's arrival in the API to its answer: "+
+			"without the network, the kernel's queues and the load generator; quantiles interpolated within the buckets "+
+			"as Prometheus's histogram_quantile does", serverHistogram)
 	}
 	for _, name := range opOrder(r) {
 		o := r.Ops[name]

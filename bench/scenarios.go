@@ -120,6 +120,7 @@ func (r *runner) newResult(name, title string, clients int) *scenarioResult {
 // finish fills res from the merged outcomes and checks its grants.
 func (r *runner) finish(res *scenarioResult, rec *recorder, w window) {
 	res.Window, res.CPU, r.cpu = w.length(), r.cpu, nil
+	res.Server, r.server = r.server, nil
 	res.Ops = rec.ops
 	res.Cycles = rec.cycles
 	res.Grants = len(rec.grants)

@@ -119,7 +119,8 @@ func TestSmokeEveryScenario(t *testing.T) {
 		t.Errorf("memory: %+v", m)
 	}
 	for _, want := range []string{"| reserve+release request rate", "| zero duplicate grants in every scenario | 0 client-side",
-		"; 0 in the journal", "| submit -> change reservable p99 < 1 s | p50", "Memory: 200 live reservations", "| a: reserve + release"} {
+		"; 0 in the journal", "| submit -> change reservable p99 < 1 s | p50", "Memory: 200 live reservations", "| a: reserve + release",
+		"| reserve (in the APIs) |", "| update-utxo (in the APIs) |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
