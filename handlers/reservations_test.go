@@ -971,6 +971,7 @@ func (failJournal) Update(context.Context, *lockmgr.Reservation, ...string) erro
 func (failJournal) Released(*lockmgr.Reservation, time.Time) {}
 
 func (failJournal) UpdateLater(*lockmgr.Reservation, ...string) {}
+func (failJournal) Withdrawn(*lockmgr.Reservation)              {}
 
 func (failJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, errors.New("disk on fire")

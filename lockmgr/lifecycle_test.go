@@ -227,6 +227,7 @@ func (j *releaseRecorder) LookupKey(context.Context, string) (*lockmgr.Reservati
 	return nil, lockmgr.ErrNotFound
 }
 func (j *releaseRecorder) UpdateLater(*lockmgr.Reservation, ...string) {}
+func (j *releaseRecorder) Withdrawn(*lockmgr.Reservation)              {}
 func (j *releaseRecorder) Released(r *lockmgr.Reservation, _ time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()

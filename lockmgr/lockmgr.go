@@ -273,6 +273,12 @@ type Journal interface {
 	// follow. It is retried like Released; a row the change no longer
 	// applies to (it ended meanwhile) is left as it is.
 	UpdateLater(r *Reservation, from ...string)
+	// Withdrawn records, without being waited for, that the grant r was
+	// undone in Redis after a Record that failed for a reason other than a
+	// refusal (a timeout, a broken connection): that Record may still have
+	// been written, or be written yet, and the journal must not keep r live.
+	// It is retried like Released.
+	Withdrawn(r *Reservation)
 	// Lookup returns the journal's reservation id, or ErrNotFound.
 	Lookup(ctx context.Context, id string) (*Reservation, error)
 	// LookupKey returns the reservation made with the idempotency key of

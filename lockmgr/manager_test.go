@@ -325,6 +325,7 @@ func (failingJournal) Update(context.Context, *lockmgr.Reservation, ...string) e
 func (failingJournal) Released(*lockmgr.Reservation, time.Time) {}
 
 func (failingJournal) UpdateLater(*lockmgr.Reservation, ...string) {}
+func (failingJournal) Withdrawn(*lockmgr.Reservation)              {}
 
 func (failingJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, errors.New("database is down")

@@ -142,6 +142,11 @@ func (m *Reservations) reserve(ctx context.Context, r Request, mayRetry bool) (*
 			// Redis forgot the key (it was flushed) but the journal has it.
 			return m.replayKey(ctx, r, digest)
 		}
+		if !errors.Is(err, ErrKeyTaken) && !errors.Is(err, ErrRebuilding) && uerr == nil {
+			// Not a refusal: the write may have reached the database, and a
+			// database that was paused may carry it out after this answer.
+			m.journal.Withdrawn(res)
+		}
 		return nil, errors.Join(fmt.Errorf("lockmgr: journal: %w", err), uerr)
 	}
 	return res, nil

@@ -90,6 +90,9 @@ type journalWrite struct {
 	giveUp   time.Time
 	tries    int
 	taken    bool // in a batch (guarded by its writer's mu)
+	// withdraw makes record, a grant undone in Redis, not live in the
+	// journal (Journal.Withdrawn): written on its own, never batched.
+	withdraw bool
 }
 
 // NewJournal starts a journal writing to s. Close it to flush and stop it.
@@ -173,6 +176,33 @@ func (j *Journal) Released(r *lockmgr.Reservation, at time.Time) {
 func (j *Journal) UpdateLater(r *lockmgr.Reservation, from ...string) {
 	if u := updateOf(r, from); checkUpdate(r.ID, u) == nil {
 		j.deferWrite(r, u)
+	}
+}
+
+// Withdrawn records, without waiting, that the grant r was undone in Redis
+// after its Record failed for a reason other than a refusal. That Record's
+// statement may have reached PostgreSQL (a server paused or cut off after it
+// took the statement carries it out later), so the journal is told to end
+// up without r live either way: r is inserted released unless a row of r is
+// there, and a row of r still held becomes released. A grant never written
+// is then in the journal as released, never seen by a client. Retried as a
+// release is.
+func (j *Journal) Withdrawn(r *lockmgr.Reservation) {
+	row := journalRow(r)
+	row.State, row.UpdatedAt = ResReleased, time.Now()
+	// The failed request's idempotency key is free for its retry.
+	row.IdempotencyKey, row.Fingerprint = "", ""
+	if _, err := prepareRecord(&row); err != nil {
+		slog.Warn("storage: journal cannot withdraw a grant", "reservation", r.ID, "err", err)
+		return
+	}
+	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
+		giveUp: r.ExpiresAt.Add(deferredGrace), record: &row, withdraw: true}
+	w.change.State = ResReleased // for the log of a write given up
+	j.deferred.add(1)
+	metrics.JournalDeferred.Inc()
+	if err := j.enqueue(w); err != nil {
+		j.drop(w, err)
 	}
 }
 
@@ -498,11 +528,14 @@ func (w *journalWriter) take(limit int) ([]*journalWrite, bool) {
 func (j *Journal) commit(batch []*journalWrite) {
 	live := make([]*journalWrite, 0, len(batch))
 	for _, w := range batch {
-		if err := w.ctx.Err(); err != nil {
-			j.finish(w, err) // its caller has gone: drop the write
-			continue
+		switch {
+		case w.ctx.Err() != nil:
+			j.finish(w, w.ctx.Err()) // its caller has gone: drop the write
+		case w.withdraw:
+			j.finish(w, j.commitOne(w))
+		default:
+			live = append(live, w)
 		}
-		live = append(live, w)
 	}
 	if len(live) == 0 {
 		return
@@ -547,6 +580,9 @@ func (j *Journal) commitOne(w *journalWrite) error {
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, j.timeout)
 	defer cancel()
+	if w.withdraw {
+		return j.store.withdrawReservation(ctx, *w.record)
+	}
 	if w.record != nil {
 		return j.store.recordReservation(ctx, *w.record, w.load)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/bufferd/bufferd/lockmgr"
 )
@@ -71,6 +72,38 @@ func (s *Store) recordReservation(ctx context.Context, r Reservation, load strin
 		return fmt.Errorf("storage: record reservation: %w", err)
 	}
 	return results[0]
+}
+
+// withdrawReservation makes r (state released, no idempotency key) the
+// journal's row of r.ID unless one is there, and makes a row of r.ID still
+// held released, its idempotency key forgotten: either way the grant r is not
+// live, whether or not, or whenever, an earlier write of it commits (its
+// INSERT then conflicts and does nothing). A fence taken by another
+// reservation leaves that one alone.
+func (s *Store) withdrawReservation(ctx context.Context, r Reservation) error {
+	hashes, err := prepareRecord(&r)
+	if err != nil {
+		return err
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		ins := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&r)
+		if ins.Error != nil {
+			return ins.Error
+		}
+		if ins.RowsAffected == 1 {
+			holdings := make([]reservationUTXO, len(hashes))
+			for i, h := range hashes {
+				holdings[i] = reservationUTXO{ReservationID: r.ID, Hash: h, PoolID: r.PoolID}
+			}
+			return s.insertHoldings(tx, holdings)
+		}
+		return tx.Model(&Reservation{}).Where("id = ? AND state = ?", r.ID, ResHeld).
+			Updates(map[string]any{"state": ResReleased, "updated_at": r.UpdatedAt, "idempotency_key": "", "fingerprint": ""}).Error
+	})
+	if err != nil {
+		return fmt.Errorf("storage: withdraw reservation %s: %w", r.ID, err)
+	}
+	return nil
 }
 
 // isForeignKeyViolation reports whether err is a foreign key violation (a
