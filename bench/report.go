@@ -250,7 +250,6 @@ func spaced(d time.Duration) string {
 	return fmt.Sprintf("%g ms", float64(d)/float64(time.Millisecond))
 }
 
-// ms formats d in milliseconds.
 // quantileMs is h's estimated q-quantile for the report ("> 30000 ms" when
 // it lies above the last finite bucket).
 func quantileMs(h histogram, q float64) string {
@@ -264,6 +263,7 @@ func quantileMs(h histogram, q float64) string {
 	return "~" + ms(time.Duration(v*float64(time.Second)))
 }
 
+// ms formats d in milliseconds.
 func ms(d time.Duration) string {
 	v := float64(d) / float64(time.Millisecond)
 	switch {
