@@ -199,11 +199,7 @@ func (j *Journal) Withdrawn(r *lockmgr.Reservation) {
 	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
 		giveUp: r.ExpiresAt.Add(deferredGrace), record: &row, withdraw: true}
 	w.change.State = ResReleased // for the log of a write given up
-	j.deferred.add(1)
-	metrics.JournalDeferred.Inc()
-	if err := j.enqueue(w); err != nil {
-		j.drop(w, err)
-	}
+	j.queueDeferred(w)
 }
 
 // updateOf is the journal write of a change of r.
@@ -214,8 +210,12 @@ func updateOf(r *lockmgr.Reservation, from []string) reservationUpdate {
 // deferWrite queues change of r for the deferred writer, retried until a
 // while past r's expiry.
 func (j *Journal) deferWrite(r *lockmgr.Reservation, change reservationUpdate) {
-	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
-		giveUp: r.ExpiresAt.Add(deferredGrace), change: change}
+	j.queueDeferred(&journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
+		giveUp: r.ExpiresAt.Add(deferredGrace), change: change})
+}
+
+// queueDeferred counts the deferred write w and queues it.
+func (j *Journal) queueDeferred(w *journalWrite) {
 	j.deferred.add(1)
 	metrics.JournalDeferred.Inc()
 	if err := j.enqueue(w); err != nil {
