@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bufferd/bufferd/internal/freeport"
 	"github.com/bufferd/bufferd/internal/scratchdb"
 )
 
@@ -223,14 +223,14 @@ func StartFloor(ctx context.Context, executable, redisURL string, stderr io.Writ
 	return u, stop, nil
 }
 
-// freeAddr returns a loopback address with a port free at the moment.
+// freeAddr returns a loopback address whose port was free a moment ago, below
+// the ephemeral range (see internal/freeport).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Pick()
 	if err != nil {
 		return "", err
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String(), nil
+	return fmt.Sprintf("127.0.0.1:%d", port), nil
 }
 
 // waitHTTP waits until u answers method with a status below 500.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/bufferd/bufferd/internal/freeport"
 )
 
 // AllowSkipEnv names the environment variable that, when set to 1, lets tests
@@ -20,8 +21,10 @@ import (
 // missing. CI leaves it unset so that a missing install step fails loudly.
 const AllowSkipEnv = "TESTENV_ALLOW_SKIP"
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: it
-// listens on port 0, closes the listener and returns the port the kernel chose.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for a
+// server process the test starts: one below the kernel's ephemeral range,
+// which no outgoing connection can take before the process binds it (see
+// internal/freeport).
 func FreePort(t testing.TB) int {
 	t.Helper()
 	port, err := freePort()
@@ -32,27 +35,10 @@ func FreePort(t testing.TB) int {
 }
 
 // freePort is FreePort without a testing.TB.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("testenv: free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("testenv: free port: %w", err)
-	}
-	return port, nil
-}
+func freePort() (int, error) { return freeport.Pick() }
 
 // portFree reports whether 127.0.0.1:port can be listened on right now.
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return false
-	}
-	_ = l.Close()
-	return true
-}
+func portFree(port int) bool { return freeport.Free(port) }
 
 // unavailable ends the test because something it needs is not installed: a
 // skip when TESTENV_ALLOW_SKIP=1, a failure otherwise.
