@@ -50,7 +50,7 @@ func (r *runner) closedLoop(ctx context.Context, n int, step func(ctx context.Co
 	start := time.Now()
 	w := window{from: start.Add(r.o.warmup()), until: start.Add(r.o.warmup() + r.o.Duration)}
 	cs := r.newClients(n, w)
-	cpu, server := r.sampleFrom(w.from), r.serverFrom(w.from)
+	sample := r.sampleFrom(w.from)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var last time.Time // the latest time a client stopped
@@ -73,7 +73,7 @@ func (r *runner) closedLoop(ctx context.Context, n int, step func(ctx context.Co
 	if last.Before(w.until) {
 		w.until = last
 	}
-	r.cpu, r.server = cpu(), server()
+	sample()
 	return merged(cs, w), w
 }
 
@@ -85,7 +85,7 @@ func (r *runner) openLoop(ctx context.Context, rate float64, workers int, job fu
 	start := time.Now()
 	w := window{from: start.Add(r.o.warmup()), until: start.Add(r.o.warmup() + r.o.Duration)}
 	cs := r.newClients(workers, w)
-	cpu, server := r.sampleFrom(w.from), r.serverFrom(w.from)
+	sample := r.sampleFrom(w.from)
 	total := int(rate * (r.o.warmup() + r.o.Duration).Seconds())
 	queue := make(chan time.Time, min(max(total, 1), 1<<20))
 	var wg sync.WaitGroup
@@ -106,33 +106,39 @@ func (r *runner) openLoop(ctx context.Context, rate float64, workers int, job fu
 	}
 	close(queue)
 	wg.Wait()
-	r.cpu, r.server = cpu(), server()
+	sample()
 	return merged(cs, w), w
 }
 
-// sampleFrom samples the CPU times at from; the returned func samples again
-// and gives the use in between (nil when unknown).
-func (r *runner) sampleFrom(from time.Time) func() *cpuUse {
+// sampleFrom samples the CPU times and the APIs' request-duration histograms
+// at from; the returned func samples again and sets what the window used and
+// counted: r.cpu (nil when unknown) and r.server (nil when the histograms
+// could not be read: an API serving its metrics elsewhere, say).
+func (r *runner) sampleFrom(from time.Time) func() {
 	type sample struct {
-		cpu   cpuSample
-		procs procSnapshot
+		cpu    cpuSample
+		procs  procSnapshot
+		server map[string]histogram
 	}
 	take := func() sample {
-		return sample{sampleCPU(), snapshotProcs(r.o.Processes, r.database)}
+		return sample{sampleCPU(), snapshotProcs(r.o.Processes, r.database), r.scrapeServer()}
 	}
 	first := make(chan sample, 1)
 	time.AfterFunc(time.Until(from), func() { first <- take() })
-	return func() *cpuUse {
+	return func() {
 		end := take()
+		r.cpu, r.server = nil, nil
 		select {
 		case start := <-first:
 			if u, ok := cpuBetween(start.cpu, end.cpu, r.rep.cpus); ok {
 				u.Groups = cpuByGroup(start.procs, end.procs, u.Machine)
-				return &u
+				r.cpu = &u
+			}
+			if start.server != nil && end.server != nil {
+				r.server = serverSince(start.server, end.server)
 			}
 		default:
 		}
-		return nil
 	}
 }
 

@@ -157,7 +157,7 @@ func (r *runner) scenarioMemory(ctx context.Context) error {
 	start := time.Now()
 	w := window{from: start, until: start.Add(memoryTimeout)}
 	cs := r.newClients(clientsMemory, w)
-	cpu := r.sampleFrom(start)
+	sample := r.sampleFrom(start)
 	var left, failures atomic.Int64
 	left.Store(int64(n))
 	var wg sync.WaitGroup
@@ -176,7 +176,7 @@ func (r *runner) scenarioMemory(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	r.cpu = cpu()
+	sample()
 	m.Took = time.Since(start)
 	w.until = time.Now()
 	rec := merged(cs, w)

@@ -169,33 +169,17 @@ func (r *runner) scrapeServerHistograms(ctx context.Context) (map[string]histogr
 	return sum, nil
 }
 
-// serverFrom scrapes the APIs' histograms at from; the returned func scrapes
-// them again and gives what they counted in between (nil when either scrape
-// failed: an API serving its metrics elsewhere, say).
-func (r *runner) serverFrom(from time.Time) func() map[string]histogram {
-	scrape := func() map[string]histogram {
-		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
-		defer cancel()
-		hs, err := r.scrapeServerHistograms(ctx)
-		if err != nil {
-			r.log.Debug("the APIs' histograms cannot be read", "err", err)
-			return nil
-		}
-		return hs
-	}
-	first := make(chan map[string]histogram, 1)
-	time.AfterFunc(time.Until(from), func() { first <- scrape() })
-	return func() map[string]histogram {
-		end := scrape()
-		select {
-		case start := <-first:
-			if start != nil && end != nil {
-				return serverSince(start, end)
-			}
-		default:
-		}
+// scrapeServer is scrapeServerHistograms bounded by scrapeTimeout, nil when
+// the histograms cannot be read.
+func (r *runner) scrapeServer() map[string]histogram {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	hs, err := r.scrapeServerHistograms(ctx)
+	if err != nil {
+		r.log.Debug("the APIs' histograms cannot be read", "err", err)
 		return nil
 	}
+	return hs
 }
 
 // scrapeTimeout bounds one read of the APIs' metrics.

@@ -3,6 +3,8 @@ package testenv
 import (
 	"errors"
 	"syscall"
+
+	"github.com/bufferd/bufferd/internal/freeport"
 )
 
 // Process is a program started by Launch, outside any test: it runs in a
@@ -54,4 +56,4 @@ func (p *Process) LogTail() string { return p.p.logTail() }
 
 // FreeLoopbackPort is FreePort for code that runs outside a test: a TCP port
 // on 127.0.0.1 that was free a moment ago.
-func FreeLoopbackPort() (int, error) { return freePort() }
+func FreeLoopbackPort() (int, error) { return freeport.Pick() }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bufferd/bufferd/internal/freeport"
 )
 
 // postgresReadyTimeout bounds how long a private PostgreSQL may take to accept
@@ -115,7 +117,7 @@ func launchPostgres(made func(dir string), started func(*PostgresServer)) (*Post
 	// A port chosen by FreePort may be taken before postgres binds it; try a
 	// few ports before giving up.
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}

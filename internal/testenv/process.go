@@ -27,18 +27,12 @@ const AllowSkipEnv = "TESTENV_ALLOW_SKIP"
 // internal/freeport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return port
 }
-
-// freePort is FreePort without a testing.TB.
-func freePort() (int, error) { return freeport.Pick() }
-
-// portFree reports whether 127.0.0.1:port can be listened on right now.
-func portFree(port int) bool { return freeport.Free(port) }
 
 // unavailable ends the test because something it needs is not installed: a
 // skip when TESTENV_ALLOW_SKIP=1, a failure otherwise.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/internal/freeport"
 )
 
 // redisReadyTimeout bounds how long a private Redis may take to answer PING.
@@ -74,7 +76,7 @@ func LaunchRedis(args ...string) (*RedisServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testenv: redis temp dir: %w", err)
 	}
-	s, err := launchRedis(dir, freePort, nil, args, func(*RedisServer) {})
+	s, err := launchRedis(dir, freeport.Pick, nil, args, func(*RedisServer) {})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -334,7 +336,7 @@ func clusterPort(t testing.TB) int {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		p := FreePort(t)
-		if p+10000 <= 65535 && portFree(p+10000) {
+		if p+10000 <= 65535 && freeport.Free(p+10000) {
 			return p
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bufferd/bufferd/internal/freeport"
 )
 
 func TestFreePort(t *testing.T) {
@@ -24,8 +26,8 @@ func TestFreePort(t *testing.T) {
 		t.Fatalf("port %d from FreePort is not free: %v", p, err)
 	}
 	defer func() { _ = l.Close() }()
-	if portFree(p) {
-		t.Fatalf("portFree(%d) = true while it is listened on", p)
+	if freeport.Free(p) {
+		t.Fatalf("freeport.Free(%d) = true while it is listened on", p)
 	}
 }
 
