@@ -972,6 +972,7 @@ func (failJournal) Released(*lockmgr.Reservation, time.Time) {}
 
 func (failJournal) UpdateLater(*lockmgr.Reservation, ...string) {}
 func (failJournal) Withdrawn(*lockmgr.Reservation)              {}
+func (failJournal) FollowReloads(func(int64, []string))         {}
 
 func (failJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, errors.New("disk on fire")

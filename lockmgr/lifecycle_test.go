@@ -228,6 +228,7 @@ func (j *releaseRecorder) LookupKey(context.Context, string) (*lockmgr.Reservati
 }
 func (j *releaseRecorder) UpdateLater(*lockmgr.Reservation, ...string) {}
 func (j *releaseRecorder) Withdrawn(*lockmgr.Reservation)              {}
+func (j *releaseRecorder) FollowReloads(func(int64, []string))         {}
 func (j *releaseRecorder) Released(r *lockmgr.Reservation, _ time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -72,7 +72,13 @@
 //     the reservation live; if Redis is lost meanwhile, the rebuild restores
 //     live reservations newest fence first and skips one whose UTXO a newer
 //     reservation holds, so a release the journal has not learnt can only
-//     keep its UTXOs held until its expiry, never hand them out twice. The
+//     keep its UTXOs held until its expiry, never hand them out twice. Once
+//     the release reaches the journal after a rebuild of its pool began
+//     (Reservation.Load is no longer the pool's load), Redis ends the
+//     reservation again as soon as the pool is loaded, so the restored hold
+//     is ended then, not at its expiry (Journal.FollowReloads); a release
+//     the journal decides while Redis has lost the pool is followed the same
+//     way. The
 //     chain's settlement does not overtake a release: the syncer takes a
 //     UTXO the chain took away out of Redis first, then writes the releases
 //     Redis recorded of the reservations holding it (Releases.ReleasesOf),
@@ -232,7 +238,8 @@ type Reservation struct {
 	// reservation, or a repeated Release one it had released.
 	Replayed bool
 	// Load names the pool's load into Redis the grant was made in (see
-	// Snapshot.Load); set by Reserve for the journal.
+	// Snapshot.Load); set by Reserve, and by Release to the load the
+	// release was made in, for the journal.
 	Load string
 	// UpdatedAt is when it last changed, set by the calls that change it
 	// (Release and Released: the Redis clock); zero otherwise.
@@ -265,8 +272,12 @@ type Journal interface {
 	// to be released) with ErrNotHeld.
 	Update(ctx context.Context, r *Reservation, from ...string) error
 	// Released records, without being waited for, that r was released at
-	// at: the release took effect in Redis and was answered. It is retried
-	// while the journal's store fails, for a while past r's expiry.
+	// at: the release took effect in Redis, in its pool's load r.Load, and
+	// was answered. It is retried while the journal's store fails, for a
+	// while past r's expiry. A release written after a rebuild of the pool
+	// began (the pool's load is no longer r.Load) is passed to the function
+	// given to FollowReloads: the rebuild may have restored r from the
+	// journal, where it was still live.
 	Released(r *Reservation, at time.Time)
 	// UpdateLater writes, without being waited for, a change Update could
 	// not write: it took effect in Redis, whose state the journal must
@@ -277,8 +288,14 @@ type Journal interface {
 	// undone in Redis after a Record that failed for a reason other than a
 	// refusal (a timeout, a broken connection): that Record may still have
 	// been written, or be written yet, and the journal must not keep r live.
-	// It is retried like Released.
+	// It is retried like Released, and followed like it when the pool was
+	// reloaded since r.Load.
 	Withdrawn(r *Reservation)
+	// FollowReloads sets the function the journal calls, without waiting
+	// for it, with the reservations of a pool whose deferred ending
+	// (Released, Withdrawn) it wrote after the pool's load changed: Redis
+	// must end them again if a rebuild restored them. New sets it.
+	FollowReloads(end func(pool int64, ids []string))
 	// Lookup returns the journal's reservation id, or ErrNotFound.
 	Lookup(ctx context.Context, id string) (*Reservation, error)
 	// LookupKey returns the reservation made with the idempotency key of

@@ -40,8 +40,12 @@ func New(rdb redis.UniversalClient, opts Options) *Manager {
 	if life <= 0 {
 		life = MaxLifetime
 	}
-	return compose(&core{rdb: rdb, prefix: opts.Prefix}, Reservations{journal: opts.Journal, grace: grace, life: life,
-		hub: &hub{waiters: map[string]map[chan struct{}]struct{}{}}})
+	m := compose(&core{rdb: rdb, prefix: opts.Prefix}, Reservations{journal: opts.Journal, grace: grace, life: life,
+		hub: &hub{waiters: map[string]map[chan struct{}]struct{}{}}, reloads: newReloads()})
+	if opts.Journal != nil {
+		opts.Journal.FollowReloads(m.endOnceLoaded)
+	}
+	return m
 }
 
 // Fenced returns a Manager sharing m's connection whose sync writes

@@ -326,6 +326,7 @@ func (failingJournal) Released(*lockmgr.Reservation, time.Time) {}
 
 func (failingJournal) UpdateLater(*lockmgr.Reservation, ...string) {}
 func (failingJournal) Withdrawn(*lockmgr.Reservation)              {}
+func (failingJournal) FollowReloads(func(int64, []string))         {}
 
 func (failingJournal) Lookup(context.Context, string) (*lockmgr.Reservation, error) {
 	return nil, errors.New("database is down")

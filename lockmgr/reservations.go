@@ -33,6 +33,7 @@ type Reservations struct {
 	grace   time.Duration // how long a submitted reservation holds (Options.SubmitGrace)
 	life    time.Duration // the longest life of a reservation (Options.MaxLifetime)
 	hub     *hub          // ReserveWait's notifications, shared with the copies Fenced returns
+	reloads *reloads      // endings to follow once their pool is loaded, shared likewise
 }
 
 // validate checks a request and returns its mode and TTL.
@@ -318,7 +319,8 @@ func (m *Reservations) Release(ctx context.Context, pool int64, id string) (*Res
 		return res, nil
 	}
 	err = scriptError(err)
-	if m.journal == nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, ErrRebuilding)) {
+	rebuilding := errors.Is(err, ErrRebuilding)
+	if m.journal == nil || !(errors.Is(err, ErrNotFound) || rebuilding) {
 		return nil, err
 	}
 	// Redis does not have it live (any more): the journal tells. A live row
@@ -346,7 +348,13 @@ func (m *Reservations) Release(ctx context.Context, pool int64, id string) (*Res
 	// The release took effect; Redis follows. Should this step fail, the
 	// UTXOs stay held until the hold runs out or the syncer's sweep ends it:
 	// later, never twice.
-	m.follow(ctx, pool, id)
+	if rebuilding {
+		// A rebuild whose snapshot came before this release may restore
+		// the reservation: Redis follows once the pool is loaded.
+		m.endOnceLoaded(pool, []string{id})
+	} else {
+		m.follow(ctx, pool, id)
+	}
 	return &ended, nil
 }
 

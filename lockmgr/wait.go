@@ -66,8 +66,11 @@ type hub struct {
 }
 
 // Close stops the notification subscription of ReserveWait, if any, also one
-// whose listener has not subscribed yet; waiters fall back to polling.
+// whose listener has not subscribed yet (waiters fall back to polling), and
+// the endings still waiting for their pool to be loaded (those are left to
+// the holds' expiry).
 func (m *Reservations) Close() error {
+	m.reloads.stop()
 	m.hub.mu.Lock()
 	defer m.hub.mu.Unlock()
 	m.hub.closed = true

@@ -98,6 +98,14 @@ var (
 		Name: "bufferd_journal_deferred_writes_dropped_total",
 		Help: "Deferred journal writes (releases) given up after the database failed past the reservation's expiry.",
 	})
+	// JournalEndingsAfterReload counts deferred endings (releases, withdrawn
+	// grants) the journal wrote after their pool was reloaded into Redis:
+	// the API then ends them in Redis again, where the rebuild may have
+	// restored them.
+	JournalEndingsAfterReload = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bufferd_journal_endings_after_reload_total",
+		Help: "Deferred releases and withdrawn grants written after a rebuild of their pool began, ended again in Redis.",
+	})
 	// JournalCommitDuration observes how long one group commit of journal
 	// writes (grants, extensions, submits, releases) took, failed ones too.
 	JournalCommitDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -255,7 +263,8 @@ func Outcome(outcome string) { ReservationOutcomes.WithLabelValues(outcome).Inc(
 func all() []prometheus.Collector {
 	return []prometheus.Collector{
 		HTTPRequests, HTTPDuration,
-		ReservationOutcomes, FencingRejections, RedisRebuilds, RedisRebuildsRunning, RedisRebuildFailures, JournalDeferred, JournalDeferredDropped, JournalCommitDuration,
+		ReservationOutcomes, FencingRejections, RedisRebuilds, RedisRebuildsRunning, RedisRebuildFailures, JournalDeferred, JournalDeferredDropped, JournalEndingsAfterReload,
+		JournalCommitDuration,
 		SyncRuns, SyncDuration, SyncChanges, SyncSkipped, SyncLastSuccess, SyncBlocksBehind, SyncLeader, SyncLeaderChanges,
 		SyncStaleWrites, IndexBlocks, IndexBatchDuration, IndexReorgs, ChainTipHeight, ChainErrors, SweepRepairs,
 		PoolUTXOs, PoolOldestReservationAge, buildInfo,

@@ -64,6 +64,8 @@ type Journal struct {
 
 	batches  atomic.Int64
 	deferred deferredCount // deferred writes not yet committed or given up
+	// reloaded is the function FollowReloads set, or nil.
+	reloaded atomic.Pointer[func(pool int64, ids []string)]
 }
 
 // journalWriter is one writer goroutine and its queue.
@@ -74,16 +76,24 @@ type journalWriter struct {
 	linger time.Duration // how long a batch waits to fill up (nobody waits on it)
 	wake   chan struct{} // capacity 1: the queue may have changed
 	done   chan struct{} // closed when the writer has stopped
+	// landed are the deferred endings of the last batch that committed
+	// (finish adds them; only the writer's goroutine uses it).
+	landed []*journalWrite
 }
 
 // journalWrite is one queued Record or Update.
 type journalWrite struct {
 	ctx    context.Context
-	record *Reservation      // a new reservation, granted in the pool's Redis load load, or
-	load   string            //
+	record *Reservation      // a new reservation, or
 	id     string            // the reservation to update
 	change reservationUpdate // and how
-	err    chan error        // capacity 1: the outcome, or
+	// load is the pool's load into Redis the write was decided in: a grant
+	// made in a load a rebuild replaced is refused; a deferred ending
+	// (release, withdrawal) of pool written after that is followed
+	// (FollowReloads).
+	load string
+	pool int64
+	err  chan error // capacity 1: the outcome, or
 	// for a deferred write (nobody waits): retried until it applies, is
 	// refused, or until giveUp.
 	deferred bool
@@ -166,7 +176,17 @@ func (j *Journal) Update(ctx context.Context, r *lockmgr.Reservation, from ...st
 // journal never writes leaves its reservation live in the journal until its
 // expiry: what that means for a rebuild is in lockmgr's package doc.
 func (j *Journal) Released(r *lockmgr.Reservation, at time.Time) {
-	j.deferWrite(r, releaseUpdate(r.Fence, at))
+	w := deferredWrite(r, releaseUpdate(r.Fence, at))
+	w.pool, w.load = r.PoolID, r.Load
+	j.queueDeferred(w)
+}
+
+// FollowReloads sets end, which the journal calls with the deferred endings
+// (Released, Withdrawn) it wrote after their pool's load into Redis changed
+// (a rebuild began after the ending was decided, so its snapshot may have
+// restored them live). end must not block.
+func (j *Journal) FollowReloads(end func(pool int64, ids []string)) {
+	j.reloaded.Store(&end)
 }
 
 // UpdateLater writes a change as Update does, without waiting: the change
@@ -175,7 +195,7 @@ func (j *Journal) Released(r *lockmgr.Reservation, at time.Time) {
 // a release is. A change the row refuses (it ended meanwhile) is dropped.
 func (j *Journal) UpdateLater(r *lockmgr.Reservation, from ...string) {
 	if u := updateOf(r, from); checkUpdate(r.ID, u) == nil {
-		j.deferWrite(r, u)
+		j.queueDeferred(deferredWrite(r, u))
 	}
 }
 
@@ -196,9 +216,8 @@ func (j *Journal) Withdrawn(r *lockmgr.Reservation) {
 		slog.Warn("storage: journal cannot withdraw a grant", "reservation", r.ID, "err", err)
 		return
 	}
-	w := &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
-		giveUp: r.ExpiresAt.Add(deferredGrace), record: &row, withdraw: true}
-	w.change.State = ResReleased // for the log of a write given up
+	w := deferredWrite(r, reservationUpdate{State: ResReleased}) // the state for the log of a write given up
+	w.record, w.withdraw, w.pool, w.load = &row, true, r.PoolID, r.Load
 	j.queueDeferred(w)
 }
 
@@ -207,11 +226,11 @@ func updateOf(r *lockmgr.Reservation, from []string) reservationUpdate {
 	return reservationUpdate{Fence: r.Fence, State: r.State, TxID: r.TxID, ExpiresAt: r.ExpiresAt, From: from, At: r.UpdatedAt}
 }
 
-// deferWrite queues change of r for the deferred writer, retried until a
-// while past r's expiry.
-func (j *Journal) deferWrite(r *lockmgr.Reservation, change reservationUpdate) {
-	j.queueDeferred(&journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
-		giveUp: r.ExpiresAt.Add(deferredGrace), change: change})
+// deferredWrite is change of r as a write of the deferred writer, retried
+// until a while past r's expiry.
+func deferredWrite(r *lockmgr.Reservation, change reservationUpdate) *journalWrite {
+	return &journalWrite{ctx: context.Background(), err: make(chan error, 1), id: r.ID, deferred: true,
+		giveUp: r.ExpiresAt.Add(deferredGrace), change: change}
 }
 
 // queueDeferred counts the deferred write w and queues it.
@@ -300,11 +319,14 @@ func (j *Journal) finish(w *journalWrite, err error) {
 		return
 	}
 	switch {
+	case err == nil && w.load != "":
+		// Written; done once followReloads has seen it.
+		wr := j.writerOf(w)
+		wr.landed = append(wr.landed, w)
 	case err == nil, errors.Is(err, ErrNotLive), errors.Is(err, errWrongState), errors.Is(err, ErrNotFound),
 		errors.Is(err, ErrStaleFence), errors.Is(err, errInvalidArgument):
 		// Written, or refused for good (the chain or the sweep ended it first).
-		metrics.JournalDeferred.Dec()
-		j.deferred.add(-1)
+		j.deferredDone()
 	case time.Now().After(w.giveUp):
 		j.drop(w, err)
 	default:
@@ -318,11 +340,54 @@ func (j *Journal) finish(w *journalWrite, err error) {
 	}
 }
 
+// followReloads passes the deferred endings of landed, which committed, whose
+// pool's load changed since they were decided, to the function FollowReloads
+// set, then counts them out (Flush). The loads are read after the commit: a
+// rebuild that begins a load after that read takes its snapshot after the
+// endings committed.
+func (j *Journal) followReloads(landed []*journalWrite) {
+	defer func() {
+		for range landed {
+			j.deferredDone()
+		}
+	}()
+	end := j.reloaded.Load()
+	if end == nil {
+		return
+	}
+	var pools []int64
+	for _, w := range landed {
+		if !slices.Contains(pools, w.pool) {
+			pools = append(pools, w.pool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
+	current, err := poolLoads(j.store.db.WithContext(ctx), pools, false)
+	cancel()
+	ended := map[int64][]string{}
+	for _, w := range landed {
+		// Without the loads every ending is followed: ending again what
+		// Redis has ended does nothing.
+		if cur := current[w.pool]; err != nil || (cur != "" && cur != w.load) {
+			ended[w.pool] = append(ended[w.pool], w.id)
+		}
+	}
+	for pool, ids := range ended {
+		metrics.JournalEndingsAfterReload.Add(float64(len(ids)))
+		(*end)(pool, ids)
+	}
+}
+
 // drop gives a deferred write up.
 func (j *Journal) drop(w *journalWrite, err error) {
 	slog.Warn("storage: journal gave up a deferred write", "reservation", w.id, "state", w.change.State, "err", err)
-	metrics.JournalDeferred.Dec()
 	metrics.JournalDeferredDropped.Inc()
+	j.deferredDone()
+}
+
+// deferredDone counts a deferred write out: written or given up.
+func (j *Journal) deferredDone() {
+	metrics.JournalDeferred.Dec()
 	j.deferred.add(-1)
 }
 
@@ -345,7 +410,8 @@ func (j *Journal) enqueue(w *journalWrite) error {
 	return nil
 }
 
-// Flush waits until every deferred write so far has committed or been given
+// Flush waits until every deferred write so far has committed (and been
+// passed to the function of FollowReloads where it applies) or been given
 // up, or until ctx ends.
 func (j *Journal) Flush(ctx context.Context) error {
 	select {
@@ -484,6 +550,10 @@ func (j *Journal) run(w *journalWriter) {
 		batch, closed := w.take(j.maxBatch)
 		if len(batch) > 0 {
 			j.commit(batch)
+			if len(w.landed) > 0 {
+				j.followReloads(w.landed)
+				w.landed = nil
+			}
 			continue
 		}
 		if closed {
@@ -879,21 +949,9 @@ func (s *Store) checkLoads(tx *gorm.DB, batch []*journalWrite, records []int, re
 	if len(pools) == 0 {
 		return records, nil
 	}
-	slices.Sort(pools)
-	var rows []struct {
-		ID        int64
-		RedisLoad string
-	}
-	q := `SELECT id, redis_load FROM pools WHERE id IN ? ORDER BY id`
-	if s.dialect == dialectPostgres {
-		q += ` FOR SHARE`
-	}
-	if err := tx.Raw(q, pools).Scan(&rows).Error; err != nil {
+	current, err := poolLoads(tx, pools, s.dialect == dialectPostgres)
+	if err != nil {
 		return nil, err
-	}
-	current := make(map[int64]string, len(rows))
-	for _, r := range rows {
-		current[r.ID] = r.RedisLoad
 	}
 	kept := records[:0:0]
 	for _, i := range records {
@@ -905,6 +963,28 @@ func (s *Store) checkLoads(tx *gorm.DB, batch []*journalWrite, records []int, re
 		kept = append(kept, i)
 	}
 	return kept, nil
+}
+
+// poolLoads returns the Redis loads of pools (Store.BeginLoad), their rows
+// read FOR SHARE, in id order, when share is set.
+func poolLoads(tx *gorm.DB, pools []int64, share bool) (map[int64]string, error) {
+	slices.Sort(pools)
+	var rows []struct {
+		ID        int64
+		RedisLoad string
+	}
+	q := `SELECT id, redis_load FROM pools WHERE id IN ? ORDER BY id`
+	if share {
+		q += ` FOR SHARE`
+	}
+	if err := tx.Raw(q, pools).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	current := make(map[int64]string, len(rows))
+	for _, r := range rows {
+		current[r.ID] = r.RedisLoad
+	}
+	return current, nil
 }
 
 // errRetry fails a batch whose conflict could not be explained (the row

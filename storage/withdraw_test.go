@@ -115,3 +115,64 @@ func TestWithdrawnGrantIsReleasedWhenEverItsWriteLands(t *testing.T) {
 		}
 	})
 }
+
+// The journal passes on the deferred endings (releases, withdrawn grants) it
+// wrote after their pool was reloaded into Redis since they were decided, and
+// only those: a rebuild's snapshot may have restored them live.
+func TestDeferredEndingsAfterAReloadAreFollowed(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *storage.Store) {
+		ctx := testCtx(t)
+		p := mustPool(t, s, assetA, programA)
+		j := newJournal(t, s, storage.JournalOptions{})
+		followed := make(chan []string, 10)
+		j.FollowReloads(func(pool int64, ids []string) {
+			if pool != p.ID {
+				t.Errorf("followed pool %d, want %d", pool, p.ID)
+			}
+			followed <- ids
+		})
+		next := func(want string) {
+			t.Helper()
+			select {
+			case ids := <-followed:
+				if len(ids) != 1 || ids[0] != want {
+					t.Fatalf("followed %v, want [%s]", ids, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s was not followed", want)
+			}
+		}
+		if err := s.BeginLoad(ctx, p.ID, "load-1"); err != nil {
+			t.Fatal(err)
+		}
+		grant := func(fence int64, load string) *lockmgr.Reservation {
+			t.Helper()
+			r := lockRes(p.ID, fence, hashOf(2, int(fence)))
+			r.Load = load
+			if err := j.Record(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		same, reloaded, withdrawn, newer := grant(1, "load-1"), grant(2, "load-1"), grant(3, "load-1"), grant(4, "load-1")
+
+		j.Released(same, time.Now()) // released in the pool's current load
+		if err := j.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.BeginLoad(ctx, p.ID, "load-2"); err != nil {
+			t.Fatal(err)
+		}
+		j.Released(reloaded, time.Now())
+		next(reloaded.ID) // and not same first
+		j.Withdrawn(withdrawn)
+		next(withdrawn.ID)
+		newer.Load = "load-2" // released after the reload
+		j.Released(newer, time.Now())
+		j.Withdrawn(lockRes(p.ID, 5, hashOf(2, 5))) // a grant with no load: nothing to follow
+		never := lockRes(p.ID, 6, hashOf(2, 6))
+		never.Load = "load-1"
+		j.Withdrawn(never)
+		next(never.ID)
+	})
+}

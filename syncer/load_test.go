@@ -3,11 +3,13 @@ package syncer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bufferd/bufferd/chain/sim"
+	"github.com/bufferd/bufferd/internal/testenv"
 	"github.com/bufferd/bufferd/lockmgr"
 	"github.com/bufferd/bufferd/storage"
 	"github.com/bufferd/bufferd/syncer"
@@ -263,4 +265,112 @@ func TestSubmitWhoseJournalWriteFailedReachesTheJournal(t *testing.T) {
 		row := f.journal(t, r.ID)
 		return row.State == storage.ResSubmitted && row.TxID == txID
 	})
+}
+
+// flushKeys deletes every key of f's Redis prefix: Redis lost the pools.
+func (f *fixture) flushKeys(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	iter := f.rdb.Scan(ctx, 0, f.prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := f.rdb.Del(ctx, iter.Val()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitReleasedEverywhere waits until Redis no longer has reservation id
+// live and the journal has it released, then checks that its UTXOs can be
+// reserved again.
+func (f *fixture) waitReleasedEverywhere(t *testing.T, pool int64, res *lockmgr.Reservation) {
+	t.Helper()
+	ctx := context.Background()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		got, err := f.locks.Peek(ctx, pool, res.ID)
+		if errors.Is(err, lockmgr.ErrNotFound) || (err == nil && got.State == lockmgr.StateReleased) {
+			return nil
+		}
+		return fmt.Errorf("reservation %s answered released, but Redis still has it: %+v, %v", res.ID, got, err)
+	})
+	if got := f.journal(t, res.ID); got.State != lockmgr.StateReleased {
+		t.Fatalf("the journal has reservation %s %s, want released", res.ID, got.State)
+	}
+	again, err := f.locks.Reserve(ctx, lockmgr.Request{PoolID: pool, Hashes: res.Hashes(), TTL: time.Minute})
+	if err != nil {
+		t.Fatalf("reserve the released UTXOs again: %v", err)
+	}
+	if again.ID == res.ID {
+		t.Fatalf("reserve again answered the released reservation %s", res.ID)
+	}
+}
+
+// A release is answered while its journal write is on its way; Redis loses
+// the pool, and a rebuild restores the reservation from the journal, where it
+// is still held; then the write lands. The client was told the reservation is
+// released: Redis must end the restored hold, not keep it until it runs out.
+func TestReleaseLandingAfterARebuildEndsTheRestoredHold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	p := f.syncedPool(t, "late release", 3)
+	res, err := f.locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 2, TTL: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The row is locked: the release's write waits for it.
+	tx := f.store.DB().Begin()
+	t.Cleanup(func() { tx.Rollback() })
+	if err := tx.Exec(`SELECT id FROM reservations WHERE id = ? FOR UPDATE`, res.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.locks.Release(ctx, p.ID, res.ID); err != nil || got.State != lockmgr.StateReleased {
+		t.Fatalf("release: %+v, %v", got, err)
+	}
+	f.flushAndRebuild(t, p.ID)
+	if got, err := f.locks.Peek(ctx, p.ID, res.ID); err != nil || got.State != lockmgr.StateHeld {
+		t.Fatalf("the rebuild did not restore the reservation whose release is on its way (%+v, %v): the test proves nothing", got, err)
+	}
+	if err := tx.Commit().Error; err != nil {
+		t.Fatal(err)
+	}
+	f.waitReleasedEverywhere(t, p.ID, res)
+}
+
+// A release of a reservation in a pool Redis lost is decided by the journal;
+// a rebuild that took its snapshot before that and commits it after restores
+// the reservation: Redis must end it again once the pool is loaded.
+func TestReleaseWhileThePoolIsLostEndsTheRestoredHold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	p := f.syncedPool(t, "release while lost", 3)
+	res, err := f.locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1, TTL: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.flushKeys(t)
+	// A rebuild's first half: a new load, and the snapshot.
+	load, err := lockmgr.NewLoadID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.BeginLoad(ctx, p.ID, load); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := f.store.LockSnapshot(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Load = load
+	if got, err := f.locks.Release(ctx, p.ID, res.ID); err != nil || got.State != lockmgr.StateReleased {
+		t.Fatalf("release while Redis lost the pool: %+v, %v", got, err)
+	}
+	// Its second half restores the reservation the snapshot has live.
+	if err := f.locks.Rebuild(ctx, p.ID, snap); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReleasedEverywhere(t, p.ID, res)
 }

@@ -9,13 +9,13 @@
 --       older than ARGV[3] ms are dropped (by one release in sixteen)
 -- ARGV: 1 id, 2 how long to remember the release (ms), 3 how long the
 --       releases are kept for the sweep (ms)
--- Returns {'result', R, 'ended', T, <the reservation's fields>} where R is
--- 'released' (this call released it at T) or 'again' (it was released at T
--- before), or an error NOTLOADED | NOTFOUND (Redis does not have it live,
+-- Returns {'result', R, 'ended', T, 'load', L, <the reservation's fields>}
+-- where L names the pool's current load into Redis and R is 'released' (this
+-- call released it at T) or 'again' (it was released at T before), or an error NOTLOADED | NOTFOUND (Redis does not have it live,
 -- or the chain took one of its UTXOs: ask the journal) | NOTHELD (it was
 -- submitted).
 local id, memory = ARGV[1], tonumber(ARGV[2])
-local err = require_ready()
+local err, load = require_ready()
 if err then return err end
 local now = now_ms()
 reclaim(now)
@@ -28,7 +28,7 @@ if not fence then
   return redis.error_reply('NOTFOUND')
 end
 local function answer(kind, at)
-  return {'result', kind, 'ended', at, 'id', id, 'fence', fence, 'owner', owner, 'state', state,
+  return {'result', kind, 'ended', at, 'load', load, 'id', id, 'fence', fence, 'owner', owner, 'state', state,
     'created', created, 'expires', expires, 'hashes', hs, 'amounts', as, 'txid', txid}
 end
 if state == 'released' then
