@@ -205,6 +205,23 @@ func (m *Reservations) replayKey(ctx context.Context, r Request, digest string) 
 	if res.Fingerprint != r.Fingerprint {
 		return nil, ErrKeyReused
 	}
+	if Live(res.State) {
+		// Redis decides a live reservation's state, and the pool is loaded
+		// (this call's grant was just undone there). One the journal has
+		// live and Redis does not is a grant undone after its journal write
+		// failed, whose late write landed before its withdrawal (Redis let
+		// its UTXOs go), or one whose ending is on its way to the journal:
+		// the first request's outcome is not settled yet.
+		cur, err := m.Peek(ctx, r.PoolID, res.ID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrKeyInFlight
+		}
+		if err != nil {
+			return nil, err
+		}
+		cur.Key, cur.Fingerprint = res.Key, res.Fingerprint
+		res = cur
+	}
 	res.Replayed = true
 	return res, nil
 }

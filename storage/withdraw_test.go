@@ -176,3 +176,49 @@ func TestDeferredEndingsAfterAReloadAreFollowed(t *testing.T) {
 		next(never.ID)
 	})
 }
+
+// A grant undone in Redis after its journal write timed out may still land
+// in the journal, live and with its request's idempotency key, until its
+// withdrawal's write frees the key. A retry of that request in between must
+// not be answered that grant as its replay: Redis let its UTXOs go, so
+// another client may hold them. It is told to retry, and the retry after the
+// withdrawal is granted anew.
+func TestRetryBeforeAWithdrawalLandsIsNotAnsweredTheUndoneGrant(t *testing.T) {
+	t.Parallel()
+	s := openPostgres(t)
+	p := mustPool(t, s, assetA, programA)
+	rdb, prefix := testenv.Redis(t)
+	j := newJournal(t, s, storage.JournalOptions{})
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix, Journal: j})
+	t.Cleanup(func() { _ = m.Close() })
+	ctx := testCtx(t)
+	hash := hashOf(3, 1)
+	if err := m.Rebuild(ctx, p.ID, lockmgr.Snapshot{Available: []lockmgr.Item{{Hash: hash, Amount: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	req := lockmgr.Request{PoolID: p.ID, Hashes: []string{hash}, Owner: "o", TTL: 10 * time.Minute,
+		IdempotencyKey: "retry-me", Fingerprint: "f"}
+
+	// The late write of the undone grant: in the journal, not in Redis.
+	undone := lockRes(p.ID, 1, hash)
+	undone.Key, undone.Fingerprint = lockmgr.KeyDigest(req.IdempotencyKey), req.Fingerprint
+	if err := j.Record(ctx, undone); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Reserve(ctx, req)
+	if err == nil {
+		t.Fatalf("the retry was answered %+v (the undone grant is %s), want ErrKeyInFlight", got, undone.ID)
+	}
+	if !errors.Is(err, lockmgr.ErrKeyInFlight) {
+		t.Fatalf("the retry: %v, want ErrKeyInFlight", err)
+	}
+
+	j.Withdrawn(undone)
+	if err := j.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err = m.Reserve(ctx, req)
+	if err != nil || got.ID == undone.ID || got.Replayed {
+		t.Fatalf("the retry after the withdrawal: %+v, %v; want a new grant", got, err)
+	}
+}
