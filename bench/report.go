@@ -413,11 +413,16 @@ func (rep *Report) scenarioMarkdown(b *strings.Builder, r *scenarioResult) {
 			p("| %s (in the APIs) | %d | | | %s | %s | %s | |\n", name, h.Count(), quantileMs(h, 0.5), quantileMs(h, 0.99), quantileMs(h, 0.999))
 		}
 	}
+	if h, ok := r.Server[journalCommits]; ok {
+		inAPI = true
+		p("| %s (in the APIs) | %d | | | %s | %s | %s | |\n", journalCommits, h.Count(), quantileMs(h, 0.5), quantileMs(h, 0.99), quantileMs(h, 0.999))
+	}
 	if inAPI {
 		p("\n- \"(in the APIs)\": the APIs' own `%s` histograms summed over the APIs, between the window's start and end "+
 			"(every answer counted, refusals included), from a request's arrival in the API to its answer: "+
 			"without the network, the kernel's queues and the load generator; quantiles interpolated within the buckets "+
-			"as Prometheus's histogram_quantile does", serverHistogram)
+			"as Prometheus's histogram_quantile does; \"%s\" is `%s`, one group commit of the journal's writes "+
+			"(grants, and the deferred releases' batches)", serverHistogram, journalCommits, journalHistogram)
 	}
 	for _, name := range opOrder(r) {
 		o := r.Ops[name]

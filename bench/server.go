@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -17,6 +18,13 @@ import (
 // request's latency: from its arrival in the handler chain to its answer,
 // without the network, the kernel's queues and the load generator.
 const serverHistogram = "bufferd_http_request_duration_seconds"
+
+// journalHistogram is the APIs' histogram of their journal's group commits,
+// reported under the key journalCommits.
+const (
+	journalHistogram = "bufferd_journal_commit_duration_seconds"
+	journalCommits   = "journal commit"
+)
 
 // serverRoutes names, for the operations the report shows, the route of the
 // APIs' histogram that serves them.
@@ -99,8 +107,9 @@ func (h histogram) Quantile(q float64) (seconds float64, over, ok bool) {
 	return h.Bounds[len(h.Bounds)-1], false, true
 }
 
-// parseServerHistograms reads the request-duration histogram from one
-// Prometheus text exposition, by "METHOD route".
+// parseServerHistograms reads from one Prometheus text exposition the
+// request-duration histogram, by "METHOD route", and the journal's commit
+// histogram, as journalCommits.
 func parseServerHistograms(text string) (map[string]histogram, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(strings.NewReader(text))
@@ -108,19 +117,32 @@ func parseServerHistograms(text string) (map[string]histogram, error) {
 		return nil, fmt.Errorf("bench: parse metrics: %w", err)
 	}
 	out := map[string]histogram{}
-	f := families[serverHistogram]
-	if f == nil {
-		return out, nil
-	}
-	for _, m := range f.GetMetric() {
-		var method, route string
-		for _, l := range m.GetLabel() {
-			switch l.GetName() {
-			case "method":
-				method = l.GetValue()
-			case "route":
-				route = l.GetValue()
+	for _, name := range []string{serverHistogram, journalHistogram} {
+		if f := families[name]; f != nil {
+			if err := addHistograms(out, f); err != nil {
+				return nil, err
 			}
+		}
+	}
+	return out, nil
+}
+
+// addHistograms adds the histograms of f to out: the requests' by
+// "METHOD route", the journal's as journalCommits.
+func addHistograms(out map[string]histogram, f *dto.MetricFamily) error {
+	for _, m := range f.GetMetric() {
+		key := journalCommits
+		if f.GetName() == serverHistogram {
+			var method, route string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "method":
+					method = l.GetValue()
+				case "route":
+					route = l.GetValue()
+				}
+			}
+			key = method + " " + route
 		}
 		hist := m.GetHistogram()
 		if hist == nil {
@@ -135,12 +157,12 @@ func parseServerHistograms(text string) (map[string]histogram, error) {
 			h.Bounds = append(h.Bounds, math.Inf(1))
 			h.Counts = append(h.Counts, hist.GetSampleCount())
 		}
-		key := method + " " + route
+		var err error
 		if out[key], err = out[key].add(h); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // scrapeServerHistograms reads the request-duration histograms of every API

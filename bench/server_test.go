@@ -21,6 +21,13 @@ bufferd_http_request_duration_seconds_bucket{method="DELETE",route="/v1/reservat
 bufferd_http_request_duration_seconds_bucket{method="DELETE",route="/v1/reservations/:id",le="+Inf"} 7
 bufferd_http_request_duration_seconds_sum{method="DELETE",route="/v1/reservations/:id"} 0.003
 bufferd_http_request_duration_seconds_count{method="DELETE",route="/v1/reservations/:id"} 7
+# HELP bufferd_journal_commit_duration_seconds Time one group commit of reservation journal writes took (failed commits included).
+# TYPE bufferd_journal_commit_duration_seconds histogram
+bufferd_journal_commit_duration_seconds_bucket{le="0.001"} 3
+bufferd_journal_commit_duration_seconds_bucket{le="0.0025"} 30
+bufferd_journal_commit_duration_seconds_bucket{le="+Inf"} 40
+bufferd_journal_commit_duration_seconds_sum 0.1
+bufferd_journal_commit_duration_seconds_count 40
 # HELP bufferd_http_requests_total HTTP requests answered.
 # TYPE bufferd_http_requests_total counter
 bufferd_http_requests_total{code="201",method="POST",route="/v1/reservations"} 100
@@ -37,6 +44,12 @@ func TestServerHistogramsParseAndSubtract(t *testing.T) {
 	}
 	if hs[serverRoutes[opRelease]].Count() != 7 {
 		t.Fatalf("release: %+v", hs[serverRoutes[opRelease]])
+	}
+	if c := hs[journalCommits]; c.Count() != 40 || len(c.Bounds) != 3 || c.Counts[1] != 30 {
+		t.Fatalf("journal commits: %+v", c)
+	}
+	if len(hs) != 3 {
+		t.Fatalf("histograms: %v, want the two routes' and the journal's", hs)
 	}
 	twice, err := reserve.add(reserve)
 	if err != nil || twice.Count() != 200 || twice.Counts[0] != 100 {

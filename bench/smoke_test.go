@@ -120,7 +120,7 @@ func TestSmokeEveryScenario(t *testing.T) {
 	}
 	for _, want := range []string{"| reserve+release request rate", "| zero duplicate grants in every scenario | 0 client-side",
 		"; 0 in the journal", "| submit -> change reservable p99 < 1 s | p50", "Memory: 200 live reservations", "| a: reserve + release",
-		"| reserve (in the APIs) |", "| update-utxo (in the APIs) |"} {
+		"| reserve (in the APIs) |", "| update-utxo (in the APIs) |", "| journal commit (in the APIs) |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
