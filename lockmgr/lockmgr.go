@@ -78,8 +78,7 @@
 //     reservation again as soon as the pool is loaded, so the restored hold
 //     is ended then, not at its expiry (Journal.FollowReloads); a release
 //     the journal decides while Redis has lost the pool is followed the same
-//     way. The
-//     chain's settlement does not overtake a release: the syncer takes a
+//     way. The chain's settlement does not overtake a release: the syncer takes a
 //     UTXO the chain took away out of Redis first, then writes the releases
 //     Redis recorded of the reservations holding it (Releases.ReleasesOf),
 //     then settles; a release after the first step finds the UTXO gone and

@@ -11,9 +11,9 @@
 --       releases are kept for the sweep (ms)
 -- Returns {'result', R, 'ended', T, 'load', L, <the reservation's fields>}
 -- where L names the pool's current load into Redis and R is 'released' (this
--- call released it at T) or 'again' (it was released at T before), or an error NOTLOADED | NOTFOUND (Redis does not have it live,
--- or the chain took one of its UTXOs: ask the journal) | NOTHELD (it was
--- submitted).
+-- call released it at T) or 'again' (it was released at T before), or an
+-- error NOTLOADED | NOTFOUND (Redis does not have it live, or the chain took
+-- one of its UTXOs: ask the journal) | NOTHELD (it was submitted).
 local id, memory = ARGV[1], tonumber(ARGV[2])
 local err, load = require_ready()
 if err then return err end
