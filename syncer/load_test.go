@@ -33,12 +33,8 @@ func (j *racingJournal) Record(ctx context.Context, r *lockmgr.Reservation) erro
 // flushAndRebuild deletes every key of f's Redis prefix and rebuilds pool.
 func (f *fixture) flushAndRebuild(t testing.TB, pool int64) {
 	t.Helper()
-	ctx := context.Background()
-	iter := f.rdb.Scan(ctx, 0, f.prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		f.rdb.Del(ctx, iter.Val())
-	}
-	rebuilt, err := syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, nil).RebuildIfLost(ctx, pool)
+	f.flushKeys(t)
+	rebuilt, err := syncer.NewRebuilder(f.store, f.locks, f.rdb, f.prefix, nil).RebuildIfLost(context.Background(), pool)
 	if err != nil || !rebuilt {
 		t.Fatalf("rebuild: %v, rebuilt %v", err, rebuilt)
 	}
