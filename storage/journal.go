@@ -811,9 +811,8 @@ func (s *Store) txBatch(ctx context.Context, batch []*journalWrite) ([]error, er
 }
 
 // recordBatch writes a batch of grants only, on PostgreSQL, in a single
-// statement (so without a transaction around it: one round trip): it locks
-// the pools' rows FOR SHARE, inserts the grants made in their pools' current
-// Redis load and what they hold. A grant it did not insert (a conflict, a
+// statement (so without a transaction around it: one round trip): it inserts
+// the grants made in their pools' current Redis load and what they hold. A grant it did not insert (a conflict, a
 // changed load: rare) is explained by the usual path, in a transaction. It
 // reports ok=false when the batch is not one it writes.
 func (s *Store) recordBatch(ctx context.Context, batch []*journalWrite) (results []error, ok bool, err error) {
@@ -830,14 +829,17 @@ func (s *Store) recordBatch(ctx context.Context, batch []*journalWrite) (results
 			text(6, r.TxID).time(7, r.CreatedAt).time(8, r.ExpiresAt).time(9, r.UpdatedAt).
 			text(10, r.IdempotencyKey).text(11, r.Fingerprint).text(12, w.load)
 	}
-	// The pools' rows are locked (FOR SHARE, in id order) before the grants
-	// are inserted: a rebuild's BeginLoad waits for this statement, and one
-	// that committed first is seen here (the locked row is read anew). The
-	// grants are unnested once, in the INSERT: a CTE of them that two parts
-	// of the statement read would be materialised at every batch.
+	// The pools' loads are read without locking their rows: a rebuild's
+	// BeginLoad waits for this statement to end (its SHARE lock on the
+	// table), and one that began first is seen here. Locking the rows (FOR
+	// SHARE) did the same at a cost: two APIs' batches locking one pool's
+	// row at once make PostgreSQL create a multixact, and every lock dirties
+	// the row's page and writes WAL. The grants are unnested once, in the
+	// INSERT: a CTE of them that two parts of the statement read would be
+	// materialised at every batch.
 	var ids []string
 	err = pgScan(s.db.WithContext(ctx), &ids, `WITH
-		l AS (SELECT id, redis_load FROM pools WHERE id = ANY($2::bigint[]) ORDER BY id FOR SHARE),
+		l AS (SELECT id, redis_load FROM pools WHERE id = ANY($2::bigint[])),
 		ins AS (INSERT INTO reservations (id, pool_id, fence, owner, hashes, state, tx_id, created_at, expires_at,
 				updated_at, idempotency_key, fingerprint)
 			SELECT g.id, g.pool_id, g.fence, g.owner, g.hashes, g.state, g.tx_id, g.created_at, g.expires_at,

@@ -144,10 +144,11 @@ func (s *Store) PoolCounts(ctx context.Context) (map[int64]Counts, error) {
 
 // BeginLoad records that pool's Redis state is being loaded (rebuilt) under
 // load, before the snapshot of the rebuild is taken. It waits for the
-// journal batches that are recording grants of the pool (they hold the row
-// FOR SHARE), and those that come after refuse a grant made under another
-// load: a grant Redis lost before the rebuild is never journalled after the
-// snapshot was taken without it.
+// journal writes of grants in flight that may have read the old load (a
+// batch of grants alone reads it without a lock; the others hold the pool's
+// row FOR SHARE, which the UPDATE waits for), and those that come after
+// refuse a grant made under another load: a grant Redis lost before the
+// rebuild is never journalled after the snapshot was taken without it.
 func (s *Store) BeginLoad(ctx context.Context, poolID int64, load string) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -157,6 +158,25 @@ func (s *Store) BeginLoad(ctx context.Context, poolID int64, load string) error 
 	}
 	if res.RowsAffected == 0 {
 		return fmt.Errorf("%w: pool %d", ErrNotFound, poolID)
+	}
+	if s.dialect != dialectPostgres {
+		return nil // SQLite runs one write at a time
+	}
+	// The journal's grant statement (recordBatch) reads the pool's load
+	// without locking its row. A statement takes its table locks before its
+	// snapshot, so once this SHARE lock is granted, every statement that can
+	// have read the old load has ended, and every later one reads the new
+	// load: a grant of the old load is then in the rebuild's snapshot, or
+	// refused. Grants of every pool wait behind the lock for as long as it
+	// waits (at most 2 s; then the rebuild fails and is tried again).
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(`SET LOCAL lock_timeout = '2s'`).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`LOCK TABLE reservations IN SHARE MODE`).Error
+	})
+	if err != nil {
+		return fmt.Errorf("storage: wait for the grants of pool %d's old load: %w", poolID, err)
 	}
 	return nil
 }
