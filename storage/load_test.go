@@ -64,7 +64,7 @@ func TestBeginLoadWaitsForAGrantThatReadTheOldLoad(t *testing.T) {
 	select {
 	case snap = <-rebuilt: // it did not wait for the grant
 		early = true
-	case <-time.After(time.Second):
+	case <-time.After(500 * time.Millisecond):
 	}
 	if err := blocker.Rollback().Error; err != nil {
 		t.Fatal(err)
