@@ -152,8 +152,10 @@ const tipTimeout = 5 * time.Second
 // process leads the sync jobs (see LeaderJob), so while it runs
 // bufferd_sync_leader is 1.
 func (r *Runner) Run(ctx context.Context) error {
-	metrics.SyncLeader.Set(1)
+	// Counted before the gauge says so: a reader that sees the gauge at 1
+	// sees the change counted.
 	metrics.SyncLeaderChanges.Inc()
+	metrics.SyncLeader.Set(1)
 	defer metrics.SyncLeader.Set(0)
 	// Only the leader reports the pools: a standby's gauges would go stale.
 	defer metrics.PoolUTXOs.Reset()
