@@ -47,7 +47,7 @@ func TestGrantRedisLostBeforeTheRebuildIsNotAcknowledged(t *testing.T) {
 	f := newFixture(t)
 	p := f.syncedPool(t, "load-fence", 3)
 	j := &racingJournal{Journal: f.newJournal(t)}
-	locks := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
+	locks := f.lockerWith(t, j)
 
 	// The grant is journalled before Redis is lost: it is restored.
 	kept, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 1})
@@ -102,7 +102,15 @@ func (f *fixture) newJournal(t *testing.T) *storage.Journal {
 // forgetful returns a lock manager on the fixture's Redis keys whose
 // journal never learns releases.
 func (f *fixture) forgetful(t *testing.T) *lockmgr.Manager {
-	return lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: forgetfulJournal{f.newJournal(t)}})
+	return f.lockerWith(t, forgetfulJournal{f.newJournal(t)})
+}
+
+// lockerWith returns a lock manager on the fixture's Redis keys that writes
+// through j, closed with the test.
+func (f *fixture) lockerWith(t *testing.T, j lockmgr.Journal) *lockmgr.Manager {
+	m := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
+	t.Cleanup(func() { _ = m.Close() })
+	return m
 }
 
 // syncedPool registers a pool of n UTXOs on the program named name and
@@ -338,8 +346,7 @@ func TestReleaseLandingAfterARebuildEndsTheRestoredHold(t *testing.T) {
 	f := newFixture(t)
 	p := f.syncedPool(t, "late release", 3)
 	j := &heldReleases{Journal: f.newJournal(t)}
-	locks := lockmgr.New(f.rdb, lockmgr.Options{Prefix: f.prefix, Journal: j})
-	t.Cleanup(func() { _ = locks.Close() })
+	locks := f.lockerWith(t, j)
 	res, err := locks.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Count: 2, TTL: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
