@@ -336,8 +336,7 @@ func (m *Reservations) Release(ctx context.Context, pool int64, id string) (*Res
 		return res, nil
 	}
 	err = scriptError(err)
-	rebuilding := errors.Is(err, ErrRebuilding)
-	if m.journal == nil || !(errors.Is(err, ErrNotFound) || rebuilding) {
+	if m.journal == nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, ErrRebuilding)) {
 		return nil, err
 	}
 	// Redis does not have it live (any more): the journal tells. A live row
@@ -365,13 +364,7 @@ func (m *Reservations) Release(ctx context.Context, pool int64, id string) (*Res
 	// The release took effect; Redis follows. Should this step fail, the
 	// UTXOs stay held until the hold runs out or the syncer's sweep ends it:
 	// later, never twice.
-	if rebuilding {
-		// A rebuild whose snapshot came before this release may restore
-		// the reservation: Redis follows once the pool is loaded.
-		m.endOnceLoaded(pool, []string{id})
-	} else {
-		m.follow(ctx, pool, id)
-	}
+	m.follow(ctx, pool, id)
 	return &ended, nil
 }
 
@@ -406,11 +399,18 @@ func (m *Reservations) Peek(ctx context.Context, pool int64, id string) (*Reserv
 	return nil, ErrNotFound
 }
 
-// follow makes Redis end a reservation the journal says has ended. A failure
-// is left to the hold's expiry and the syncer's sweep.
+// follow makes Redis end a reservation the journal says has ended. While
+// Redis has lost the pool it does so once the pool is loaded
+// (endOnceLoaded): a rebuild whose snapshot came before the ending may
+// restore the reservation. A failure is left to the hold's expiry and the
+// syncer's sweep.
 func (m *Reservations) follow(ctx context.Context, pool int64, id string) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), followTimeout)
 	defer cancel()
+	if n, err := m.rdb.Exists(fctx, m.keys(pool).Ready).Result(); err == nil && n == 0 {
+		m.endOnceLoaded(pool, []string{id})
+		return
+	}
 	_ = m.endReservations(fctx, pool, 0, []string{id})
 }
 
