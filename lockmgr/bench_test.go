@@ -2,9 +2,11 @@ package lockmgr_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -14,7 +16,7 @@ import (
 
 // redisCPU returns the CPU time the Redis server has used so far, in
 // microseconds (INFO's used_cpu_sys and used_cpu_user, main thread and all).
-func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
+func redisCPU(b testing.TB, rdb redis.UniversalClient) float64 {
 	b.Helper()
 	info, err := rdb.Info(context.Background(), "cpu").Result()
 	if err != nil {
@@ -58,4 +60,40 @@ func BenchmarkReserveRelease(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric((redisCPU(b, rdb)-before)/float64(b.N), "redis-µs/cycle")
+}
+
+// BenchmarkCombineReserve runs combine reserves (then releases) of k UTXOs on
+// pools of n UTXOs whose amounts are all distinct and none covers the amount
+// alone. redis-µs/reserve is the Redis server's CPU per cycle; worst-ms the
+// slowest cycle: how long one script can hold Redis for every other client.
+func BenchmarkCombineReserve(b *testing.B) {
+	for _, c := range []struct{ n, k int }{{300, 3}, {300, 6}, {2000, 2}, {2000, 3}, {20000, 2}, {20000, 3}, {20000, 5}, {100000, 2}} {
+		b.Run(fmt.Sprintf("utxos=%d/needed=%d", c.n, c.k), func(b *testing.B) {
+			ctx := context.Background()
+			rdb, prefix := testenv.Redis(b)
+			m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
+			its := items(c.n)
+			if err := m.LoadAvailable(ctx, 1, its); err != nil {
+				b.Fatal(err)
+			}
+			want := uint64(c.k-1)*its[c.n-1].Amount + 15
+			var worst time.Duration
+			b.ResetTimer()
+			before := redisCPU(b, rdb)
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				r, err := m.Reserve(ctx, lockmgr.Request{PoolID: 1, Amount: want, Combine: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := m.Release(ctx, 1, r.ID); err != nil {
+					b.Fatal(err)
+				}
+				worst = max(worst, time.Since(start))
+			}
+			b.StopTimer()
+			b.ReportMetric((redisCPU(b, rdb)-before)/float64(b.N), "redis-µs/reserve")
+			b.ReportMetric(float64(worst.Microseconds())/1000, "worst-ms")
+		})
+	}
 }

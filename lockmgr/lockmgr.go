@@ -199,7 +199,9 @@ type Item struct {
 // Request asks for a reservation in one pool, in one of four modes: exactly
 // Hashes (all or nothing); any Count free UTXOs; Amount (best fit: an exact
 // match, else the smallest free UTXO worth at least Amount); or Amount with
-// Combine (the fewest UTXOs whose sum covers Amount, then the least excess).
+// Combine (the fewest UTXOs whose sum covers Amount, then the least excess a
+// search bounded whatever the pool's size finds: the least there is in a
+// pool of up to 256 free UTXOs).
 type Request struct {
 	PoolID  int64
 	Hashes  []string

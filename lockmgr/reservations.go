@@ -13,9 +13,10 @@ import (
 	"github.com/bufferd/bufferd/lockmgr/internal/scripts"
 )
 
-// combineBudget bounds the search of a combine reservation (nodes visited);
-// past it the best combination found so far is taken.
-const combineBudget = 20000
+// combineBudget bounds the search of a combine reservation (combinations
+// and candidates looked at), and so how long its script holds Redis (a few
+// milliseconds); past it the best combination found so far is taken.
+const combineBudget = 2000
 
 // followTimeout bounds the Redis step that makes Redis follow the journal
 // after the caller's own context may have ended.

@@ -4,7 +4,7 @@
 --   14 the reservation's idempotency key (any key of the pool when unused)
 -- ARGV: 1 id, 2 owner, 3 ttl_ms, 4 legacy (0|1), 5 mode (hashes|count|amount|combine),
 --       6 count, 7 amount (20 decimal digits), 8 request fingerprint ('' without
---       an idempotency key), 9 idempotency window ms, 10 node budget of combine,
+--       an idempotency key), 9 idempotency window ms, 10 step budget of combine,
 --       11.. hashes
 -- Returns the flat list {'result', R, 'load', L, <fields>} where L names the
 -- pool's current load into Redis (its ready marker) and R is
@@ -79,66 +79,125 @@ local function less(h1, l1, h2, l2)
 end
 
 -- combine_pick returns the members of the fewest free UTXOs whose amounts
--- sum to at least want, with the least excess among those; nil when the
--- pool cannot cover it. Past budget nodes it keeps the best found so far.
+-- sum to at least want, with the least excess it finds; nil when the pool
+-- cannot cover it. Its work does not grow with the pool: it reads the pool's
+-- TOP largest free UTXOs, chooses all but the last UTXO of a combination
+-- among them (a branch and bound, largest first), and looks the last one up
+-- in the whole free set: the smallest that completes the sum. Past budget
+-- steps it keeps the best found so far. On a pool of at most TOP free UTXOs
+-- (and within budget) the excess is the least there is; a combination that
+-- needs more than TOP UTXOs is the largest ones.
+local TOP = 256
+local function fmt(h, l)
+  return string.format('%010d%010d', h, l)
+end
 local function combine_pick()
   local single = redis.call('ZRANGEBYLEX', P.free, '[' .. want, '+', 'LIMIT', 0, 1)
   if #single == 1 then
     return single
   end
-  local ms = redis.call('ZRANGE', P.free, 0, -1, 'REV')
+  local ms = redis.call('ZRANGE', P.free, 0, TOP - 1, 'REV')
   local n = #ms
   local ah, al = {}, {}
   for i = 1, n do
     ah[i], al[i] = limbs(ms[i])
   end
   local wh, wl = limbs(want)
-  -- k: how many of the largest it takes to reach want
+  -- k: how many of the largest it takes to reach want (the fewest)
   local k, sh, sl = 0, 0, 0
   while k < n and less(sh, sl, wh, wl) do
     k = k + 1
     sh, sl = sh + ah[k], sl + al[k]
   end
   if less(sh, sl, wh, wl) then
-    return nil
+    if n < TOP then
+      return nil
+    end
+    -- more than TOP are needed: the largest, a page at a time
+    local out = ms
+    local from = TOP
+    while true do
+      local page = redis.call('ZRANGE', P.free, from, from + TOP - 1, 'REV')
+      if #page == 0 then
+        return nil
+      end
+      for _, m in ipairs(page) do
+        local h, l = limbs(m)
+        sh, sl = sh + h, sl + l
+        out[#out + 1] = m
+        if not less(sh, sl, wh, wl) then
+          return out
+        end
+      end
+      from = from + TOP
+    end
   end
-  -- prefix sums, largest first: the r smallest of items i..n sum to
-  -- prefix[n] - prefix[n-r].
+  -- k >= 2 (no single UTXO covers want). Lower bounds: the j smallest free
+  -- UTXOs of the pool sum to lh[j], ll[j] (j < k).
+  local lh, ll = {[0] = 0}, {[0] = 0}
+  for j, m in ipairs(redis.call('ZRANGE', P.free, 0, k - 2)) do
+    local h, l = limbs(m)
+    lh[j], ll[j] = lh[j - 1] + h, ll[j - 1] + l
+  end
+  -- prefix sums of the largest, largest first
   local ph, pl = {[0] = 0}, {[0] = 0}
   for i = 1, n do
     ph[i], pl[i] = ph[i - 1] + ah[i], pl[i - 1] + al[i]
   end
-  local bh, bl = sh, sl
+  local bh, bl = norm(sh, sl)
   local best = {}
-  for i = 1, k do best[i] = i end
-  local chosen, nodes, exact = {}, 0, false
-  local function dfs(start, depth, h, l)
-    nodes = nodes + 1
-    if nodes > budget then return end
-    local left = k - depth
-    if left == 0 then
-      if not less(h, l, wh, wl) and less(h, l, bh, bl) then
-        bh, bl = norm(h, l)
-        for i = 1, k do best[i] = chosen[i] end
-        exact = not less(wh, wl, bh, bl)
+  for i = 1, k do best[i] = ms[i] end
+  local chosen, steps, exact = {}, 0, false
+  -- last completes chosen[1..k-1] (summing h, l) with the smallest free UTXO
+  -- not among them that reaches want.
+  local function last(h, l)
+    local gh, gl = norm(wh - h, wl - l)
+    local found = redis.call('ZRANGEBYLEX', P.free, '[' .. fmt(gh, gl), '+', 'LIMIT', 0, k)
+    for _, m in ipairs(found) do
+      local taken = false
+      for j = 1, k - 1 do
+        if ms[chosen[j]] == m then
+          taken = true
+          break
+        end
       end
+      if not taken then
+        local mh, ml = limbs(m)
+        if less(h + mh, l + ml, bh, bl) then
+          bh, bl = norm(h + mh, l + ml)
+          for j = 1, k - 1 do best[j] = ms[chosen[j]] end
+          best[k] = m
+          exact = not less(wh, wl, bh, bl)
+        end
+        return
+      end
+    end
+  end
+  -- dfs chooses the (depth+1)-th of the k-1 UTXOs taken from the largest.
+  local function dfs(start, depth, h, l)
+    if depth == k - 1 then
+      steps = steps + 1
+      last(h, l)
       return
     end
-    for i = start, n - left + 1 do
-      -- the largest `left` items from i on cannot reach want: neither can later ones
-      if less(h + ph[i + left - 1] - ph[i - 1], l + pl[i + left - 1] - pl[i - 1], wh, wl) then return end
-      -- a lower bound of any completion taking item i: it plus the smallest left-1 items
-      if less(h + ah[i] + ph[n] - ph[n - left + 1], l + al[i] + pl[n] - pl[n - left + 1], bh, bl) then
+    local mid = k - 1 - depth -- still to take from the largest, this one included
+    for i = start, n - mid + 1 do
+      steps = steps + 1
+      if steps > budget then return end
+      -- the most a combination from i on can sum to: the mid largest from i
+      -- on, and a last UTXO no larger than the smallest of them
+      local j = i + mid - 1
+      if less(h + ph[j] - ph[i - 1] + ah[j], l + pl[j] - pl[i - 1] + al[j], wh, wl) then return end
+      -- the least a combination taking i can sum to: i and the mid smallest
+      if less(h + ah[i] + lh[mid], l + al[i] + ll[mid], bh, bl) then
         chosen[depth + 1] = i
         dfs(i + 1, depth + 1, h + ah[i], l + al[i])
-        if nodes > budget or exact then return end
+        if steps > budget or exact then return end
       end
     end
   end
   dfs(1, 0, 0, 0)
-  local out = {}
-  for i = 1, k do out[i] = ms[best[i]] end
-  return out
+  return best
 end
 
 -- picked holds free-set members ("<amount>:<hash>").
