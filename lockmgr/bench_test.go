@@ -97,3 +97,48 @@ func BenchmarkCombineReserve(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLargePoolStall applies a 100,000-UTXO pool's chain changes, loads
+// it and reads what Redis offers, while another client sends PING after PING:
+// *-ms is the slowest PING during each, how long the bulk work kept Redis
+// from everyone else.
+func BenchmarkLargePoolStall(b *testing.B) {
+	const n = 100000
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(b)
+	m := lockmgr.New(rdb, lockmgr.Options{Prefix: prefix})
+	its := items(n)
+	var apply, load, offered time.Duration
+	for i := 0; i < b.N; i++ {
+		apply = max(apply, slowestPing(b, func() error { return m.ApplyChain(ctx, 1, its, nil) }))
+		load = max(load, slowestPing(b, func() error { return m.LoadAvailable(ctx, 1, its) }))
+		offered = max(offered, slowestPing(b, func() error { _, err := m.Offered(ctx, 1); return err }))
+	}
+	b.ReportMetric(float64(apply.Microseconds())/1000, "apply-ms")
+	b.ReportMetric(float64(load.Microseconds())/1000, "load-ms")
+	b.ReportMetric(float64(offered.Microseconds())/1000, "offered-ms")
+}
+
+// slowestPing runs f while a client of its own sends PING after PING, and
+// returns the slowest.
+func slowestPing(b *testing.B, f func() error) time.Duration {
+	b.Helper()
+	rdb, _ := testenv.Redis(b)
+	ctx, stop := context.WithCancel(context.Background())
+	slowest := make(chan time.Duration)
+	go func() {
+		var s time.Duration
+		for ctx.Err() == nil {
+			start := time.Now()
+			_ = rdb.Ping(context.Background()).Err()
+			s = max(s, time.Since(start))
+		}
+		slowest <- s
+	}()
+	err := f()
+	stop()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return <-slowest
+}

@@ -60,7 +60,6 @@ func (m *Loads) SyncGeneration(ctx context.Context, pool int64) (int64, error) {
 // script, so readers never see half a pool. Until a pool is rebuilt,
 // reserving in it fails with ErrRebuilding.
 func (m *Loads) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
-	const batch = 5000
 	k := m.keys(pool)
 	nonce, err := newNonce()
 	if err != nil {
@@ -71,8 +70,8 @@ func (m *Loads) Rebuild(ctx context.Context, pool int64, s Snapshot) error {
 		load = nonce
 	}
 	stageFree, stageUTXO := k.Stage(nonce)
-	for i := 0; i < len(s.Available); i += batch {
-		chunk := s.Available[i:min(i+batch, len(s.Available))]
+	for i := 0; i < len(s.Available); i += bulkBatch {
+		chunk := s.Available[i:min(i+bulkBatch, len(s.Available))]
 		zs := make([]redis.Z, len(chunk))
 		hs := make([]any, 0, 2*len(chunk))
 		for j, it := range chunk {

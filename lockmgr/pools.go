@@ -56,18 +56,44 @@ func (m *Pools) list(ctx context.Context, pool int64, desc bool, start, limit, s
 	return decodeItems(raw)
 }
 
+// bulkBatch is how many UTXOs (or reservations) one Redis call of the bulk
+// paths (the chain's changes, a rebuild's staging, the sweep's reads, the
+// endings the journal decides) carries at most. Redis serves nobody else
+// while it runs a command, so each holds it for about a millisecond,
+// whatever the pool's size; 5,000 held it for 40-50 ms (BENCHMARKS.md).
+const bulkBatch = 500
+
+// scanHash reads the hash at key a bulkBatch at a time (HSCAN), not in one
+// command that holds Redis as long as the hash is large. A field set or
+// deleted meanwhile may be seen or not; the others are seen once.
+func (c *core) scanHash(ctx context.Context, key string) (map[string]string, error) {
+	out := map[string]string{}
+	var cursor uint64
+	for {
+		kv, next, err := c.rdb.HScan(ctx, key, cursor, "", bulkBatch).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		if cursor = next; cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
 // ApplyChain applies the chain's changes to a pool: add holds UTXOs the chain
 // now offers (free at once unless held), remove those it no longer offers
 // (spent, spent in the mempool, invalidated, immature: never offered again; a
 // hold on one stays until its reservation ends). It does not mark a pool
 // ready: after a loss of Redis data only a Rebuild does.
 func (m *Pools) ApplyChain(ctx context.Context, pool int64, add []Item, remove []string) error {
-	const batch = 5000
 	k := m.keys(pool)
 	for len(add) > 0 || len(remove) > 0 {
-		a := add[:min(len(add), batch)]
+		a := add[:min(len(add), bulkBatch)]
 		add = add[len(a):]
-		r := remove[:min(len(remove), batch-len(a))]
+		r := remove[:min(len(remove), bulkBatch-len(a))]
 		remove = remove[len(r):]
 		args := make([]any, 0, 2+2*len(a)+len(r))
 		args = append(args, m.epoch, len(a))
@@ -102,8 +128,10 @@ func (m *Pools) PoolCounts(ctx context.Context, pool int64) (free, held int64, e
 
 // Offered returns the UTXOs Redis offers for the pool (free or held), with
 // their amounts: what the syncer's sweep compares with the journal's view.
+// It is read in pieces (scanHash): one offered or withdrawn meanwhile may be
+// seen or not, as if read a moment earlier or later.
 func (m *Pools) Offered(ctx context.Context, pool int64) (map[string]uint64, error) {
-	all, err := m.rdb.HGetAll(ctx, m.keys(pool).UTXO).Result()
+	all, err := m.scanHash(ctx, m.keys(pool).UTXO)
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: offered utxos of pool %d: %w", pool, err)
 	}
@@ -136,7 +164,7 @@ func (m *Pools) Holds(ctx context.Context, pool int64) (map[string]time.Time, er
 		return nil, err
 	}
 	k := m.keys(pool)
-	holders, err := m.rdb.HGetAll(ctx, k.Holder).Result()
+	holders, err := m.scanHash(ctx, k.Holder)
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: holds of pool %d: %w", pool, err)
 	}

@@ -472,10 +472,9 @@ func (m *Reservations) EndReservations(ctx context.Context, pool int64, ids []st
 }
 
 func (m *Reservations) endReservations(ctx context.Context, pool, epoch int64, ids []string) error {
-	const batch = 1000
 	k := m.keys(pool)
 	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), batch)]
+		chunk := ids[:min(len(ids), bulkBatch)]
 		ids = ids[len(chunk):]
 		args := make([]any, 0, 1+len(chunk))
 		args = append(args, epoch)

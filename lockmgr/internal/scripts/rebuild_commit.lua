@@ -83,19 +83,17 @@ if redis.call('EXISTS', sfree) == 1 then
     end
   end
 end
+-- The pool's old sets are unlinked first: freed in the background, where
+-- RENAME over them would free them while every client waits.
+redis.call('UNLINK', P.free, P.utxo, KEYS[16], KEYS[17], KEYS[18])
 if redis.call('EXISTS', sfree) == 1 then
   redis.call('RENAME', sfree, P.free)
   redis.call('PERSIST', P.free)
-else
-  redis.call('DEL', P.free)
 end
 if redis.call('EXISTS', sutxo) == 1 then
   redis.call('RENAME', sutxo, P.utxo)
   redis.call('PERSIST', P.utxo)
-else
-  redis.call('DEL', P.utxo)
 end
-redis.call('DEL', KEYS[16], KEYS[17], KEYS[18])
 redis.call('SET', P.ready, ARGV[2])
 reclaim(now)
 redis.call('PUBLISH', P.freed, '1')
