@@ -35,13 +35,15 @@ type ReleaseRecord struct {
 // member is the record's member of the pool's releases set (release.lua).
 func (r ReleaseRecord) member() string { return r.ID + " " + strconv.FormatInt(r.Fence, 10) }
 
-// RecentReleases returns the pool's releases made before cutoff that Redis
-// keeps for the syncer's sweep (for ten minutes, or until ForgetReleases).
-// The sweep writes them to the journal, where the API's own write of a
-// release was lost (the API died right after answering).
-func (m *Releases) RecentReleases(ctx context.Context, pool int64, cutoff time.Time) ([]ReleaseRecord, error) {
+// RecentReleases returns the oldest limit of the pool's releases made before
+// cutoff that Redis keeps for the syncer's sweep (for ten minutes, or until
+// ForgetReleases). The sweep writes them to the journal, where the API's own
+// write of a release was lost (the API died right after answering), a page
+// at a time: a busy pool makes thousands of releases between two sweeps,
+// and one call that read them all would hold Redis for tens of milliseconds.
+func (m *Releases) RecentReleases(ctx context.Context, pool int64, cutoff time.Time, limit int) ([]ReleaseRecord, error) {
 	zs, err := m.rdb.ZRangeByScoreWithScores(ctx, m.keys(pool).Releases(), &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(cutoff.UnixMilli(), 10)}).Result()
+		Min: "-inf", Max: strconv.FormatInt(cutoff.UnixMilli(), 10), Count: int64(limit)}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: releases of pool %d: %w", pool, err)
 	}

@@ -123,7 +123,7 @@ type sweepLocks interface {
 	Holds(ctx context.Context, pool int64) (map[string]time.Time, error)
 	Loaded(ctx context.Context, pool int64) (bool, error)
 	Offered(ctx context.Context, pool int64) (map[string]uint64, error)
-	RecentReleases(ctx context.Context, pool int64, cutoff time.Time) ([]lockmgr.ReleaseRecord, error)
+	RecentReleases(ctx context.Context, pool int64, cutoff time.Time, limit int) ([]lockmgr.ReleaseRecord, error)
 }
 
 // A rebuild needs only the Loads of a *lockmgr.Manager, ending reservations

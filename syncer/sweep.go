@@ -137,18 +137,39 @@ func (s *sweeper) Pool(ctx context.Context, pool int64) (sweepResult, error) {
 	return res, nil
 }
 
+// releasePage is how many of a pool's recorded releases the sweep reads,
+// writes and forgets at a time, and maxReleasePages how many pages one sweep
+// takes at most (the rest waits for the next).
+const (
+	releasePage     = 500
+	maxReleasePages = 2000
+)
+
 // releases writes to the journal the pool's releases older than
-// releaseSettle that it lacks, and returns how many.
+// releaseSettle that it lacks, and returns how many, a page at a time: each
+// Redis call and statement stays short however many releases the pool made
+// since the last sweep.
 func (s *sweeper) releases(ctx context.Context, pool int64) (int, error) {
-	rs, err := s.Locks.RecentReleases(ctx, pool, time.Now().Add(-releaseSettle))
-	if err != nil || len(rs) == 0 {
-		return 0, err
+	cutoff := time.Now().Add(-releaseSettle)
+	total := 0
+	for range maxReleasePages {
+		rs, err := s.Locks.RecentReleases(ctx, pool, cutoff, releasePage)
+		if err != nil || len(rs) == 0 {
+			return total, err
+		}
+		n, err := s.Store.RecordReleases(ctx, rs)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if err := s.Locks.ForgetReleases(ctx, pool, rs); err != nil {
+			return total, err
+		}
+		if len(rs) < releasePage {
+			break
+		}
 	}
-	n, err := s.Store.RecordReleases(ctx, rs)
-	if err != nil {
-		return n, err
-	}
-	return n, s.Locks.ForgetReleases(ctx, pool, rs)
+	return total, nil
 }
 
 // endedInJournal reports whether the journal has reservation id and says it
