@@ -51,6 +51,15 @@ func TestCombineWorkDoesNotGrowWithThePool(t *testing.T) {
 	}
 }
 
+// randomAmounts returns n amounts drawn from 1..1,000,000.
+func randomAmounts(rng *rand.Rand, n int) []uint64 {
+	amounts := make([]uint64, n)
+	for i := range amounts {
+		amounts[i] = 1 + rng.Uint64N(1_000_000)
+	}
+	return amounts
+}
+
 // bestPair returns the least sum of two amounts that covers want (every
 // amount alone falls short), or false.
 func bestPair(amounts []uint64, want uint64) (uint64, bool) {
@@ -77,10 +86,7 @@ func TestCombineFindsTheBestPairUpTo256UTXOs(t *testing.T) {
 	for c := 0; c < 40; c++ {
 		pool := int64(5000 + c)
 		n := 11 + rng.IntN(246)
-		amounts := make([]uint64, n)
-		for i := range amounts {
-			amounts[i] = 1 + rng.Uint64N(1_000_000)
-		}
+		amounts := randomAmounts(rng, n)
 		sorted := slices.Sorted(slices.Values(amounts))
 		largest, second := sorted[n-1], sorted[n-2]
 		want := largest + 1 + rng.Uint64N(second) // two UTXOs needed, and enough
@@ -112,10 +118,7 @@ func TestCombineOnLargePoolsTakesTheFewest(t *testing.T) {
 	for c := 0; c < 30; c++ {
 		pool := int64(6000 + c)
 		n := 300 + rng.IntN(1200)
-		amounts := make([]uint64, n)
-		for i := range amounts {
-			amounts[i] = 1 + rng.Uint64N(1_000_000)
-		}
+		amounts := randomAmounts(rng, n)
 		desc := slices.Sorted(slices.Values(amounts))
 		slices.Reverse(desc)
 		k := 2 + rng.IntN(5)

@@ -60,7 +60,7 @@ func (m *Pools) list(ctx context.Context, pool int64, desc bool, start, limit, s
 // paths (the chain's changes, a rebuild's staging, the sweep's reads, the
 // endings the journal decides) carries at most. Redis serves nobody else
 // while it runs a command, so each holds it for about a millisecond,
-// whatever the pool's size; 5,000 held it for 40-50 ms (BENCHMARKS.md).
+// whatever the pool's size; 5,000 held it for 40-90 ms (BENCHMARKS.md).
 const bulkBatch = 500
 
 // scanHash reads the hash at key a bulkBatch at a time (HSCAN), not in one

@@ -336,6 +336,23 @@ func TestSweepSettlesAReservationSettleMissed(t *testing.T) {
 	}
 }
 
+// forgottenRelease reserves a UTXO of the pool and releases it through a
+// manager whose journal never hears of the release (its API died right after
+// answering); it returns the reservation and the release.
+func (sp *sweepPool) forgottenRelease(t *testing.T) (r, released *lockmgr.Reservation) {
+	t.Helper()
+	ctx := context.Background()
+	forgetful := sp.f.forgetful(t)
+	r, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: sp.pool.ID, Hashes: sp.hashes[2:3]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if released, err = forgetful.Release(ctx, sp.pool.ID, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	return r, released
+}
+
 // A release Redis made whose journal write was lost (the API died right
 // after answering) is written to the journal, as of when it happened, once
 // it is older than the time the API's own write takes.
@@ -344,15 +361,7 @@ func TestSweepWritesALostRelease(t *testing.T) {
 	ctx := context.Background()
 	sp := newSweepPool(t, "lost release")
 	f, p := sp.f, sp.pool
-	forgetful := f.forgetful(t)
-	r, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: sp.hashes[2:3]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	released, err := forgetful.Release(ctx, p.ID, r.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, released := sp.forgottenRelease(t)
 	// A young release is left to its API.
 	if res, err := sp.sweep.Pool(ctx, p.ID); err != nil || res.LostReleases != 0 {
 		t.Fatalf("sweep of a young release: %+v, %v", res, err)
@@ -382,15 +391,7 @@ func TestSweepTakesManyReleasesInShortCalls(t *testing.T) {
 	ctx := context.Background()
 	sp := newSweepPool(t, "many releases")
 	f, p := sp.f, sp.pool
-	forgetful := f.forgetful(t)
-	r, err := forgetful.Reserve(ctx, lockmgr.Request{PoolID: p.ID, Hashes: sp.hashes[2:3]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	released, err := forgetful.Release(ctx, p.ID, r.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, released := sp.forgottenRelease(t)
 	// Old enough for the sweep, with 3,000 releases of reservations the
 	// journal already ended or never had.
 	old := float64(released.UpdatedAt.Add(-10 * time.Second).UnixMilli())
@@ -406,6 +407,7 @@ func TestSweepTakesManyReleasesInShortCalls(t *testing.T) {
 	f.rdb.AddHook(sizes)
 	var res syncer.SweepResult
 	largest, name := sizes.Measure(func() {
+		var err error
 		if res, err = sp.sweep.Pool(ctx, p.ID); err != nil {
 			t.Fatal(err)
 		}
