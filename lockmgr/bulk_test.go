@@ -12,7 +12,7 @@ import (
 // on a large pool (its chain changes, a rebuild's staging, the sweep's reads
 // of what Redis offers and holds) goes in calls of at most 500 UTXOs, each
 // about a millisecond of Redis, whatever the pool's size. They were calls of
-// up to 5,000 UTXOs, and whole-hash reads: 40-50 ms of Redis on a pool of
+// up to 5,000 UTXOs, and whole-hash reads: 40-90 ms of Redis on a pool of
 // 100,000 (BENCHMARKS.md).
 func TestBulkWorkGoesInShortCalls(t *testing.T) {
 	t.Parallel()

@@ -26,7 +26,7 @@ func TestCombineWorkDoesNotGrowWithThePool(t *testing.T) {
 	m := lockmgr.New(rdb, lockmgr.Options{Prefix: "combine:"})
 	ctx := context.Background()
 	const n = 3000
-	its := items(n) // amounts 1000, 1010, ..., all distinct, none covers two
+	its := items(n) // amounts 1000, 1010, ...: none alone covers what is asked below
 	load(t, m, 1, its)
 	largest := its[n-1].Amount
 	for _, k := range []uint64{2, 3} {
