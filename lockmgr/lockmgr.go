@@ -201,7 +201,8 @@ type Item struct {
 // match, else the smallest free UTXO worth at least Amount); or Amount with
 // Combine (the fewest UTXOs whose sum covers Amount, then the least excess a
 // search bounded whatever the pool's size finds: the least there is in a
-// pool of up to 256 free UTXOs).
+// pool of up to 256 free UTXOs while the search fits its budget, as it
+// always does for two UTXOs).
 type Request struct {
 	PoolID  int64
 	Hashes  []string

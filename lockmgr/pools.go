@@ -63,24 +63,24 @@ func (m *Pools) list(ctx context.Context, pool int64, desc bool, start, limit, s
 // whatever the pool's size; 5,000 held it for 40-90 ms (BENCHMARKS.md).
 const bulkBatch = 500
 
-// scanHash reads the hash at key a bulkBatch at a time (HSCAN), not in one
+// scanHash reads the hash at key a bulkBatch at a time (HSCAN, through
+// go-redis's iterator, which yields a field, then its value), not in one
 // command that holds Redis as long as the hash is large. A field set or
-// deleted meanwhile may be seen or not; the others are seen once.
+// deleted meanwhile may be seen or not; the others are seen.
 func (c *core) scanHash(ctx context.Context, key string) (map[string]string, error) {
 	out := map[string]string{}
-	var cursor uint64
-	for {
-		kv, next, err := c.rdb.HScan(ctx, key, cursor, "", bulkBatch).Result()
-		if err != nil {
-			return nil, err
+	it := c.rdb.HScan(ctx, key, 0, "", bulkBatch).Iterator()
+	for it.Next(ctx) {
+		field := it.Val()
+		if !it.Next(ctx) {
+			break
 		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			out[kv[i]] = kv[i+1]
-		}
-		if cursor = next; cursor == 0 {
-			return out, nil
-		}
+		out[field] = it.Val()
 	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ApplyChain applies the chain's changes to a pool: add holds UTXOs the chain

@@ -812,9 +812,10 @@ func (s *Store) txBatch(ctx context.Context, batch []*journalWrite) ([]error, er
 
 // recordBatch writes a batch of grants only, on PostgreSQL, in a single
 // statement (so without a transaction around it: one round trip): it inserts
-// the grants made in their pools' current Redis load and what they hold. A grant it did not insert (a conflict, a
-// changed load: rare) is explained by the usual path, in a transaction. It
-// reports ok=false when the batch is not one it writes.
+// the grants made in their pools' current Redis load and what they hold. A
+// grant it did not insert (a conflict, a changed load: rare) is explained by
+// the usual path, in a transaction. It reports ok=false when the batch is not
+// one it writes.
 func (s *Store) recordBatch(ctx context.Context, batch []*journalWrite) (results []error, ok bool, err error) {
 	if s.dialect != dialectPostgres || len(batch) > recordChunk {
 		return nil, false, nil
